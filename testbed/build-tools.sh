@@ -1,0 +1,105 @@
+#!/usr/bin/env bash
+# Builds the test-bed tools from Go modules and caches them by version outside the repo.
+# Idempotent: a tool whose cache folder is complete is only linked again. A failed build
+# names the tool, the version and the command, and leaves nothing in the cache.
+set -euo pipefail
+
+repo="$(cd "$(dirname "$0")/.." && pwd)"
+# shellcheck source=versions.env
+source "$repo/testbed/versions.env"
+cache="${MCP_TOOLS_CACHE:-$HOME/.cache/mcp-connector/tools}"
+bin_dir="$repo/.dev/bin"
+mkdir -p "$cache" "$bin_dir"
+
+export GOTOOLCHAIN=local GOFLAGS=-mod=mod CGO_ENABLED=0
+
+say() { printf '[tools] %s\n' "$*"; }
+
+# run TOOL VERSION CMD...: runs a build step, failing loudly with what was being built.
+run() {
+  local tool="$1" version="$2"; shift 2
+  if ! "$@"; then
+    say "FAILED building $tool $version: $*" >&2
+    exit 1
+  fi
+}
+
+# cached TOOL VERSION: true when the tool's cache folder is complete.
+cached() { [[ -f "$cache/$1-$2/.complete" ]]; }
+
+# build TOOL VERSION FUNCTION: builds into a scratch folder and moves it into place only on success.
+build() {
+  local tool="$1" version="$2" fn="$3" started
+  if cached "$tool" "$version"; then
+    say "$tool $version: cached"
+    return
+  fi
+  local scratch="$cache/.$tool-$version.partial"
+  rm -rf "$scratch"; mkdir -p "$scratch"
+  say "$tool $version: building (first time on this machine; this takes minutes)"
+  started=$SECONDS
+  "$fn" "$scratch" "$version"
+  touch "$scratch/.complete"
+  rm -rf "${cache:?}/$tool-$version"
+  mv "$scratch" "$cache/$tool-$version"
+  say "$tool $version: built in $((SECONDS - started))s"
+}
+
+build_kubernetes() {
+  local out="$1" version="$2" minor ldflags="-s -w" pkg
+  minor="${version#v1.}"; minor="${minor%%.*}"
+  for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
+    ldflags+=" -X $pkg.gitVersion=$version -X $pkg.gitMajor=1 -X $pkg.gitMinor=$minor"
+    ldflags+=" -X $pkg.gitTreeState=clean -X $pkg.buildDate=1970-01-01T00:00:00Z"
+  done
+  cd "$repo/testbed/gomod/kubernetes"
+  for cmd in kube-apiserver kube-controller-manager; do
+    say "  go build $cmd"
+    run kubernetes "$version" go build -trimpath -tags selinux,notest,grpcnotrace \
+      -ldflags "$ldflags" -o "$out/$cmd" "k8s.io/kubernetes/cmd/$cmd"
+  done
+}
+
+build_etcd() {
+  local out="$1" version="$2"
+  cd "$repo/testbed/gomod/etcd"
+  run etcd "$version" go build -trimpath -ldflags "-s -w" -o "$out/etcd" go.etcd.io/etcd/server/v3
+}
+
+build_pulumi() {
+  local out="$1" version="$2"
+  cd "$repo/testbed/gomod/pulumi"
+  run pulumi "$version" go build -trimpath -tags osusergo,grpcnotrace \
+    -ldflags "-s -w -X github.com/pulumi/pulumi/sdk/v3/go/common/version.Version=$version" \
+    -o "$out/pulumi" github.com/pulumi/pulumi/pkg/v3/cmd/pulumi
+}
+
+build_pulumi_kubernetes() {
+  local out="$1" version="$2" work module
+  work="$(mktemp -d)"
+  cp "$repo/testbed/gomod/pulumi-kubernetes/"{go.mod,go.sum,main.go} "$work/"
+  cd "$work"
+  module="$(go list -m -f '{{.Dir}}' github.com/pulumi/pulumi-kubernetes/provider/v4)"
+  # The generated embeds are git-ignored upstream, so the module lacks them: generate them here.
+  cp "$module/cmd/pulumi-resource-kubernetes/"{schema.json,terraform-mapping.json,generate.go} .
+  chmod u+w ./*
+  run pulumi-kubernetes "$version" env VERSION="${version#v}" go run ./generate.go
+  rm generate.go schema.json terraform-mapping.json
+  run pulumi-kubernetes "$version" go build -trimpath \
+    -ldflags "-s -w -X github.com/pulumi/pulumi-kubernetes/provider/v4/pkg/version.Version=$version" \
+    -o "$out/pulumi-resource-kubernetes" .
+  cd / && rm -rf "$work"
+}
+
+link() { ln -sf "$cache/$1-$2/$3" "$bin_dir/$3"; }
+
+build etcd "$ETCD_VERSION" build_etcd
+link etcd "$ETCD_VERSION" etcd
+build kubernetes "$KUBERNETES_VERSION" build_kubernetes
+link kubernetes "$KUBERNETES_VERSION" kube-apiserver
+link kubernetes "$KUBERNETES_VERSION" kube-controller-manager
+build pulumi "$PULUMI_VERSION" build_pulumi
+link pulumi "$PULUMI_VERSION" pulumi
+build pulumi-kubernetes "$PULUMI_KUBERNETES_VERSION" build_pulumi_kubernetes
+link pulumi-kubernetes "$PULUMI_KUBERNETES_VERSION" pulumi-resource-kubernetes
+say "all tools ready in $bin_dir"
