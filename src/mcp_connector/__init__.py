@@ -1,0 +1,1 @@
+"""mcp-connector: a Crossplane control plane's claim APIs, served inside any Kubernetes app cluster."""

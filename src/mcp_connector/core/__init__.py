@@ -1,0 +1,1 @@
+"""The shared core: the translation contract, control-plane discovery and access settings. No I/O."""

@@ -1,0 +1,235 @@
+"""The translation contract between app-cluster claims and control-plane claims.
+
+Claims from every app cluster share one control-plane namespace, so an app claim
+``(namespace X, name N)`` from cluster ``C`` is stored under a hashed name with
+three ownership labels. The scheme is Upbound's connector's, byte for byte, so a
+cluster can switch between their connector and ours without losing claims.
+
+Everything here is pure: the connector, the component and the disconnect hook
+all import these functions and never re-implement them.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+LABEL_DOMAIN = "mcp-connector.upbound.io"
+APP_NAMESPACE_LABEL = f"{LABEL_DOMAIN}/app-namespace"
+APP_NAME_LABEL = f"{LABEL_DOMAIN}/app-resource-name"
+APP_CLUSTER_LABEL = f"{LABEL_DOMAIN}/app-cluster"
+OWNERSHIP_LABELS = (APP_NAMESPACE_LABEL, APP_NAME_LABEL, APP_CLUSTER_LABEL)
+#: Records the app-side connection Secret name, which the hashed name cannot give back.
+APP_SECRET_NAME_ANNOTATION = f"{LABEL_DOMAIN}/app-connection-secret-name"
+#: Prefix of the annotations a released claim keeps in place of the ownership labels.
+RELEASED_ANNOTATION_PREFIX = f"{LABEL_DOMAIN}/released-from-"
+
+CLAIM_NAME_PREFIX = "claim-"
+_HASH_CHARS = 16
+#: Label values are at most 63 characters, which bounds the app names the contract can carry.
+MAX_LABEL_VALUE = 63
+_LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
+
+RawObject = dict[str, Any]
+
+
+class ContractError(ValueError):
+    """An app-side value the contract cannot represent in the control plane."""
+
+
+@dataclass(frozen=True, order=True)
+class AppRef:
+    """Where a claim lives as the app cluster sees it."""
+
+    cluster_id: str
+    namespace: str
+    name: str
+
+
+def control_plane_name(ref: AppRef) -> str:
+    """Return the control-plane name of an app object (Upbound-compatible hash)."""
+    digest = hashlib.sha256(f"{ref.name}-x-{ref.namespace}-x-{ref.cluster_id}".encode()).hexdigest()
+    return CLAIM_NAME_PREFIX + digest[:_HASH_CHARS]
+
+
+def check_label_value(value: str, *, what: str) -> None:
+    """Raise ContractError when ``value`` cannot be stored as a Kubernetes label value."""
+    if len(value) > MAX_LABEL_VALUE or not _LABEL_VALUE.match(value):
+        raise ContractError(
+            f"{what} {value!r} cannot be connected: it must be a valid label value "
+            f"(at most {MAX_LABEL_VALUE} characters)"
+        )
+
+
+def ownership_labels(ref: AppRef) -> dict[str, str]:
+    """Return the labels that mark a control-plane claim as owned by ``ref``."""
+    for value, what in ((ref.name, "name"), (ref.namespace, "namespace"), (ref.cluster_id, "cluster ID")):
+        check_label_value(value, what=what)
+    return {
+        APP_NAMESPACE_LABEL: ref.namespace,
+        APP_NAME_LABEL: ref.name,
+        APP_CLUSTER_LABEL: ref.cluster_id,
+    }
+
+
+def app_ref_of(obj: Mapping[str, Any]) -> AppRef | None:
+    """Return the app-side identity recorded on a control-plane object, if it has all three labels."""
+    labels = (obj.get("metadata") or {}).get("labels") or {}
+    try:
+        return AppRef(labels[APP_CLUSTER_LABEL], labels[APP_NAMESPACE_LABEL], labels[APP_NAME_LABEL])
+    except KeyError:
+        return None
+
+
+def scope_selector(cluster_id: str, namespace: str | None) -> str:
+    """Return the label selector that confines a list or watch to one cluster (and namespace)."""
+    parts = [f"{APP_CLUSTER_LABEL}={cluster_id}"]
+    if namespace is not None:
+        parts.append(f"{APP_NAMESPACE_LABEL}={namespace}")
+    return ",".join(parts)
+
+
+def combine_selectors(*selectors: str | None) -> str:
+    """AND label selectors together; a selector's requirements are comma-separated."""
+    return ",".join(s for s in selectors if s)
+
+
+def translate_field_selector(field_selector: str) -> tuple[str, str]:
+    """Turn an app-side field selector into (label selector, control-plane field selector).
+
+    ``metadata.name`` and ``metadata.namespace`` name app-side values, which the control
+    plane only knows as labels; every other field is passed through unchanged.
+    """
+    labels: list[str] = []
+    fields: list[str] = []
+    for requirement in filter(None, (r.strip() for r in field_selector.split(","))):
+        match = re.fullmatch(r"([^!=]+?)\s*(==|!=|=)\s*(.*)", requirement)
+        if match is None:
+            raise ContractError(f"invalid field selector requirement {requirement!r}")
+        field, op, value = match.groups()
+        op = "!=" if op == "!=" else "="
+        if field == "metadata.name":
+            check_label_value(value, what="field selector value")
+            labels.append(f"{APP_NAME_LABEL}{op}{value}")
+        elif field == "metadata.namespace":
+            check_label_value(value, what="field selector value")
+            labels.append(f"{APP_NAMESPACE_LABEL}{op}{value}")
+        else:
+            fields.append(f"{field}{op}{value}")
+    return ",".join(labels), ",".join(fields)
+
+
+def _secret_ref(obj: Mapping[str, Any]) -> dict[str, Any] | None:
+    ref = (obj.get("spec") or {}).get("writeConnectionSecretToRef")
+    return ref if isinstance(ref, dict) else None
+
+
+def to_control_plane(obj: Mapping[str, Any], ref: AppRef, *, claim_namespace: str) -> RawObject:
+    """Translate an app-side claim body into the control-plane object it is stored as.
+
+    The ownership labels are set here on every write, whatever the body says, so no
+    request can move a claim to another cluster or namespace.
+    """
+    out: RawObject = copy.deepcopy(dict(obj))
+    metadata = out.setdefault("metadata", {})
+    labels = {k: v for k, v in (metadata.get("labels") or {}).items() if not k.startswith(LABEL_DOMAIN)}
+    labels.update(ownership_labels(ref))
+    metadata["labels"] = labels
+    metadata["name"] = control_plane_name(ref)
+    metadata["namespace"] = claim_namespace
+    metadata.pop("generateName", None)
+    # App-side owners do not exist in the control plane; its garbage collector would delete the claim.
+    metadata.pop("ownerReferences", None)
+    annotations = {
+        k: v for k, v in (metadata.get("annotations") or {}).items() if k != APP_SECRET_NAME_ANNOTATION
+    }
+    secret_ref = _secret_ref(out)
+    if secret_ref is not None and secret_ref.get("name"):
+        app_secret = str(secret_ref["name"])
+        annotations[APP_SECRET_NAME_ANNOTATION] = app_secret
+        secret_ref["name"] = connection_secret_name(AppRef(ref.cluster_id, ref.namespace, app_secret))
+        secret_ref.pop("namespace", None)
+    if annotations:
+        metadata["annotations"] = annotations
+    else:
+        metadata.pop("annotations", None)
+    return out
+
+
+def to_app(obj: Mapping[str, Any]) -> RawObject:
+    """Translate a control-plane claim back into what the app user sees."""
+    ref = app_ref_of(obj)
+    if ref is None:
+        raise ContractError("control-plane object carries no connector ownership labels")
+    out: RawObject = copy.deepcopy(dict(obj))
+    metadata = out["metadata"]
+    metadata["name"] = ref.name
+    metadata["namespace"] = ref.namespace
+    labels = {k: v for k, v in (metadata.get("labels") or {}).items() if k not in OWNERSHIP_LABELS}
+    if labels:
+        metadata["labels"] = labels
+    else:
+        metadata.pop("labels", None)
+    annotations = dict(metadata.get("annotations") or {})
+    app_secret = annotations.pop(APP_SECRET_NAME_ANNOTATION, None)
+    if annotations:
+        metadata["annotations"] = annotations
+    else:
+        metadata.pop("annotations", None)
+    secret_ref = _secret_ref(out)
+    if secret_ref is not None and app_secret is not None:
+        secret_ref["name"] = app_secret
+    # managedFields name control-plane field managers and paths the app user never wrote.
+    metadata.pop("managedFields", None)
+    return out
+
+
+def connection_secret_name(secret_ref: AppRef) -> str:
+    """Return the control-plane name of a connection Secret the app user asked for."""
+    return control_plane_name(secret_ref)
+
+
+def app_connection_secret(obj: Mapping[str, Any]) -> tuple[AppRef, str] | None:
+    """Return (app-side Secret ref, control-plane Secret name) for a claim that asks for one."""
+    ref = app_ref_of(obj)
+    annotations = (obj.get("metadata") or {}).get("annotations") or {}
+    app_secret = annotations.get(APP_SECRET_NAME_ANNOTATION)
+    secret_ref = _secret_ref(obj)
+    if ref is None or app_secret is None or secret_ref is None or not secret_ref.get("name"):
+        return None
+    return AppRef(ref.cluster_id, ref.namespace, app_secret), str(secret_ref["name"])
+
+
+def rewrite_message(text: str, ref: AppRef, *, claim_namespace: str) -> str:
+    """Replace the control-plane name and namespace of ``ref`` in a message with the app-side ones."""
+    hashed = control_plane_name(ref)
+    text = text.replace(f'namespace "{claim_namespace}"', f'namespace "{ref.namespace}"')
+    return text.replace(hashed, ref.name)
+
+
+def rewrite_status(status: Mapping[str, Any], ref: AppRef, *, claim_namespace: str) -> RawObject:
+    """Rewrite a Kubernetes ``Status`` from the control plane so it names the app-side object."""
+    out: RawObject = copy.deepcopy(dict(status))
+    if isinstance(out.get("message"), str):
+        out["message"] = rewrite_message(out["message"], ref, claim_namespace=claim_namespace)
+    details = out.get("details")
+    if isinstance(details, dict):
+        if details.get("name") == control_plane_name(ref):
+            details["name"] = ref.name
+        for cause in details.get("causes") or []:
+            if isinstance(cause, dict) and isinstance(cause.get("message"), str):
+                cause["message"] = rewrite_message(cause["message"], ref, claim_namespace=claim_namespace)
+    return out
+
+
+def release_annotations(ref: AppRef) -> dict[str, str]:
+    """Return the annotations a released claim keeps to say where it came from."""
+    return {
+        f"{RELEASED_ANNOTATION_PREFIX}app-namespace": ref.namespace,
+        f"{RELEASED_ANNOTATION_PREFIX}app-resource-name": ref.name,
+        f"{RELEASED_ANNOTATION_PREFIX}app-cluster": ref.cluster_id,
+    }

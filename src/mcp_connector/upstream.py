@@ -1,0 +1,204 @@
+"""The one door to the control plane: a pooled async httpx client and the error mapping.
+
+The connector, the component's preview-time discovery and the disconnect hook all
+call the control plane through here, so TLS, credentials, HTTP/2 and the translation
+of transport failures into our own errors exist exactly once. Errors name the
+control-plane URL and the cause, never a credential.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import ssl
+import tempfile
+from collections.abc import AsyncIterator, Mapping
+from typing import Any
+
+import httpx
+import orjson
+
+from mcp_connector.core.access import ControlPlaneAccess
+from mcp_connector.core.discovery import CRD_LIST_PATH, XRD_LIST_PATH, ClaimApi, claim_apis_from
+
+USER_AGENT = "mcp-connector/0.1"
+
+
+class ControlPlaneError(Exception):
+    """A control-plane call failed. ``status`` is the HTTP status to report to the app side."""
+
+    status = 503
+
+    def __init__(self, url: str, cause: str, *, body: Mapping[str, Any] | None = None) -> None:
+        super().__init__(f"control plane {url}: {cause}")
+        self.url = url
+        self.cause = cause
+        self.body = body
+
+
+class ControlPlaneUnreachable(ControlPlaneError):
+    """No answer from the control plane (connection refused, DNS, TLS, timeout)."""
+
+
+class ControlPlaneUnauthorized(ControlPlaneError):
+    """The control plane rejected the connector's credentials (401/403 on its own requests)."""
+
+    status = 503
+
+
+class ControlPlaneRejected(ControlPlaneError):
+    """The control plane answered with a Kubernetes error ``Status`` (passed on to the app user)."""
+
+    def __init__(self, url: str, status: int, body: Mapping[str, Any]) -> None:
+        super().__init__(url, f"HTTP {status}: {str(body.get('message', ''))[:300]}", body=body)
+        self.status = status
+
+
+def ssl_context(access: ControlPlaneAccess) -> ssl.SSLContext:
+    """Build the TLS context that trusts the control plane and presents our client certificate."""
+    context = ssl.create_default_context()
+    if access.ca_pem:
+        context = ssl.create_default_context(cadata=access.ca_pem.decode())
+    if access.insecure_skip_tls_verify:
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    if access.client_cert_pem and access.client_key_pem:
+        # ssl only loads key material from files: write it to a private, short-lived folder.
+        with tempfile.TemporaryDirectory() as folder:
+            cert, key = os.path.join(folder, "tls.crt"), os.path.join(folder, "tls.key")
+            for path, data in ((cert, access.client_cert_pem), (key, access.client_key_pem)):
+                fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o600)
+                with os.fdopen(fd, "wb") as f:
+                    f.write(data)
+            context.load_cert_chain(cert, key)
+    return context
+
+
+def new_client(
+    access: ControlPlaneAccess, *, timeout: float = 30.0, max_connections: int = 100
+) -> httpx.AsyncClient:
+    """Return the pooled client all control-plane calls share (HTTP/2 where offered)."""
+    headers = {"User-Agent": USER_AGENT, "Accept": "application/json"}
+    if access.token:
+        headers["Authorization"] = f"Bearer {access.token}"
+    return httpx.AsyncClient(
+        base_url=access.url,
+        headers=headers,
+        verify=ssl_context(access),
+        http2=True,
+        timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0)),
+        limits=httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections),
+    )
+
+
+def _describe(error: httpx.TransportError) -> str:
+    kind = {
+        httpx.ConnectError: "cannot connect",
+        httpx.ConnectTimeout: "connection timed out",
+        httpx.ReadTimeout: "no answer in time",
+        httpx.PoolTimeout: "too many requests in flight",
+        httpx.RemoteProtocolError: "connection closed unexpectedly",
+    }.get(type(error), "transport error")
+    detail = str(error).splitlines()[0][:200] if str(error) else type(error).__name__
+    return f"{kind} ({detail})"
+
+
+def status_body(response: httpx.Response) -> dict[str, Any]:
+    """Return the response's Kubernetes ``Status`` body, or one made up from the HTTP status."""
+    try:
+        body = orjson.loads(response.content)
+    except orjson.JSONDecodeError:
+        body = None
+    if isinstance(body, dict) and body.get("kind") == "Status":
+        return body
+    return {
+        "kind": "Status",
+        "apiVersion": "v1",
+        "status": "Failure",
+        "message": response.reason_phrase or f"HTTP {response.status_code}",
+        "code": response.status_code,
+    }
+
+
+@contextlib.contextmanager
+def mapped_errors(url: str) -> Any:
+    """Translate httpx transport failures into ControlPlaneUnreachable, in this one place."""
+    try:
+        yield
+    except httpx.TransportError as e:
+        raise ControlPlaneUnreachable(url, _describe(e)) from None
+
+
+def raise_for_status(url: str, response: httpx.Response) -> None:
+    """Raise the matching ControlPlaneError for a non-2xx response."""
+    if response.is_success:
+        return
+    body = status_body(response)
+    raise ControlPlaneRejected(url, response.status_code, body)
+
+
+async def request(
+    client: httpx.AsyncClient,
+    method: str,
+    path: str,
+    *,
+    params: Mapping[str, str] | None = None,
+    json_body: Any = None,
+    content_type: str = "application/json",
+) -> dict[str, Any]:
+    """Send one request and return its JSON body; raise ControlPlaneError on failure."""
+    url = str(client.base_url)
+    content = orjson.dumps(json_body) if json_body is not None else None
+    headers = {"Content-Type": content_type} if content is not None else None
+    with mapped_errors(url):
+        response = await client.request(method, path, params=params, content=content, headers=headers)
+    raise_for_status(url, response)
+    result: dict[str, Any] = orjson.loads(response.content) if response.content else {}
+    return result
+
+
+async def list_all(
+    client: httpx.AsyncClient, path: str, *, params: Mapping[str, str] | None = None
+) -> list[dict[str, Any]]:
+    """List every item at ``path``, following ``continue`` tokens."""
+    items: list[dict[str, Any]] = []
+    query = dict(params or {})
+    query.setdefault("limit", "500")
+    while True:
+        page = await request(client, "GET", path, params=query)
+        items.extend(page.get("items") or [])
+        token = (page.get("metadata") or {}).get("continue")
+        if not token:
+            return items
+        query["continue"] = token
+
+
+async def fetch_claim_apis(client: httpx.AsyncClient) -> tuple[ClaimApi, ...]:
+    """Ask the control plane which claim APIs it offers (XRDs with claim names + their CRDs).
+
+    A 401/403 here means the connector's own credentials were refused, which is reported as
+    ControlPlaneUnauthorized rather than passed on as the app user's error.
+    """
+    url = str(client.base_url)
+    try:
+        xrds = await list_all(client, XRD_LIST_PATH)
+        crds = await list_all(client, CRD_LIST_PATH)
+    except ControlPlaneRejected as e:
+        if e.status in (401, 403):
+            raise ControlPlaneUnauthorized(url, f"credentials rejected (HTTP {e.status})") from None
+        if e.status == 404:
+            raise ControlPlaneRejected(
+                url, 404, {"message": "no CompositeResourceDefinition API: is Crossplane installed?"}
+            ) from None
+        raise
+    return claim_apis_from(xrds, crds)
+
+
+@contextlib.asynccontextmanager
+async def connected(access: ControlPlaneAccess, **kwargs: Any) -> AsyncIterator[httpx.AsyncClient]:
+    """Open a client for ``access`` for the duration of a block (one-shot callers: component, hook)."""
+    client = new_client(access, **kwargs)
+    try:
+        yield client
+    finally:
+        await client.aclose()
