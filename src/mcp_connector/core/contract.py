@@ -85,6 +85,16 @@ def app_ref_of(obj: Mapping[str, Any]) -> AppRef | None:
         return None
 
 
+def owned_by(obj: Mapping[str, Any], ref: AppRef) -> bool:
+    """True when a control-plane object carries exactly ``ref``'s ownership labels.
+
+    Upbound's hash joins the parts with "-x-", so two app refs can share a hashed name
+    (``a-x`` in ``b`` and ``a`` in ``x-b``); the labels are what really identify a claim,
+    and every read and write of a named object must check them.
+    """
+    return app_ref_of(obj) == ref
+
+
 def scope_selector(cluster_id: str, namespace: str | None) -> str:
     """Return the label selector that confines a list or watch to one cluster (and namespace)."""
     parts = [f"{APP_CLUSTER_LABEL}={cluster_id}"]

@@ -1,0 +1,147 @@
+"""The translation contract: the known vector, round trips, isolation, and no collisions."""
+
+from __future__ import annotations
+
+import string
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from mcp_connector.core import contract
+from mcp_connector.core.contract import AppRef
+
+CLAIM_NAMESPACE = "mcp-claims"
+label_values = st.text(alphabet=string.ascii_lowercase + string.digits + "-", min_size=1, max_size=63).filter(
+    lambda s: s[0].isalnum() and s[-1].isalnum()
+)
+refs = st.builds(AppRef, cluster_id=label_values, namespace=label_values, name=label_values)
+
+
+def claim(name: str, namespace: str, **spec: object) -> dict[str, object]:
+    return {
+        "apiVersion": "k8s.starter.org/v1alpha1",
+        "kind": "KubernetesCluster",
+        "metadata": {"name": name, "namespace": namespace, "labels": {"team": "a"}},
+        "spec": dict(spec),
+    }
+
+
+def test_known_vector() -> None:
+    ref = AppRef("00000000-0000-0000-0000-000000000000", "test", "my-bucket")
+    assert contract.control_plane_name(ref) == "claim-c603e518969b413e"
+
+
+@given(refs)
+def test_round_trip(ref: AppRef) -> None:
+    body = claim(ref.name, ref.namespace, writeConnectionSecretToRef={"name": "conn"})
+    stored = contract.to_control_plane(body, ref, claim_namespace=CLAIM_NAMESPACE)
+    assert stored["metadata"]["name"] == contract.control_plane_name(ref)
+    assert stored["metadata"]["namespace"] == CLAIM_NAMESPACE
+    assert contract.app_ref_of(stored) == ref
+    assert contract.to_app(stored) == body
+
+
+def unambiguous(value: str) -> bool:
+    """True when ``value`` cannot shift the "-x-" separators of the hash input."""
+    return not (value.startswith("x-") or value.endswith("-x") or "-x-" in value)
+
+
+@given(refs.filter(lambda r: all(map(unambiguous, (r.cluster_id, r.namespace, r.name)))), refs)
+def test_distinct_refs_never_share_a_name(a: AppRef, b: AppRef) -> None:
+    if a != b and all(map(unambiguous, (b.cluster_id, b.namespace, b.name))):
+        assert contract.control_plane_name(a) != contract.control_plane_name(b)
+
+
+@given(refs, refs)
+def test_distinct_refs_never_share_an_identity(a: AppRef, b: AppRef) -> None:
+    """The stored identity is the hashed name AND the ownership labels, and that is injective."""
+    if a != b:
+        identity_a = (contract.control_plane_name(a), contract.ownership_labels(a))
+        identity_b = (contract.control_plane_name(b), contract.ownership_labels(b))
+        assert identity_a != identity_b
+
+
+def test_separator_ambiguity_is_caught_by_the_labels() -> None:
+    """Upbound's hash input joins with "-x-", so two refs can share a name; the labels differ.
+
+    The connector therefore checks the labels of what it finds under a hashed name and
+    answers 409 Conflict instead of touching another claim.
+    """
+    one = AppRef("c", "b", "a-x")
+    two = AppRef("c", "x-b", "a")
+    assert contract.control_plane_name(one) == contract.control_plane_name(two)
+    assert contract.ownership_labels(one) != contract.ownership_labels(two)
+    stored = contract.to_control_plane(claim("a-x", "b"), one, claim_namespace=CLAIM_NAMESPACE)
+    assert not contract.owned_by(stored, two)
+    assert contract.owned_by(stored, one)
+
+
+def test_body_cannot_choose_its_labels_or_place() -> None:
+    ref = AppRef("cluster-a", "team-a", "db")
+    body = claim("db", "team-a")
+    body["metadata"]["labels"] = {  # type: ignore[index]
+        contract.APP_CLUSTER_LABEL: "cluster-b",
+        contract.APP_NAMESPACE_LABEL: "team-b",
+        "mcp-connector.upbound.io/other": "x",
+    }
+    body["metadata"]["namespace"] = "kube-system"  # type: ignore[index]
+    body["metadata"]["ownerReferences"] = [{"uid": "u"}]  # type: ignore[index]
+    stored = contract.to_control_plane(body, ref, claim_namespace=CLAIM_NAMESPACE)
+    assert stored["metadata"]["labels"] == contract.ownership_labels(ref)
+    assert stored["metadata"]["namespace"] == CLAIM_NAMESPACE
+    assert "ownerReferences" not in stored["metadata"]
+
+
+def test_connection_secret_is_mapped_both_ways() -> None:
+    ref = AppRef("cluster-a", "default", "my-cluster")
+    stored = contract.to_control_plane(
+        claim("my-cluster", "default", writeConnectionSecretToRef={"name": "my-cluster-kubeconfig"}),
+        ref,
+        claim_namespace=CLAIM_NAMESPACE,
+    )
+    secret_name = stored["spec"]["writeConnectionSecretToRef"]["name"]
+    assert secret_name == contract.control_plane_name(AppRef("cluster-a", "default", "my-cluster-kubeconfig"))
+    assert contract.app_connection_secret(stored) == (
+        AppRef("cluster-a", "default", "my-cluster-kubeconfig"),
+        secret_name,
+    )
+    assert contract.to_app(stored)["spec"]["writeConnectionSecretToRef"] == {"name": "my-cluster-kubeconfig"}
+
+
+def test_names_too_long_for_a_label_are_refused() -> None:
+    with pytest.raises(contract.ContractError, match="at most 63"):
+        contract.ownership_labels(AppRef("c", "ns", "n" * 64))
+
+
+def test_status_messages_name_the_app_object() -> None:
+    ref = AppRef("c1", "team-a", "db")
+    hashed = contract.control_plane_name(ref)
+    status = {
+        "kind": "Status",
+        "message": f'KubernetesCluster.k8s.starter.org "{hashed}" is invalid: spec.parameters.nodes.count: Invalid',
+        "details": {"name": hashed, "causes": [{"message": f"{hashed} bad"}]},
+    }
+    out = contract.rewrite_status(status, ref, claim_namespace=CLAIM_NAMESPACE)
+    assert hashed not in str(out)
+    assert out["details"]["name"] == "db"
+    assert out["message"].startswith('KubernetesCluster.k8s.starter.org "db" is invalid')
+
+
+@pytest.mark.parametrize(
+    ("selector", "labels", "fields"),
+    [
+        ("metadata.name=db", f"{contract.APP_NAME_LABEL}=db", ""),
+        ("metadata.namespace!=x", f"{contract.APP_NAMESPACE_LABEL}!=x", ""),
+        ("metadata.name==db,status.phase=Ready", f"{contract.APP_NAME_LABEL}=db", "status.phase=Ready"),
+        ("", "", ""),
+    ],
+)
+def test_field_selectors_become_label_selectors(selector: str, labels: str, fields: str) -> None:
+    assert contract.translate_field_selector(selector) == (labels, fields)
+
+
+def test_scope_selector_always_names_the_cluster() -> None:
+    assert contract.scope_selector("c1", None) == f"{contract.APP_CLUSTER_LABEL}=c1"
+    scoped = contract.combine_selectors(contract.scope_selector("c1", "ns"), "team=a")
+    assert scoped == f"{contract.APP_CLUSTER_LABEL}=c1,{contract.APP_NAMESPACE_LABEL}=ns,team=a"
