@@ -1,0 +1,53 @@
+# mcp-connector: the two commands that matter are `make demo` and `make test`.
+SHELL := bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+export PATH := $(CURDIR)/.dev/bin:$(CURDIR)/$(VENV)/bin:$(PATH)
+
+.PHONY: help venv tools dev-up dev-down demo test lint unit e2e clean
+
+help:
+	@echo "make demo     local clusters + connector + pulumi up + a claim through the app cluster"
+	@echo "make test     lint, unit, component and e2e tests (builds the tools if needed)"
+	@echo "make tools    build and cache kube-apiserver, etcd, pulumi, pulumi-resource-kubernetes"
+	@echo "make dev-up   start the local control plane and app cluster; make dev-down stops them"
+
+$(VENV)/.installed: requirements.txt pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements.txt -e .
+	touch $@
+
+venv: $(VENV)/.installed
+
+tools: venv
+	bash testbed/build-tools.sh
+	ln -sf $(CURDIR)/$(VENV)/bin/kubectl .dev/bin/kubectl
+
+dev-up: tools
+	$(PY) -m testbed.cluster up
+
+dev-down: venv
+	$(PY) -m testbed.cluster down
+
+demo: tools
+	bash scripts/demo.sh
+
+lint: venv
+	$(VENV)/bin/ruff check src tests testbed provider scripts __main__.py
+	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports
+
+unit: venv
+	$(PY) -m pytest tests/unit tests/component -q
+
+e2e: tools
+	$(PY) -m pytest tests/e2e -v --durations=15
+
+test: lint tools
+	$(PY) -m pytest tests -q -rA --durations=15
+
+clean:
+	$(PY) -m testbed.cluster down || true
+	rm -rf .dev
