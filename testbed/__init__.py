@@ -1,0 +1,40 @@
+"""Local test bed: two real Kubernetes control planes run as processes, plus Pulumi helpers.
+
+The project's end-to-end tests need a Crossplane-shaped control plane and an app cluster
+with the aggregation layer, but our machines have no container runtime. So the test bed runs
+etcd, kube-apiserver and kube-controller-manager as plain local processes (see
+``testbed.cluster``), seeds the Crossplane claim APIs as test data (``testbed/crossplane``),
+and drives Pulumi offline through the Automation API (``testbed.pulumi_env``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+#: Namespace in the control plane where the connector creates claims. Seeded by ``cluster up``
+#: so every test and script agrees on one name.
+CLAIM_NAMESPACE = "mcp-claims"
+
+#: Repository root; the test bed keeps all its state under ``REPO_ROOT/.dev`` (git-ignored).
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+#: Where state, logs, kubeconfigs and tool links live.
+DEV_DIR = REPO_ROOT / ".dev"
+
+#: Machine-readable description of a running test bed, written by ``cluster up``.
+STATE_FILE = DEV_DIR / "testbed.json"
+
+#: Names of the two clusters, in start order.
+CONTROL_PLANE = "control-plane"
+APP_CLUSTER = "app-cluster"
+CLUSTERS = (CONTROL_PLANE, APP_CLUSTER)
+
+__all__ = [
+    "APP_CLUSTER",
+    "CLAIM_NAMESPACE",
+    "CLUSTERS",
+    "CONTROL_PLANE",
+    "DEV_DIR",
+    "REPO_ROOT",
+    "STATE_FILE",
+]

