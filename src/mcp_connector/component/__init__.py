@@ -1,0 +1,14 @@
+"""The Pulumi component that connects an app cluster to a control plane (see ``component``)."""
+
+from mcp_connector.component.args import McpConnectorArgs
+from mcp_connector.component.component import TYPE_TOKEN, McpConnector, McpConnectorError
+from mcp_connector.component.hook import HOOK_NAME, register_disconnect_hook
+
+__all__ = [
+    "HOOK_NAME",
+    "TYPE_TOKEN",
+    "McpConnector",
+    "McpConnectorArgs",
+    "McpConnectorError",
+    "register_disconnect_hook",
+]

@@ -1,0 +1,89 @@
+"""The arguments of McpConnector: its published schema.
+
+The component provider host infers the multi-language schema from this TypedDict:
+each field's type becomes the property type and the docstring under it becomes the
+property's documentation. So this module deliberately avoids ``from __future__
+import annotations`` (the analyzer needs real types) and union types (the schema has
+none). Fields that decide which objects exist (mode, namespace, replicas, selection,
+which credential form) are plain values; the rest accept Outputs.
+"""
+
+from typing import NotRequired, TypedDict
+
+import pulumi
+
+
+class McpConnectorArgs(TypedDict):
+    """Arguments of McpConnector: which control plane to connect, with which credentials, and how."""
+
+    claim_namespace: pulumi.Input[str]
+    """Namespace in the control plane where this cluster's claims are stored (shared by all app clusters)."""
+
+    account: NotRequired[pulumi.Input[str]]
+    """Upbound account (organization) of the control plane; needed with `token`."""
+
+    control_plane: NotRequired[pulumi.Input[str]]
+    """Name of the Upbound managed control plane; needed with `token`."""
+
+    host: NotRequired[pulumi.Input[str]]
+    """Upbound API host used with `token` (default `proxy.upbound.io`). The control-plane URL is
+    `https://<host>/v1/controlPlanes/<account>/<control_plane>/k8s`."""
+
+    token: NotRequired[pulumi.Input[str]]
+    """Upbound API token (a secret). Exactly one of `token`, `control_plane_secret` and
+    `control_plane_kubeconfig` is given."""
+
+    control_plane_secret: NotRequired[str]
+    """Name of an existing Secret in `namespace` whose `kubeconfig` key holds a kubeconfig for the
+    control plane. The connector mounts it; the component reads it to discover claim APIs."""
+
+    control_plane_kubeconfig: NotRequired[pulumi.Input[str]]
+    """A kubeconfig for the control plane (a secret), for control planes outside Upbound. Its current
+    context is used; bearer tokens and client certificates are supported, exec plugins are not."""
+
+    cluster_id: NotRequired[pulumi.Input[str]]
+    """Identity of this app cluster in the control plane (the `app-cluster` label on its claims).
+    Default: the UID of the app cluster's `kube-system` namespace. Set it to let a rebuilt cluster
+    take over the claims of the cluster it replaces."""
+
+    namespace: NotRequired[str]
+    """Namespace the connector is installed in (default `kube-system`)."""
+
+    image: NotRequired[pulumi.Input[str]]
+    """Container image of the connector (in-cluster mode)."""
+
+    replicas: NotRequired[int]
+    """Number of connector pods (default 1; a PodDisruptionBudget is added when more than 1)."""
+
+    resources: NotRequired[pulumi.Input[dict[str, dict[str, str]]]]
+    """Container resources, e.g. `{"requests": {"cpu": "50m", "memory": "64Mi"}, "limits": {"memory": "256Mi"}}`."""
+
+    mode: NotRequired[str]
+    """`in-cluster` (default): the connector runs as a Deployment behind a ClusterIP Service. Or
+    `host:port` of a connector running outside the cluster: the Service becomes an ExternalName for
+    `host`, the APIServices use `port`, no Deployment is made, and `ca_bundle` is required."""
+
+    ca_bundle: NotRequired[pulumi.Input[str]]
+    """External mode: PEM CA certificate that verifies the external connector's serving certificate
+    (`mcp-connector serve` writes it to `<cert-dir>/ca.crt`). Ignored in-cluster, where the component
+    makes and keeps its own CA."""
+
+    include: NotRequired[list[str]]
+    """Claim APIs to connect, as `plural.group`, `Kind.group` or `group` names or fnmatch patterns
+    (`*.example.org`). Empty or absent: every claim API the control plane offers."""
+
+    exclude: NotRequired[list[str]]
+    """Claim APIs not to connect (same forms as `include`); wins over `include`."""
+
+    on_disconnect: NotRequired[pulumi.Input[str]]
+    """What disconnecting (deleting the component) does to this cluster's claims: `Keep` (default) leaves
+    them in the control plane with their labels, so reconnecting with the same cluster ID brings them
+    back; `Release` replaces the connector labels with `mcp-connector.upbound.io/released-from-*`
+    annotations so they live on as ordinary control-plane claims. Claims are never deleted."""
+
+    group_priority_minimum: NotRequired[int]
+    """`groupPriorityMinimum` of every APIService (default 1000)."""
+
+    skip_await: NotRequired[bool]
+    """Annotate the Deployment with `pulumi.com/skipAwait` so Pulumi does not wait for ready pods
+    (for clusters without nodes, e.g. tests). Default false."""

@@ -1,0 +1,387 @@
+"""McpConnector: connect one app cluster to a Crossplane control plane, declaratively.
+
+The component discovers the control plane's claim APIs while the program runs (so
+``pulumi preview`` shows ``+ APIService`` when a claim API appears), then registers
+every child inside that discovery step: if the control plane cannot be reached or
+refuses the credentials, the program fails with the URL and the cause and nothing
+is created or changed in the app cluster. The objects themselves come from
+``manifests``; the disconnect behaviour from ``hook``.
+
+No ``from __future__ import annotations`` here: the provider host reads the output
+annotations below as real types to publish the schema.
+"""
+
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import pulumi
+import pulumi_kubernetes as k8s
+
+from mcp_connector import upstream
+from mcp_connector.component import manifests
+from mcp_connector.component.args import McpConnectorArgs
+from mcp_connector.component.credentials import (
+    DEFAULT_UPBOUND_HOST,
+    kubeconfig_from_secret_data,
+    upbound_kubeconfig,
+)
+from mcp_connector.component.hook import (
+    KEEP,
+    ON_DISCONNECT,
+    PLAN_KEY,
+    ClaimResource,
+    DisconnectPlan,
+    register_disconnect_hook,
+)
+from mcp_connector.component.tls import service_dns_names, serving_tls
+from mcp_connector.core.access import AccessError, from_kubeconfig
+from mcp_connector.core.discovery import ClaimApi, ClaimApiSelection, group_versions, select
+
+#: Package name of the provider host; the type token below must agree with what the host publishes.
+PACKAGE = "mcp-connector"
+TYPE_TOKEN = f"{PACKAGE}:index:McpConnector"
+DEFAULT_NAMESPACE = "kube-system"
+#: Seconds preview-time discovery may take before the program fails.
+DISCOVERY_TIMEOUT = 20.0
+
+_DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+_CREDENTIAL_FORMS = ("token", "control_plane_secret", "control_plane_kubeconfig")
+
+
+class McpConnectorError(pulumi.RunError):
+    """Arguments that cannot work, or a control plane that cannot be used; printed without a traceback."""
+
+
+@dataclass(frozen=True)
+class _Plain:
+    """The arguments that decide which objects exist, validated up front."""
+
+    names: manifests.Names
+    mode: manifests.Mode
+    replicas: int
+    selection: ClaimApiSelection
+    credential_form: str
+    group_priority_minimum: int
+    skip_await: bool
+
+
+def _validate(name: str, args: Mapping[str, Any]) -> _Plain:
+    """Check every structural argument, reporting all problems at once with their argument names."""
+    problems: list[str] = []
+    forms = [f for f in _CREDENTIAL_FORMS if args.get(f) is not None]
+    if len(forms) != 1:
+        problems.append(f"give exactly one of {', '.join(_CREDENTIAL_FORMS)} (got {', '.join(forms) or 'none'})")
+    if "token" in forms:
+        problems += [f"{a} is required with token" for a in ("account", "control_plane") if not args.get(a)]
+    if args.get("claim_namespace") is None:
+        problems.append("claim_namespace is required")
+    namespace = args.get("namespace") or DEFAULT_NAMESPACE
+    for what, value in (("namespace", namespace), ("component name", name)):
+        if not isinstance(value, str) or not _DNS_LABEL.match(value) or len(value) > 50:
+            problems.append(f"{what} {value!r} must be a DNS label of at most 50 characters")
+    mode: manifests.Mode = manifests.InCluster()
+    try:
+        mode = manifests.parse_mode(args.get("mode"))
+    except manifests.ManifestError as e:
+        problems.append(str(e))
+    if isinstance(mode, manifests.External) and args.get("ca_bundle") is None:
+        problems.append("ca_bundle is required when mode is an external host:port")
+    replicas = args.get("replicas", 1)
+    if not isinstance(replicas, int) or replicas < 1:
+        problems.append(f"replicas must be a positive integer (got {replicas!r})")
+    on_disconnect = args.get("on_disconnect")
+    if isinstance(on_disconnect, str) and on_disconnect not in ON_DISCONNECT:
+        problems.append(f"on_disconnect must be one of {', '.join(ON_DISCONNECT)} (got {on_disconnect!r})")
+    if problems:
+        raise McpConnectorError(f"McpConnector {name}: " + "; ".join(problems))
+    return _Plain(
+        names=manifests.Names(base=name, namespace=namespace),
+        mode=mode,
+        replicas=replicas,
+        selection=ClaimApiSelection(tuple(args.get("include") or ()), tuple(args.get("exclude") or ())),
+        credential_form=forms[0],
+        group_priority_minimum=int(args.get("group_priority_minimum") or manifests.DEFAULT_GROUP_PRIORITY_MINIMUM),
+        skip_await=bool(args.get("skip_await", False)),
+    )
+
+
+def _snake(key: str) -> str:
+    return re.sub(r"([A-Z])", lambda m: "_" + m.group(1).lower(), key)
+
+
+def _kwargs(obj: Mapping[str, Any]) -> dict[str, Any]:
+    """Top-level fields of a manifest as keyword arguments of the typed pulumi-kubernetes class."""
+    return {_snake(k): v for k, v in obj.items() if k not in ("apiVersion", "kind")}
+
+
+def claim_api_names(apis: Sequence[ClaimApi]) -> list[str]:
+    """``group/version/Kind`` for every served version of ``apis``."""
+    return [f"{a.group}/{v.name}/{a.kind}" for a in apis for v in a.versions]
+
+
+class McpConnector(pulumi.ComponentResource):
+    """Connects an app cluster to a Crossplane control plane: the control plane's claim APIs are served
+    in the app cluster through the aggregation layer. Deleting it runs the disconnect hook
+    (`on_disconnect`) before the APIServices go; run `pulumi destroy --run-program`."""
+
+    cluster_id: pulumi.Output[str]
+    """The cluster ID this cluster's claims are labelled with in the control plane."""
+
+    claim_apis: pulumi.Output[list[str]]
+    """Claim APIs served in the app cluster, as `group/version/Kind`."""
+
+    apiservice_names: pulumi.Output[list[str]]
+    """Names of the APIService objects, `<version>.<group>`."""
+
+    control_plane_namespace: pulumi.Output[str]
+    """The control-plane namespace the claims are stored in."""
+
+    def __init__(self, name: str, args: McpConnectorArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__(TYPE_TOKEN, name, None, opts)
+        register_disconnect_hook()
+        raw: Mapping[str, Any] = args
+        plain = _validate(name, raw)
+        self._name = name
+        self._args = raw
+        self._plain = plain
+        child = pulumi.ResourceOptions(parent=self)
+
+        kubeconfig = self._kubeconfig(child)
+        if raw.get("cluster_id") is not None:
+            cluster_id: pulumi.Output[str] = pulumi.Output.from_input(raw["cluster_id"])
+        else:
+            kube_system = k8s.core.v1.Namespace.get(f"{name}-kube-system", "kube-system", opts=child)
+            cluster_id = kube_system.metadata.apply(lambda m: str(m.uid))
+        self._cluster_id = cluster_id
+        claim_namespace: pulumi.Output[str] = pulumi.Output.from_input(raw["claim_namespace"])
+
+        apis: pulumi.Output[tuple[ClaimApi, ...]] = pulumi.Output.unsecret(
+            kubeconfig.apply(self._discover)  # apply awaits the coroutine
+        )
+        built = apis.apply(lambda found: self._build(found, kubeconfig, cluster_id, claim_namespace))
+
+        self.cluster_id = cluster_id
+        self.claim_apis = apis.apply(lambda found: claim_api_names(found))
+        self.apiservice_names = built
+        self.control_plane_namespace = claim_namespace
+        self.register_outputs(
+            {
+                "cluster_id": self.cluster_id,
+                "claim_apis": self.claim_apis,
+                "apiservice_names": self.apiservice_names,
+                "control_plane_namespace": self.control_plane_namespace,
+            }
+        )
+
+    def _kubeconfig(self, child: pulumi.ResourceOptions) -> pulumi.Output[str]:
+        """The control-plane kubeconfig, whatever credential form was given (always a secret)."""
+        raw, name = self._args, self._name
+        form = self._plain.credential_form
+
+        def guard(make: Any) -> Any:
+            def run(value: Any) -> str:
+                try:
+                    return str(make(value))
+                except AccessError as e:
+                    raise McpConnectorError(f"McpConnector {name}: {e}") from None
+
+            return run
+
+        if form == "token":
+            parts = pulumi.Output.all(
+                raw.get("host") or DEFAULT_UPBOUND_HOST, raw["account"], raw["control_plane"], raw["token"]
+            )
+            return pulumi.Output.secret(
+                parts.apply(
+                    guard(lambda v: upbound_kubeconfig(host=v[0], account=v[1], control_plane=v[2], token=v[3]))
+                )
+            )
+        if form == "control_plane_kubeconfig":
+            return pulumi.Output.secret(raw["control_plane_kubeconfig"])
+        secret_name = str(raw["control_plane_secret"])
+        namespace = self._plain.names.namespace
+        existing = k8s.core.v1.Secret.get(f"{name}-control-plane", f"{namespace}/{secret_name}", opts=child)
+        where = f"{namespace}/{secret_name}"
+        return pulumi.Output.secret(existing.data.apply(guard(lambda d: kubeconfig_from_secret_data(d, secret=where))))
+
+    async def _discover(self, kubeconfig: str) -> tuple[ClaimApi, ...]:
+        """Ask the control plane which claim APIs it offers, then apply the selection."""
+        try:
+            access = from_kubeconfig(kubeconfig)
+            async with upstream.connected(access, timeout=DISCOVERY_TIMEOUT) as client:
+                found = await upstream.fetch_claim_apis(client)
+        except (AccessError, upstream.ControlPlaneError) as e:
+            raise McpConnectorError(f"McpConnector {self._name}: cannot discover claim APIs: {e}") from None
+        return select(found, self._plain.selection)
+
+    def _build(
+        self,
+        apis: tuple[ClaimApi, ...],
+        kubeconfig: pulumi.Output[str],
+        cluster_id: pulumi.Output[str],
+        claim_namespace: pulumi.Output[str],
+    ) -> list[str]:
+        """Register every child; runs only once discovery succeeded. Returns the APIService names."""
+        raw, plain, name = self._args, self._plain, self._name
+        names, mode = plain.names, plain.mode
+
+        def opts(**kwargs: Any) -> pulumi.ResourceOptions:
+            return pulumi.ResourceOptions(parent=self, **kwargs)
+
+        if plain.credential_form == "control_plane_secret":
+            credentials_name = str(raw["control_plane_secret"])
+        else:
+            credentials_name = names.credentials_secret
+            k8s.core.v1.Secret(
+                f"{name}-credentials",
+                opts=opts(additional_secret_outputs=["data", "stringData"]),
+                **_kwargs(manifests.credentials_secret(names, kubeconfig)),
+            )
+
+        serving: list[pulumi.Resource] = []
+        if isinstance(mode, manifests.External):
+            ca_bundle: pulumi.Output[str] = pulumi.Output.from_input(raw["ca_bundle"]).apply(manifests.ca_bundle_of)
+        else:
+            serving += self._workload(names, plain, kubeconfig, cluster_id, claim_namespace, credentials_name)
+            tls = serving_tls(service_dns_names(names.service, names.namespace))
+            tls_secret = k8s.core.v1.Secret(
+                f"{name}-tls",
+                opts=opts(ignore_changes=["data", "stringData"], additional_secret_outputs=["data"]),
+                **_kwargs(manifests.tls_secret(names, cert_pem=tls.cert_pem, key_pem=tls.key_pem, ca_pem=tls.ca_pem)),
+            )
+            serving.append(tls_secret)
+            # The stored Secret keeps the first CA (ignore_changes), so the caBundle stays stable.
+            ca_bundle = pulumi.Output.unsecret(tls_secret.data.apply(lambda d: str(d["ca.crt"])))
+
+        self._access_rbac(names)
+        serving.append(k8s.core.v1.Service(f"{name}-service", opts=opts(), **_kwargs(manifests.service(names, mode))))
+
+        gvs = group_versions(apis)
+        preferred = {a.group: a.preferred_version.name for a in apis}
+        priorities = manifests.version_priorities(gvs, preferred)
+        apiservices = [
+            k8s.apiregistration.v1.APIService(
+                f"{name}-{gv.apiservice_name}",
+                opts=opts(depends_on=serving),
+                **_kwargs(
+                    manifests.apiservice(
+                        names,
+                        gv,
+                        ca_bundle=ca_bundle,
+                        port=manifests.service_port(mode),
+                        group_priority_minimum=plain.group_priority_minimum,
+                        version_priority=priorities[gv],
+                    )
+                ),
+            )
+            for gv in gvs
+        ]
+
+        plan = pulumi.Output.all(kubeconfig, claim_namespace, cluster_id, raw.get("on_disconnect") or KEEP).apply(
+            lambda v: self._plan(v[0], v[1], v[2], v[3], apis)
+        )
+        guard = {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {
+                "name": names.guard_secret,
+                "namespace": names.namespace,
+                "labels": manifests.labels(names),
+            },
+            "type": "Opaque",
+            "stringData": {PLAN_KEY: plan},
+        }
+        k8s.core.v1.Secret(
+            f"{name}-disconnect",
+            opts=opts(
+                depends_on=apiservices,
+                additional_secret_outputs=["data", "stringData"],
+                hooks=pulumi.ResourceHookBinding(before_delete=[register_disconnect_hook()]),
+            ),
+            **_kwargs(guard),
+        )
+        return [gv.apiservice_name for gv in gvs]
+
+    def _plan(
+        self, kubeconfig: str, claim_namespace: str, cluster_id: str, on_disconnect: str, apis: tuple[ClaimApi, ...]
+    ) -> str:
+        if on_disconnect not in ON_DISCONNECT:
+            raise McpConnectorError(
+                f"McpConnector {self._name}: on_disconnect must be one of {', '.join(ON_DISCONNECT)}"
+            )
+        return DisconnectPlan(
+            kubeconfig=kubeconfig,
+            claim_namespace=claim_namespace,
+            cluster_id=cluster_id,
+            on_disconnect=on_disconnect,
+            claims=tuple(ClaimResource.of(a) for a in apis),
+        ).to_json()
+
+    def _access_rbac(self, names: manifests.Names) -> None:
+        """ServiceAccount and the least-privilege RBAC an aggregated API server needs."""
+        name = self._name
+        child = pulumi.ResourceOptions(parent=self)
+        k8s.core.v1.ServiceAccount(f"{name}-sa", opts=child, **_kwargs(manifests.service_account(names)))
+        k8s.rbac.v1.ClusterRole(f"{name}-secret-sync", opts=child, **_kwargs(manifests.cluster_role(names)))
+        k8s.rbac.v1.ClusterRoleBinding(
+            f"{name}-secret-sync", opts=child, **_kwargs(manifests.cluster_role_binding(names))
+        )
+        k8s.rbac.v1.ClusterRoleBinding(
+            f"{name}-auth-delegator", opts=child, **_kwargs(manifests.auth_delegator_binding(names))
+        )
+        k8s.rbac.v1.RoleBinding(f"{name}-auth-reader", opts=child, **_kwargs(manifests.auth_reader_binding(names)))
+
+    def _workload(
+        self,
+        names: manifests.Names,
+        plain: _Plain,
+        kubeconfig: pulumi.Output[str],
+        cluster_id: pulumi.Output[str],
+        claim_namespace: pulumi.Output[str],
+        credentials_name: str,
+    ) -> list[pulumi.Resource]:
+        """The in-cluster Deployment (and its PodDisruptionBudget when replicated)."""
+        raw, name = self._args, self._name
+        settings = manifests.ConnectorSettings(
+            claim_namespace=claim_namespace,
+            cluster_id=cluster_id,
+            include=plain.selection.include,
+            exclude=plain.selection.exclude,
+        )
+        # Only the digest leaves the secret: rotating the token changes it and rolls the pods.
+        checksum = pulumi.Output.unsecret(
+            pulumi.Output.all(kubeconfig, claim_namespace, cluster_id).apply(
+                lambda v: manifests.config_checksum(
+                    v[0], v[1], v[2], list(plain.selection.include), list(plain.selection.exclude)
+                )
+            )
+        )
+        made: list[pulumi.Resource] = [
+            k8s.apps.v1.Deployment(
+                f"{name}-deployment",
+                opts=pulumi.ResourceOptions(parent=self),
+                **_kwargs(
+                    manifests.deployment(
+                        names,
+                        image=raw.get("image") or manifests.DEFAULT_IMAGE,
+                        replicas=plain.replicas,
+                        settings=settings,
+                        checksum=checksum,
+                        credentials_secret_name=credentials_name,
+                        resources=raw.get("resources"),
+                        skip_await=plain.skip_await,
+                    )
+                ),
+            )
+        ]
+        if plain.replicas > 1:
+            made.append(
+                k8s.policy.v1.PodDisruptionBudget(
+                    f"{name}-pdb",
+                    opts=pulumi.ResourceOptions(parent=self),
+                    **_kwargs(manifests.pod_disruption_budget(names)),
+                )
+            )
+        return made

@@ -1,0 +1,437 @@
+"""Pure builders of the Kubernetes objects McpConnector creates in an app cluster.
+
+Everything the component puts into the app cluster is decided here, as plain
+dicts in the Kubernetes JSON shape, so it can be unit-tested without Pulumi and
+read in one place. Values may be Pulumi Outputs (the component passes them
+through untouched); the builders never look inside them.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from mcp_connector.core.discovery import GroupVersion
+
+RawObject = dict[str, Any]
+
+#: Port the connector serves HTTPS on inside its pod.
+CONTAINER_PORT = 8443
+#: Port of the in-cluster Service (what the aggregator dials).
+SERVICE_PORT = 443
+#: Where the pod finds its serving certificate and its control-plane kubeconfig.
+TLS_MOUNT = "/var/run/mcp-connector/tls"
+CREDENTIALS_MOUNT = "/var/run/mcp-connector/credentials"
+#: Key of the control-plane kubeconfig in the credentials Secret (also in a user's existing Secret).
+KUBECONFIG_KEY = "kubeconfig"
+#: Annotation whose change rolls the pods when the connector's configuration (or token) changes.
+CHECKSUM_ANNOTATION = "mcp-connector.upbound.io/config-checksum"
+#: Tells pulumi-kubernetes not to wait for readiness (useful only where no kubelet runs pods).
+SKIP_AWAIT_ANNOTATION = "pulumi.com/skipAwait"
+#: Non-root user the image runs as (the distroless "nonroot" user).
+RUN_AS_USER = 65532
+
+DEFAULT_IMAGE = "ghcr.io/mcp-connector/mcp-connector:0.1.0"
+DEFAULT_GROUP_PRIORITY_MINIMUM = 1000
+DEFAULT_VERSION_PRIORITY = 15
+#: The preferred (storage) version of a group is ranked above the others so kubectl picks it.
+PREFERRED_VERSION_PRIORITY = 20
+
+_HOST = re.compile(r"^[A-Za-z0-9]([-A-Za-z0-9.]*[A-Za-z0-9])?$")
+
+
+class ManifestError(ValueError):
+    """An argument that cannot be turned into a valid object; the message names the argument."""
+
+
+@dataclass(frozen=True)
+class InCluster:
+    """The connector runs as a Deployment behind a ClusterIP Service (the production default)."""
+
+
+@dataclass(frozen=True)
+class External:
+    """The connector runs outside the cluster at ``host:port``; the Service is an ExternalName."""
+
+    host: str
+    port: int
+
+
+Mode = InCluster | External
+IN_CLUSTER = "in-cluster"
+
+
+def parse_mode(mode: str | None) -> Mode:
+    """Parse the ``mode`` argument: ``in-cluster`` (default) or ``host:port``."""
+    if mode is None or mode in ("", IN_CLUSTER):
+        return InCluster()
+    host, sep, port = mode.rpartition(":")
+    if not sep or not host or not _HOST.match(host) or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ManifestError(f"mode {mode!r} must be {IN_CLUSTER!r} or 'host:port' of an external connector")
+    return External(host=host, port=int(port))
+
+
+@dataclass(frozen=True)
+class Names:
+    """The Kubernetes names of everything one connector install creates."""
+
+    base: str
+    namespace: str
+
+    @property
+    def service(self) -> str:
+        """Service (and ServiceAccount, Deployment) name; its DNS name is on the serving cert."""
+        return self.base
+
+    @property
+    def service_dns(self) -> str:
+        """The TLS name the aggregator verifies: ``<service>.<namespace>.svc``."""
+        return f"{self.service}.{self.namespace}.svc"
+
+    @property
+    def tls_secret(self) -> str:
+        """Secret with the serving certificate, its key and the CA (in-cluster mode)."""
+        return f"{self.base}-tls"
+
+    @property
+    def credentials_secret(self) -> str:
+        """Secret with the control-plane kubeconfig the connector uses."""
+        return f"{self.base}-credentials"
+
+    @property
+    def guard_secret(self) -> str:
+        """Secret whose deletion runs the disconnect hook (it holds what the hook needs)."""
+        return f"{self.base}-disconnect"
+
+    @property
+    def cluster_role(self) -> str:
+        """ClusterRole (and its binding) for connection-secret sync."""
+        return self.base
+
+    @property
+    def auth_delegator_binding(self) -> str:
+        """ClusterRoleBinding to ``system:auth-delegator`` (TokenReview, SubjectAccessReview)."""
+        return f"{self.base}:system:auth-delegator"
+
+    @property
+    def auth_reader_binding(self) -> str:
+        """RoleBinding in kube-system to read the front-proxy CA (``extension-apiserver-authentication``)."""
+        return f"{self.base}:extension-apiserver-authentication-reader"
+
+
+def labels(names: Names) -> dict[str, str]:
+    """Labels on every object, so ``kubectl get -l`` finds one install."""
+    return {
+        "app.kubernetes.io/name": "mcp-connector",
+        "app.kubernetes.io/instance": names.base,
+        "app.kubernetes.io/managed-by": "pulumi",
+    }
+
+
+def _meta(name: str, names: Names, *, namespaced: bool = True, namespace: str | None = None) -> RawObject:
+    meta: RawObject = {"name": name, "labels": labels(names)}
+    if namespaced:
+        meta["namespace"] = namespace or names.namespace
+    return meta
+
+
+def credentials_secret(names: Names, kubeconfig: Any) -> RawObject:
+    """The Secret holding the control-plane kubeconfig (token forms are turned into one)."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": _meta(names.credentials_secret, names),
+        "type": "Opaque",
+        "stringData": {KUBECONFIG_KEY: kubeconfig},
+    }
+
+
+def tls_secret(names: Names, *, cert_pem: str, key_pem: str, ca_pem: str) -> RawObject:
+    """The serving certificate Secret; ``ca.crt`` is what every APIService's caBundle carries."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": _meta(names.tls_secret, names),
+        "type": "kubernetes.io/tls",
+        "data": {
+            "tls.crt": _b64(cert_pem),
+            "tls.key": _b64(key_pem),
+            "ca.crt": _b64(ca_pem),
+        },
+    }
+
+
+def service_account(names: Names) -> RawObject:
+    """The connector's identity in the app cluster."""
+    return {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": _meta(names.service, names)}
+
+
+def _subject(names: Names) -> list[RawObject]:
+    return [{"kind": "ServiceAccount", "name": names.service, "namespace": names.namespace}]
+
+
+def cluster_role(names: Names, *, manage_apiservices: bool = False) -> RawObject:
+    """Least privilege for what the connector does itself: sync connection Secrets, read kube-system's UID.
+
+    APIServices are created by Pulumi, so the connector only gets rights on them when it
+    is asked to manage them itself.
+    """
+    rules: list[RawObject] = [
+        {
+            "apiGroups": [""],
+            "resources": ["secrets"],
+            "verbs": ["get", "list", "watch", "create", "update", "patch", "delete"],
+        },
+        {"apiGroups": [""], "resources": ["namespaces"], "verbs": ["get"]},
+    ]
+    if manage_apiservices:
+        rules.append(
+            {
+                "apiGroups": ["apiregistration.k8s.io"],
+                "resources": ["apiservices"],
+                "verbs": ["get", "list", "watch", "create", "update", "patch", "delete"],
+            }
+        )
+    return {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "ClusterRole",
+        "metadata": _meta(names.cluster_role, names, namespaced=False),
+        "rules": rules,
+    }
+
+
+def cluster_role_binding(names: Names) -> RawObject:
+    """Binds the connector's ClusterRole to its ServiceAccount."""
+    return {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "ClusterRoleBinding",
+        "metadata": _meta(names.cluster_role, names, namespaced=False),
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": names.cluster_role},
+        "subjects": _subject(names),
+    }
+
+
+def auth_delegator_binding(names: Names) -> RawObject:
+    """Lets the connector ask the app cluster for SubjectAccessReviews (delegated authorization)."""
+    return {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "ClusterRoleBinding",
+        "metadata": _meta(names.auth_delegator_binding, names, namespaced=False),
+        "roleRef": {
+            "apiGroup": "rbac.authorization.k8s.io",
+            "kind": "ClusterRole",
+            "name": "system:auth-delegator",
+        },
+        "subjects": _subject(names),
+    }
+
+
+def auth_reader_binding(names: Names) -> RawObject:
+    """Lets the connector read the front-proxy CA it authenticates the aggregator with."""
+    return {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "RoleBinding",
+        "metadata": _meta(names.auth_reader_binding, names, namespace="kube-system"),
+        "roleRef": {
+            "apiGroup": "rbac.authorization.k8s.io",
+            "kind": "Role",
+            "name": "extension-apiserver-authentication-reader",
+        },
+        "subjects": _subject(names),
+    }
+
+
+@dataclass(frozen=True)
+class ConnectorSettings:
+    """What the connector process is told on its command line (values may be Outputs)."""
+
+    claim_namespace: Any
+    cluster_id: Any
+    include: tuple[str, ...] = ()
+    exclude: tuple[str, ...] = ()
+
+
+def connector_args(settings: ConnectorSettings) -> list[Any]:
+    """The container's arguments: ``mcp-connector serve`` flags."""
+    args: list[Any] = [
+        "serve",
+        f"--secure-port={CONTAINER_PORT}",
+        f"--cert-dir={TLS_MOUNT}",
+        f"--control-plane-kubeconfig={CREDENTIALS_MOUNT}/{KUBECONFIG_KEY}",
+        "--claim-namespace",
+        settings.claim_namespace,
+        "--cluster-id",
+        settings.cluster_id,
+    ]
+    for pattern in settings.include:
+        args += ["--include", pattern]
+    for pattern in settings.exclude:
+        args += ["--exclude", pattern]
+    return args
+
+
+def config_checksum(*parts: str | Sequence[str] | None) -> str:
+    """SHA-256 over the connector's configuration, including its credentials.
+
+    Only the digest leaves this function; it goes into a pod-template annotation so a
+    changed token or kubeconfig rolls the pods.
+    """
+    return hashlib.sha256(json.dumps(list(parts), sort_keys=True).encode()).hexdigest()
+
+
+def deployment(
+    names: Names,
+    *,
+    image: Any,
+    replicas: int,
+    settings: ConnectorSettings,
+    checksum: Any,
+    credentials_secret_name: str,
+    resources: Any = None,
+    skip_await: bool = False,
+) -> RawObject:
+    """The connector Deployment: non-root, read-only root filesystem, no privilege escalation."""
+    selector = {"app.kubernetes.io/name": "mcp-connector", "app.kubernetes.io/instance": names.base}
+
+    def probe(path: str) -> RawObject:
+        return {"httpGet": {"path": path, "port": CONTAINER_PORT, "scheme": "HTTPS"}, "periodSeconds": 10}
+
+    container: RawObject = {
+        "name": "connector",
+        "image": image,
+        "args": connector_args(settings),
+        "ports": [{"name": "https", "containerPort": CONTAINER_PORT, "protocol": "TCP"}],
+        "readinessProbe": probe("/readyz"),
+        "livenessProbe": {**probe("/livez"), "failureThreshold": 6},
+        "securityContext": {
+            "allowPrivilegeEscalation": False,
+            "readOnlyRootFilesystem": True,
+            "runAsNonRoot": True,
+            "capabilities": {"drop": ["ALL"]},
+        },
+        "volumeMounts": [
+            {"name": "tls", "mountPath": TLS_MOUNT, "readOnly": True},
+            {"name": "credentials", "mountPath": CREDENTIALS_MOUNT, "readOnly": True},
+            {"name": "tmp", "mountPath": "/tmp"},
+        ],
+    }
+    if resources is not None:
+        container["resources"] = resources
+    metadata = _meta(names.service, names)
+    if skip_await:
+        metadata["annotations"] = {SKIP_AWAIT_ANNOTATION: "true"}
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": metadata,
+        "spec": {
+            "replicas": replicas,
+            "selector": {"matchLabels": selector},
+            "template": {
+                "metadata": {"labels": {**labels(names), **selector}, "annotations": {CHECKSUM_ANNOTATION: checksum}},
+                "spec": {
+                    "serviceAccountName": names.service,
+                    "automountServiceAccountToken": True,
+                    "securityContext": {
+                        "runAsNonRoot": True,
+                        "runAsUser": RUN_AS_USER,
+                        "runAsGroup": RUN_AS_USER,
+                        "seccompProfile": {"type": "RuntimeDefault"},
+                    },
+                    "containers": [container],
+                    "volumes": [
+                        {"name": "tls", "secret": {"secretName": names.tls_secret}},
+                        {"name": "credentials", "secret": {"secretName": credentials_secret_name}},
+                        {"name": "tmp", "emptyDir": {}},
+                    ],
+                },
+            },
+        },
+    }
+
+
+def pod_disruption_budget(names: Names) -> RawObject:
+    """Keeps one connector serving through voluntary disruptions (only made when replicas > 1)."""
+    return {
+        "apiVersion": "policy/v1",
+        "kind": "PodDisruptionBudget",
+        "metadata": _meta(names.service, names),
+        "spec": {
+            "minAvailable": 1,
+            "selector": {
+                "matchLabels": {"app.kubernetes.io/name": "mcp-connector", "app.kubernetes.io/instance": names.base}
+            },
+        },
+    }
+
+
+def service(names: Names, mode: Mode) -> RawObject:
+    """ClusterIP in front of the pods, or an ExternalName pointing at an external connector."""
+    spec: RawObject
+    if isinstance(mode, External):
+        spec = {
+            "type": "ExternalName",
+            "externalName": mode.host,
+            "ports": [{"name": "https", "port": mode.port, "protocol": "TCP"}],
+        }
+    else:
+        spec = {
+            "type": "ClusterIP",
+            "selector": {"app.kubernetes.io/name": "mcp-connector", "app.kubernetes.io/instance": names.base},
+            "ports": [{"name": "https", "port": SERVICE_PORT, "targetPort": CONTAINER_PORT, "protocol": "TCP"}],
+        }
+    return {"apiVersion": "v1", "kind": "Service", "metadata": _meta(names.service, names), "spec": spec}
+
+
+def service_port(mode: Mode) -> int:
+    """The Service port every APIService points at."""
+    return mode.port if isinstance(mode, External) else SERVICE_PORT
+
+
+def version_priorities(gvs: Iterable[GroupVersion], preferred: Mapping[str, str]) -> dict[GroupVersion, int]:
+    """``versionPriority`` per group/version: the group's preferred version ranks first."""
+    return {
+        gv: PREFERRED_VERSION_PRIORITY if preferred.get(gv.group) == gv.version else DEFAULT_VERSION_PRIORITY
+        for gv in gvs
+    }
+
+
+def apiservice(
+    names: Names,
+    gv: GroupVersion,
+    *,
+    ca_bundle: Any,
+    port: int,
+    group_priority_minimum: int = DEFAULT_GROUP_PRIORITY_MINIMUM,
+    version_priority: int = DEFAULT_VERSION_PRIORITY,
+) -> RawObject:
+    """The APIService that routes one claim group/version to the connector (``caBundle``, no skip-verify)."""
+    return {
+        "apiVersion": "apiregistration.k8s.io/v1",
+        "kind": "APIService",
+        "metadata": _meta(gv.apiservice_name, names, namespaced=False),
+        "spec": {
+            "group": gv.group,
+            "version": gv.version,
+            "groupPriorityMinimum": group_priority_minimum,
+            "versionPriority": version_priority,
+            "caBundle": ca_bundle,
+            "service": {"name": names.service, "namespace": names.namespace, "port": port},
+        },
+    }
+
+
+def ca_bundle_of(ca_pem: str) -> str:
+    """The ``caBundle`` field value (base64 of the PEM) for a PEM CA certificate."""
+    if "-----BEGIN CERTIFICATE-----" not in ca_pem:
+        raise ManifestError("ca_bundle must be a PEM certificate (-----BEGIN CERTIFICATE-----)")
+    return _b64(ca_pem)
+
+
+def _b64(text: str) -> str:
+    return base64.b64encode(text.encode()).decode()
