@@ -1,0 +1,93 @@
+"""Side-by-side benchmark of the upstream HTTP pool: httpx (HTTP/1.1, HTTP/2) against aiohttp.
+
+Issue 3 asks to choose the connector's upstream transport by measurement (httpx issue 3215
+reports httpx's pool far behind aiohttp under concurrency). Each round sends the same
+requests through every client against the local control plane, rounds are interleaved so
+machine noise hits all clients alike, and the result is reported as ratios to httpx/HTTP2.
+
+    make dev-up && .venv/bin/python bench/bench_upstream.py --requests 2000 --concurrency 50
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import statistics
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+import aiohttp
+import httpx
+
+from mcp_connector import upstream
+from mcp_connector.core.access import from_kubeconfig
+
+Send = Callable[[], Awaitable[int]]
+
+
+async def drive(send: Send, *, requests: int, concurrency: int) -> float:
+    """Send ``requests`` requests, ``concurrency`` at a time; return requests per second."""
+    remaining = requests
+
+    async def worker() -> None:
+        nonlocal remaining
+        while remaining > 0:
+            remaining -= 1
+            status = await send()
+            assert status == 200, status
+
+    started = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    return requests / (time.perf_counter() - started)
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--kubeconfig", default=".dev/control-plane.kubeconfig")
+    parser.add_argument("--path", default="/apis/apiextensions.k8s.io/v1/customresourcedefinitions?limit=5")
+    parser.add_argument("--requests", type=int, default=2000)
+    parser.add_argument("--concurrency", type=int, default=50)
+    parser.add_argument("--rounds", type=int, default=5)
+    args = parser.parse_args()
+
+    access = from_kubeconfig(Path(args.kubeconfig).read_text())
+    http2 = upstream.new_client(access, max_connections=args.concurrency)
+    http1 = httpx.AsyncClient(
+        base_url=access.url,
+        verify=upstream.ssl_context(access),
+        limits=httpx.Limits(max_connections=args.concurrency),
+    )
+    connector = aiohttp.TCPConnector(ssl=upstream.ssl_context(access), limit=args.concurrency)
+    session = aiohttp.ClientSession(base_url=access.url, connector=connector)
+
+    async def via_aiohttp() -> int:
+        async with session.get(args.path) as response:
+            await response.read()
+            return response.status
+
+    async def via_httpx(client: httpx.AsyncClient) -> int:
+        return (await client.get(args.path)).status_code
+
+    clients: dict[str, Send] = {
+        "httpx HTTP/2 (connector default)": lambda: via_httpx(http2),
+        "httpx HTTP/1.1": lambda: via_httpx(http1),
+        "aiohttp HTTP/1.1": via_aiohttp,
+    }
+    results: dict[str, list[float]] = {name: [] for name in clients}
+    for send in clients.values():  # warm the pools and TLS sessions
+        await drive(send, requests=args.concurrency * 2, concurrency=args.concurrency)
+    for _ in range(args.rounds):
+        for name, send in clients.items():
+            results[name].append(await drive(send, requests=args.requests, concurrency=args.concurrency))
+
+    baseline = statistics.median(results["httpx HTTP/2 (connector default)"])
+    print(f"GET {args.path}: {args.requests} requests x {args.rounds} rounds, concurrency {args.concurrency}")
+    for name, rates in results.items():
+        median = statistics.median(rates)
+        print(f"  {name:34s} {median:8.0f} req/s   ratio {median / baseline:5.2f}")
+    await asyncio.gather(http2.aclose(), http1.aclose(), session.close())
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
