@@ -39,13 +39,12 @@ from pathlib import Path
 
 import yaml
 
-from testbed import APP_CLUSTER, CLAIM_NAMESPACE, CLUSTERS, CONTROL_PLANE, DEV_DIR, STATE_FILE
-from testbed import pki, seed
+from testbed import APP_CLUSTER, CLAIM_NAMESPACE, CLUSTERS, CONTROL_PLANE, DEV_DIR, STATE_FILE, pki, seed
 from testbed.kube import https_get
 from testbed.state import ClusterState, TestbedState, load, save
 from testbed.tools import CLUSTER_TOOLS, require
 
-#: Components per cluster, in start order (reverse order on stop is not needed: groups are killed together).
+#: Components per cluster, in start order; ``down`` stops them in reverse order.
 COMPONENTS = ("etcd", "kube-apiserver", "kube-controller-manager")
 
 SERVICE_CLUSTER_IP_RANGE = "10.96.0.0/16"  # required by kube-apiserver; nothing is ever sent there
@@ -343,7 +342,9 @@ def _start_cluster(name: str, ports: _Ports, tools: dict[str, Path]) -> ClusterS
         f"{name} etcd", lambda: https_get(f"{etcd_url}/health", ca_cert=None)[0] == 200,
         pid=pids["etcd"], component="etcd", log=layout.log("etcd"), timeout_s=_ETCD_TIMEOUT_S,
     )
-    pids["kube-apiserver"] = _spawn(layout, "kube-apiserver", tools["kube-apiserver"], _apiserver_args(layout, ports, certs))
+    pids["kube-apiserver"] = _spawn(
+        layout, "kube-apiserver", tools["kube-apiserver"], _apiserver_args(layout, ports, certs)
+    )
     _wait_until(
         f"{name} kube-apiserver",
         lambda: _apiserver_ready(url, certs.ca[0], *certs.admin),
@@ -421,7 +422,9 @@ def status() -> Status:
             for comp, pid in cluster.pids.items():
                 components.append(ComponentStatus(name, comp, pid, _is_ours(pid, comp)))
             try:
-                ready[name] = _apiserver_ready(cluster.apiserver_url, cluster.ca_cert, cluster.admin_cert, cluster.admin_key)
+                ready[name] = _apiserver_ready(
+                    cluster.apiserver_url, cluster.ca_cert, cluster.admin_cert, cluster.admin_key
+                )
             except (OSError, ValueError):
                 ready[name] = False
     return Status(state, tuple(components), ready)

@@ -31,7 +31,7 @@ class KubectlError(RuntimeError):
 def kubectl(
     kubeconfig: Path,
     *args: str,
-    input: str | None = None,  # noqa: A002 - mirrors subprocess.run
+    input: str | None = None,
     check: bool = True,
     timeout: float = 120,
 ) -> subprocess.CompletedProcess[str]:

@@ -114,7 +114,8 @@ def issue(
     """
     key = new_key()
     now = datetime.datetime.now(datetime.UTC)
-    usages = [u for u, on in ((ExtendedKeyUsageOID.SERVER_AUTH, server), (ExtendedKeyUsageOID.CLIENT_AUTH, client)) if on]
+    usages = [ExtendedKeyUsageOID.SERVER_AUTH] if server else []
+    usages += [ExtendedKeyUsageOID.CLIENT_AUTH] if client else []
     builder = (
         x509.CertificateBuilder()
         .subject_name(_name(common_name, organizations))

@@ -20,8 +20,11 @@ BIN_DIR = DEV_DIR / "bin"
 #: Tools built by build-tools.sh, looked up in BIN_DIR only (never an unrelated one on PATH).
 BUILT_TOOLS = ("etcd", "kube-apiserver", "kube-controller-manager", "pulumi", "pulumi-resource-kubernetes")
 
-#: Tools the clusters need; Pulumi is only needed by the Pulumi tests.
+#: Tools the clusters need.
 CLUSTER_TOOLS = ("etcd", "kube-apiserver", "kube-controller-manager", "kubectl")
+
+#: Tools a Pulumi run against the test bed needs (only the Pulumi tests need them).
+PULUMI_TOOLS = ("pulumi", "pulumi-resource-kubernetes")
 
 
 class MissingToolError(RuntimeError):
