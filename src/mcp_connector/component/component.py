@@ -139,10 +139,10 @@ class McpConnector(pulumi.ComponentResource):
     """The control-plane namespace the claims are stored in."""
 
     def __init__(self, name: str, args: McpConnectorArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        raw: Mapping[str, Any] = args
+        plain = _validate(name, raw)  # before registering anything: a bad argument changes nothing
         super().__init__(TYPE_TOKEN, name, None, opts)
         register_disconnect_hook()
-        raw: Mapping[str, Any] = args
-        plain = _validate(name, raw)
         self._name = name
         self._args = raw
         self._plain = plain

@@ -1,0 +1,130 @@
+"""Run McpConnector under Pulumi mocks, with control-plane discovery stubbed out.
+
+Each test gets a fresh mock monitor; ``render`` runs a program to completion and returns
+every registered resource (inputs as the engine would receive them) plus the component's
+outputs, so tests assert on what would be sent to the app cluster.
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import pulumi
+import pytest
+
+from mcp_connector import upstream
+from component_testdata import CLAIM_APIS, CP_KUBECONFIG, KUBE_SYSTEM_UID
+
+from mcp_connector.core.discovery import ClaimApi
+
+@dataclass
+class Registered:
+    """One resource the program registered (or read)."""
+
+    typ: str
+    name: str
+    inputs: dict[str, Any]
+    read_id: str | None
+
+
+@dataclass
+class Rendered:
+    """Everything one program run produced."""
+
+    resources: list[Registered] = field(default_factory=list)
+    outputs: dict[str, Any] = field(default_factory=dict)
+    error: BaseException | None = None
+
+    def of_type(self, typ: str) -> list[Registered]:
+        """Resources of one type token (``kubernetes:core/v1:Secret``), reads excluded."""
+        return [r for r in self.resources if r.typ == typ and r.read_id is None]
+
+    def one(self, typ: str, name: str | None = None) -> Registered:
+        """The single resource of ``typ`` (and logical ``name``)."""
+        found = [r for r in self.of_type(typ) if name is None or r.name == name]
+        assert len(found) == 1, f"{typ} {name}: {[r.name for r in found]}"
+        return found[0]
+
+    def k8s_names(self, typ: str) -> list[str]:
+        """``metadata.name`` of every resource of ``typ``."""
+        return sorted(r.inputs["metadata"]["name"] for r in self.of_type(typ))
+
+
+class RecordingMocks(pulumi.runtime.Mocks):
+    """Echo inputs as outputs; answer the two reads the component does."""
+
+    def __init__(self, rendered: Rendered, existing_kubeconfig: str | None) -> None:
+        self.rendered = rendered
+        self.existing_kubeconfig = existing_kubeconfig
+
+    def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str | None, dict[str, Any]]:
+        self.rendered.resources.append(Registered(args.typ, args.name, dict(args.inputs), args.resource_id or None))
+        outputs = dict(args.inputs)
+        if args.resource_id and args.typ == "kubernetes:core/v1:Namespace":
+            outputs = {"metadata": {"name": args.resource_id, "uid": KUBE_SYSTEM_UID}}
+        elif args.resource_id and args.typ == "kubernetes:core/v1:Secret":
+            data = {}
+            if self.existing_kubeconfig is not None:
+                data["kubeconfig"] = base64.b64encode(self.existing_kubeconfig.encode()).decode()
+            outputs = {"metadata": {"name": args.resource_id.split("/")[-1]}, "data": data}
+        return (args.resource_id or f"{args.name}-id", outputs)
+
+    def call(self, args: pulumi.runtime.MockCallArgs) -> tuple[dict[str, Any], list[tuple[str, str]] | None]:
+        return {}, None
+
+
+@pytest.fixture
+def discovered(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[Any]]:
+    """Stub control-plane discovery; yields the list of access objects it was called with."""
+    calls: list[Any] = []
+
+    async def fake_fetch(client: Any) -> tuple[ClaimApi, ...]:
+        calls.append(str(client.base_url).rstrip("/"))
+        return CLAIM_APIS
+
+    monkeypatch.setattr(upstream, "fetch_claim_apis", fake_fetch)
+    yield calls
+
+
+Render = Callable[..., Rendered]
+
+
+@pytest.fixture
+def render(discovered: list[Any]) -> Render:
+    """Run ``program`` (default: one McpConnector with ``args``) under mocks."""
+
+    def run(
+        args: dict[str, Any] | None = None,
+        *,
+        program: Callable[[], Any] | None = None,
+        existing_kubeconfig: str | None = CP_KUBECONFIG,
+        preview: bool = False,
+    ) -> Rendered:
+        from mcp_connector.component import McpConnector
+
+        rendered = Rendered()
+        pulumi.runtime.set_mocks(RecordingMocks(rendered, existing_kubeconfig), preview=preview)
+
+        def default() -> Any:
+            c = McpConnector("mcp-connector", args or {})  # type: ignore[typeddict-item]
+            return pulumi.Output.all(
+                cluster_id=c.cluster_id,
+                claim_apis=c.claim_apis,
+                apiservice_names=c.apiservice_names,
+                control_plane_namespace=c.control_plane_namespace,
+            ).apply(rendered.outputs.update)
+
+        @pulumi.runtime.test  # type: ignore[untyped-decorator]
+        def execute() -> Any:
+            return (program or default)()
+
+        try:
+            execute()
+        except Exception as e:  # noqa: BLE001 - tests assert on it
+            rendered.error = e
+        return rendered
+
+    return run

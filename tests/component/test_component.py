@@ -1,0 +1,279 @@
+"""McpConnector under Pulumi mocks: which children exist and what they say, per credential form and mode."""
+
+from __future__ import annotations
+
+import base64
+import json
+
+import yaml
+from component_testdata import CP_KUBECONFIG, KUBE_SYSTEM_UID, is_secret, plain_parts, reveal
+from conftest import Render, Rendered
+
+from mcp_connector import upstream
+from mcp_connector.component import manifests
+from mcp_connector.component.hook import PLAN_KEY, DisconnectPlan
+
+SECRET = "kubernetes:core/v1:Secret"
+DEPLOYMENT = "kubernetes:apps/v1:Deployment"
+SERVICE = "kubernetes:core/v1:Service"
+APISERVICE = "kubernetes:apiregistration.k8s.io/v1:APIService"
+PDB = "kubernetes:policy/v1:PodDisruptionBudget"
+ALL_APISERVICES = ["v1alpha1.db.example.org", "v1alpha1.k8s.starter.org", "v1beta1.db.example.org"]
+
+KUBECONFIG_ARGS = {"claim_namespace": "mcp-claims", "control_plane_kubeconfig": CP_KUBECONFIG}
+TOKEN_ARGS = {
+    "claim_namespace": "mcp-claims",
+    "account": "acme",
+    "control_plane": "prod",
+    "token": "upbound-api-token-123",
+}
+CA_PEM = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"
+
+
+def _ok(r: Rendered) -> Rendered:
+    assert r.error is None, r.error
+    return r
+
+
+def _container(r: Rendered) -> dict:
+    return r.one(DEPLOYMENT).inputs["spec"]["template"]["spec"]["containers"][0]
+
+
+def _plan(r: Rendered) -> DisconnectPlan:
+    guard = r.one(SECRET, "mcp-connector-disconnect")
+    assert is_secret(guard.inputs["stringData"])
+    return DisconnectPlan.from_json(reveal(guard.inputs["stringData"])[PLAN_KEY])  # type: ignore[index]
+
+
+def test_kubeconfig_in_cluster_children(render: Render) -> None:
+    r = _ok(render(KUBECONFIG_ARGS))
+    assert sorted(x.name for x in r.of_type(SECRET)) == [
+        "mcp-connector-credentials",
+        "mcp-connector-disconnect",
+        "mcp-connector-tls",
+    ]
+    assert r.k8s_names("kubernetes:core/v1:ServiceAccount") == ["mcp-connector"]
+    assert r.k8s_names("kubernetes:rbac.authorization.k8s.io/v1:ClusterRoleBinding") == [
+        "mcp-connector",
+        "mcp-connector:system:auth-delegator",
+    ]
+    reader = r.one("kubernetes:rbac.authorization.k8s.io/v1:RoleBinding")
+    assert reader.inputs["metadata"]["namespace"] == "kube-system"
+    assert reader.inputs["roleRef"]["name"] == "extension-apiserver-authentication-reader"
+    rules = r.one("kubernetes:rbac.authorization.k8s.io/v1:ClusterRole").inputs["rules"]
+    assert {g for rule in rules for g in rule["apiGroups"]} == {""}, "no apiregistration rights by default"
+    assert r.of_type(PDB) == []
+    assert r.k8s_names(APISERVICE) == ALL_APISERVICES
+    assert r.outputs == {
+        "cluster_id": KUBE_SYSTEM_UID,
+        "claim_apis": [
+            "db.example.org/v1alpha1/PostgreSQLInstance",
+            "db.example.org/v1beta1/PostgreSQLInstance",
+            "k8s.starter.org/v1alpha1/KubernetesCluster",
+        ],
+        "apiservice_names": ["v1alpha1.db.example.org", "v1beta1.db.example.org", "v1alpha1.k8s.starter.org"],
+        "control_plane_namespace": "mcp-claims",
+    }
+
+
+def test_cluster_id_defaults_to_kube_system_uid(render: Render) -> None:
+    r = _ok(render(KUBECONFIG_ARGS))
+    reads = [x for x in r.resources if x.read_id]
+    assert [(x.typ, x.read_id) for x in reads] == [("kubernetes:core/v1:Namespace", "kube-system")]
+    assert KUBE_SYSTEM_UID in _container(r)["args"]
+    assert _plan(r).cluster_id == KUBE_SYSTEM_UID
+
+
+def test_explicit_cluster_id_skips_the_read(render: Render) -> None:
+    r = _ok(render({**KUBECONFIG_ARGS, "cluster_id": "00000000-0000-0000-0000-000000000000"}))
+    assert [x for x in r.resources if x.read_id] == []
+    assert r.outputs["cluster_id"] == "00000000-0000-0000-0000-000000000000"
+
+
+def test_deployment_is_locked_down_and_checksummed(render: Render) -> None:
+    r = _ok(render(KUBECONFIG_ARGS))
+    deployment = r.one(DEPLOYMENT).inputs
+    assert "annotations" not in deployment["metadata"], "no skipAwait unless asked"
+    pod = deployment["spec"]["template"]
+    assert pod["spec"]["securityContext"]["runAsNonRoot"] is True
+    container = pod["spec"]["containers"][0]
+    assert container["securityContext"] == {
+        "allowPrivilegeEscalation": False,
+        "readOnlyRootFilesystem": True,
+        "runAsNonRoot": True,
+        "capabilities": {"drop": ["ALL"]},
+    }
+    assert container["image"] == manifests.DEFAULT_IMAGE
+    checksum = pod["metadata"]["annotations"][manifests.CHECKSUM_ANNOTATION]
+    assert isinstance(checksum, str) and len(checksum) == 64, "the digest is shown in diffs, not hidden"
+    volumes = {v["name"]: v for v in pod["spec"]["volumes"]}
+    assert volumes["credentials"]["secret"]["secretName"] == "mcp-connector-credentials"
+    assert volumes["tls"]["secret"]["secretName"] == "mcp-connector-tls"
+    assert container["args"][:4] == [
+        "serve",
+        "--secure-port=8443",
+        f"--cert-dir={manifests.TLS_MOUNT}",
+        f"--control-plane-kubeconfig={manifests.CREDENTIALS_MOUNT}/kubeconfig",
+    ]
+    assert container["args"][4:] == ["--claim-namespace", "mcp-claims", "--cluster-id", KUBE_SYSTEM_UID]
+
+
+def test_rotating_the_token_changes_only_the_checksum(render: Render) -> None:
+    first = _ok(render(KUBECONFIG_ARGS))
+    second = _ok(render({**KUBECONFIG_ARGS, "control_plane_kubeconfig": CP_KUBECONFIG.replace("cp-secret", "new")}))
+    again = _ok(render(KUBECONFIG_ARGS))
+
+    def checksum(r: Rendered) -> str:
+        return r.one(DEPLOYMENT).inputs["spec"]["template"]["metadata"]["annotations"][manifests.CHECKSUM_ANNOTATION]
+
+    assert checksum(first) != checksum(second)
+    assert checksum(first) == checksum(again)
+
+
+def test_in_cluster_service_and_apiservices(render: Render) -> None:
+    r = _ok(render(KUBECONFIG_ARGS))
+    service = r.one(SERVICE).inputs["spec"]
+    assert service["type"] == "ClusterIP"
+    assert service["ports"][0]["port"] == 443 and service["ports"][0]["targetPort"] == 8443
+    tls = reveal(r.one(SECRET, "mcp-connector-tls").inputs["data"])
+    assert is_secret(r.one(SECRET, "mcp-connector-tls").inputs["data"])
+    for apiservice in r.of_type(APISERVICE):
+        spec = apiservice.inputs["spec"]
+        assert spec["service"] == {"name": "mcp-connector", "namespace": "kube-system", "port": 443}
+        assert spec["caBundle"] == tls["ca.crt"], "the CA comes from the stored TLS Secret"  # type: ignore[index]
+        assert not is_secret(spec["caBundle"])
+        assert spec["groupPriorityMinimum"] == 1000
+        assert "insecureSkipTLSVerify" not in spec
+    priorities = {a.inputs["metadata"]["name"]: a.inputs["spec"]["versionPriority"] for a in r.of_type(APISERVICE)}
+    assert priorities == {"v1alpha1.db.example.org": 15, "v1beta1.db.example.org": 20, "v1alpha1.k8s.starter.org": 20}
+
+
+def test_token_form_builds_an_upbound_kubeconfig(render: Render, discovered: list[str]) -> None:
+    r = _ok(render(TOKEN_ARGS))
+    url = "https://proxy.upbound.io/v1/controlPlanes/acme/prod/k8s"
+    assert discovered == [url]
+    credentials = r.one(SECRET, "mcp-connector-credentials").inputs["stringData"]
+    assert is_secret(credentials)
+    kubeconfig = yaml.safe_load(reveal(credentials)["kubeconfig"])  # type: ignore[index]
+    assert kubeconfig["clusters"][0]["cluster"]["server"] == url
+    assert kubeconfig["users"][0]["user"]["token"] == "upbound-api-token-123"
+
+
+def test_token_form_with_own_host(render: Render, discovered: list[str]) -> None:
+    _ok(render({**TOKEN_ARGS, "host": "spaces.example.com"}))
+    assert discovered == ["https://spaces.example.com/v1/controlPlanes/acme/prod/k8s"]
+
+
+def test_secret_values_never_appear_in_plain_inputs(render: Render) -> None:
+    for args, secret in ((TOKEN_ARGS, "upbound-api-token-123"), (KUBECONFIG_ARGS, "cp-secret-token")):
+        r = _ok(render(args))
+        for resource in r.resources:
+            leaked = [s for s in plain_parts(resource.inputs) if secret in s]
+            assert leaked == [], f"{resource.name} shows the credential in plain text"
+
+
+def test_existing_secret_form_reads_and_mounts_it(render: Render, discovered: list[str]) -> None:
+    r = _ok(render({"claim_namespace": "mcp-claims", "control_plane_secret": "cp-access", "namespace": "mcp"}))
+    reads = {x.typ: x.read_id for x in r.resources if x.read_id}
+    assert reads["kubernetes:core/v1:Secret"] == "mcp/cp-access"
+    assert discovered == ["https://cp.example:6443"]
+    assert "mcp-connector-credentials" not in [x.name for x in r.of_type(SECRET)]
+    volumes = {v["name"]: v for v in r.one(DEPLOYMENT).inputs["spec"]["template"]["spec"]["volumes"]}
+    assert volumes["credentials"]["secret"]["secretName"] == "cp-access"
+    assert r.one(DEPLOYMENT).inputs["metadata"]["namespace"] == "mcp"
+    assert "cp-secret-token" in _plan(r).kubeconfig
+
+
+def test_existing_secret_without_kubeconfig_key_fails(render: Render) -> None:
+    r = render({"claim_namespace": "mcp-claims", "control_plane_secret": "cp-access"}, existing_kubeconfig=None)
+    assert r.error is not None
+    assert "kube-system/cp-access" in str(r.error) and "'kubeconfig'" in str(r.error)
+
+
+def test_external_mode(render: Render) -> None:
+    r = _ok(render({**KUBECONFIG_ARGS, "mode": "localhost:9443", "ca_bundle": CA_PEM}))
+    assert r.of_type(DEPLOYMENT) == []
+    assert [x.name for x in r.of_type(SECRET)] == ["mcp-connector-credentials", "mcp-connector-disconnect"]
+    assert r.one(SERVICE).inputs["spec"] == {
+        "type": "ExternalName",
+        "externalName": "localhost",
+        "ports": [{"name": "https", "port": 9443, "protocol": "TCP"}],
+    }
+    for apiservice in r.of_type(APISERVICE):
+        spec = apiservice.inputs["spec"]
+        assert spec["service"]["port"] == 9443
+        assert base64.b64decode(spec["caBundle"]).decode() == CA_PEM
+
+
+def test_replicas_resources_and_skip_await(render: Render) -> None:
+    resources = {"requests": {"cpu": "50m"}, "limits": {"memory": "256Mi"}}
+    r = _ok(render({**KUBECONFIG_ARGS, "replicas": 2, "resources": resources, "skip_await": True, "image": "x:1"}))
+    deployment = r.one(DEPLOYMENT).inputs
+    assert deployment["metadata"]["annotations"] == {"pulumi.com/skipAwait": "true"}
+    assert deployment["spec"]["replicas"] == 2
+    assert _container(r)["resources"] == resources
+    assert _container(r)["image"] == "x:1"
+    assert r.one(PDB).inputs["spec"]["minAvailable"] == 1
+
+
+def test_selection_limits_apiservices_and_is_passed_to_the_connector(render: Render) -> None:
+    r = _ok(render({**KUBECONFIG_ARGS, "include": ["*.example.org"], "exclude": ["v1alpha1-never"]}))
+    assert r.k8s_names(APISERVICE) == ["v1alpha1.db.example.org", "v1beta1.db.example.org"]
+    assert r.outputs["claim_apis"] == [
+        "db.example.org/v1alpha1/PostgreSQLInstance",
+        "db.example.org/v1beta1/PostgreSQLInstance",
+    ]
+    args = _container(r)["args"]
+    assert args[-4:] == ["--include", "*.example.org", "--exclude", "v1alpha1-never"]
+    assert [c.plural for c in _plan(r).claims] == ["postgresqlinstances"]
+
+
+def test_disconnect_plan_in_the_guard(render: Render) -> None:
+    plan = _plan(_ok(render({**KUBECONFIG_ARGS, "on_disconnect": "Release"})))
+    assert plan.on_disconnect == "Release"
+    assert plan.claim_namespace == "mcp-claims"
+    assert plan.kubeconfig == CP_KUBECONFIG
+    assert [(c.group, c.version, c.plural, c.kind) for c in plan.claims] == [
+        ("db.example.org", "v1beta1", "postgresqlinstances", "PostgreSQLInstance"),
+        ("k8s.starter.org", "v1alpha1", "kubernetesclusters", "KubernetesCluster"),
+    ]
+    assert _plan(_ok(render(KUBECONFIG_ARGS))).on_disconnect == "Keep"
+
+
+def test_invalid_arguments_are_reported_together(render: Render) -> None:
+    r = render({"token": "t", "control_plane_kubeconfig": "k", "mode": "nowhere", "on_disconnect": "Delete"})
+    message = str(r.error)
+    for expected in (
+        "exactly one of token, control_plane_secret, control_plane_kubeconfig",
+        "account is required with token",
+        "claim_namespace is required",
+        "mode 'nowhere'",
+        "on_disconnect must be one of Keep, Release",
+    ):
+        assert expected in message
+    assert [x.typ for x in r.resources] == []
+
+
+def test_external_mode_needs_a_ca_bundle(render: Render) -> None:
+    r = render({**KUBECONFIG_ARGS, "mode": "localhost:9443"})
+    assert "ca_bundle is required" in str(r.error)
+
+
+def test_unreachable_control_plane_fails_and_creates_nothing(render: Render, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    async def refuse(client: object) -> None:
+        raise upstream.ControlPlaneUnauthorized("https://cp.example:6443", "credentials rejected (HTTP 401)")
+
+    monkeypatch.setattr(upstream, "fetch_claim_apis", refuse)
+    r = render(KUBECONFIG_ARGS)
+    assert r.error is not None
+    message = str(r.error)
+    assert "https://cp.example:6443" in message and "credentials rejected (HTTP 401)" in message
+    assert "cp-secret-token" not in message
+    assert {x.typ for x in r.resources} <= {"mcp-connector:index:McpConnector", "kubernetes:core/v1:Namespace"}
+
+
+def test_plan_json_round_trip() -> None:
+    plan = DisconnectPlan("kc", "ns", "id", "Keep", ())
+    assert DisconnectPlan.from_json(plan.to_json()) == plan
+    assert "kc" not in repr(plan)
+    assert json.loads(plan.to_json())["claims"] == []
