@@ -12,6 +12,7 @@ import contextlib
 import os
 import ssl
 import tempfile
+import time
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
@@ -22,6 +23,9 @@ from mcp_connector.core.access import ControlPlaneAccess
 from mcp_connector.core.discovery import CRD_LIST_PATH, XRD_LIST_PATH, ClaimApi, claim_apis_from
 
 USER_AGENT = "mcp-connector/0.1"
+
+#: The client type callers hold, so no other module needs to import httpx.
+Client = httpx.AsyncClient
 
 
 class ControlPlaneError(Exception):
@@ -145,13 +149,24 @@ async def request(
     params: Mapping[str, str] | None = None,
     json_body: Any = None,
     content_type: str = "application/json",
+    accept: str | None = None,
+    timeout: float | None = None,
 ) -> dict[str, Any]:
-    """Send one request and return its JSON body; raise ControlPlaneError on failure."""
+    """Send one request and return its JSON body; raise ControlPlaneError on failure.
+
+    ``accept`` overrides the JSON default (e.g. to ask for a ``Table``); ``timeout`` overrides the
+    client's for calls that must answer quickly (readiness probes).
+    """
     url = str(client.base_url)
     content = orjson.dumps(json_body) if json_body is not None else None
-    headers = {"Content-Type": content_type} if content is not None else None
+    headers: dict[str, str] = {"Content-Type": content_type} if content is not None else {}
+    if accept:
+        headers["Accept"] = accept
+    extra: dict[str, Any] = {"timeout": timeout} if timeout is not None else {}
     with mapped_errors(url):
-        response = await client.request(method, path, params=params, content=content, headers=headers)
+        response = await client.request(
+            method, path, params=params, content=content, headers=headers, **extra
+        )
     raise_for_status(url, response)
     result: dict[str, Any] = orjson.loads(response.content) if response.content else {}
     return result
@@ -192,6 +207,77 @@ async def fetch_claim_apis(client: httpx.AsyncClient) -> tuple[ClaimApi, ...]:
             ) from None
         raise
     return claim_apis_from(xrds, crds)
+
+
+@contextlib.asynccontextmanager
+async def watch(
+    client: httpx.AsyncClient,
+    path: str,
+    *,
+    params: Mapping[str, str],
+    accept: str | None = None,
+) -> AsyncIterator[AsyncIterator[dict[str, Any]]]:
+    """Open a watch stream and yield an iterator of its decoded events.
+
+    The read timeout is off: a quiet watch is healthy, and the server ends it after
+    ``timeoutSeconds``. Transport failures mid-stream surface as ControlPlaneUnreachable and
+    a refused watch as ControlPlaneRejected, as for every other call.
+    """
+    url = str(client.base_url)
+    query = {**params, "watch": "true"}
+    headers = {"Accept": accept} if accept else {}
+    timeout = httpx.Timeout(None, connect=10.0)
+    with mapped_errors(url):
+        async with client.stream("GET", path, params=query, headers=headers, timeout=timeout) as response:
+            if not response.is_success:
+                await response.aread()
+                raise_for_status(url, response)
+
+            async def events() -> AsyncIterator[dict[str, Any]]:
+                with mapped_errors(url):
+                    async for line in response.aiter_lines():
+                        if line.strip():
+                            event = orjson.loads(line)
+                            if isinstance(event, dict):
+                                yield event
+
+            yield events()
+
+
+class _TokenFileAuth(httpx.Auth):
+    """Bearer token re-read from its file now and then, so rotated tokens are picked up."""
+
+    def __init__(self, path: str, *, every: float = 60.0) -> None:
+        self._path = path
+        self._every = every
+        self._token = ""
+        self._read_at = -every
+
+    def _current(self) -> str:
+        now = time.monotonic()
+        if now - self._read_at >= self._every:
+            with open(self._path) as f:
+                self._token = f.read().strip()
+            self._read_at = now
+        return self._token
+
+    def auth_flow(self, request: httpx.Request) -> Any:
+        request.headers["Authorization"] = f"Bearer {self._current()}"
+        yield request
+
+
+def new_client_with_token_file(
+    access: ControlPlaneAccess, token_file: str, **kwargs: Any
+) -> httpx.AsyncClient:
+    """Like new_client, but the bearer token comes from a file re-read periodically.
+
+    In-cluster service-account tokens and mounted Upbound tokens rotate; a token captured once
+    at startup would stop working after the rotation.
+    """
+    client = new_client(access, **kwargs)
+    client.headers.pop("Authorization", None)
+    client.auth = _TokenFileAuth(token_file)
+    return client
 
 
 @contextlib.asynccontextmanager

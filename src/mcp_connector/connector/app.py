@@ -1,0 +1,254 @@
+"""The HTTP face: one handler that authenticates, authorizes and routes every request.
+
+Order matters and mirrors k8s.io/apiserver: health endpoints are always allowed; everything
+else needs the front proxy's certificate (401), then discovery and OpenAPI are served to any
+authenticated user (as ``system:discovery`` allows), and resource requests need a
+SubjectAccessReview (403). Every failure leaves as a Kubernetes Status.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+from mcp_connector import upstream
+from mcp_connector.connector import discovery_docs, metrics, openapi, resources, watch
+from mcp_connector.connector.auth import Headers, Unauthenticated, User, authenticate
+from mcp_connector.connector.authz import Attributes
+from mcp_connector.connector.errors import ApiError, from_control_plane, status_body
+from mcp_connector.connector.health import Health
+from mcp_connector.connector.logs import fields
+from mcp_connector.connector.routing import (
+    DiscoveryRoute,
+    NonResourceRoute,
+    OpenApiRoute,
+    ResourceRoute,
+    parse_path,
+    verb_of,
+)
+from mcp_connector.connector.runtime import Runtime
+
+log = logging.getLogger(__name__)
+
+RUNTIME: web.AppKey[Runtime] = web.AppKey("runtime", Runtime)
+HEALTH: web.AppKey[Health] = web.AppKey("health", Health)
+MAX_BODY = 3 * 1024 * 1024
+
+
+def json_response(body: Any, *, status: int = 200, content_type: str = "application/json") -> web.Response:
+    """A JSON response serialized with orjson."""
+    return web.Response(body=orjson.dumps(body), status=status, headers={"Content-Type": content_type})
+
+
+def _peer_certificate(request: web.Request) -> bytes | None:
+    if request.transport is None:
+        return None
+    ssl_object = request.transport.get_extra_info("ssl_object")
+    if ssl_object is None:
+        return None
+    der = ssl_object.getpeercert(binary_form=True)
+    return bytes(der) if der else None
+
+
+def _forbidden(attrs: Attributes, reason: str) -> ApiError:
+    resource = f"{attrs.resource}.{attrs.group}"
+    target = f'{resource} "{attrs.name}"' if attrs.name else resource
+    what = f"{attrs.resource}/{attrs.subresource}" if attrs.subresource else attrs.resource
+    message = (
+        f'{target} is forbidden: User "{attrs.user.name}" cannot {attrs.verb} resource "{what}" '
+        f'in API group "{attrs.group}"'
+    )
+    message += f' in the namespace "{attrs.namespace}"' if attrs.namespace else " at the cluster scope"
+    if reason:
+        message += f": {reason}"
+    return ApiError(
+        status_body(403, message, details={"name": attrs.name, "group": attrs.group, "kind": attrs.resource})
+    )
+
+
+async def _discovery(request: web.Request, rt: Runtime, route: DiscoveryRoute) -> web.Response:
+    catalog = rt.catalog
+    if route.group is None:
+        media = discovery_docs.aggregated_form(request.headers.get("Accept", ""))
+        if media is not None:
+            response = json_response(discovery_docs.aggregated_discovery(catalog, media), content_type=media)
+        else:
+            response = json_response(discovery_docs.api_group_list(catalog))
+        response.headers["Vary"] = "Accept"
+        return response
+    if route.version is None:
+        doc = discovery_docs.api_group(catalog, route.group)
+    else:
+        doc = discovery_docs.api_resource_list(catalog, route.group, route.version)
+    if doc is None:
+        raise ApiError.of(404, "the server could not find the requested resource")
+    return json_response(doc)
+
+
+async def _openapi(request: web.Request, rt: Runtime, route: OpenApiRoute) -> web.Response:
+    if route.spec == "v2":
+        doc = openapi.v2(rt.catalog)
+    elif route.group is None:
+        doc = openapi.v3_index(rt.catalog)
+    else:
+        found = openapi.v3_group_version(rt.catalog, route.group, route.version or "")
+        if found is None:
+            raise ApiError.of(404, "the server could not find the requested resource")
+        doc = found
+    tag = f'"{openapi.etag(doc)}"'
+    if request.headers.get("If-None-Match") == tag:
+        return web.Response(status=304, headers={"ETag": tag})
+    response = json_response(doc)
+    response.headers["ETag"] = tag
+    return response
+
+
+async def _resource(request: web.Request, rt: Runtime, route: ResourceRoute, user: User) -> web.StreamResponse:
+    served = rt.catalog.resource(route.group, route.version, route.plural)
+    if served is None:
+        raise ApiError.of(404, "the server could not find the requested resource")
+    if route.subresource is not None and (route.subresource != "status" or not served.version.status_subresource):
+        raise ApiError.of(404, "the server could not find the requested resource")
+    query = {k: request.query.getone(k) for k in request.query}
+    verb = verb_of(request.method, route, query)
+    if verb is None:
+        raise ApiError.of(405, f"the server does not allow this method on the requested resource: {request.method}")
+    request["verb"] = verb
+    attrs = Attributes(
+        user,
+        verb,
+        route.group,
+        route.version,
+        route.plural,
+        route.subresource or "",
+        route.namespace or "",
+        route.name or "",
+    )
+    try:
+        decision = await rt.authorizer.authorize(attrs)
+    except upstream.ControlPlaneError as e:
+        log.warning("SubjectAccessReview failed", extra=fields(error=str(e)))
+        raise ApiError.of(
+            503, "authorization is unavailable: the app cluster did not answer a SubjectAccessReview"
+        ) from None
+    metrics.AUTHZ_DECISIONS.labels(str(decision.allowed).lower()).inc()
+    if not decision.allowed:
+        raise _forbidden(attrs, decision.reason)
+    if request.content_length is not None and request.content_length > MAX_BODY:
+        raise ApiError.of(413, "the request body is too large")
+    body = await request.read() if request.can_read_body else b""
+    call = resources.Call(
+        route,
+        served,
+        verb,
+        query,
+        accept=request.headers.get("Accept", "application/json"),
+        content_type=request.headers.get("Content-Type", "application/json"),
+        body=body,
+    )
+    if verb == "watch":
+        return await watch.serve(request, rt, call)
+    handlers = {
+        "get": resources.get,
+        "list": resources.list_,
+        "update": resources.update,
+        "patch": resources.patch,
+        "delete": resources.delete,
+        "deletecollection": resources.delete_collection,
+    }
+    if verb == "create":
+        code, created = await resources.create(rt, call)
+        return json_response(created, status=code)
+    return json_response(await handlers[verb](rt, call))
+
+
+async def _non_resource(request: web.Request, route: NonResourceRoute) -> web.Response:
+    if route.path == "/metrics":
+        body, content_type = metrics.render()
+        return web.Response(body=body, headers={"Content-Type": content_type})
+    health = request.app[HEALTH]
+    ok, detail = await health.check(route.path)
+    return web.Response(text=detail, status=200 if ok else 500, content_type="text/plain")
+
+
+async def handle(request: web.Request) -> web.StreamResponse:
+    """Serve one request; the only place errors turn into responses."""
+    rt = request.app[RUNTIME]
+    start = time.monotonic()
+    request["verb"] = "unknown"
+    code = 500
+    try:
+        route = parse_path(request.path)
+        if isinstance(route, NonResourceRoute):
+            request["verb"] = route.path.strip("/").split("/")[0]
+            response: web.StreamResponse = await _non_resource(request, route)
+        else:
+            user = authenticate(
+                _peer_certificate(request), Headers(request.headers.getall, request.headers.items), rt.front_proxy
+            )
+            if route is None:
+                raise ApiError.of(404, "the server could not find the requested resource")
+            if isinstance(route, ResourceRoute):
+                response = await _resource(request, rt, route, user)
+            elif request.method not in ("GET", "HEAD"):
+                raise ApiError.of(
+                    405, f"the server does not allow this method on the requested resource: {request.method}"
+                )
+            elif isinstance(route, DiscoveryRoute):
+                request["verb"] = "discovery"
+                response = await _discovery(request, rt, route)
+            else:
+                request["verb"] = "openapi"
+                response = await _openapi(request, rt, route)
+    except Unauthenticated as e:
+        log.info("unauthenticated request", extra=fields(path=request.path, reason=str(e)))
+        response = json_response(status_body(401, "Unauthorized"), status=401)
+    except ApiError as e:
+        response = json_response(e.body, status=e.code)
+    except upstream.ControlPlaneError as e:
+        error = from_control_plane(e, ref=None, claim_namespace=rt.claim_namespace)
+        response = json_response(error.body, status=error.code)
+    except web.HTTPException:
+        raise
+    except Exception:
+        log.exception("request failed", extra=fields(path=request.path, method=request.method))
+        response = json_response(status_body(500, "internal error in the connector"), status=500)
+    code = response.status
+    verb = request["verb"]
+    metrics.REQUESTS.labels(verb, str(code)).inc()
+    metrics.REQUEST_SECONDS.labels(verb).observe(time.monotonic() - start)
+    if code >= 500 or verb not in (
+        "get",
+        "list",
+        "watch",
+        "discovery",
+        "openapi",
+        "healthz",
+        "livez",
+        "readyz",
+        "metrics",
+    ):
+        log.info(
+            "request",
+            extra=fields(
+                method=request.method,
+                path=request.path,
+                verb=verb,
+                code=code,
+                seconds=round(time.monotonic() - start, 4),
+            ),
+        )
+    return response
+
+
+def build(rt: Runtime, health: Health) -> web.Application:
+    """The aiohttp application: one catch-all route into ``handle``."""
+    app = web.Application(client_max_size=MAX_BODY)
+    app[RUNTIME] = rt
+    app[HEALTH] = health
+    app.router.add_route("*", "/{tail:.*}", handle)
+    return app

@@ -1,0 +1,111 @@
+"""Delegated authorization: ask the app cluster (SubjectAccessReview) whether a user may act.
+
+This is what k8s.io/apiserver's delegating authorizer does for aggregated servers: the app
+cluster's RBAC decides, so the user's Roles on e.g. ``kubernetesclusters.k8s.starter.org``
+apply to claims exactly as if the CRD were installed there. Decisions are cached briefly
+(allowed and denied with their own lifetimes) in a bounded cache, so a ``kubectl get -w``
+storm does not become a SubjectAccessReview storm.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from mcp_connector.connector.auth import User
+
+SAR_PATH = "/apis/authorization.k8s.io/v1/subjectaccessreviews"
+
+
+@dataclass(frozen=True)
+class Attributes:
+    """What a request does, in the terms RBAC speaks (resource attributes only)."""
+
+    user: User
+    verb: str
+    group: str
+    version: str
+    resource: str
+    subresource: str = ""
+    namespace: str = ""
+    name: str = ""
+
+
+@dataclass(frozen=True)
+class Decision:
+    """The review's answer; ``reason`` is shown in the 403 message."""
+
+    allowed: bool
+    reason: str = ""
+
+
+def review_body(attrs: Attributes) -> dict[str, Any]:
+    """The SubjectAccessReview to send for ``attrs``."""
+    spec: dict[str, Any] = {
+        "user": attrs.user.name,
+        "groups": list(attrs.user.groups),
+        "resourceAttributes": {
+            "verb": attrs.verb,
+            "group": attrs.group,
+            "version": attrs.version,
+            "resource": attrs.resource,
+            "subresource": attrs.subresource,
+            "namespace": attrs.namespace,
+            "name": attrs.name,
+        },
+    }
+    if attrs.user.uid:
+        spec["uid"] = attrs.user.uid
+    if attrs.user.extra:
+        spec["extra"] = attrs.user.extra_dict()
+    return {"apiVersion": "authorization.k8s.io/v1", "kind": "SubjectAccessReview", "spec": spec}
+
+
+def decision_of(review: dict[str, Any]) -> Decision:
+    """Read the answer out of a returned SubjectAccessReview."""
+    status = review.get("status") or {}
+    return Decision(bool(status.get("allowed")) and not status.get("denied"), str(status.get("reason") or ""))
+
+
+Reviewer = Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]
+
+
+class Authorizer:
+    """SubjectAccessReviews with a bounded, two-lifetime decision cache."""
+
+    def __init__(
+        self,
+        review: Reviewer,
+        *,
+        allowed_ttl: float = 10.0,
+        denied_ttl: float = 5.0,
+        max_entries: int = 10_000,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._review = review
+        self._allowed_ttl = allowed_ttl
+        self._denied_ttl = denied_ttl
+        self._max = max_entries
+        self._clock = clock
+        self._cache: OrderedDict[Attributes, tuple[float, Decision]] = OrderedDict()
+
+    async def authorize(self, attrs: Attributes) -> Decision:
+        """Return the cached decision, or ask the app cluster and cache its answer."""
+        now = self._clock()
+        hit = self._cache.get(attrs)
+        if hit is not None and hit[0] > now:
+            self._cache.move_to_end(attrs)
+            return hit[1]
+        decision = decision_of(await self._review(review_body(attrs)))
+        ttl = self._allowed_ttl if decision.allowed else self._denied_ttl
+        self._cache[attrs] = (now + ttl, decision)
+        self._cache.move_to_end(attrs)
+        while len(self._cache) > self._max:
+            self._cache.popitem(last=False)
+        return decision
+
+    def __len__(self) -> int:
+        return len(self._cache)

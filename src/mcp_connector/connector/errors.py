@@ -1,0 +1,119 @@
+"""One error tree for the connector, and the Kubernetes ``Status`` bodies the app user sees.
+
+Every failure a handler raises is an ApiError (or a control-plane error mapped into one here),
+so the HTTP layer has exactly one place that turns errors into responses.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from mcp_connector.core import contract
+from mcp_connector.upstream import (
+    ControlPlaneError,
+    ControlPlaneRejected,
+    ControlPlaneUnauthorized,
+    ControlPlaneUnreachable,
+)
+
+_REASONS = {
+    400: "BadRequest",
+    401: "Unauthorized",
+    403: "Forbidden",
+    404: "NotFound",
+    405: "MethodNotAllowed",
+    406: "NotAcceptable",
+    409: "Conflict",
+    410: "Expired",
+    415: "UnsupportedMediaType",
+    422: "Invalid",
+    429: "TooManyRequests",
+    500: "InternalError",
+    503: "ServiceUnavailable",
+    504: "Timeout",
+}
+
+
+def status_body(
+    code: int, message: str, *, reason: str | None = None, details: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
+    """Build a ``metav1.Status`` failure body."""
+    body: dict[str, Any] = {
+        "kind": "Status",
+        "apiVersion": "v1",
+        "metadata": {},
+        "status": "Failure",
+        "message": message,
+        "reason": reason or _REASONS.get(code, "Unknown"),
+        "code": code,
+    }
+    if details:
+        body["details"] = dict(details)
+    return body
+
+
+class ApiError(Exception):
+    """A request failure with the ``Status`` body to answer with."""
+
+    def __init__(self, body: Mapping[str, Any]) -> None:
+        self.body = dict(body)
+        self.code = int(self.body.get("code") or 500)
+        super().__init__(str(self.body.get("message", "")))
+
+    @classmethod
+    def of(cls, code: int, message: str, **kwargs: Any) -> ApiError:
+        """Shorthand for an error built from a code and message."""
+        return cls(status_body(code, message, **kwargs))
+
+
+def not_found(group: str, plural: str, name: str) -> ApiError:
+    """The 404 the API server gives for a missing object (also for objects we must not reveal)."""
+    resource = f"{plural}.{group}" if group else plural
+    return ApiError.of(
+        404,
+        f'{resource} "{name}" not found',
+        details={"name": name, "group": group, "kind": plural},
+    )
+
+
+def bad_request(message: str) -> ApiError:
+    """A 400 for bodies and parameters we cannot use."""
+    return ApiError.of(400, message)
+
+
+def from_control_plane(error: ControlPlaneError, *, ref: contract.AppRef | None, claim_namespace: str) -> ApiError:
+    """Map a control-plane failure to what the app user sees, naming app-side objects only.
+
+    401/403 on the connector's own calls mean the connector's credentials are wrong, not the
+    user's: that is an outage (503), reported without any credential.
+    """
+    if isinstance(error, ControlPlaneUnreachable):
+        return ApiError.of(503, f"control plane {error.url} is unreachable: {error.cause}")
+    if isinstance(error, ControlPlaneUnauthorized) or (
+        isinstance(error, ControlPlaneRejected) and error.status in (401, 403)
+    ):
+        return ApiError.of(
+            503,
+            f"control plane {error.url} refused the connector's credentials "
+            f"(HTTP {getattr(error, 'status', 401)}); check the connector's control-plane token or kubeconfig",
+        )
+    if isinstance(error, ControlPlaneRejected):
+        body = dict(error.body or status_body(error.status, error.cause))
+        body.setdefault("code", error.status)
+        body.setdefault("kind", "Status")
+        body.setdefault("apiVersion", "v1")
+        if ref is not None:
+            body = contract.rewrite_status(body, ref, claim_namespace=claim_namespace)
+        else:
+            body = scrub_namespace(body, claim_namespace)
+        return ApiError(body)
+    return ApiError.of(503, f"control plane {error.url}: {error.cause}")
+
+
+def scrub_namespace(body: dict[str, Any], claim_namespace: str) -> dict[str, Any]:
+    """Hide the control-plane claim namespace in a message that names no single object."""
+    message = body.get("message")
+    if isinstance(message, str):
+        body["message"] = message.replace(f'namespace "{claim_namespace}"', "the app namespace")
+    return body

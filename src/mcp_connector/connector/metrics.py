@@ -1,0 +1,43 @@
+"""Prometheus metrics: requests by verb and code, upstream latency, open watches.
+
+One process-wide registry so the names are declared once and ``/metrics`` renders them all.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+REGISTRY = CollectorRegistry(auto_describe=True)
+
+REQUESTS = Counter(
+    "mcp_connector_requests_total",
+    "Requests served, by Kubernetes verb (or endpoint) and HTTP code.",
+    ["verb", "code"],
+    registry=REGISTRY,
+)
+REQUEST_SECONDS = Histogram(
+    "mcp_connector_request_duration_seconds",
+    "Time to answer a request (watches: until the stream starts).",
+    ["verb"],
+    registry=REGISTRY,
+)
+UPSTREAM_SECONDS = Histogram(
+    "mcp_connector_upstream_request_duration_seconds",
+    "Latency of calls to the control plane, by verb.",
+    ["verb"],
+    registry=REGISTRY,
+)
+OPEN_WATCHES = Gauge("mcp_connector_open_watches", "Watch streams currently open.", registry=REGISTRY)
+AUTHZ_DECISIONS = Counter(
+    "mcp_connector_authorization_decisions_total",
+    "SubjectAccessReview decisions (cached or fresh).",
+    ["allowed"],
+    registry=REGISTRY,
+)
+SERVED_APIS = Gauge("mcp_connector_served_claim_apis", "Claim APIs currently served.", registry=REGISTRY)
+
+
+def render() -> tuple[bytes, str]:
+    """The exposition body and its content type."""
+    return generate_latest(REGISTRY), CONTENT_TYPE_LATEST

@@ -1,0 +1,446 @@
+"""The resource verbs: each app request becomes control-plane calls on the translated object.
+
+Reads are scoped by label selector *and* re-checked object by object; writes go through
+``contract.to_control_plane`` so the ownership labels, hashed name and claim namespace are set
+by us whatever the body says. JSON and merge patches are applied here to the app-side view and
+written back with the object's resourceVersion (retrying on conflict) rather than forwarded:
+a forwarded patch would act on the control-plane object, where it could rewrite the ownership
+labels or the name before we could refuse it. Server-side apply is forwarded (after
+translating the applied body) because only the control plane can merge managed fields.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import secrets
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+import yaml
+
+from mcp_connector import upstream
+from mcp_connector.connector import patches
+from mcp_connector.connector.catalog import ServedResource
+from mcp_connector.connector.errors import ApiError, bad_request, from_control_plane, not_found, status_body
+from mcp_connector.connector.metrics import UPSTREAM_SECONDS
+from mcp_connector.connector.routing import ResourceRoute
+from mcp_connector.connector.runtime import Runtime
+from mcp_connector.connector.translate import Scope, body_to_app, table_is_empty
+from mcp_connector.core import contract
+
+log = logging.getLogger(__name__)
+
+READ_PARAMS = ("resourceVersion", "resourceVersionMatch", "limit", "continue", "timeoutSeconds")
+WRITE_PARAMS = ("dryRun", "fieldManager", "fieldValidation")
+DELETE_PARAMS = ("dryRun", "gracePeriodSeconds", "propagationPolicy", "orphanDependents")
+_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+_GENERATE_CHARS = "bcdfghjklmnpqrstvwxz2456789"
+_CONFLICT_RETRIES = 5
+
+
+@dataclass(frozen=True)
+class Call:
+    """One resource request, parsed: what the handlers need and nothing from the web framework."""
+
+    route: ResourceRoute
+    served: ServedResource
+    verb: str
+    query: Mapping[str, str]
+    accept: str = "application/json"
+    content_type: str = "application/json"
+    body: bytes = b""
+
+
+def upstream_accept(accept: str) -> str | None:
+    """The Accept header to forward: Tables and metadata-only forms pass, protobuf does not."""
+    entries = [e.strip() for e in accept.split(",") if e.strip() and "protobuf" not in e and "cbor" not in e]
+    if not entries or entries == ["*/*"]:
+        return None
+    if all(e.split(";")[0] in ("application/json", "*/*") for e in entries):
+        return ",".join(entries)
+    raise ApiError.of(406, f"only application/json is served, not {accept!r}")
+
+
+def _pick(query: Mapping[str, str], names: tuple[str, ...]) -> dict[str, str]:
+    return {n: query[n] for n in names if n in query}
+
+
+def _collection_path(rt: Runtime, served: ServedResource) -> str:
+    return f"/apis/{served.group}/{served.version.name}/namespaces/{rt.claim_namespace}/{served.api.plural}"
+
+
+def _object_path(rt: Runtime, served: ServedResource, hashed: str, subresource: str | None = None) -> str:
+    path = f"{_collection_path(rt, served)}/{hashed}"
+    return f"{path}/{subresource}" if subresource else path
+
+
+def app_ref(rt: Runtime, route: ResourceRoute, name: str | None = None) -> contract.AppRef:
+    """The app object a request names; invalid names cannot exist, so they are simply not found."""
+    name = name or route.name or ""
+    namespace = route.namespace or ""
+    try:
+        contract.ownership_labels(contract.AppRef(rt.cluster_id, namespace, name))
+    except contract.ContractError:
+        raise not_found(route.group, route.plural, name) from None
+    return contract.AppRef(rt.cluster_id, namespace, name)
+
+
+async def _cp(
+    rt: Runtime, verb: str, method: str, path: str, *, ref: contract.AppRef | None, **kwargs: Any
+) -> dict[str, Any]:
+    start = time.monotonic()
+    try:
+        return await upstream.request(rt.control_plane, method, path, **kwargs)
+    except upstream.ControlPlaneError as e:
+        raise from_control_plane(e, ref=ref, claim_namespace=rt.claim_namespace) from None
+    finally:
+        UPSTREAM_SECONDS.labels(verb).observe(time.monotonic() - start)
+
+
+def parse_body(call: Call) -> dict[str, Any]:
+    """Decode a JSON (or YAML) request body into an object; 400 otherwise."""
+    try:
+        body = yaml.safe_load(call.body) if "yaml" in call.content_type else orjson.loads(call.body)
+    except (orjson.JSONDecodeError, yaml.YAMLError, UnicodeDecodeError):
+        raise bad_request("the request body is not valid JSON or YAML") from None
+    if not isinstance(body, dict):
+        raise bad_request("the request body must be a JSON object")
+    return body
+
+
+def _check_kind(call: Call, body: Mapping[str, Any], *, required: bool = False) -> None:
+    expected = call.served.api_version
+    api_version, kind = body.get("apiVersion"), body.get("kind")
+    if (required or api_version) and api_version != expected:
+        raise bad_request(
+            f"the API version in the data ({api_version}) does not match the expected API version ({expected})"
+        )
+    if (required or kind) and kind != call.served.api.kind:
+        raise bad_request(f"the kind in the data ({kind}) does not match the expected kind ({call.served.api.kind})")
+
+
+def _check_identity(call: Call, body: Mapping[str, Any], name: str | None) -> None:
+    metadata = body.get("metadata") or {}
+    if not isinstance(metadata, dict):
+        raise bad_request("metadata must be an object")
+    namespace = metadata.get("namespace")
+    if namespace and namespace != call.route.namespace:
+        raise bad_request("the namespace of the provided object does not match the namespace sent on the request")
+    if name is not None and metadata.get("name") and metadata.get("name") != name:
+        raise bad_request(
+            f"the name of the object ({metadata.get('name')}) does not match the name on the URL ({name})"
+        )
+
+
+def _invalid_name(call: Call, name: str, reason: str) -> ApiError:
+    kind = call.served.api.kind
+    return ApiError(
+        status_body(
+            422,
+            f'{kind}.{call.served.group} "{name}" is invalid: metadata.name: Invalid value: "{name}": {reason}',
+            details={
+                "name": name,
+                "group": call.served.group,
+                "kind": kind,
+                "causes": [
+                    {
+                        "reason": "FieldValueInvalid",
+                        "message": f'Invalid value: "{name}": {reason}',
+                        "field": "metadata.name",
+                    }
+                ],
+            },
+        )
+    )
+
+
+def validate_name(call: Call, name: str) -> None:
+    """App names must be DNS subdomains that also fit in a label value (the contract stores them there)."""
+    if not name:
+        raise _invalid_name(call, name, "name or generateName is required")
+    if len(name) > contract.MAX_LABEL_VALUE or not _NAME.match(name):
+        raise _invalid_name(
+            call,
+            name,
+            "a lowercase RFC 1123 subdomain of at most 63 characters is required "
+            "(the connector stores it as a label value)",
+        )
+
+
+def generate_name(prefix: str) -> str:
+    """What the API server would make of ``generateName``: prefix plus 5 random characters."""
+    prefix = prefix[: contract.MAX_LABEL_VALUE - 5]
+    return prefix + "".join(secrets.choice(_GENERATE_CHARS) for _ in range(5))
+
+
+def _to_app_or_404(call: Call, body: dict[str, Any], ref: contract.AppRef) -> dict[str, Any]:
+    scope = Scope(ref.cluster_id, ref.namespace)
+    if body.get("kind") == "Table":
+        translated = body_to_app(body, scope)
+        if translated is None or table_is_empty(translated):
+            raise not_found(call.served.group, call.served.api.plural, ref.name)
+        return translated
+    if body.get("kind") == "Status":
+        return body
+    if not scope.admits_ref(body, ref):
+        raise not_found(call.served.group, call.served.api.plural, ref.name)
+    return contract.to_app(body)
+
+
+async def _get_owned(
+    rt: Runtime, call: Call, ref: contract.AppRef, *, subresource: str | None = None
+) -> dict[str, Any]:
+    path = _object_path(rt, call.served, contract.control_plane_name(ref), subresource)
+    body = await _cp(rt, "get", "GET", path, ref=ref)
+    if not Scope(ref.cluster_id, ref.namespace).admits_ref(body, ref):
+        raise not_found(call.served.group, call.served.api.plural, ref.name)
+    return body
+
+
+async def get(rt: Runtime, call: Call) -> dict[str, Any]:
+    """GET one claim (or its status), as an object or a Table."""
+    ref = app_ref(rt, call.route)
+    path = _object_path(rt, call.served, contract.control_plane_name(ref), call.route.subresource)
+    body = await _cp(
+        rt,
+        "get",
+        "GET",
+        path,
+        ref=ref,
+        params=_pick(call.query, ("resourceVersion",)),
+        accept=upstream_accept(call.accept),
+    )
+    return _to_app_or_404(call, body, ref)
+
+
+def list_params(rt: Runtime, call: Call, names: tuple[str, ...]) -> dict[str, str]:
+    """Selectors confining a list or watch to this cluster/namespace, plus the passed-through params."""
+    try:
+        field_labels, fields = contract.translate_field_selector(call.query.get("fieldSelector", ""))
+    except contract.ContractError as e:
+        raise bad_request(str(e)) from None
+    params = _pick(call.query, names)
+    params["labelSelector"] = contract.combine_selectors(
+        contract.scope_selector(rt.cluster_id, call.route.namespace),
+        call.query.get("labelSelector"),
+        field_labels,
+    )
+    if fields:
+        params["fieldSelector"] = fields
+    return params
+
+
+async def list_(rt: Runtime, call: Call) -> dict[str, Any]:
+    """LIST claims in one namespace or all, scoped to this cluster."""
+    body = await _cp(
+        rt,
+        "list",
+        "GET",
+        _collection_path(rt, call.served),
+        ref=None,
+        params=list_params(rt, call, READ_PARAMS),
+        accept=upstream_accept(call.accept),
+    )
+    translated = body_to_app(body, Scope(rt.cluster_id, call.route.namespace))
+    assert translated is not None  # lists are never dropped, only filtered
+    return translated
+
+
+async def create(rt: Runtime, call: Call) -> tuple[int, dict[str, Any]]:
+    """POST a claim; ``generateName`` is resolved here because the hash needs the final name."""
+    body = parse_body(call)
+    _check_kind(call, body, required=True)
+    _check_identity(call, body, None)
+    metadata = body.setdefault("metadata", {})
+    name, prefix = metadata.get("name"), metadata.get("generateName")
+    attempts = 3 if not name and prefix else 1
+    for attempt in range(attempts):
+        final = name or (generate_name(prefix) if prefix else "")
+        validate_name(call, final)
+        metadata["name"] = final
+        ref = app_ref(rt, call.route, final)
+        translated = contract.to_control_plane(body, ref, claim_namespace=rt.claim_namespace)
+        try:
+            created = await _cp(
+                rt,
+                "create",
+                "POST",
+                _collection_path(rt, call.served),
+                ref=ref,
+                params=_pick(call.query, WRITE_PARAMS),
+                json_body=translated,
+            )
+        except ApiError as e:
+            if e.code == 409 and attempt + 1 < attempts:
+                continue
+            raise
+        rt.claims_changed()
+        return 201, contract.to_app(created)
+    raise AssertionError("unreachable")
+
+
+async def update(rt: Runtime, call: Call) -> dict[str, Any]:
+    """PUT a claim or its status."""
+    body = parse_body(call)
+    _check_kind(call, body, required=True)
+    _check_identity(call, body, call.route.name)
+    ref = app_ref(rt, call.route)
+    translated = contract.to_control_plane(body, ref, claim_namespace=rt.claim_namespace)
+    path = _object_path(rt, call.served, contract.control_plane_name(ref), call.route.subresource)
+    updated = await _cp(
+        rt, "update", "PUT", path, ref=ref, params=_pick(call.query, WRITE_PARAMS), json_body=translated
+    )
+    return contract.to_app(updated)
+
+
+def patch_kind(content_type: str) -> str:
+    """Which patch a Content-Type asks for; 415 for the ones custom resources do not take."""
+    kind = patches.PATCH_TYPES.get(content_type.split(";")[0].strip().lower())
+    if kind in (None, "strategic", "apply-cbor"):
+        raise ApiError.of(
+            415,
+            f"the body of the request was in an unknown format - accepted media types include: "
+            f"{', '.join(patches.SUPPORTED_PATCH_TYPES)}",
+        )
+    return kind
+
+
+async def patch(rt: Runtime, call: Call) -> dict[str, Any]:
+    """PATCH a claim or its status (JSON, merge or server-side apply)."""
+    kind = patch_kind(call.content_type)
+    ref = app_ref(rt, call.route)
+    if kind == "apply":
+        return await _apply(rt, call, ref)
+    try:
+        document = orjson.loads(call.body)
+    except orjson.JSONDecodeError:
+        raise bad_request("the patch is not valid JSON") from None
+    for _ in range(_CONFLICT_RETRIES):
+        current = contract.to_app(await _get_owned(rt, call, ref))
+        try:
+            patched = (
+                patches.json_patch(current, document) if kind == "json" else patches.merge_patch(current, document)
+            )
+        except patches.PatchError as e:
+            raise ApiError.of(422, f"the JSON patch cannot be applied: {e}") from None
+        if not isinstance(patched, dict):
+            raise bad_request("the patched object is not a JSON object")
+        _check_kind(call, patched, required=True)
+        _check_identity(call, patched, ref.name)
+        metadata = patched.setdefault("metadata", {})
+        if not metadata.get("name"):
+            metadata["name"] = ref.name
+        pinned = _asks_for_version(document)
+        if not pinned:
+            metadata["resourceVersion"] = current["metadata"].get("resourceVersion")
+        translated = contract.to_control_plane(patched, ref, claim_namespace=rt.claim_namespace)
+        path = _object_path(rt, call.served, contract.control_plane_name(ref), call.route.subresource)
+        try:
+            updated = await _cp(
+                rt, "patch", "PUT", path, ref=ref, params=_pick(call.query, WRITE_PARAMS), json_body=translated
+            )
+        except ApiError as e:
+            if e.code == 409 and not pinned:
+                continue
+            raise
+        return contract.to_app(updated)
+    raise ApiError.of(
+        409,
+        f'Operation cannot be fulfilled on {call.served.api.resource} "{ref.name}": '
+        "the object kept changing; please retry",
+    )
+
+
+def _asks_for_version(document: Any) -> bool:
+    """True when the patch itself sets metadata.resourceVersion (an explicit precondition)."""
+    if isinstance(document, dict):
+        return bool((document.get("metadata") or {}).get("resourceVersion"))
+    return any(isinstance(op, dict) and op.get("path") == "/metadata/resourceVersion" for op in document or [])
+
+
+async def _apply(rt: Runtime, call: Call, ref: contract.AppRef) -> dict[str, Any]:
+    body = parse_body(Call(call.route, call.served, call.verb, call.query, call.accept, "application/yaml", call.body))
+    _check_kind(call, body, required=True)
+    _check_identity(call, body, ref.name)
+    body.setdefault("metadata", {})["name"] = ref.name
+    translated = contract.to_control_plane(body, ref, claim_namespace=rt.claim_namespace)
+    path = _object_path(rt, call.served, contract.control_plane_name(ref), call.route.subresource)
+    applied = await _cp(
+        rt,
+        "apply",
+        "PATCH",
+        path,
+        ref=ref,
+        params=_pick(call.query, (*WRITE_PARAMS, "force")),
+        json_body=translated,
+        content_type="application/apply-patch+yaml",
+    )
+    rt.claims_changed()
+    return contract.to_app(applied)
+
+
+def _delete_options(call: Call) -> Any:
+    if not call.body.strip():
+        return None
+    try:
+        options = orjson.loads(call.body)
+    except orjson.JSONDecodeError:
+        raise bad_request("the DeleteOptions body is not valid JSON") from None
+    if not isinstance(options, dict):
+        raise bad_request("the DeleteOptions body must be a JSON object")
+    return options
+
+
+async def _delete_one(rt: Runtime, call: Call, ref: contract.AppRef, options: Any) -> dict[str, Any]:
+    path = _object_path(rt, call.served, contract.control_plane_name(ref))
+    body = await _cp(rt, "delete", "DELETE", path, ref=ref, params=_pick(call.query, DELETE_PARAMS), json_body=options)
+    if body.get("kind") == "Status":
+        return contract.rewrite_status(body, ref, claim_namespace=rt.claim_namespace)
+    return contract.to_app(body) if contract.app_ref_of(body) == ref else body
+
+
+async def delete(rt: Runtime, call: Call) -> dict[str, Any]:
+    """DELETE one claim, after checking it is this cluster's and namespace's."""
+    options = _delete_options(call)
+    ref = app_ref(rt, call.route)
+    await _get_owned(rt, call, ref)
+    result = await _delete_one(rt, call, ref, options)
+    rt.claims_changed()
+    return result
+
+
+async def delete_collection(rt: Runtime, call: Call) -> dict[str, Any]:
+    """DELETE every claim a (scoped) list finds, one by one."""
+    options = _delete_options(call)
+    listed = await _cp(
+        rt,
+        "deletecollection",
+        "GET",
+        _collection_path(rt, call.served),
+        ref=None,
+        params=list_params(rt, call, ("resourceVersion", "resourceVersionMatch")),
+    )
+    scope = Scope(rt.cluster_id, call.route.namespace)
+    deleted = []
+    for item in listed.get("items") or []:
+        ref = contract.app_ref_of(item)
+        if ref is None or not scope.admits(item):
+            continue
+        try:
+            result = await _delete_one(rt, call, ref, options)
+        except ApiError as e:
+            if e.code == 404:
+                continue
+            raise
+        deleted.append(result if result.get("kind") != "Status" else contract.to_app(item))
+    rt.claims_changed()
+    return {
+        "kind": call.served.api.list_kind,
+        "apiVersion": call.served.api_version,
+        "metadata": {"resourceVersion": str((listed.get("metadata") or {}).get("resourceVersion") or "")},
+        "items": deleted,
+    }

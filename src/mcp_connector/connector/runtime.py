@@ -1,0 +1,32 @@
+"""The running connector's shared state, handed to every request handler.
+
+Mutable only where the world changes underneath us (served claim APIs, front-proxy
+settings); each is replaced whole, never edited in place.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from mcp_connector import upstream
+from mcp_connector.connector.auth import FrontProxySettings
+from mcp_connector.connector.authz import Authorizer
+from mcp_connector.connector.catalog import Catalog
+
+
+@dataclass
+class Runtime:
+    """Clients, identity and the current snapshots a request needs."""
+
+    control_plane: upstream.Client
+    app_cluster: upstream.Client
+    control_plane_url: str
+    cluster_id: str
+    claim_namespace: str
+    authorizer: Authorizer
+    catalog: Catalog = field(default_factory=Catalog)
+    front_proxy: FrontProxySettings | None = None
+    catalog_loaded: bool = False
+    #: Called after the connector itself created or deleted claims (connection Secrets follow).
+    claims_changed: Callable[[], None] = lambda: None

@@ -1,0 +1,176 @@
+"""Run the connector: connect both clusters, start the followers, serve HTTPS until stopped.
+
+Everything that can change while we run (claim APIs, the front-proxy CA, connection Secrets,
+APIServices) is a follower kicking a reconcile; the HTTP server only reads their snapshots.
+A control plane that is down at start is not fatal: the server comes up (``/readyz`` says
+not ready, requests get 503) and the followers retry until it answers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from typing import Any
+
+from aiohttp import web
+
+from mcp_connector import upstream
+from mcp_connector.connector import apiservices, app, auth, follow, secrets_sync
+from mcp_connector.connector.authz import SAR_PATH, Authorizer
+from mcp_connector.connector.catalog import Catalog
+from mcp_connector.connector.config import Config, ConfigError
+from mcp_connector.connector.health import Health
+from mcp_connector.connector.logs import fields
+from mcp_connector.connector.metrics import SERVED_APIS
+from mcp_connector.connector.runtime import Runtime
+from mcp_connector.connector.tls import SwappableContext
+from mcp_connector.core.discovery import CRD_LIST_PATH, XRD_LIST_PATH
+
+log = logging.getLogger(__name__)
+
+CONFIGMAP_PATH = f"/api/v1/namespaces/{auth.CONFIGMAP_NAMESPACE}/configmaps"
+
+
+def _client(access: Any, token_file: str | None, timeout: float) -> upstream.Client:
+    if token_file:
+        return upstream.new_client_with_token_file(access, token_file, timeout=timeout)
+    return upstream.new_client(access, timeout=timeout)
+
+
+async def cluster_id_of(app_cluster: upstream.Client) -> str:
+    """The default cluster ID: the UID of the app cluster's kube-system namespace."""
+    namespace = await upstream.request(app_cluster, "GET", "/api/v1/namespaces/kube-system")
+    return str(namespace["metadata"]["uid"])
+
+
+async def read_front_proxy(app_cluster: upstream.Client) -> auth.FrontProxySettings | None:
+    """The request-header settings the app cluster publishes now (None if it publishes none)."""
+    configmap = await upstream.request(app_cluster, "GET", f"{CONFIGMAP_PATH}/{auth.CONFIGMAP_NAME}")
+    return auth.settings_from_configmap(configmap.get("data") or {})
+
+
+async def run(config: Config) -> None:
+    """Serve until SIGTERM or SIGINT."""
+    control_plane = _client(config.control_plane, config.control_plane_token_file, config.upstream_timeout)
+    app_cluster = _client(config.app_cluster, config.app_token_file, config.upstream_timeout)
+    try:
+        await _serve(config, control_plane, app_cluster)
+    finally:
+        await control_plane.aclose()
+        await app_cluster.aclose()
+
+
+async def _serve(config: Config, control_plane: upstream.Client, app_cluster: upstream.Client) -> None:
+    try:
+        cluster_id = config.cluster_id or await cluster_id_of(app_cluster)
+        front_proxy = await read_front_proxy(app_cluster)
+    except upstream.ControlPlaneError as e:
+        raise ConfigError(f"--app-kubeconfig: the app cluster cannot be used: {e}") from None
+
+    async def review(body: dict[str, Any]) -> dict[str, Any]:
+        return await upstream.request(app_cluster, "POST", SAR_PATH, json_body=body)
+
+    rt = Runtime(
+        control_plane=control_plane,
+        app_cluster=app_cluster,
+        control_plane_url=config.control_plane.url,
+        cluster_id=cluster_id,
+        claim_namespace=config.claim_namespace,
+        authorizer=Authorizer(
+            review,
+            allowed_ttl=config.authz_allowed_ttl,
+            denied_ttl=config.authz_denied_ttl,
+            max_entries=config.authz_cache_size,
+        ),
+        front_proxy=front_proxy,
+    )
+    context = SwappableContext(config.serving, front_proxy.client_ca_pem if front_proxy else None)
+
+    apiservice_trigger: follow.Trigger | None = None
+    if config.service is not None:
+        service = config.service
+
+        async def sync_apiservices() -> None:
+            if rt.catalog_loaded:
+                await apiservices.reconcile(app_cluster, rt.catalog, service)
+
+        apiservice_trigger = follow.Trigger("apiservices", sync_apiservices, every=120)
+
+    async def sync_secrets() -> None:
+        if rt.catalog_loaded:
+            await secrets_sync.reconcile(rt)
+
+    secret_trigger = follow.Trigger("connection-secrets", sync_secrets, every=config.secret_resync_seconds)
+    rt.claims_changed = secret_trigger.kick
+
+    async def refresh_catalog() -> None:
+        apis = await upstream.fetch_claim_apis(control_plane)
+        changed = apis != rt.catalog.apis or not rt.catalog_loaded
+        rt.catalog, rt.catalog_loaded = Catalog.of(apis), True
+        SERVED_APIS.set(len(apis))
+        if changed:
+            log.info("serving claim APIs", extra=fields(apis=[a.resource for a in apis]))
+            secret_trigger.kick()
+            if apiservice_trigger is not None:
+                apiservice_trigger.kick()
+
+    async def refresh_front_proxy() -> None:
+        settings = await read_front_proxy(app_cluster)
+        if settings != rt.front_proxy:
+            rt.front_proxy = settings
+            context.update(settings.client_ca_pem if settings else None)
+            log.info(
+                "front-proxy settings changed",
+                extra=fields(allowed_names=list(settings.allowed_names) if settings else []),
+            )
+
+    catalog_trigger = follow.Trigger("claim-apis", refresh_catalog, every=300)
+    proxy_trigger = follow.Trigger("front-proxy", refresh_front_proxy, every=300)
+    with contextlib.suppress(upstream.ControlPlaneError):
+        await refresh_catalog()
+    tasks = [
+        asyncio.create_task(t.run())
+        for t in (catalog_trigger, proxy_trigger, secret_trigger, *([apiservice_trigger] if apiservice_trigger else []))
+    ]
+    tasks += [
+        asyncio.create_task(follow.follow(control_plane, XRD_LIST_PATH, catalog_trigger)),
+        asyncio.create_task(follow.follow(control_plane, CRD_LIST_PATH, catalog_trigger)),
+        asyncio.create_task(
+            follow.follow(
+                app_cluster,
+                CONFIGMAP_PATH,
+                proxy_trigger,
+                params={"fieldSelector": f"metadata.name={auth.CONFIGMAP_NAME}"},
+            )
+        ),
+        asyncio.create_task(
+            follow.follow(control_plane, f"/api/v1/namespaces/{config.claim_namespace}/secrets", secret_trigger)
+        ),
+    ]
+    runner = web.AppRunner(app.build(rt, Health(control_plane)), handler_cancellation=True, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, config.bind_address, config.port, ssl_context=context.listening)
+    await site.start()
+    log.info(
+        "serving",
+        extra=fields(
+            address=f"https://{config.bind_address}:{config.port}",
+            control_plane=config.control_plane.url,
+            cluster_id=cluster_id,
+            claim_namespace=config.claim_namespace,
+        ),
+    )
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await stop.wait()
+    finally:
+        log.info("stopping")
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await runner.cleanup()

@@ -1,0 +1,103 @@
+"""Turn control-plane responses (objects, lists, Tables, watch events) into the app-side view.
+
+Every object passes a scope check first: whatever the control plane returns, only claims
+carrying this cluster's (and, for namespaced requests, this namespace's) labels come back,
+so a selector or a continue token can never widen what a cluster sees. Pure.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from mcp_connector.core import contract
+
+
+@dataclass(frozen=True)
+class Scope:
+    """Which control-plane claims a request may see: one cluster, one namespace or all of them."""
+
+    cluster_id: str
+    namespace: str | None
+
+    def admits(self, obj: Mapping[str, Any]) -> bool:
+        """True when ``obj`` belongs to this cluster (and namespace)."""
+        ref = contract.app_ref_of(obj)
+        if ref is None or ref.cluster_id != self.cluster_id:
+            return False
+        return self.namespace is None or ref.namespace == self.namespace
+
+    def admits_ref(self, obj: Mapping[str, Any], ref: contract.AppRef) -> bool:
+        """True when ``obj`` is exactly the app object ``ref``."""
+        return contract.app_ref_of(obj) == ref
+
+
+def object_to_app(obj: Mapping[str, Any], scope: Scope) -> dict[str, Any] | None:
+    """Translate one object, or None when it is outside ``scope``."""
+    if not scope.admits(obj):
+        return None
+    return contract.to_app(obj)
+
+
+def _table_to_app(table: Mapping[str, Any], scope: Scope) -> dict[str, Any]:
+    out = dict(table)
+    name_columns = [i for i, c in enumerate(table.get("columnDefinitions") or []) if c.get("name") == "Name"]
+    rows = []
+    for row in table.get("rows") or []:
+        obj = row.get("object")
+        if not isinstance(obj, dict) or not scope.admits(obj):
+            continue
+        translated = contract.to_app(obj)
+        cells = list(row.get("cells") or [])
+        for i in name_columns:
+            if i < len(cells):
+                cells[i] = translated["metadata"]["name"]
+        rows.append({**row, "cells": cells, "object": translated})
+    out["rows"] = rows
+    return out
+
+
+def body_to_app(body: Mapping[str, Any], scope: Scope) -> dict[str, Any] | None:
+    """Translate any response body; None when it is a single object outside ``scope``.
+
+    Lists (including PartialObjectMetadataList) and Tables are filtered row by row.
+    """
+    kind = body.get("kind")
+    if kind == "Status":
+        return dict(body)
+    if kind == "Table":
+        return _table_to_app(body, scope)
+    if isinstance(body.get("items"), list):
+        out = dict(body)
+        out["items"] = [t for t in (object_to_app(i, scope) for i in body["items"]) if t is not None]
+        return out
+    return object_to_app(body, scope)
+
+
+def table_is_empty(body: Mapping[str, Any]) -> bool:
+    """True for a Table with no rows (a single-object get that was filtered out)."""
+    return body.get("kind") == "Table" and not body.get("rows")
+
+
+def event_to_app(event: Mapping[str, Any], scope: Scope, claim_namespace: str) -> dict[str, Any] | None:
+    """Translate one watch event; None drops it (another cluster's or namespace's object).
+
+    BOOKMARK events carry only a resourceVersion (and maybe the initial-events-end annotation)
+    and pass through; ERROR events carry a Status whose namespace mentions are hidden.
+    """
+    kind = event.get("type")
+    obj = event.get("object")
+    if not isinstance(obj, dict):
+        return None
+    if kind == "BOOKMARK":
+        return {"type": kind, "object": obj}
+    if kind == "ERROR":
+        status = dict(obj)
+        if isinstance(status.get("message"), str):
+            status["message"] = status["message"].replace(claim_namespace, "the app namespace")
+        return {"type": kind, "object": status}
+    translated = body_to_app(obj, scope)
+    if translated is None or table_is_empty(translated):
+        return None
+    return {"type": kind, "object": translated}

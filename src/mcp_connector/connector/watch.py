@@ -1,0 +1,75 @@
+"""Watch streams: one control-plane watch per app watch, every event translated on the way.
+
+The control-plane watch is opened *before* we answer, so a refused watch (410 Gone for an old
+resourceVersion, 503 when the control plane is down) becomes an ordinary Status response.
+Events outside the request's scope are dropped; BOOKMARKs (including the
+``k8s.io/initial-events-end`` one WatchList informers wait for) pass unchanged.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import orjson
+from aiohttp import web
+
+from mcp_connector import upstream
+from mcp_connector.connector.errors import from_control_plane
+from mcp_connector.connector.metrics import OPEN_WATCHES
+from mcp_connector.connector.resources import Call, _collection_path, list_params, upstream_accept
+from mcp_connector.connector.runtime import Runtime
+from mcp_connector.connector.translate import Scope, event_to_app
+from mcp_connector.core import contract
+
+log = logging.getLogger(__name__)
+
+WATCH_PARAMS = (
+    "resourceVersion",
+    "resourceVersionMatch",
+    "allowWatchBookmarks",
+    "sendInitialEvents",
+    "timeoutSeconds",
+)
+
+
+def watch_call_params(rt: Runtime, call: Call) -> dict[str, str]:
+    """Selectors and passed-through parameters for the control-plane watch.
+
+    A watch on a named path (``…/<name>?watch=1``) becomes a field-selected collection watch.
+    """
+    params = list_params(rt, call, WATCH_PARAMS)
+    if call.route.name is not None:
+        params["labelSelector"] = contract.combine_selectors(
+            params["labelSelector"], f"{contract.APP_NAME_LABEL}={call.route.name}"
+        )
+    return params
+
+
+async def serve(request: web.Request, rt: Runtime, call: Call) -> web.StreamResponse:
+    """Stream translated events until either side ends the watch."""
+    params = watch_call_params(rt, call)
+    scope = Scope(rt.cluster_id, call.route.namespace)
+    try:
+        opened = upstream.watch(
+            rt.control_plane, _collection_path(rt, call.served), params=params, accept=upstream_accept(call.accept)
+        )
+        events = await opened.__aenter__()
+    except upstream.ControlPlaneError as e:
+        raise from_control_plane(e, ref=None, claim_namespace=rt.claim_namespace) from None
+    response = web.StreamResponse(status=200, headers={"Content-Type": "application/json", "Cache-Control": "no-cache"})
+    response.enable_chunked_encoding()
+    OPEN_WATCHES.inc()
+    try:
+        await response.prepare(request)
+        async for event in events:
+            translated = event_to_app(event, scope, rt.claim_namespace)
+            if translated is not None:
+                await response.write(orjson.dumps(translated) + b"\n")
+    except upstream.ControlPlaneError as e:
+        log.info("control-plane watch ended", extra={"fields": {"error": str(e)}})
+    except (ConnectionResetError, BrokenPipeError):
+        pass
+    finally:
+        OPEN_WATCHES.dec()
+        await opened.__aexit__(None, None, None)
+    return response
