@@ -14,11 +14,11 @@ from typing import Any
 
 import pulumi
 import pytest
-
-from mcp_connector import upstream
 from component_testdata import CLAIM_APIS, CP_KUBECONFIG, KUBE_SYSTEM_UID
 
+from mcp_connector import upstream
 from mcp_connector.core.discovery import ClaimApi
+
 
 @dataclass
 class Registered:
@@ -123,7 +123,7 @@ def render(discovered: list[Any]) -> Render:
 
         try:
             execute()
-        except Exception as e:  # noqa: BLE001 - tests assert on it
+        except Exception as e:
             rendered.error = e
         return rendered
 

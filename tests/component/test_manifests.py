@@ -1,0 +1,122 @@
+"""Pure builders: modes, names, RBAC, APIServices, TLS material and composed kubeconfigs."""
+
+from __future__ import annotations
+
+import base64
+import datetime
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from mcp_connector.component import manifests
+from mcp_connector.component.credentials import kubeconfig_from_secret_data, to_kubeconfig, upbound_kubeconfig
+from mcp_connector.component.tls import service_dns_names, serving_tls
+from mcp_connector.core.access import AccessError, ControlPlaneAccess, from_kubeconfig
+from mcp_connector.core.discovery import GroupVersion
+
+NAMES = manifests.Names("mcp-connector", "kube-system")
+
+
+@pytest.mark.parametrize(
+    ("mode", "parsed"),
+    [
+        (None, manifests.InCluster()),
+        ("in-cluster", manifests.InCluster()),
+        ("localhost:9443", manifests.External("localhost", 9443)),
+        ("connector.example.com:443", manifests.External("connector.example.com", 443)),
+    ],
+)
+def test_parse_mode(mode: str | None, parsed: manifests.Mode) -> None:
+    assert manifests.parse_mode(mode) == parsed
+
+
+@pytest.mark.parametrize("mode", ["localhost", "localhost:0", "localhost:99999", ":443", "in cluster", "a b:1"])
+def test_parse_mode_rejects(mode: str) -> None:
+    with pytest.raises(manifests.ManifestError, match="host:port"):
+        manifests.parse_mode(mode)
+
+
+def test_names() -> None:
+    assert NAMES.service_dns == "mcp-connector.kube-system.svc"
+    assert NAMES.guard_secret == "mcp-connector-disconnect"
+
+
+def test_cluster_role_is_least_privilege() -> None:
+    rules = manifests.cluster_role(NAMES)["rules"]
+    assert rules == [
+        {
+            "apiGroups": [""],
+            "resources": ["secrets"],
+            "verbs": ["get", "list", "watch", "create", "update", "patch", "delete"],
+        },
+        {"apiGroups": [""], "resources": ["namespaces"], "verbs": ["get"]},
+    ]
+    managed = manifests.cluster_role(NAMES, manage_apiservices=True)["rules"]
+    assert managed[-1]["apiGroups"] == ["apiregistration.k8s.io"]
+
+
+def test_apiservice() -> None:
+    obj = manifests.apiservice(NAMES, GroupVersion("db.example.org", "v1beta1"), ca_bundle="Q0E=", port=443)
+    assert obj["metadata"]["name"] == "v1beta1.db.example.org"
+    assert "namespace" not in obj["metadata"]
+    assert obj["spec"] == {
+        "group": "db.example.org",
+        "version": "v1beta1",
+        "groupPriorityMinimum": 1000,
+        "versionPriority": 15,
+        "caBundle": "Q0E=",
+        "service": {"name": "mcp-connector", "namespace": "kube-system", "port": 443},
+    }
+
+
+def test_version_priorities_prefer_the_storage_version() -> None:
+    gvs = [GroupVersion("g", "v1alpha1"), GroupVersion("g", "v1"), GroupVersion("h", "v1")]
+    assert manifests.version_priorities(gvs, {"g": "v1"}) == {gvs[0]: 15, gvs[1]: 20, gvs[2]: 15}
+
+
+def test_config_checksum_is_stable_and_sensitive() -> None:
+    assert manifests.config_checksum("a", "b", ["x"]) == manifests.config_checksum("a", "b", ["x"])
+    assert manifests.config_checksum("a", "b", ["x"]) != manifests.config_checksum("a", "b", ["y"])
+
+
+def test_ca_bundle_of() -> None:
+    pem = "-----BEGIN CERTIFICATE-----\nAA==\n-----END CERTIFICATE-----\n"
+    assert base64.b64decode(manifests.ca_bundle_of(pem)).decode() == pem
+    with pytest.raises(manifests.ManifestError, match="ca_bundle"):
+        manifests.ca_bundle_of("not a cert")
+
+
+def test_serving_tls_chains_to_its_ca_with_the_service_name() -> None:
+    tls = serving_tls(service_dns_names("mcp-connector", "kube-system"))
+    ca = x509.load_pem_x509_certificate(tls.ca_pem.encode())
+    leaf = x509.load_pem_x509_certificate(tls.cert_pem.encode())
+    leaf.verify_directly_issued_by(ca)
+    sans = leaf.extensions.get_extension_for_class(x509.SubjectAlternativeName).value.get_values_for_type(x509.DNSName)
+    assert "mcp-connector.kube-system.svc" in sans
+    assert leaf.not_valid_after_utc > datetime.datetime.now(datetime.UTC) + datetime.timedelta(days=3000)
+    assert "PRIVATE KEY" in tls.key_pem
+    assert isinstance(ca.public_key(), ec.EllipticCurvePublicKey)
+
+
+def test_upbound_kubeconfig_round_trips() -> None:
+    text = upbound_kubeconfig(host="proxy.upbound.io", account="acme", control_plane="prod", token="tok")
+    access = from_kubeconfig(text)
+    assert access.url == "https://proxy.upbound.io/v1/controlPlanes/acme/prod/k8s"
+    assert access.token == "tok"
+    with pytest.raises(AccessError):
+        upbound_kubeconfig(host="proxy.upbound.io", account="", control_plane="prod", token="tok")
+
+
+def test_to_kubeconfig_keeps_client_certificates() -> None:
+    access = ControlPlaneAccess(
+        url="https://127.0.0.1:6443", ca_pem=b"CA", client_cert_pem=b"CERT", client_key_pem=b"KEY"
+    )
+    assert from_kubeconfig(to_kubeconfig(access)) == access
+
+
+def test_kubeconfig_from_secret_data() -> None:
+    encoded = base64.b64encode(b"kc").decode()
+    assert kubeconfig_from_secret_data({"kubeconfig": encoded}, secret="ns/s") == "kc"
+    with pytest.raises(AccessError, match="ns/s has no 'kubeconfig'"):
+        kubeconfig_from_secret_data({}, secret="ns/s")
