@@ -1,0 +1,79 @@
+"""The platform program: one stack per app cluster, configured by stack config.
+
+``pulumi up`` connects the cluster named by ``kubernetes:kubeconfig``/``kubernetes:context``
+to the control plane named by the ``mcp-connector:*`` keys; ``pulumi destroy
+--run-program`` disconnects it, running the disconnect hook first. Set
+``mcp-connector:connect false`` (or delete the McpConnector from a program like this)
+and ``pulumi up`` to disconnect while keeping the stack; the hook runs then too,
+because this program registers it unconditionally.
+
+Config (``mcp-connector:`` prefix): ``claimNamespace`` (required); credentials as one of
+``token`` (secret, with ``account`` + ``controlPlane``, optional ``host``),
+``controlPlaneKubeconfig`` (secret) or ``controlPlaneSecret``; optional ``clusterId``,
+``namespace``, ``image``, ``replicas``, ``mode`` (``in-cluster`` or ``host:port``),
+``caBundle``, ``include``/``exclude`` (JSON lists), ``onDisconnect`` (Keep|Release),
+``skipAwait``, ``name`` (default ``mcp-connector``), ``connect`` (default true).
+"""
+
+import pulumi
+import pulumi_kubernetes as k8s
+
+from mcp_connector.component import McpConnector, McpConnectorArgs, register_disconnect_hook
+
+
+def main() -> None:
+    """Connect (or, with ``connect: false``, disconnect) this stack's app cluster."""
+    # Always, even when nothing is connected: deleting a connector needs the hook registered.
+    register_disconnect_hook()
+    config = pulumi.Config("mcp-connector")
+    if not config.get_bool("connect", True):
+        return
+    cluster = pulumi.Config("kubernetes")
+    provider = k8s.Provider(
+        "app-cluster",
+        kubeconfig=cluster.get("kubeconfig"),
+        context=cluster.get("context"),
+    )
+    args: McpConnectorArgs = {"claim_namespace": config.require("claimNamespace")}
+    for key, arg in (
+        ("account", "account"),
+        ("controlPlane", "control_plane"),
+        ("host", "host"),
+        ("controlPlaneSecret", "control_plane_secret"),
+        ("clusterId", "cluster_id"),
+        ("namespace", "namespace"),
+        ("image", "image"),
+        ("mode", "mode"),
+        ("caBundle", "ca_bundle"),
+        ("onDisconnect", "on_disconnect"),
+    ):
+        value = config.get(key)
+        if value is not None:
+            args[arg] = value  # type: ignore[literal-required]
+    for key, arg in (("token", "token"), ("controlPlaneKubeconfig", "control_plane_kubeconfig")):
+        secret = config.get_secret(key)
+        if secret is not None:
+            args[arg] = secret  # type: ignore[literal-required]
+    for key, arg in (("include", "include"), ("exclude", "exclude")):
+        patterns = config.get_object(key)
+        if patterns is not None:
+            args[arg] = [str(p) for p in patterns]  # type: ignore[literal-required]
+    replicas = config.get_int("replicas")
+    if replicas is not None:
+        args["replicas"] = replicas
+    skip_await = config.get_bool("skipAwait")
+    if skip_await is not None:
+        args["skip_await"] = skip_await
+
+    connector = McpConnector(
+        config.get("name") or "mcp-connector",
+        args,
+        opts=pulumi.ResourceOptions(providers={"kubernetes": provider}),
+    )
+    pulumi.export("clusterId", connector.cluster_id)
+    pulumi.export("claimApis", connector.claim_apis)
+    pulumi.export("apiserviceNames", connector.apiservice_names)
+    pulumi.export("controlPlaneNamespace", connector.control_plane_namespace)
+
+
+main()
