@@ -109,13 +109,19 @@ def test_deployment_is_locked_down_and_checksummed(render: Render) -> None:
     volumes = {v["name"]: v for v in pod["spec"]["volumes"]}
     assert volumes["credentials"]["secret"]["secretName"] == "mcp-connector-credentials"
     assert volumes["tls"]["secret"]["secretName"] == "mcp-connector-tls"
-    assert container["args"][:4] == [
+    assert container["args"] == [
         "serve",
-        "--secure-port=8443",
-        f"--cert-dir={manifests.TLS_MOUNT}",
+        "--port=8443",
+        f"--tls-cert-file={manifests.TLS_MOUNT}/tls.crt",
+        f"--tls-key-file={manifests.TLS_MOUNT}/tls.key",
         f"--control-plane-kubeconfig={manifests.CREDENTIALS_MOUNT}/kubeconfig",
+        "--service-name=mcp-connector",
+        "--service-namespace=kube-system",
+        "--claim-namespace",
+        "mcp-claims",
+        "--cluster-id",
+        KUBE_SYSTEM_UID,
     ]
-    assert container["args"][4:] == ["--claim-namespace", "mcp-claims", "--cluster-id", KUBE_SYSTEM_UID]
 
 
 def test_rotating_the_token_changes_only_the_checksum(render: Render) -> None:
@@ -216,15 +222,13 @@ def test_replicas_resources_and_skip_await(render: Render) -> None:
     assert r.one(PDB).inputs["spec"]["minAvailable"] == 1
 
 
-def test_selection_limits_apiservices_and_is_passed_to_the_connector(render: Render) -> None:
+def test_selection_limits_apiservices(render: Render) -> None:
     r = _ok(render({**KUBECONFIG_ARGS, "include": ["*.example.org"], "exclude": ["v1alpha1-never"]}))
     assert r.k8s_names(APISERVICE) == ["v1alpha1.db.example.org", "v1beta1.db.example.org"]
     assert r.outputs["claim_apis"] == [
         "db.example.org/v1alpha1/PostgreSQLInstance",
         "db.example.org/v1beta1/PostgreSQLInstance",
     ]
-    args = _container(r)["args"]
-    assert args[-4:] == ["--include", "*.example.org", "--exclude", "v1alpha1-never"]
     assert [c.plural for c in _plan(r).claims] == ["postgresqlinstances"]
 
 

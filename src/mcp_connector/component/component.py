@@ -344,12 +344,7 @@ class McpConnector(pulumi.ComponentResource):
     ) -> list[pulumi.Resource]:
         """The in-cluster Deployment (and its PodDisruptionBudget when replicated)."""
         raw, name = self._args, self._name
-        settings = manifests.ConnectorSettings(
-            claim_namespace=claim_namespace,
-            cluster_id=cluster_id,
-            include=plain.selection.include,
-            exclude=plain.selection.exclude,
-        )
+        settings = manifests.ConnectorSettings(claim_namespace=claim_namespace, cluster_id=cluster_id)
         # Only the digest leaves the secret: rotating the token changes it and rolls the pods.
         checksum = pulumi.Output.unsecret(
             pulumi.Output.all(kubeconfig, claim_namespace, cluster_id).apply(

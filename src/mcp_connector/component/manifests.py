@@ -252,27 +252,27 @@ class ConnectorSettings:
 
     claim_namespace: Any
     cluster_id: Any
-    include: tuple[str, ...] = ()
-    exclude: tuple[str, ...] = ()
 
 
-def connector_args(settings: ConnectorSettings) -> list[Any]:
-    """The container's arguments: ``mcp-connector serve`` flags."""
-    args: list[Any] = [
+def connector_args(names: Names, settings: ConnectorSettings) -> list[Any]:
+    """The container's arguments: ``mcp-connector serve`` flags.
+
+    The claim API selection is not passed: the connector can serve every claim API, and
+    only the selected ones get an APIService, so only those reach it.
+    """
+    return [
         "serve",
-        f"--secure-port={CONTAINER_PORT}",
-        f"--cert-dir={TLS_MOUNT}",
+        f"--port={CONTAINER_PORT}",
+        f"--tls-cert-file={TLS_MOUNT}/tls.crt",
+        f"--tls-key-file={TLS_MOUNT}/tls.key",
         f"--control-plane-kubeconfig={CREDENTIALS_MOUNT}/{KUBECONFIG_KEY}",
+        f"--service-name={names.service}",
+        f"--service-namespace={names.namespace}",
         "--claim-namespace",
         settings.claim_namespace,
         "--cluster-id",
         settings.cluster_id,
     ]
-    for pattern in settings.include:
-        args += ["--include", pattern]
-    for pattern in settings.exclude:
-        args += ["--exclude", pattern]
-    return args
 
 
 def config_checksum(*parts: str | Sequence[str] | None) -> str:
@@ -304,7 +304,7 @@ def deployment(
     container: RawObject = {
         "name": "connector",
         "image": image,
-        "args": connector_args(settings),
+        "args": connector_args(names, settings),
         "ports": [{"name": "https", "containerPort": CONTAINER_PORT, "protocol": "TCP"}],
         "readinessProbe": probe("/readyz"),
         "livenessProbe": {**probe("/livez"), "failureThreshold": 6},
