@@ -216,6 +216,7 @@ def test_replicas_resources_and_skip_await(render: Render) -> None:
     r = _ok(render({**KUBECONFIG_ARGS, "replicas": 2, "resources": resources, "skip_await": True, "image": "x:1"}))
     deployment = r.one(DEPLOYMENT).inputs
     assert deployment["metadata"]["annotations"] == {"pulumi.com/skipAwait": "true"}
+    assert r.one(SERVICE).inputs["metadata"]["annotations"] == {"pulumi.com/skipAwait": "true"}
     assert deployment["spec"]["replicas"] == 2
     assert _container(r)["resources"] == resources
     assert _container(r)["image"] == "x:1"

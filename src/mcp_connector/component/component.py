@@ -256,7 +256,11 @@ class McpConnector(pulumi.ComponentResource):
             ca_bundle = pulumi.Output.unsecret(tls_secret.data.apply(lambda d: str(d["ca.crt"])))
 
         self._access_rbac(names)
-        serving.append(k8s.core.v1.Service(f"{name}-service", opts=opts(), **_kwargs(manifests.service(names, mode))))
+        serving.append(
+            k8s.core.v1.Service(
+                f"{name}-service", opts=opts(), **_kwargs(manifests.service(names, mode, skip_await=plain.skip_await))
+            )
+        )
 
         gvs = group_versions(apis)
         preferred = {a.group: a.preferred_version.name for a in apis}

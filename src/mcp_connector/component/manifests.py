@@ -370,8 +370,12 @@ def pod_disruption_budget(names: Names) -> RawObject:
     }
 
 
-def service(names: Names, mode: Mode) -> RawObject:
-    """ClusterIP in front of the pods, or an ExternalName pointing at an external connector."""
+def service(names: Names, mode: Mode, *, skip_await: bool = False) -> RawObject:
+    """ClusterIP in front of the pods, or an ExternalName pointing at an external connector.
+
+    Pulumi waits for a ClusterIP Service to have endpoints; ``skip_await`` turns that off
+    where no pod can ever run.
+    """
     spec: RawObject
     if isinstance(mode, External):
         spec = {
@@ -385,7 +389,10 @@ def service(names: Names, mode: Mode) -> RawObject:
             "selector": {"app.kubernetes.io/name": "mcp-connector", "app.kubernetes.io/instance": names.base},
             "ports": [{"name": "https", "port": SERVICE_PORT, "targetPort": CONTAINER_PORT, "protocol": "TCP"}],
         }
-    return {"apiVersion": "v1", "kind": "Service", "metadata": _meta(names.service, names), "spec": spec}
+    metadata = _meta(names.service, names)
+    if skip_await and isinstance(mode, InCluster):
+        metadata["annotations"] = {SKIP_AWAIT_ANNOTATION: "true"}
+    return {"apiVersion": "v1", "kind": "Service", "metadata": metadata, "spec": spec}
 
 
 def service_port(mode: Mode) -> int:
