@@ -1,0 +1,448 @@
+"""McpConnector with the real Pulumi engine against the local test bed.
+
+The connector runs out-of-cluster as a local process (the component's external mode points
+an ExternalName Service at it); in-cluster mode is checked as rendered objects with Pulumi's
+await turned off. Each test uses its own cluster ID, so Release never touches claims that
+other tests (or other engineers' suites) made on the shared test bed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from component_stack import Program, Setting, open_stack
+from pulumi import automation as auto
+
+from mcp_connector.component.credentials import to_kubeconfig
+from mcp_connector.component.hook import PAUSE_ENV
+from mcp_connector.core import contract
+from mcp_connector.core.access import ControlPlaneAccess
+from testbed import APP_CLUSTER, CONTROL_PLANE, seed
+from testbed.harness import Testbed
+from testbed.kube import https_get
+
+pytestmark = pytest.mark.e2e
+
+REPO = Path(__file__).resolve().parents[2]
+SEEDED_APISERVICES = ["v1alpha1.db.example.org", "v1beta1.db.example.org", "v1alpha1.k8s.starter.org"]
+REDIS_APISERVICE = "v1.cache.example.org"
+CLUSTER_CLAIM = REPO / "testbed" / "crossplane" / "kubernetescluster" / "claim.yaml"
+DB_CLAIM = REPO / "testbed" / "crossplane" / "postgresqlinstance" / "claim.yaml"
+SA = "mcp-e2e-component"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class Connector:
+    """A local ``mcp-connector serve`` process."""
+
+    port: int
+    ca_pem: str
+    cluster_id: str
+    process: subprocess.Popen[bytes]
+
+
+@pytest.fixture
+def start_connector(testbed: Testbed, tmp_path: Path) -> Iterator[Callable[[str], Connector]]:
+    """Start connectors for a cluster ID; all are stopped (by pid) after the test."""
+    started: list[Connector] = []
+
+    def start(cluster_id: str) -> Connector:
+        port = _free_port()
+        cert_dir = tmp_path / f"connector-{port}"
+        log = (tmp_path / f"connector-{port}.log").open("wb")
+        process = subprocess.Popen(
+            [
+                str(REPO / ".venv" / "bin" / "mcp-connector"),
+                "serve",
+                "--control-plane-kubeconfig",
+                str(testbed.control_plane.kubeconfig),
+                "--app-kubeconfig",
+                str(testbed.app_cluster.kubeconfig),
+                "--claim-namespace",
+                testbed.claim_namespace,
+                "--cluster-id",
+                cluster_id,
+                "--cert-dir",
+                str(cert_dir),
+                "--bind-address",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--service-name",
+                "mcp-connector",
+                "--service-namespace",
+                "kube-system",
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        connector = Connector(port, "", cluster_id, process)
+        started.append(connector)
+        deadline = time.monotonic() + 60
+        while True:
+            if process.poll() is not None:
+                pytest.fail(f"connector exited: {(tmp_path / f'connector-{port}.log').read_text()[-2000:]}")
+            with contextlib.suppress(OSError):
+                status, _ = https_get(f"https://127.0.0.1:{port}/readyz", ca_cert=None)
+                if status == 200 and (cert_dir / "ca.crt").exists():
+                    break
+            if time.monotonic() > deadline:
+                pytest.fail("connector not ready within 60s")
+            time.sleep(0.3)
+        connector.ca_pem = (cert_dir / "ca.crt").read_text()
+        return connector
+
+    yield start
+    for c in started:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(c.process.pid, signal.SIGTERM)
+        c.process.wait(timeout=20)
+
+
+@pytest.fixture(scope="module")
+def cp_token(testbed: Testbed) -> Callable[[], str]:
+    """Mints ServiceAccount tokens for the control plane (each call a new, valid token)."""
+    ns = testbed.claim_namespace
+    testbed.kubectl(CONTROL_PLANE, "create", "serviceaccount", SA, "-n", ns, check=False)
+    testbed.kubectl(
+        CONTROL_PLANE, "create", "clusterrolebinding", SA, "--clusterrole=cluster-admin",
+        f"--serviceaccount={ns}:{SA}", check=False,
+    )  # fmt: skip
+
+    def mint() -> str:
+        return testbed.kubectl(CONTROL_PLANE, "create", "token", SA, "-n", ns, "--duration=2h").stdout.strip()
+
+    return mint
+
+
+def token_kubeconfig(testbed: Testbed, token: str, *, url: str | None = None) -> str:
+    """A control-plane kubeconfig that authenticates with a bearer token."""
+    access = ControlPlaneAccess(
+        url=url or testbed.control_plane.apiserver_url,
+        token=token,
+        ca_pem=testbed.control_plane.ca_cert.read_bytes(),
+    )
+    return to_kubeconfig(access, name="e2e")
+
+
+def external_setting(testbed: Testbed, connector: Connector, kubeconfig: str, **args: Any) -> Setting:
+    """The component in external mode, pointing at a local connector."""
+    return Setting(
+        app_kubeconfig=testbed.app_cluster.kubeconfig.read_text(),
+        args={
+            "claim_namespace": testbed.claim_namespace,
+            "control_plane_kubeconfig": kubeconfig,
+            "cluster_id": connector.cluster_id,
+            "mode": f"localhost:{connector.port}",
+            "ca_bundle": connector.ca_pem,
+            **args,
+        },
+    )
+
+
+@contextlib.contextmanager
+def stack_for(tmp_path: Path, program: Program, name: str = "e2e") -> Iterator[auto.Stack]:
+    """The stack, destroyed (with the hook) and removed at the end whatever happened."""
+    stack = open_stack(tmp_path / "pulumi", program, name)
+    try:
+        yield stack
+    finally:
+        program.setting.connect = True
+        with contextlib.suppress(auto.errors.CommandError):
+            stack.destroy(run_program=True, on_output=_log)
+        with contextlib.suppress(auto.errors.CommandError):
+            stack.workspace.remove_stack(name)
+
+
+def _log(line: str) -> None:
+    sys.stdout.write(line)
+
+
+def apiservice_exists(testbed: Testbed, name: str) -> bool:
+    return testbed.kubectl(APP_CLUSTER, "get", "apiservice", name, check=False).returncode == 0
+
+
+def wait_available(testbed: Testbed, name: str, timeout: float = 60) -> None:
+    testbed.kubectl(
+        APP_CLUSTER, "wait", "--for=condition=Available", f"--timeout={int(timeout)}s", f"apiservice/{name}"
+    )
+
+
+def apply_claim(testbed: Testbed, namespace: str, file: Path, name: str) -> None:
+    """Create a claim through the app cluster (retrying while discovery catches up)."""
+    testbed.kubectl(APP_CLUSTER, "create", "namespace", namespace, check=False)
+    text = file.read_text().replace("name: my-", f"name: {name}-", 1)
+    deadline = time.monotonic() + 60
+    while True:
+        done = testbed.kubectl(APP_CLUSTER, "apply", "-n", namespace, "-f", "-", input=text, check=False)
+        if done.returncode == 0:
+            return
+        if time.monotonic() > deadline:
+            pytest.fail(f"applying a claim through the app cluster failed: {done.stderr}")
+        time.sleep(1)
+
+
+def cp_claim(testbed: Testbed, resource: str, ref: contract.AppRef) -> dict[str, Any] | None:
+    """The control-plane claim for an app-side claim, or None."""
+    done = testbed.kubectl(
+        CONTROL_PLANE, "get", resource, contract.control_plane_name(ref), "-n", testbed.claim_namespace,
+        "-o", "json", check=False,
+    )  # fmt: skip
+    if done.returncode != 0:
+        return None
+    import json
+
+    claim: dict[str, Any] = json.loads(done.stdout)
+    return claim
+
+
+def is_labelled(claim: dict[str, Any], ref: contract.AppRef) -> bool:
+    return contract.app_ref_of(claim) == ref
+
+
+def is_released(claim: dict[str, Any], ref: contract.AppRef) -> bool:
+    annotations = claim["metadata"].get("annotations") or {}
+    labels = claim["metadata"].get("labels") or {}
+    return all(annotations.get(k) == v for k, v in contract.release_annotations(ref).items()) and not any(
+        k in labels for k in contract.OWNERSHIP_LABELS
+    )
+
+
+def _changes(preview: auto.PreviewResult) -> dict[str, int]:
+    return {str(getattr(k, "value", k)): v for k, v in preview.change_summary.items() if str(k) != "same"}
+
+
+# ---------------------------------------------------------------------------------------------
+
+
+def test_connect_preview_new_claim_api_keep_reconnect_and_remove(
+    testbed: Testbed, pulumi_tools: None, start_connector: Callable[[str], Connector], tmp_path: Path
+) -> None:
+    cluster_id = str(uuid.uuid4())
+    connector = start_connector(cluster_id)
+    setting = external_setting(testbed, connector, testbed.control_plane.kubeconfig.read_text(), on_disconnect="Keep")
+    program = Program(setting)
+    app_ns = f"e2e-{cluster_id[:8]}"
+    ref = contract.AppRef(cluster_id, app_ns, "c1-cluster")
+    cp = testbed.control_plane.kubeconfig
+    try:
+        with stack_for(tmp_path, program) as stack:
+            up = stack.up(on_output=_log)
+            assert sorted(up.outputs["apiserviceNames"].value) == sorted(SEEDED_APISERVICES)
+            assert up.outputs["clusterId"].value == cluster_id
+            assert up.outputs["controlPlaneNamespace"].value == testbed.claim_namespace
+
+            # A second run changes nothing (the CLI fails the preview otherwise).
+            stack.preview(diff=True, expect_no_changes=True, on_output=_log)
+
+            # A claim API appears in the control plane: preview shows + APIService.
+            seed.apply_claim_api(cp, seed.REDIS_CACHE)
+            preview = stack.preview(diff=True, on_output=_log)
+            assert _changes(preview) == {"create": 1}, preview.change_summary
+            assert "+ kubernetes:apiregistration.k8s.io/v1:APIService" in preview.stdout
+            assert REDIS_APISERVICE in preview.stdout
+            up = stack.up(on_output=_log)
+            assert REDIS_APISERVICE in up.outputs["apiserviceNames"].value
+            assert "cache.example.org/v1/RedisCache" in up.outputs["claimApis"].value
+
+            # A claim applied through the app cluster lands in the control plane.
+            wait_available(testbed, "v1alpha1.k8s.starter.org")
+            apply_claim(testbed, app_ns, CLUSTER_CLAIM, "c1")
+            claim = cp_claim(testbed, "kubernetesclusters.k8s.starter.org", ref)
+            assert claim is not None and is_labelled(claim, ref)
+
+            # Disconnect with Keep: the claim stays, labelled; the APIServices go.
+            destroyed = stack.destroy(run_program=True, on_output=_log)
+            assert "Keep: 1 claim(s) stay with their labels" in destroyed.stdout
+            assert f"KubernetesCluster {app_ns}/c1-cluster" in destroyed.stdout
+            claim = cp_claim(testbed, "kubernetesclusters.k8s.starter.org", ref)
+            assert claim is not None and is_labelled(claim, ref)
+            for name in [*SEEDED_APISERVICES, REDIS_APISERVICE]:
+                assert not apiservice_exists(testbed, name), name
+            again = stack.destroy(run_program=True, on_output=_log)
+            assert "mcp-connector disconnect" not in again.stdout
+            assert not again.summary.resource_changes or set(again.summary.resource_changes) == {"same"}
+
+            # Reconnecting with the same cluster ID brings the claim back into the app cluster.
+            setting.args["on_disconnect"] = "Release"
+            stack.up(on_output=_log)
+            wait_available(testbed, "v1alpha1.k8s.starter.org")
+            got = testbed.kubectl_json(
+                APP_CLUSTER, "get", "kubernetesclusters.k8s.starter.org", "c1-cluster", "-n", app_ns
+            )
+            assert got["metadata"]["name"] == "c1-cluster"
+
+            # Removing the component from the program and running up disconnects too (Release).
+            setting.connect = False
+            removed = stack.up(on_output=_log)
+            assert "Release: released 1 claim(s)" in removed.stdout
+            claim = cp_claim(testbed, "kubernetesclusters.k8s.starter.org", ref)
+            assert claim is not None and is_released(claim, ref), "released, never deleted"
+            assert not apiservice_exists(testbed, "v1alpha1.k8s.starter.org")
+    finally:
+        seed.delete_claim_api(cp, seed.REDIS_CACHE)
+        testbed.kubectl(APP_CLUSTER, "delete", "namespace", app_ns, "--wait=false", check=False)
+
+
+def test_in_cluster_render_is_stable_and_token_rotation_rolls_pods(
+    testbed: Testbed, pulumi_tools: None, cp_token: Callable[[], str], tmp_path: Path
+) -> None:
+    setting = Setting(
+        app_kubeconfig=testbed.app_cluster.kubeconfig.read_text(),
+        name="mcp-e2e-incluster",
+        args={
+            "claim_namespace": testbed.claim_namespace,
+            "control_plane_kubeconfig": token_kubeconfig(testbed, cp_token()),
+            "include": ["kubernetesclusters.k8s.starter.org"],
+            "skip_await": True,
+            "replicas": 2,
+        },
+    )
+    program = Program(setting)
+    with stack_for(tmp_path, program) as stack:
+        up = stack.up(on_output=_log)
+        assert up.outputs["apiserviceNames"].value == ["v1alpha1.k8s.starter.org"]
+        uid = testbed.kubectl(APP_CLUSTER, "get", "namespace", "kube-system", "-o", "jsonpath={.metadata.uid}").stdout
+        assert up.outputs["clusterId"].value == uid, "defaults to the kube-system namespace UID"
+        deployment = testbed.kubectl_json(APP_CLUSTER, "get", "deployment", "mcp-e2e-incluster", "-n", "kube-system")
+        assert deployment["spec"]["template"]["spec"]["containers"][0]["securityContext"]["readOnlyRootFilesystem"]
+        testbed.kubectl(APP_CLUSTER, "get", "pdb", "mcp-e2e-incluster", "-n", "kube-system")
+        apiservice = testbed.kubectl_json(APP_CLUSTER, "get", "apiservice", "v1alpha1.k8s.starter.org")
+        tls = testbed.kubectl_json(APP_CLUSTER, "get", "secret", "mcp-e2e-incluster-tls", "-n", "kube-system")
+        assert apiservice["spec"]["caBundle"] == tls["data"]["ca.crt"]
+
+        # Fresh certificates are generated on every run, but the stored ones stick: no diff.
+        stack.preview(diff=True, expect_no_changes=True, on_output=_log)
+
+        setting.args["control_plane_kubeconfig"] = token_kubeconfig(testbed, cp_token())
+        preview = stack.preview(diff=True, on_output=_log)
+        assert _changes(preview) == {"update": 3}, preview.change_summary  # credentials, deployment, guard
+        assert "mcp-e2e-incluster-credentials" in preview.stdout
+        assert "mcp-connector.upbound.io/config-checksum" in preview.stdout
+        assert "eyJ" not in preview.stdout, "the token never shows in a diff"
+        stack.up(on_output=_log)
+        rolled = testbed.kubectl_json(APP_CLUSTER, "get", "deployment", "mcp-e2e-incluster", "-n", "kube-system")
+        annotation = "mcp-connector.upbound.io/config-checksum"
+        before = deployment["spec"]["template"]["metadata"]["annotations"][annotation]
+        assert rolled["spec"]["template"]["metadata"]["annotations"][annotation] != before
+        after_tls = testbed.kubectl_json(APP_CLUSTER, "get", "secret", "mcp-e2e-incluster-tls", "-n", "kube-system")
+        assert after_tls["data"] == tls["data"]
+
+
+@pytest.mark.parametrize("failure", ["wrong-token", "unreachable"])
+def test_preview_fails_clearly_and_changes_nothing(
+    testbed: Testbed, pulumi_tools: None, tmp_path: Path, failure: str
+) -> None:
+    secret_token = f"not-a-valid-token-{uuid.uuid4().hex}"
+    url = testbed.control_plane.apiserver_url if failure == "wrong-token" else f"https://127.0.0.1:{_free_port()}"
+    setting = Setting(
+        app_kubeconfig=testbed.app_cluster.kubeconfig.read_text(),
+        name="mcp-e2e-broken",
+        args={
+            "claim_namespace": testbed.claim_namespace,
+            "control_plane_kubeconfig": token_kubeconfig(testbed, secret_token, url=url),
+        },
+    )
+    with stack_for(tmp_path, Program(setting)) as stack:
+        for operation in (stack.preview, stack.up):
+            with pytest.raises(auto.errors.CommandError) as failed:
+                operation(on_output=_log)
+            message = str(failed.value)
+            assert f"control plane {url}" in message
+            cause = "credentials rejected (HTTP 401)" if failure == "wrong-token" else "cannot connect"
+            assert cause in message
+            assert secret_token not in message
+            assert "Traceback" not in message
+        for kind, name in (("secret", "mcp-e2e-broken-credentials"), ("serviceaccount", "mcp-e2e-broken")):
+            assert testbed.kubectl(APP_CLUSTER, "get", kind, name, "-n", "kube-system", check=False).returncode != 0
+        resources = stack.export_stack().deployment.get("resources") or []
+        assert [
+            r["type"] for r in resources if r["type"].startswith("kubernetes:") and "Provider" not in r["type"]
+        ] in (
+            [],
+            ["kubernetes:core/v1:Namespace"],
+        )
+
+
+def test_interrupted_release_converges(
+    testbed: Testbed, pulumi_tools: None, start_connector: Callable[[str], Connector], tmp_path: Path
+) -> None:
+    cluster_id = str(uuid.uuid4())
+    connector = start_connector(cluster_id)
+    setting = external_setting(
+        testbed, connector, testbed.control_plane.kubeconfig.read_text(), on_disconnect="Release"
+    )
+    program = Program(setting)
+    app_ns = f"e2e-{cluster_id[:8]}"
+    refs = {
+        ("kubernetesclusters.k8s.starter.org", contract.AppRef(cluster_id, app_ns, "r1-cluster")),
+        ("kubernetesclusters.k8s.starter.org", contract.AppRef(cluster_id, app_ns, "r2-cluster")),
+        ("postgresqlinstances.db.example.org", contract.AppRef(cluster_id, app_ns, "r3-db")),
+    }
+    try:
+        with stack_for(tmp_path, program) as stack:
+            stack.up(on_output=_log)
+            for name in SEEDED_APISERVICES:
+                wait_available(testbed, name)
+            apply_claim(testbed, app_ns, CLUSTER_CLAIM, "r1")
+            apply_claim(testbed, app_ns, CLUSTER_CLAIM, "r2")
+            apply_claim(testbed, app_ns, DB_CLAIM, "r3")
+            assert all(cp_claim(testbed, res, ref) for res, ref in refs)
+
+            # Destroy in a child process that pauses inside the hook after the first claim; kill it there.
+            setting_file = tmp_path / "setting.json"
+            setting.save(setting_file)
+            log_file = tmp_path / "destroy.log"
+            with log_file.open("wb") as log:
+                child = subprocess.Popen(
+                    [sys.executable, str(Path(__file__).with_name("component_stack.py")), "destroy",
+                     str(tmp_path / "pulumi"), str(setting_file)],
+                    stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+                    env={**os.environ, PAUSE_ENV: "300"},
+                )  # fmt: skip
+            deadline = time.monotonic() + 180
+            while sum(is_released(cp_claim(testbed, res, ref) or {"metadata": {}}, ref) for res, ref in refs) < 1:
+                assert child.poll() is None, log_file.read_text()[-3000:]
+                assert time.monotonic() < deadline, log_file.read_text()[-3000:]
+                time.sleep(0.5)
+            os.killpg(child.pid, signal.SIGKILL)
+            child.wait(timeout=30)
+            claims = {ref: cp_claim(testbed, res, ref) for res, ref in refs}
+            assert sum(is_released(c, r) for r, c in claims.items() if c) == 1
+            assert sum(is_labelled(c, r) for r, c in claims.items() if c) == 2
+
+            # Re-running the destroy converges: every claim released, none deleted, APIServices gone.
+            _unlock(tmp_path / "pulumi" / "state")
+            stack.destroy(run_program=True, on_output=_log)
+            for res, ref in refs:
+                claim = cp_claim(testbed, res, ref)
+                assert claim is not None and is_released(claim, ref), ref
+            for name in SEEDED_APISERVICES:
+                assert not apiservice_exists(testbed, name), name
+    finally:
+        testbed.kubectl(APP_CLUSTER, "delete", "namespace", app_ns, "--wait=false", check=False)
+
+
+def _unlock(state_dir: Path) -> None:
+    """A killed CLI leaves its file-backend lock behind; remove it as a person would."""
+    for lock in (state_dir / ".pulumi" / "locks").rglob("*.json"):
+        lock.unlink()
