@@ -1,0 +1,118 @@
+#!/usr/bin/env bash
+# make demo: local clusters + connector (out-of-cluster) + `pulumi up` on stack `local`
+# + a claim applied through the app cluster, shown in the control plane under its hashed name.
+# Leaves everything running. `scripts/demo.sh down` stops the connector and the clusters.
+set -euo pipefail
+repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$repo"
+PY="$repo/.venv/bin/python"
+export PATH="$repo/.dev/bin:$repo/.venv/bin:$PATH"
+DEV="$repo/.dev"
+CONN="$DEV/connector"
+CP_KUBECONFIG="$DEV/control-plane.kubeconfig"
+APP_KUBECONFIG="$DEV/app-cluster.kubeconfig"
+CLAIM_NS=mcp-claims
+APP_NS=demo
+PULUMI="$repo/scripts/pulumi"
+
+step() { printf '\n\033[1;34m==> %s\033[0m\n' "$*"; }
+info() { printf '    %s\n' "$*"; }
+
+connector_pid() {
+  # The recorded pid, only if it is still our connector (pids get recycled).
+  local pid
+  pid="$(cat "$CONN/pid" 2>/dev/null || true)"
+  if [[ -n "$pid" ]] && tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -q "mcp-connector serve"; then
+    echo "$pid"
+  fi
+}
+
+stop_connector() {
+  local pid
+  pid="$(connector_pid)"
+  if [[ -n "$pid" ]]; then
+    kill "$pid" && info "connector (pid $pid) stopped"
+    for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+  fi
+  rm -f "$CONN/pid"
+}
+
+if [[ "${1:-}" == "down" ]]; then
+  step "Stopping the connector and the local clusters"
+  stop_connector
+  "$PY" -m testbed.cluster down
+  exit 0
+fi
+
+started=$(date +%s)
+
+step "1/6 Local clusters (control plane with Crossplane claim APIs, app cluster with the aggregation layer)"
+"$PY" -m testbed.cluster up
+app_uid="$(kubectl --kubeconfig "$APP_KUBECONFIG" get namespace kube-system -o jsonpath='{.metadata.uid}')"
+info "app cluster ID (kube-system UID): $app_uid"
+
+step "2/6 Connector, running out-of-cluster on this machine"
+mkdir -p "$CONN" "$DEV/logs"
+if [[ -n "$(connector_pid)" && "$(cat "$CONN/cluster-id" 2>/dev/null)" == "$app_uid" ]]; then
+  info "already running (pid $(connector_pid), port $(cat "$CONN/port"))"
+else
+  stop_connector
+  port="$("$PY" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
+  setsid "$repo/.venv/bin/mcp-connector" serve \
+    --control-plane-kubeconfig "$CP_KUBECONFIG" --app-kubeconfig "$APP_KUBECONFIG" \
+    --claim-namespace "$CLAIM_NS" --cert-dir "$CONN" --bind-address 127.0.0.1 --port "$port" \
+    --service-name mcp-connector --service-namespace kube-system \
+    >"$DEV/logs/connector.log" 2>&1 </dev/null &
+  echo $! >"$CONN/pid"
+  echo "$port" >"$CONN/port"
+  echo "$app_uid" >"$CONN/cluster-id"
+  for i in $(seq 120); do
+    if curl -ksf "https://127.0.0.1:$port/readyz" >/dev/null 2>&1 && [[ -f "$CONN/ca.crt" ]]; then break; fi
+    if [[ -z "$(connector_pid)" ]]; then echo "connector exited:"; tail -20 "$DEV/logs/connector.log"; exit 1; fi
+    sleep 0.5
+    [[ $i == 120 ]] && { echo "connector not ready after 60s"; tail -20 "$DEV/logs/connector.log"; exit 1; }
+  done
+  info "listening on 127.0.0.1:$port (pid $(connector_pid)); log: .dev/logs/connector.log"
+fi
+port="$(cat "$CONN/port")"
+
+step "3/6 Stack 'local': configuration (file backend in .dev/pulumi-state)"
+"$PULUMI" config set mcp-connector:claimNamespace "$CLAIM_NS"
+"$PULUMI" config set --secret mcp-connector:controlPlaneKubeconfig -- "$(cat "$CP_KUBECONFIG")"
+"$PULUMI" config set mcp-connector:mode "localhost:$port"
+"$PULUMI" config set mcp-connector:caBundle -- "$(cat "$CONN/ca.crt")"
+"$PULUMI" config set kubernetes:kubeconfig "$APP_KUBECONFIG"
+"$PULUMI" config
+# Clusters restarted since the last demo are empty: drop what the stack remembers of the old ones.
+"$PULUMI" refresh --yes --skip-preview --suppress-outputs >/dev/null
+
+step "4/6 pulumi up: connect the app cluster (McpConnector)"
+"$PULUMI" up --yes
+
+step "5/6 A claim applied through the app cluster"
+kubectl --kubeconfig "$APP_KUBECONFIG" wait --for=condition=Available --timeout=60s apiservice/v1alpha1.k8s.starter.org
+kubectl --kubeconfig "$APP_KUBECONFIG" create namespace "$APP_NS" --dry-run=client -o yaml \
+  | kubectl --kubeconfig "$APP_KUBECONFIG" apply -f - >/dev/null
+for i in $(seq 30); do
+  if kubectl --kubeconfig "$APP_KUBECONFIG" apply -n "$APP_NS" -f testbed/crossplane/kubernetescluster/claim.yaml; then break; fi
+  [[ $i == 30 ]] && exit 1
+  sleep 1
+done
+kubectl --kubeconfig "$APP_KUBECONFIG" get kubernetesclusters -n "$APP_NS"
+
+step "6/6 The same claim in the control plane, under its hashed name"
+hashed="$("$PY" -c "
+from mcp_connector.core.contract import AppRef, control_plane_name
+print(control_plane_name(AppRef('$app_uid', '$APP_NS', 'my-cluster')))")"
+info "app-side $APP_NS/my-cluster  ->  control-plane $CLAIM_NS/$hashed"
+kubectl --kubeconfig "$CP_KUBECONFIG" get kubernetesclusters -n "$CLAIM_NS" "$hashed" --show-labels
+
+step "Done in $(( $(date +%s) - started ))s. Everything is still running. Next:"
+cat <<EOT
+    export KUBECONFIG=.dev/app-cluster.kubeconfig    # the app cluster, with the claim APIs
+    kubectl get kubernetesclusters -A ; kubectl explain kubernetescluster.spec
+    scripts/pulumi preview --diff                    # no changes
+    scripts/pulumi stack output
+    scripts/pulumi destroy --run-program             # disconnect; the hook keeps (or releases) the claims
+    make dev-down                                    # stop the clusters (scripts/demo.sh down also stops the connector)
+EOT
