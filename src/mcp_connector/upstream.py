@@ -79,9 +79,21 @@ def ssl_context(access: ControlPlaneAccess) -> ssl.SSLContext:
 
 
 def new_client(
-    access: ControlPlaneAccess, *, timeout: float = 30.0, max_connections: int = 100
+    access: ControlPlaneAccess,
+    *,
+    timeout: float = 30.0,
+    max_connections: int = 100,
+    http2: bool = True,
+    max_keepalive_connections: int | None = None,
 ) -> httpx.AsyncClient:
-    """Return the pooled client all control-plane calls share (HTTP/2 where offered)."""
+    """Return the pooled client all control-plane calls share (HTTP/2 where offered).
+
+    Long-lived callers that hold watch streams open must pass ``http2=False``: httpcore's HTTP/2
+    connection can stall an ordinary request behind an open watch stream on the same connection
+    (encode/httpx#3615, encode/httpcore#1022; reproduced against kube-apiserver: a list issued
+    while three watches are open hangs until its timeout). Over HTTP/1.1 each watch holds its
+    own pooled connection, so ``max_connections`` must cover the open watches.
+    """
     headers = {"User-Agent": USER_AGENT, "Accept": "application/json"}
     if access.token:
         headers["Authorization"] = f"Bearer {access.token}"
@@ -89,9 +101,12 @@ def new_client(
         base_url=access.url,
         headers=headers,
         verify=ssl_context(access),
-        http2=True,
+        http2=http2,
         timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0)),
-        limits=httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections),
+        limits=httpx.Limits(
+            max_connections=max_connections,
+            max_keepalive_connections=max_keepalive_connections or max_connections,
+        ),
     )
 
 

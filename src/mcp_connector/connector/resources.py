@@ -136,6 +136,34 @@ def _check_identity(call: Call, body: Mapping[str, Any], name: str | None) -> No
         )
 
 
+async def check_namespace(rt: Runtime, namespace: str) -> None:
+    """Refuse writes that could create a claim in a missing or terminating app namespace.
+
+    The API server does this for built-in kinds; without it, a claim created while its
+    namespace is being deleted would be orphaned in the control plane.
+    """
+    try:
+        found = await upstream.request(rt.app_cluster, "GET", f"/api/v1/namespaces/{namespace}")
+    except upstream.ControlPlaneRejected as e:
+        if e.status == 404:
+            raise ApiError.of(
+                404, f'namespaces "{namespace}" not found', details={"name": namespace, "kind": "namespaces"}
+            ) from None
+        raise ApiError.of(503, "the app cluster did not answer a namespace lookup") from None
+    except upstream.ControlPlaneError:
+        raise ApiError.of(503, "the app cluster did not answer a namespace lookup") from None
+    if (found.get("status") or {}).get("phase") == "Terminating":
+        raise ApiError.of(
+            403,
+            f"unable to create new content in namespace {namespace} because it is being terminated",
+            details={
+                "name": namespace,
+                "kind": "namespaces",
+                "causes": [{"reason": "NamespaceTerminating", "message": f"namespace {namespace} is being terminated"}],
+            },
+        )
+
+
 def _invalid_name(call: Call, name: str, reason: str) -> ApiError:
     kind = call.served.api.kind
     return ApiError(
@@ -255,6 +283,7 @@ async def create(rt: Runtime, call: Call) -> tuple[int, dict[str, Any]]:
     body = parse_body(call)
     _check_kind(call, body, required=True)
     _check_identity(call, body, None)
+    await check_namespace(rt, call.route.namespace or "")
     metadata = body.setdefault("metadata", {})
     name, prefix = metadata.get("name"), metadata.get("generateName")
     attempts = 3 if not name and prefix else 1
@@ -367,6 +396,8 @@ async def _apply(rt: Runtime, call: Call, ref: contract.AppRef) -> dict[str, Any
     _check_kind(call, body, required=True)
     _check_identity(call, body, ref.name)
     body.setdefault("metadata", {})["name"] = ref.name
+    if call.route.subresource is None:
+        await check_namespace(rt, ref.namespace)
     translated = contract.to_control_plane(body, ref, claim_namespace=rt.claim_namespace)
     path = _object_path(rt, call.served, contract.control_plane_name(ref), call.route.subresource)
     applied = await _cp(

@@ -33,10 +33,26 @@ log = logging.getLogger(__name__)
 CONFIGMAP_PATH = f"/api/v1/namespaces/{auth.CONFIGMAP_NAMESPACE}/configmaps"
 
 
+#: Every open app-side watch holds one upstream connection (HTTP/1.1, see upstream.new_client).
+MAX_UPSTREAM_CONNECTIONS = 2000
+KEEPALIVE_CONNECTIONS = 100
+
+
 def _client(access: Any, token_file: str | None, timeout: float) -> upstream.Client:
+    """One pooled client per cluster, shared by requests and watches, over HTTP/1.1.
+
+    HTTP/2 is off on purpose: httpcore's HTTP/2 can stall requests behind open watch streams
+    (reproduced on the test bed; encode/httpx#3615).
+    """
+    options: dict[str, Any] = {
+        "timeout": timeout,
+        "http2": False,
+        "max_connections": MAX_UPSTREAM_CONNECTIONS,
+        "max_keepalive_connections": KEEPALIVE_CONNECTIONS,
+    }
     if token_file:
-        return upstream.new_client_with_token_file(access, token_file, timeout=timeout)
-    return upstream.new_client(access, timeout=timeout)
+        return upstream.new_client_with_token_file(access, token_file, **options)
+    return upstream.new_client(access, **options)
 
 
 async def cluster_id_of(app_cluster: upstream.Client) -> str:
@@ -49,6 +65,19 @@ async def read_front_proxy(app_cluster: upstream.Client) -> auth.FrontProxySetti
     """The request-header settings the app cluster publishes now (None if it publishes none)."""
     configmap = await upstream.request(app_cluster, "GET", f"{CONFIGMAP_PATH}/{auth.CONFIGMAP_NAME}")
     return auth.settings_from_configmap(configmap.get("data") or {})
+
+
+def _dump_tasks() -> None:
+    """SIGUSR1: log where every task is waiting (for diagnosing a stuck follower)."""
+    for task in asyncio.all_tasks():
+        frames: list[str] = []
+        awaiting: Any = task.get_coro()
+        while awaiting is not None and len(frames) < 30:
+            frame = getattr(awaiting, "cr_frame", None) or getattr(awaiting, "ag_frame", None)
+            if frame is not None:
+                frames.append(f"{frame.f_code.co_filename.rsplit('/', 1)[-1]}:{frame.f_lineno}:{frame.f_code.co_name}")
+            awaiting = getattr(awaiting, "cr_await", None) or getattr(awaiting, "ag_await", None)
+        log.warning("task", extra=fields(task=task.get_name(), stack=" <- ".join(frames)[-1500:]))
 
 
 async def run(config: Config) -> None:
@@ -166,6 +195,7 @@ async def _serve(config: Config, control_plane: upstream.Client, app_cluster: up
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    loop.add_signal_handler(signal.SIGUSR1, _dump_tasks)
     try:
         await stop.wait()
     finally:

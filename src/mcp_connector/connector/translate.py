@@ -40,20 +40,35 @@ def object_to_app(obj: Mapping[str, Any], scope: Scope) -> dict[str, Any] | None
     return contract.to_app(obj)
 
 
+def cell_replacements(obj: Mapping[str, Any]) -> dict[str, str]:
+    """Control-plane values a Table cell may show, mapped to their app-side values.
+
+    The control plane computes printer columns from its own object, so the name column and a
+    column like CONNECTION-SECRET hold hashed names. Rows carry only metadata, which still
+    records both app names (labels and the secret-name annotation).
+    """
+    ref = contract.app_ref_of(obj)
+    if ref is None:
+        return {}
+    out = {contract.control_plane_name(ref): ref.name}
+    annotations = (obj.get("metadata") or {}).get("annotations") or {}
+    app_secret = annotations.get(contract.APP_SECRET_NAME_ANNOTATION)
+    if isinstance(app_secret, str):
+        secret_ref = contract.AppRef(ref.cluster_id, ref.namespace, app_secret)
+        out[contract.connection_secret_name(secret_ref)] = app_secret
+    return out
+
+
 def _table_to_app(table: Mapping[str, Any], scope: Scope) -> dict[str, Any]:
     out = dict(table)
-    name_columns = [i for i, c in enumerate(table.get("columnDefinitions") or []) if c.get("name") == "Name"]
     rows = []
     for row in table.get("rows") or []:
         obj = row.get("object")
         if not isinstance(obj, dict) or not scope.admits(obj):
             continue
-        translated = contract.to_app(obj)
-        cells = list(row.get("cells") or [])
-        for i in name_columns:
-            if i < len(cells):
-                cells[i] = translated["metadata"]["name"]
-        rows.append({**row, "cells": cells, "object": translated})
+        replacements = cell_replacements(obj)
+        cells = [replacements.get(c, c) if isinstance(c, str) else c for c in row.get("cells") or []]
+        rows.append({**row, "cells": cells, "object": contract.to_app(obj)})
     out["rows"] = rows
     return out
 
