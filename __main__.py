@@ -28,12 +28,6 @@ def main() -> None:
     config = pulumi.Config("mcp-connector")
     if not config.get_bool("connect", True):
         return
-    cluster = pulumi.Config("kubernetes")
-    provider = k8s.Provider(
-        "app-cluster",
-        kubeconfig=cluster.get("kubeconfig"),
-        context=cluster.get("context"),
-    )
     args: McpConnectorArgs = {"claim_namespace": config.require("claimNamespace")}
     for key, arg in (
         ("account", "account"),
@@ -65,6 +59,12 @@ def main() -> None:
     if skip_await is not None:
         args["skip_await"] = skip_await
 
+    cluster = pulumi.Config("kubernetes")
+    provider = k8s.Provider(
+        "app-cluster",
+        kubeconfig=cluster.get("kubeconfig"),
+        context=cluster.get("context"),
+    )
     connector = McpConnector(
         config.get("name") or "mcp-connector",
         args,
