@@ -83,9 +83,10 @@ def body_to_app(body: Mapping[str, Any], scope: Scope) -> dict[str, Any] | None:
         return dict(body)
     if kind == "Table":
         return _table_to_app(body, scope)
-    if isinstance(body.get("items"), list):
+    if isinstance(body.get("items"), list) or str(kind).endswith("List"):
         out = dict(body)
-        out["items"] = [t for t in (object_to_app(i, scope) for i in body["items"]) if t is not None]
+        items = body.get("items") or []
+        out["items"] = [t for t in (object_to_app(i, scope) for i in items) if t is not None]
         return out
     return object_to_app(body, scope)
 

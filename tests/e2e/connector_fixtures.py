@@ -1,0 +1,287 @@
+"""Start and stop ``mcp-connector serve`` as a local process against the test bed.
+
+Importable by any e2e suite (connector, component, security):
+
+* ``start_connector(tb, ...)`` → ``ConnectorProcess``: runs the real console script on
+  127.0.0.1 with a free port, its own ``--cert-dir`` (``ca.crt`` there is the caBundle) and the
+  test-bed kubeconfigs, and waits until ``/readyz`` answers.
+* ``ConnectorProcess.call(...)`` plays the app cluster's aggregator: HTTPS with the front-proxy
+  client certificate and ``X-Remote-User``/``X-Remote-Group`` headers, returning (status, JSON).
+* ``expose(tb, proc, ...)`` creates the ExternalName Service the APIServices point at (the
+  connector itself creates the APIServices when started with ``manage_apiservices=True``);
+  ``wait_available`` waits for the aggregator to mark them Available.
+
+Nothing here skips: a missing tool or a connector that does not come up fails the test.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import http.client
+import json
+import os
+import signal
+import socket
+import ssl
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from testbed import APP_CLUSTER, REPO_ROOT
+from testbed.harness import Testbed
+
+CONNECTOR_BIN = REPO_ROOT / ".venv" / "bin" / "mcp-connector"
+SERVICE_NAMESPACE = "mcp-connector-e2e"
+ADMIN = ("e2e-admin", ("system:masters", "system:authenticated"))
+
+
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class ConnectorProcess:
+    """A running connector process and how to reach it."""
+
+    tb: Testbed
+    port: int
+    cert_dir: Path
+    log_file: Path
+    args: list[str]
+    service_name: str
+    env: dict[str, str] = field(default_factory=dict)
+    proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        """Base URL of the connector."""
+        return f"https://127.0.0.1:{self.port}"
+
+    @property
+    def ca_bundle(self) -> bytes:
+        """The CA that verifies the connector's serving certificate (APIService caBundle)."""
+        return (self.cert_dir / "ca.crt").read_bytes()
+
+    def logs(self) -> str:
+        """Everything the process logged so far."""
+        return self.log_file.read_text(errors="replace") if self.log_file.exists() else ""
+
+    def start(self, *, wait: bool = True) -> None:
+        """Start (or restart) the process; by default wait until /readyz answers 200."""
+        log = self.log_file.open("ab")
+        self.proc = subprocess.Popen(
+            [str(CONNECTOR_BIN), "serve", *self.args],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, **self.env},
+            start_new_session=True,
+        )
+        log.close()
+        if wait:
+            self.wait_ready()
+
+    def wait_ready(self, timeout: float = 30.0) -> None:
+        """Wait until /readyz says ok; fail with the log tail otherwise."""
+        deadline = time.monotonic() + timeout
+        last = ""
+        while time.monotonic() < deadline:
+            if self.proc is not None and self.proc.poll() is not None:
+                raise AssertionError(f"connector exited with {self.proc.returncode}:\n{self.logs()[-3000:]}")
+            try:
+                status, body = self.raw("GET", "/readyz", cert=False)
+                if status == 200:
+                    return
+                last = body.decode(errors="replace")
+            except (OSError, ssl.SSLError) as e:
+                last = str(e)
+            time.sleep(0.2)
+        raise AssertionError(f"connector not ready after {timeout}s ({last}):\n{self.logs()[-3000:]}")
+
+    def stop(self) -> None:
+        """Stop the process (SIGTERM, then SIGKILL)."""
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(5)
+
+    def ssl_context(self, *, cert: bool | tuple[Path, Path] = True) -> ssl.SSLContext:
+        """Client TLS context trusting the connector; presenting the front-proxy cert by default."""
+        context = ssl.create_default_context(cafile=str(self.cert_dir / "ca.crt"))
+        if cert is True:
+            app = self.tb.app_cluster
+            assert app.proxy_client_cert and app.proxy_client_key
+            context.load_cert_chain(str(app.proxy_client_cert), str(app.proxy_client_key))
+        elif isinstance(cert, tuple):
+            context.load_cert_chain(str(cert[0]), str(cert[1]))
+        return context
+
+    def raw(
+        self,
+        method: str,
+        path: str,
+        *,
+        body: bytes | None = None,
+        headers: Mapping[str, str] | None = None,
+        cert: bool | tuple[Path, Path] = True,
+        timeout: float = 15.0,
+    ) -> tuple[int, bytes]:
+        """One HTTPS request; returns (status, body bytes)."""
+        conn = http.client.HTTPSConnection("127.0.0.1", self.port, context=self.ssl_context(cert=cert), timeout=timeout)
+        try:
+            conn.request(method, path, body=body, headers=dict(headers or {}))
+            response = conn.getresponse()
+            return response.status, response.read()
+        finally:
+            conn.close()
+
+    def call(
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        *,
+        user: tuple[str, Sequence[str]] = ADMIN,
+        content_type: str = "application/json",
+        accept: str = "application/json",
+        cert: bool | tuple[Path, Path] = True,
+    ) -> tuple[int, Any]:
+        """Play the aggregator: front-proxy cert + user headers; returns (status, decoded JSON)."""
+        headers = {"Accept": accept, "X-Remote-User": user[0]}
+        data = None
+        if body is not None:
+            data = body if isinstance(body, bytes) else json.dumps(body).encode()
+            headers["Content-Type"] = content_type
+        conn = http.client.HTTPSConnection("127.0.0.1", self.port, context=self.ssl_context(cert=cert), timeout=15)
+        try:
+            conn.putrequest(method, path)
+            for name, value in headers.items():
+                conn.putheader(name, value)
+            for group in user[1]:
+                conn.putheader("X-Remote-Group", group)
+            if data is not None:
+                conn.putheader("Content-Length", str(len(data)))
+            conn.endheaders(data)
+            response = conn.getresponse()
+            raw = response.read()
+        finally:
+            conn.close()
+        try:
+            return response.status, json.loads(raw) if raw else None
+        except json.JSONDecodeError:
+            return response.status, raw.decode(errors="replace")
+
+
+def start_connector(
+    tb: Testbed,
+    *,
+    cluster_id: str | None = None,
+    control_plane_kubeconfig: Path | None = None,
+    manage_apiservices: bool = False,
+    service_name: str = "mcp-connector",
+    extra_args: Sequence[str] = (),
+    env: Mapping[str, str] | None = None,
+    wait: bool = True,
+) -> ConnectorProcess:
+    """Start a connector process for the test bed and return its handle (stop it yourself)."""
+    work = Path(tempfile.mkdtemp(prefix="mcp-connector-e2e-", dir=str(REPO_ROOT / ".dev")))
+    port = free_port()
+    args = [
+        "--control-plane-kubeconfig",
+        str(control_plane_kubeconfig or tb.control_plane.kubeconfig),
+        "--app-kubeconfig",
+        str(tb.app_cluster.kubeconfig),
+        "--claim-namespace",
+        tb.claim_namespace,
+        "--cert-dir",
+        str(work / "certs"),
+        "--bind-address",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--service-name",
+        service_name,
+        "--service-namespace",
+        SERVICE_NAMESPACE,
+        "--service-port",
+        str(port),
+        "--secret-resync-seconds",
+        "5",
+        "--upstream-timeout-seconds",
+        "5",
+        "--authz-allowed-ttl-seconds",
+        "1",
+        "--authz-denied-ttl-seconds",
+        "1",
+    ]
+    if cluster_id:
+        args += ["--cluster-id", cluster_id]
+    if manage_apiservices:
+        args.append("--manage-apiservices")
+    args += list(extra_args)
+    proc = ConnectorProcess(tb, port, work / "certs", work / "connector.log", args, service_name, dict(env or {}))
+    proc.start(wait=wait)
+    return proc
+
+
+def expose(tb: Testbed, proc: ConnectorProcess) -> None:
+    """Create the ExternalName Service (``externalName: localhost``) in front of ``proc``."""
+    doc = {
+        "apiVersion": "v1",
+        "kind": "List",
+        "items": [
+            {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": SERVICE_NAMESPACE}},
+            {
+                "apiVersion": "v1",
+                "kind": "Service",
+                "metadata": {"name": proc.service_name, "namespace": SERVICE_NAMESPACE},
+                "spec": {
+                    "type": "ExternalName",
+                    "externalName": "localhost",
+                    "ports": [{"name": "https", "port": proc.port, "protocol": "TCP"}],
+                },
+            },
+        ],
+    }
+    tb.kubectl(APP_CLUSTER, "apply", "-f", "-", input=json.dumps(doc))
+
+
+def wait_available(tb: Testbed, names: Sequence[str], timeout: float = 60) -> None:
+    """Wait until each APIService exists and the aggregator reports it Available."""
+    deadline = time.monotonic() + timeout
+    for name in names:
+        while tb.kubectl(APP_CLUSTER, "get", "apiservice", name, check=False).returncode != 0:
+            if time.monotonic() > deadline:
+                raise AssertionError(f"APIService {name} was never created")
+            time.sleep(0.5)
+        left = max(1, int(deadline - time.monotonic()))
+        tb.kubectl(APP_CLUSTER, "wait", "--for=condition=Available", f"--timeout={left}s", f"apiservice/{name}")
+
+
+def remove_apiservices(tb: Testbed) -> None:
+    """Delete every APIService the connector manages (label app.kubernetes.io/managed-by)."""
+    tb.kubectl(
+        APP_CLUSTER, "delete", "apiservice", "-l", "app.kubernetes.io/managed-by=mcp-connector", "--ignore-not-found"
+    )
+
+
+@contextlib.contextmanager
+def connected(tb: Testbed, **kwargs: Any) -> Iterator[ConnectorProcess]:
+    """A connector serving the app cluster through managed APIServices, for a ``with`` block."""
+    proc = start_connector(tb, manage_apiservices=True, **kwargs)
+    try:
+        expose(tb, proc)
+        yield proc
+    finally:
+        proc.stop()
+        remove_apiservices(tb)

@@ -1,0 +1,319 @@
+"""Issue 3 acceptance: kubectl against the app cluster works on claims that live in the control plane.
+
+One connector process serves the app cluster through APIServices it manages itself
+(``--manage-apiservices``) behind an ExternalName Service; a second one, with another cluster
+ID, is called directly (playing the aggregator) to show two clusters never see each other.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from connector_fixtures import ConnectorProcess, connected, start_connector, wait_available
+
+from mcp_connector.core import contract
+from testbed import APP_CLUSTER, CONTROL_PLANE
+from testbed.harness import Testbed
+from testbed.seed import KUBERNETES_CLUSTER, REDIS_CACHE, apply_claim_api, delete_claim_api
+
+pytestmark = pytest.mark.e2e
+
+GROUP, VERSION, PLURAL = "k8s.starter.org", "v1alpha1", "kubernetesclusters"
+CLAIM_FILE = KUBERNETES_CLUSTER.example_claim_file
+SEEDED_APISERVICES = ("v1alpha1.k8s.starter.org", "v1alpha1.db.example.org", "v1beta1.db.example.org")
+
+
+def claim(name: str, namespace: str | None = None, **spec: Any) -> dict[str, Any]:
+    """The seed's example claim under another name (and namespace)."""
+    body: dict[str, Any] = yaml.safe_load(CLAIM_FILE.read_text())
+    body["metadata"] = {"name": name, **({"namespace": namespace} if namespace else {})}
+    body["spec"].update(spec)
+    return body
+
+
+def app(tb: Testbed, *args: str, input: str | None = None, check: bool = True) -> subprocess.CompletedProcess[str]:
+    return tb.kubectl(APP_CLUSTER, *args, input=input, check=check)
+
+
+def cp(tb: Testbed, *args: str, input: str | None = None, check: bool = True) -> subprocess.CompletedProcess[str]:
+    return tb.kubectl(CONTROL_PLANE, *args, input=input, check=check)
+
+
+def cluster_uid(tb: Testbed) -> str:
+    return str(tb.kubectl_json(APP_CLUSTER, "get", "namespace", "kube-system")["metadata"]["uid"])
+
+
+def cp_claims(tb: Testbed, *selector: str) -> list[dict[str, Any]]:
+    args = ["get", PLURAL, "-n", tb.claim_namespace, *(["-l", ",".join(selector)] if selector else [])]
+    return list(tb.kubectl_json(CONTROL_PLANE, *args)["items"])
+
+
+def eventually(check: Any, *, timeout: float = 30, every: float = 0.5) -> Any:
+    """Retry ``check`` until it returns something truthy without raising; fail with the last error."""
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        try:
+            result = check()
+            if result:
+                return result
+            last = result
+        except (AssertionError, subprocess.SubprocessError, RuntimeError) as e:
+            last = e
+        time.sleep(every)
+    raise AssertionError(f"condition not met in {timeout}s: {last}")
+
+
+@pytest.fixture(scope="module")
+def conn(testbed: Testbed) -> Iterator[ConnectorProcess]:
+    """The connector serving the app cluster, with its APIServices Available."""
+    # APIServices for our groups left by someone else would keep ours from being created.
+    app(testbed, "delete", "apiservice", "--ignore-not-found", *SEEDED_APISERVICES)
+    with connected(testbed) as proc:
+        wait_available(testbed, SEEDED_APISERVICES)
+        yield proc
+
+
+@pytest.fixture
+def namespace(testbed: Testbed) -> Iterator[str]:
+    """A fresh app namespace, deleted afterwards (without waiting)."""
+    name = f"e2e-{secrets.token_hex(3)}"
+    app(testbed, "create", "namespace", name)
+    yield name
+    app(testbed, "delete", "namespace", name, "--wait=false", check=False)
+
+
+def test_seed_claim_applied_lands_hashed_with_labels_and_shows_columns(
+    testbed: Testbed, conn: ConnectorProcess
+) -> None:
+    app(testbed, "delete", "--ignore-not-found", "-n", "default", "-f", str(CLAIM_FILE))
+    app(testbed, "apply", "-n", "default", "-f", str(CLAIM_FILE))
+    uid = cluster_uid(testbed)
+    hashed = contract.control_plane_name(contract.AppRef(uid, "default", "my-cluster"))
+    stored = testbed.kubectl_json(CONTROL_PLANE, "get", PLURAL, "-n", testbed.claim_namespace, hashed)
+    assert stored["metadata"]["labels"] == {
+        contract.APP_NAMESPACE_LABEL: "default",
+        contract.APP_NAME_LABEL: "my-cluster",
+        contract.APP_CLUSTER_LABEL: uid,
+    }
+    assert stored["spec"]["writeConnectionSecretToRef"]["name"].startswith("claim-")
+    out = app(testbed, "get", PLURAL, "-n", "default").stdout
+    header, row = out.splitlines()[0].split(), out.splitlines()[1].split()
+    assert header[:4] == ["NAME", "SYNCED", "READY", "CONNECTION-SECRET"]
+    assert row[0] == "my-cluster" and "my-cluster-kubeconfig" in row
+    got = testbed.kubectl_json(APP_CLUSTER, "get", PLURAL, "-n", "default", "my-cluster")
+    assert got["metadata"]["name"] == "my-cluster" and got["metadata"]["namespace"] == "default"
+    assert "labels" not in got["metadata"] or not any(k.startswith("mcp-connector") for k in got["metadata"]["labels"])
+    assert got["spec"]["writeConnectionSecretToRef"]["name"] == "my-cluster-kubeconfig"
+    all_ns = app(testbed, "get", PLURAL, "-A").stdout
+    assert any(line.split()[:2] == ["default", "my-cluster"] for line in all_ns.splitlines())
+
+
+def test_connection_secret_is_copied_and_removed(testbed: Testbed, conn: ConnectorProcess, namespace: str) -> None:
+    app(
+        testbed,
+        "apply",
+        "-f",
+        "-",
+        input=json.dumps(claim("db", namespace, writeConnectionSecretToRef={"name": "db-conn"})),
+    )
+    source = contract.connection_secret_name(contract.AppRef(cluster_uid(testbed), namespace, "db-conn"))
+    cp(testbed, "create", "secret", "generic", source, "-n", testbed.claim_namespace, "--from-literal=kubeconfig=abc")
+    try:
+        secret = eventually(lambda: testbed.kubectl_json(APP_CLUSTER, "get", "secret", "-n", namespace, "db-conn"))
+        assert secret["data"]["kubeconfig"] == "YWJj"
+        cp(
+            testbed,
+            "patch",
+            "secret",
+            source,
+            "-n",
+            testbed.claim_namespace,
+            "-p",
+            '{"stringData":{"kubeconfig":"xyz"}}',
+        )
+        eventually(
+            lambda: (
+                testbed.kubectl_json(APP_CLUSTER, "get", "secret", "-n", namespace, "db-conn")["data"]["kubeconfig"]
+                == "eHl6"
+            )
+        )
+        app(testbed, "delete", PLURAL, "-n", namespace, "db")
+        eventually(lambda: app(testbed, "get", "secret", "-n", namespace, "db-conn", check=False).returncode != 0)
+    finally:
+        cp(testbed, "delete", "secret", source, "-n", testbed.claim_namespace, "--ignore-not-found")
+
+
+def test_watch_sees_added_modified_deleted(testbed: Testbed, conn: ConnectorProcess, namespace: str) -> None:
+    kubectl = str(Path(testbed.app_cluster.kubeconfig))
+    watcher = subprocess.Popen(
+        [
+            str(Path(".venv/bin/kubectl").resolve()),
+            "--kubeconfig",
+            kubectl,
+            "get",
+            PLURAL,
+            "-n",
+            namespace,
+            "-w",
+            "--output-watch-events",
+            "--request-timeout=60s",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        time.sleep(2)
+        app(testbed, "apply", "-f", "-", input=json.dumps(claim("watched", namespace)))
+        hashed = contract.control_plane_name(contract.AppRef(cluster_uid(testbed), namespace, "watched"))
+        status = {
+            "status": {
+                "conditions": [
+                    {
+                        "type": "Ready",
+                        "status": "True",
+                        "reason": "Available",
+                        "lastTransitionTime": "2024-01-01T00:00:00Z",
+                    }
+                ]
+            }
+        }
+        time.sleep(1)
+        cp(
+            testbed,
+            "patch",
+            PLURAL,
+            hashed,
+            "-n",
+            testbed.claim_namespace,
+            "--subresource=status",
+            "--type=merge",
+            "-p",
+            json.dumps(status),
+        )
+        time.sleep(1)
+        app(testbed, "delete", PLURAL, "-n", namespace, "watched")
+        time.sleep(2)
+    finally:
+        watcher.terminate()
+        output = watcher.communicate(timeout=10)[0]
+    events = [line.split()[:2] for line in output.splitlines() if line.strip()]
+    assert ["ADDED", "watched"] in events, output
+    assert ["MODIFIED", "watched"] in events, output
+    assert ["DELETED", "watched"] in events, output
+    assert "claim-" not in output
+    modified = [line for line in output.splitlines() if line.startswith("MODIFIED")]
+    assert any("True" in line.split() for line in modified), output
+
+
+def test_explain_api_resources_and_server_side_apply(testbed: Testbed, conn: ConnectorProcess, namespace: str) -> None:
+    explained = app(testbed, "explain", "kubernetescluster.spec.parameters").stdout
+    assert "KIND:       KubernetesCluster" in explained and "nodes" in explained
+    resources = app(testbed, "api-resources", "--api-group", GROUP).stdout
+    assert "kubernetesclusters" in resources and "KubernetesCluster" in resources
+    body = claim("ssa", namespace)
+    applied = app(testbed, "apply", "--server-side", "-f", "-", input=json.dumps(body)).stdout
+    assert "serverside-applied" in applied
+    body["spec"]["parameters"]["nodes"]["count"] = 5
+    dry = app(testbed, "apply", "--server-side", "--dry-run=server", "-o", "json", "-f", "-", input=json.dumps(body))
+    assert json.loads(dry.stdout)["spec"]["parameters"]["nodes"]["count"] == 5
+    assert (
+        testbed.kubectl_json(APP_CLUSTER, "get", PLURAL, "-n", namespace, "ssa")["spec"]["parameters"]["nodes"]["count"]
+        == 3
+    )
+    app(testbed, "apply", "--server-side", "-f", "-", input=json.dumps(body))
+    got = testbed.kubectl_json(APP_CLUSTER, "get", PLURAL, "-n", namespace, "ssa")
+    assert got["spec"]["parameters"]["nodes"]["count"] == 5
+    # Client-side apply (merge patch with last-applied) and kubectl edit-style patches work too.
+    body["spec"]["parameters"]["nodes"]["count"] = 4
+    app(testbed, "apply", "-f", "-", input=json.dumps(claim("csa", namespace)))
+    app(
+        testbed,
+        "patch",
+        PLURAL,
+        "csa",
+        "-n",
+        namespace,
+        "--type=merge",
+        "-p",
+        '{"spec":{"parameters":{"nodes":{"count":2}}}}',
+    )
+    app(
+        testbed,
+        "patch",
+        PLURAL,
+        "csa",
+        "-n",
+        namespace,
+        "--type=json",
+        "-p",
+        '[{"op":"replace","path":"/spec/parameters/nodes/count","value":7}]',
+    )
+    assert (
+        testbed.kubectl_json(APP_CLUSTER, "get", PLURAL, "-n", namespace, "csa")["spec"]["parameters"]["nodes"]["count"]
+        == 7
+    )
+    app(testbed, "delete", PLURAL, "-n", namespace, "ssa", "csa")
+    assert not cp_claims(testbed, f"{contract.APP_NAMESPACE_LABEL}={namespace}")
+
+
+def test_same_name_in_two_namespaces_and_two_clusters_is_isolated(
+    testbed: Testbed, conn: ConnectorProcess, namespace: str
+) -> None:
+    other_ns = f"{namespace}-b"
+    app(testbed, "create", "namespace", other_ns)
+    other = start_connector(testbed, cluster_id="e2e-other-cluster")
+    try:
+        app(testbed, "apply", "-f", "-", input=json.dumps(claim("same", namespace)))
+        app(testbed, "apply", "-f", "-", input=json.dumps(claim("same", other_ns, id="other")))
+        path = f"/apis/{GROUP}/{VERSION}/namespaces/{namespace}/{PLURAL}"
+        status, created = other.call("POST", path, claim("same", namespace, id="third"))
+        assert status == 201, created
+        names = {c["metadata"]["name"] for c in cp_claims(testbed, f"{contract.APP_NAME_LABEL}=same")}
+        assert len(names) == 3
+        assert testbed.kubectl_json(APP_CLUSTER, "get", PLURAL, "-n", namespace, "same")["spec"]["id"] == "my-cluster"
+        assert testbed.kubectl_json(APP_CLUSTER, "get", PLURAL, "-n", other_ns, "same")["spec"]["id"] == "other"
+        status, got = other.call("GET", f"{path}/same")
+        assert status == 200 and got["spec"]["id"] == "third"
+        status, listed = other.call("GET", f"/apis/{GROUP}/{VERSION}/{PLURAL}")
+        assert [i["spec"]["id"] for i in listed["items"]] == ["third"]
+        status, _ = other.call("GET", f"/apis/{GROUP}/{VERSION}/namespaces/{other_ns}/{PLURAL}/same")
+        assert status == 404
+        status, _ = other.call("DELETE", f"{path}/same")
+        assert status == 200
+        assert testbed.kubectl_json(APP_CLUSTER, "get", PLURAL, "-n", namespace, "same")["spec"]["id"] == "my-cluster"
+    finally:
+        other.stop()
+        app(testbed, "delete", "namespace", other_ns, "--wait=false", check=False)
+
+
+def test_namespace_deletion_with_claims_completes(testbed: Testbed, conn: ConnectorProcess) -> None:
+    name = f"e2e-del-{secrets.token_hex(3)}"
+    app(testbed, "create", "namespace", name)
+    for n in ("one", "two"):
+        app(testbed, "apply", "-f", "-", input=json.dumps(claim(n, name)))
+    assert len(cp_claims(testbed, f"{contract.APP_NAMESPACE_LABEL}={name}")) == 2
+    app(testbed, "delete", "namespace", name, "--timeout=90s")
+    assert app(testbed, "get", "namespace", name, check=False).returncode != 0
+    assert not cp_claims(testbed, f"{contract.APP_NAMESPACE_LABEL}={name}")
+
+
+def test_new_claim_api_gets_served_and_an_apiservice(testbed: Testbed, conn: ConnectorProcess) -> None:
+    apply_claim_api(testbed.control_plane.kubeconfig, REDIS_CACHE)
+    try:
+        wait_available(testbed, ["v1.cache.example.org"])
+        eventually(lambda: "rediscaches" in app(testbed, "api-resources", "--api-group", "cache.example.org").stdout)
+        service = testbed.kubectl_json(APP_CLUSTER, "get", "apiservice", "v1.cache.example.org")
+        assert service["spec"]["caBundle"] and not service["spec"].get("insecureSkipTLSVerify")
+    finally:
+        delete_claim_api(testbed.control_plane.kubeconfig, REDIS_CACHE)
+    eventually(lambda: app(testbed, "get", "apiservice", "v1.cache.example.org", check=False).returncode != 0)
