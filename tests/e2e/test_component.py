@@ -167,8 +167,14 @@ def stack_for(tmp_path: Path, program: Program, name: str = "e2e") -> Iterator[a
         yield stack
     finally:
         program.setting.connect = True
-        with contextlib.suppress(auto.errors.CommandError):
+        try:
             stack.destroy(run_program=True, on_output=_log)
+        except auto.errors.CommandError:
+            # The program itself fails (e.g. the control plane is unreachable): remove the
+            # component from the program instead, which still runs the hook on its children.
+            program.setting.connect = False
+            with contextlib.suppress(auto.errors.CommandError):
+                stack.up(on_output=_log)
         with contextlib.suppress(auto.errors.CommandError):
             stack.workspace.remove_stack(name)
 
