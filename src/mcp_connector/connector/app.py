@@ -71,6 +71,8 @@ def _forbidden(attrs: Attributes, reason: str) -> ApiError:
 
 
 async def _discovery(request: web.Request, rt: Runtime, route: DiscoveryRoute) -> web.Response:
+    if not rt.catalog_loaded:
+        raise ApiError.of(503, rt.catalog_error)
     catalog = rt.catalog
     if route.group is None:
         media = discovery_docs.aggregated_form(request.headers.get("Accept", ""))
@@ -109,6 +111,8 @@ async def _openapi(request: web.Request, rt: Runtime, route: OpenApiRoute) -> we
 
 async def _resource(request: web.Request, rt: Runtime, route: ResourceRoute, user: User) -> web.StreamResponse:
     served = rt.catalog.resource(route.group, route.version, route.plural)
+    if served is None and not rt.catalog_loaded:
+        raise ApiError.of(503, rt.catalog_error)
     if served is None:
         raise ApiError.of(404, "the server could not find the requested resource")
     if route.subresource is not None and (route.subresource != "status" or not served.version.status_subresource):

@@ -117,3 +117,13 @@ def scrub_namespace(body: dict[str, Any], claim_namespace: str) -> dict[str, Any
     if isinstance(message, str):
         body["message"] = message.replace(f'namespace "{claim_namespace}"', "the app namespace")
     return body
+
+
+def describe(error: ControlPlaneError) -> str:
+    """A log-friendly description of an upstream failure; credential refusals say so plainly."""
+    status = getattr(error, "status", None)
+    if isinstance(error, ControlPlaneUnauthorized) or (
+        isinstance(error, ControlPlaneRejected) and status in (401, 403)
+    ):
+        return f"{error.url} refused the connector's credentials (HTTP {status}); check the token or kubeconfig"
+    return str(error)

@@ -13,6 +13,7 @@ import logging
 from collections.abc import Awaitable, Callable, Mapping
 
 from mcp_connector import upstream
+from mcp_connector.connector.errors import describe
 from mcp_connector.connector.logs import fields
 
 log = logging.getLogger(__name__)
@@ -41,7 +42,7 @@ class Trigger:
             try:
                 await self._reconcile()
             except upstream.ControlPlaneError as e:
-                log.warning("reconcile failed", extra=fields(loop=self.name, error=str(e)))
+                log.warning("reconcile failed", extra=fields(loop=self.name, error=describe(e)))
                 await asyncio.sleep(2.0)
                 self._event.set()
             except Exception:
@@ -77,7 +78,7 @@ async def follow(
         except asyncio.CancelledError:
             raise
         except upstream.ControlPlaneError as e:
-            log.warning("watch failed; retrying", extra=fields(path=path, error=str(e), retry_in=backoff))
+            log.warning("watch failed; retrying", extra=fields(path=path, error=describe(e), retry_in=backoff))
             await asyncio.sleep(backoff)
             backoff = min(backoff * 2, 30.0)
         except Exception:

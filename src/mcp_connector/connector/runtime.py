@@ -28,5 +28,7 @@ class Runtime:
     catalog: Catalog = field(default_factory=Catalog)
     front_proxy: FrontProxySettings | None = None
     catalog_loaded: bool = False
+    #: Why the claim APIs could not be read yet (names the control plane, never a credential).
+    catalog_error: str = "the claim APIs have not been read yet"
     #: Called after the connector itself created or deleted claims (connection Secrets follow).
     claims_changed: Callable[[], None] = lambda: None

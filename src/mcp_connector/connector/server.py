@@ -21,6 +21,7 @@ from mcp_connector.connector import apiservices, app, auth, follow, secrets_sync
 from mcp_connector.connector.authz import SAR_PATH, Authorizer
 from mcp_connector.connector.catalog import Catalog
 from mcp_connector.connector.config import Config, ConfigError
+from mcp_connector.connector.errors import from_control_plane
 from mcp_connector.connector.health import Health
 from mcp_connector.connector.logs import fields
 from mcp_connector.connector.metrics import SERVED_APIS
@@ -135,7 +136,11 @@ async def _serve(config: Config, control_plane: upstream.Client, app_cluster: up
     rt.claims_changed = secret_trigger.kick
 
     async def refresh_catalog() -> None:
-        apis = await upstream.fetch_claim_apis(control_plane)
+        try:
+            apis = await upstream.fetch_claim_apis(control_plane)
+        except upstream.ControlPlaneError as e:
+            rt.catalog_error = str(from_control_plane(e, ref=None, claim_namespace=config.claim_namespace))
+            raise
         changed = apis != rt.catalog.apis or not rt.catalog_loaded
         rt.catalog, rt.catalog_loaded = Catalog.of(apis), True
         SERVED_APIS.set(len(apis))

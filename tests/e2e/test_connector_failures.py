@@ -1,0 +1,129 @@
+"""Issue 3, bad input and failure: every error is a Kubernetes Status with app-side names, and
+an unreachable or refusing control plane gives a 503 naming it (never a hang, never the token)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from urllib.parse import urlsplit
+
+import pytest
+from connector_fixtures import ConnectorProcess, TcpRelay, kubeconfig_copy, start_connector
+
+from testbed.harness import Testbed
+
+pytestmark = pytest.mark.e2e
+
+GROUP, VERSION, PLURAL = "k8s.starter.org", "v1alpha1", "kubernetesclusters"
+NS_PATH = f"/apis/{GROUP}/{VERSION}/namespaces/default/{PLURAL}"
+TOKEN = "e2e-token-must-never-appear-0123456789"
+
+
+@pytest.fixture(scope="module")
+def direct(testbed: Testbed) -> Iterator[ConnectorProcess]:
+    """A connector called directly (playing the aggregator), with its own cluster ID."""
+    proc = start_connector(testbed, cluster_id="e2e-failures")
+    yield proc
+    proc.stop()
+
+
+def claim(name: str, **spec: object) -> dict[str, object]:
+    return {
+        "apiVersion": f"{GROUP}/{VERSION}",
+        "kind": "KubernetesCluster",
+        "metadata": {"name": name},
+        "spec": {"id": name, "parameters": {"nodes": {"count": 1}}, **spec},
+    }
+
+
+def test_invalid_claim_is_the_control_planes_422_with_app_names(direct: ConnectorProcess) -> None:
+    status, body = direct.call("POST", NS_PATH, {**claim("broken"), "spec": {"id": "x"}})
+    assert status == 422, body
+    assert body["kind"] == "Status" and body["reason"] == "Invalid"
+    assert '"broken"' in body["message"] and "claim-" not in str(body)
+    assert body["details"]["name"] == "broken"
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body", "content_type", "code"),
+    [
+        ("GET", f"/apis/{GROUP}/{VERSION}/namespaces/default/nosuchthings", None, "", 404),
+        ("GET", "/apis/nosuch.example.org/v1", None, "", 404),
+        ("GET", f"{NS_PATH}/does-not-exist", None, "", 404),
+        ("GET", f"{NS_PATH}/x/scale", None, "", 404),
+        ("POST", NS_PATH, b"{not json", "application/json", 400),
+        ("POST", NS_PATH, b"[1,2]", "application/json", 400),
+        ("POST", NS_PATH, {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"}}, "application/json", 400),
+        ("PATCH", f"{NS_PATH}/x", {"spec": {}}, "application/strategic-merge-patch+json", 415),
+        ("PUT", NS_PATH, {}, "application/json", 405),
+        ("POST", f"/apis/{GROUP}/{VERSION}/{PLURAL}", {}, "application/json", 405),
+        ("POST", NS_PATH, claim("UPPER-case"), "application/json", 422),
+        ("POST", NS_PATH, claim("a" * 64), "application/json", 422),
+    ],
+)
+def test_bad_requests_get_a_status(
+    direct: ConnectorProcess, method: str, path: str, body: object, content_type: str, code: int
+) -> None:
+    status, answer = direct.call(method, path, body, content_type=content_type or "application/json")
+    assert status == code, answer
+    assert isinstance(answer, dict) and answer["kind"] == "Status" and answer["code"] == code
+
+
+def test_control_plane_down_is_503_naming_it_then_recovers(testbed: Testbed) -> None:
+    target = urlsplit(testbed.control_plane.apiserver_url)
+    relay = TcpRelay(target.hostname or "127.0.0.1", target.port or 443)
+    relay.start()
+    kubeconfig = kubeconfig_copy(testbed.control_plane.kubeconfig, server=f"https://127.0.0.1:{relay.port}")
+    proc = start_connector(testbed, cluster_id="e2e-cp-down", control_plane_kubeconfig=kubeconfig)
+    try:
+        assert proc.call("GET", NS_PATH)[0] == 200
+        relay.stop()
+        started = time.monotonic()
+        status, body = proc.call("GET", NS_PATH)
+        assert time.monotonic() - started < 10
+        assert status == 503, body
+        assert f"127.0.0.1:{relay.port}" in body["message"] and body["kind"] == "Status"
+        time.sleep(1.2)  # readiness is cached for a second
+        assert proc.raw("GET", "/readyz", cert=False)[0] == 500
+        assert proc.raw("GET", "/healthz", cert=False)[0] == 200
+        relay.start()
+        deadline = time.monotonic() + 30
+        while proc.call("GET", NS_PATH)[0] != 200:
+            assert time.monotonic() < deadline, "connector did not recover"
+            time.sleep(0.5)
+        proc.wait_ready()
+    finally:
+        proc.stop()
+        relay.stop()
+        kubeconfig.unlink()
+
+
+def test_rejected_token_is_a_clear_503_and_never_shown(testbed: Testbed) -> None:
+    kubeconfig = kubeconfig_copy(testbed.control_plane.kubeconfig, token=TOKEN)
+    proc = start_connector(testbed, cluster_id="e2e-bad-token", control_plane_kubeconfig=kubeconfig, wait=False)
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                if proc.raw("GET", "/healthz", cert=False)[0] == 200:
+                    break
+            except OSError:
+                pass
+            assert time.monotonic() < deadline, proc.logs()
+            time.sleep(0.3)
+        responses = [proc.call("GET", NS_PATH), proc.call("POST", NS_PATH, claim("t")), proc.call("GET", "/apis")]
+        for status, body in responses:
+            assert status == 503, body
+            assert (
+                "credentials" in body["message"]
+                and testbed.control_plane.apiserver_url.split("//")[1].split(":")[0] in body["message"]
+            )
+        ready = proc.raw("GET", "/readyz", cert=False)
+        assert ready[0] == 500
+        time.sleep(1)
+        everything = proc.logs() + str(responses) + ready[1].decode()
+        assert TOKEN not in everything
+        assert "credentials rejected" in proc.logs() or "refused" in proc.logs()
+    finally:
+        proc.stop()
+        kubeconfig.unlink()
