@@ -19,6 +19,7 @@ from pathlib import Path
 
 import aiohttp
 import httpx
+from httpx_aiohttp import AiohttpTransport
 
 from mcp_connector import upstream
 from mcp_connector.core.access import from_kubeconfig
@@ -52,11 +53,17 @@ async def main() -> None:
     args = parser.parse_args()
 
     access = from_kubeconfig(Path(args.kubeconfig).read_text())
-    http2 = upstream.new_client(access, max_connections=args.concurrency)
+    http2 = upstream.new_client(access, max_connections=args.concurrency, http2=True)
     http1 = httpx.AsyncClient(
         base_url=access.url,
         verify=upstream.ssl_context(access),
         limits=httpx.Limits(max_connections=args.concurrency),
+    )
+    over_aiohttp = httpx.AsyncClient(
+        base_url=access.url,
+        transport=AiohttpTransport(
+            verify=upstream.ssl_context(access), limits=httpx.Limits(max_connections=args.concurrency)
+        ),
     )
     connector = aiohttp.TCPConnector(ssl=upstream.ssl_context(access), limit=args.concurrency)
     session = aiohttp.ClientSession(base_url=access.url, connector=connector)
@@ -70,8 +77,9 @@ async def main() -> None:
         return (await client.get(args.path)).status_code
 
     clients: dict[str, Send] = {
-        "httpx HTTP/2 (connector default)": lambda: via_httpx(http2),
+        "httpx HTTP/2": lambda: via_httpx(http2),
         "httpx HTTP/1.1": lambda: via_httpx(http1),
+        "httpx API over aiohttp transport": lambda: via_httpx(over_aiohttp),
         "aiohttp HTTP/1.1": via_aiohttp,
     }
     results: dict[str, list[float]] = {name: [] for name in clients}
@@ -81,12 +89,12 @@ async def main() -> None:
         for name, send in clients.items():
             results[name].append(await drive(send, requests=args.requests, concurrency=args.concurrency))
 
-    baseline = statistics.median(results["httpx HTTP/2 (connector default)"])
+    baseline = statistics.median(results["httpx HTTP/2"])
     print(f"GET {args.path}: {args.requests} requests x {args.rounds} rounds, concurrency {args.concurrency}")
     for name, rates in results.items():
         median = statistics.median(rates)
         print(f"  {name:34s} {median:8.0f} req/s   ratio {median / baseline:5.2f}")
-    await asyncio.gather(http2.aclose(), http1.aclose(), session.close())
+    await asyncio.gather(http2.aclose(), http1.aclose(), over_aiohttp.aclose(), session.close())
 
 
 if __name__ == "__main__":
