@@ -9,6 +9,7 @@ and drives Pulumi offline through the Automation API (``testbed.pulumi_env``).
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 #: Namespace in the control plane where the connector creates claims. Seeded by ``cluster up``
@@ -18,11 +19,16 @@ CLAIM_NAMESPACE = "mcp-claims"
 #: Repository root; the test bed keeps all its state under ``REPO_ROOT/.dev`` (git-ignored).
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
-#: Where state, logs, kubeconfigs and tool links live.
+#: Per-checkout scratch folder: tool links (``bin/``), Pulumi home, and by default the test bed.
 DEV_DIR = REPO_ROOT / ".dev"
 
+#: Where a test bed keeps its state, logs, kubeconfigs and data. ``MCP_TESTBED_DIR`` selects
+#: another folder, so a second, independent test bed can run next to a developer's (e.g. the
+#: e2e suite while ``make dev-up`` is serving a connector). Read once, at import.
+STATE_DIR = Path(os.environ["MCP_TESTBED_DIR"]).resolve() if os.environ.get("MCP_TESTBED_DIR") else DEV_DIR
+
 #: Machine-readable description of a running test bed, written by ``cluster up``.
-STATE_FILE = DEV_DIR / "testbed.json"
+STATE_FILE = STATE_DIR / "testbed.json"
 
 #: Names of the two clusters, in start order.
 CONTROL_PLANE = "control-plane"
@@ -36,5 +42,6 @@ __all__ = [
     "CONTROL_PLANE",
     "DEV_DIR",
     "REPO_ROOT",
+    "STATE_DIR",
     "STATE_FILE",
 ]

@@ -2,13 +2,17 @@
 # Builds the test-bed tools from Go modules and caches them by version outside the repo.
 # Idempotent: a tool whose cache folder is complete is only linked again. A failed build
 # names the tool, the version and the command, and leaves nothing in the cache.
+#
+# Usage: build-tools.sh [etcd|kubernetes|pulumi|pulumi-kubernetes ...]   (default: all, in that order)
+# MCP_TOOLS_CACHE overrides the cache folder, MCP_TOOLS_BIN the folder the tools are linked into.
+# Go builds run one at a time: two at once on a small machine only makes both slower.
 set -euo pipefail
 
 repo="$(cd "$(dirname "$0")/.." && pwd)"
 # shellcheck source=versions.env
 source "$repo/testbed/versions.env"
 cache="${MCP_TOOLS_CACHE:-$HOME/.cache/mcp-connector/tools}"
-bin_dir="$repo/.dev/bin"
+bin_dir="${MCP_TOOLS_BIN:-$repo/.dev/bin}"
 mkdir -p "$cache" "$bin_dir"
 
 export GOTOOLCHAIN=local GOFLAGS=-mod=mod CGO_ENABLED=0
@@ -36,12 +40,15 @@ build() {
   fi
   local scratch="$cache/.$tool-$version.partial"
   rm -rf "$scratch"; mkdir -p "$scratch"
+  # shellcheck disable=SC2064  # expand now: scratch is local
+  trap "rm -rf '$scratch'" EXIT
   say "$tool $version: building (first time on this machine; this takes minutes)"
   started=$SECONDS
   "$fn" "$scratch" "$version"
   touch "$scratch/.complete"
   rm -rf "${cache:?}/$tool-$version"
   mv "$scratch" "$cache/$tool-$version"
+  trap - EXIT
   say "$tool $version: built in $((SECONDS - started))s"
 }
 
@@ -93,13 +100,26 @@ build_pulumi_kubernetes() {
 
 link() { ln -sf "$cache/$1-$2/$3" "$bin_dir/$3"; }
 
-build etcd "$ETCD_VERSION" build_etcd
-link etcd "$ETCD_VERSION" etcd
-build kubernetes "$KUBERNETES_VERSION" build_kubernetes
-link kubernetes "$KUBERNETES_VERSION" kube-apiserver
-link kubernetes "$KUBERNETES_VERSION" kube-controller-manager
-build pulumi "$PULUMI_VERSION" build_pulumi
-link pulumi "$PULUMI_VERSION" pulumi
-build pulumi-kubernetes "$PULUMI_KUBERNETES_VERSION" build_pulumi_kubernetes
-link pulumi-kubernetes "$PULUMI_KUBERNETES_VERSION" pulumi-resource-kubernetes
-say "all tools ready in $bin_dir"
+wanted=("$@")
+[[ ${#wanted[@]} -gt 0 ]] || wanted=(etcd kubernetes pulumi pulumi-kubernetes)
+for tool in "${wanted[@]}"; do
+  case "$tool" in
+    etcd)
+      build etcd "$ETCD_VERSION" build_etcd
+      link etcd "$ETCD_VERSION" etcd ;;
+    kubernetes)
+      build kubernetes "$KUBERNETES_VERSION" build_kubernetes
+      link kubernetes "$KUBERNETES_VERSION" kube-apiserver
+      link kubernetes "$KUBERNETES_VERSION" kube-controller-manager ;;
+    pulumi)
+      build pulumi "$PULUMI_VERSION" build_pulumi
+      link pulumi "$PULUMI_VERSION" pulumi ;;
+    pulumi-kubernetes)
+      build pulumi-kubernetes "$PULUMI_KUBERNETES_VERSION" build_pulumi_kubernetes
+      link pulumi-kubernetes "$PULUMI_KUBERNETES_VERSION" pulumi-resource-kubernetes ;;
+    *)
+      say "unknown tool '$tool' (expected etcd, kubernetes, pulumi, pulumi-kubernetes)" >&2
+      exit 2 ;;
+  esac
+done
+say "ready in $bin_dir: ${wanted[*]}"

@@ -39,7 +39,7 @@ from pathlib import Path
 
 import yaml
 
-from testbed import APP_CLUSTER, CLAIM_NAMESPACE, CLUSTERS, CONTROL_PLANE, DEV_DIR, STATE_FILE, pki, seed
+from testbed import APP_CLUSTER, CLAIM_NAMESPACE, CLUSTERS, CONTROL_PLANE, STATE_DIR, STATE_FILE, pki, seed
 from testbed.kube import https_get
 from testbed.state import ClusterState, TestbedState, load, save
 from testbed.tools import CLUSTER_TOOLS, require
@@ -49,7 +49,7 @@ COMPONENTS = ("etcd", "kube-apiserver", "kube-controller-manager")
 
 SERVICE_CLUSTER_IP_RANGE = "10.96.0.0/16"  # required by kube-apiserver; nothing is ever sent there
 SERVICE_ACCOUNT_ISSUER = "https://kubernetes.default.svc"
-LOG_DIR = DEV_DIR / "logs"
+LOG_DIR = STATE_DIR / "logs"
 
 _ETCD_TIMEOUT_S = 30.0
 _APISERVER_TIMEOUT_S = 90.0
@@ -73,7 +73,7 @@ class _Layout:
 
     @property
     def root(self) -> Path:
-        return DEV_DIR / self.name
+        return STATE_DIR / self.name
 
     @property
     def pki(self) -> Path:
@@ -85,7 +85,7 @@ class _Layout:
 
     @property
     def admin_kubeconfig(self) -> Path:
-        return DEV_DIR / f"{self.name}.kubeconfig"
+        return STATE_DIR / f"{self.name}.kubeconfig"
 
     @property
     def kcm_kubeconfig(self) -> Path:
@@ -335,6 +335,16 @@ def _start_cluster(name: str, ports: _Ports, tools: dict[str, Path]) -> ClusterS
     _write_kubeconfig(layout.admin_kubeconfig, name, "admin", url, certs.ca[0], *certs.admin)
     _write_kubeconfig(layout.kcm_kubeconfig, name, "system:kube-controller-manager", url, certs.ca[0], *certs.kcm)
 
+    phases: list[str] = []
+    mark = time.monotonic()
+
+    def phase(label: str) -> None:
+        nonlocal mark
+        now = time.monotonic()
+        phases.append(f"{label} {now - mark:.1f}s")
+        mark = now
+
+    phase("certs")
     pids: dict[str, int] = {}
     pids["etcd"] = _spawn(layout, "etcd", tools["etcd"], _etcd_args(layout, ports))
     etcd_url = f"http://127.0.0.1:{ports.etcd_client}"
@@ -342,6 +352,7 @@ def _start_cluster(name: str, ports: _Ports, tools: dict[str, Path]) -> ClusterS
         f"{name} etcd", lambda: https_get(f"{etcd_url}/health", ca_cert=None)[0] == 200,
         pid=pids["etcd"], component="etcd", log=layout.log("etcd"), timeout_s=_ETCD_TIMEOUT_S,
     )
+    phase("etcd")
     pids["kube-apiserver"] = _spawn(
         layout, "kube-apiserver", tools["kube-apiserver"], _apiserver_args(layout, ports, certs)
     )
@@ -351,6 +362,7 @@ def _start_cluster(name: str, ports: _Ports, tools: dict[str, Path]) -> ClusterS
         pid=pids["kube-apiserver"], component="kube-apiserver", log=layout.log("kube-apiserver"),
         timeout_s=_APISERVER_TIMEOUT_S,
     )
+    phase("apiserver")
     pids["kube-controller-manager"] = _spawn(
         layout, "kube-controller-manager", tools["kube-controller-manager"], _kcm_args(layout, ports, certs)
     )
@@ -360,9 +372,11 @@ def _start_cluster(name: str, ports: _Ports, tools: dict[str, Path]) -> ClusterS
         pid=pids["kube-controller-manager"], component="kube-controller-manager",
         log=layout.log("kube-controller-manager"), timeout_s=_KCM_TIMEOUT_S,
     )
+    phase("controller-manager")
     if name == CONTROL_PLANE:
         seed.seed(layout.admin_kubeconfig, CLAIM_NAMESPACE)
-    _say(f"{name}: ready at {url} in {time.monotonic() - started:.1f}s")
+        phase("seed")
+    _say(f"{name}: ready at {url} in {time.monotonic() - started:.1f}s ({', '.join(phases)})")
     return ClusterState(
         name=name, apiserver_url=url, kubeconfig=layout.admin_kubeconfig,
         ca_cert=certs.ca[0], ca_key=certs.ca[1], admin_cert=certs.admin[0], admin_key=certs.admin[1],

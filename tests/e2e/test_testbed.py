@@ -9,6 +9,7 @@ from an inline Python program.
 from __future__ import annotations
 
 import json
+import os
 import ssl
 import subprocess
 import threading
@@ -75,8 +76,10 @@ def test_control_plane_crd_and_custom_object_round_trip(testbed: Testbed) -> Non
             CONTROL_PLANE, "wait", "--for=condition=Established", "--timeout=30s", "crd/widgets.testbed.example.org"
         )
         widget = {
-            "apiVersion": "testbed.example.org/v1", "kind": "Widget",
-            "metadata": {"name": "w1", "namespace": "default"}, "spec": {"size": 3},
+            "apiVersion": "testbed.example.org/v1",
+            "kind": "Widget",
+            "metadata": {"name": "w1", "namespace": "default"},
+            "spec": {"size": 3},
         }
         testbed.kubectl(CONTROL_PLANE, "create", "-f", "-", input=json.dumps(widget))
         got = testbed.kubectl_json(CONTROL_PLANE, "get", "widgets.testbed.example.org", "w1", "-n", "default")
@@ -109,7 +112,13 @@ def test_control_plane_is_seeded_with_claim_apis(testbed: Testbed) -> None:
         table = testbed.kubectl(CONTROL_PLANE, "get", "kubernetesclusters", "-n", testbed.claim_namespace).stdout
         assert table.split()[:5] == ["NAME", "SYNCED", "READY", "CONNECTION-SECRET", "AGE"]
         bad = testbed.kubectl(
-            CONTROL_PLANE, "apply", "-n", testbed.claim_namespace, "-f", "-", check=False,
+            CONTROL_PLANE,
+            "apply",
+            "-n",
+            testbed.claim_namespace,
+            "-f",
+            "-",
+            check=False,
             input=claim.replace("size: small", "size: huge").replace("name: my-cluster\n", "name: bad\n", 1),
         )
         assert bad.returncode != 0 and "Unsupported value" in bad.stderr
@@ -151,11 +160,18 @@ class _FakeApiServer:
 
     def discovery(self) -> dict[str, Any]:
         return {
-            "kind": "APIResourceList", "apiVersion": "v1", "groupVersion": f"{self.group}/{self.version}",
-            "resources": [{
-                "name": "gadgets", "singularName": "gadget", "namespaced": True, "kind": "Gadget",
-                "verbs": ["get", "list"],
-            }],
+            "kind": "APIResourceList",
+            "apiVersion": "v1",
+            "groupVersion": f"{self.group}/{self.version}",
+            "resources": [
+                {
+                    "name": "gadgets",
+                    "singularName": "gadget",
+                    "namespaced": True,
+                    "kind": "Gadget",
+                    "verbs": ["get", "list"],
+                }
+            ],
         }
 
     def run(self) -> Iterator[_FakeApiServer]:
@@ -174,8 +190,17 @@ class _FakeApiServer:
                 if self.path.split("?")[0] == f"/apis/{fake.group}/{fake.version}":
                     self._reply(200, fake.discovery())
                 else:
-                    self._reply(404, {"kind": "Status", "apiVersion": "v1", "status": "Failure", "code": 404,
-                                      "reason": "NotFound", "message": f"{self.path} not found"})
+                    self._reply(
+                        404,
+                        {
+                            "kind": "Status",
+                            "apiVersion": "v1",
+                            "status": "Failure",
+                            "code": 404,
+                            "reason": "NotFound",
+                            "message": f"{self.path} not found",
+                        },
+                    )
 
             def _reply(self, code: int, body: dict[str, Any]) -> None:
                 data = json.dumps(body).encode()
@@ -215,9 +240,13 @@ def fake_api_server(testbed: Testbed, tmp_path: Path) -> Iterator[_FakeApiServer
     suffix = uuid.uuid4().hex[:8]
     namespace = f"testbed-aggr-{suffix}"
     fake = _FakeApiServer(
-        group=f"t{suffix}.testbed.example.org", version="v1alpha1", ca=ca,
+        group=f"t{suffix}.testbed.example.org",
+        version="v1alpha1",
+        ca=ca,
         serving=aggregation.serving_cert(ca, "fake-api", namespace),
-        client_ca=testbed.app_cluster.front_proxy_ca_cert, tmp=tmp_path, namespace=namespace,
+        client_ca=testbed.app_cluster.front_proxy_ca_cert,
+        tmp=tmp_path,
+        namespace=namespace,
     )
     yield from fake.run()
 
@@ -228,7 +257,12 @@ def test_app_cluster_aggregates_to_local_https_server(testbed: Testbed, fake_api
     assert front_proxy_ca_file is not None
     try:
         aggregation.register(
-            testbed, fake.group, fake.version, service=service, namespace=namespace, port=fake.port,
+            testbed,
+            fake.group,
+            fake.version,
+            service=service,
+            namespace=namespace,
+            port=fake.port,
             ca_bundle=fake.ca.cert_pem,
         )
         raw = testbed.kubectl(APP_CLUSTER, "get", "--raw", f"/apis/{fake.group}/{fake.version}").stdout
@@ -261,21 +295,22 @@ def test_controller_manager_runs(testbed: Testbed) -> None:
     name = f"testbed-kcm-{uuid.uuid4().hex[:6]}"
     testbed.kubectl(APP_CLUSTER, "create", "namespace", name)
     try:
-        testbed.kubectl(
-            APP_CLUSTER, "wait", "-n", name, "--for=create", "--timeout=30s", "serviceaccount/default"
-        )
+        testbed.kubectl(APP_CLUSTER, "wait", "-n", name, "--for=create", "--timeout=30s", "serviceaccount/default")
         owner = testbed.kubectl_json(APP_CLUSTER, "create", "configmap", "owner", "-n", name)
         dependent = {
-            "apiVersion": "v1", "kind": "ConfigMap",
-            "metadata": {"name": "dependent", "namespace": name, "ownerReferences": [
-                {"apiVersion": "v1", "kind": "ConfigMap", "name": "owner", "uid": owner["metadata"]["uid"]},
-            ]},
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": {
+                "name": "dependent",
+                "namespace": name,
+                "ownerReferences": [
+                    {"apiVersion": "v1", "kind": "ConfigMap", "name": "owner", "uid": owner["metadata"]["uid"]},
+                ],
+            },
         }
         testbed.kubectl(APP_CLUSTER, "create", "-f", "-", input=json.dumps(dependent))
         testbed.kubectl(APP_CLUSTER, "delete", "-n", name, "configmap", "owner", "--wait=true")
-        testbed.kubectl(
-            APP_CLUSTER, "wait", "-n", name, "--for=delete", "--timeout=30s", "configmap/dependent"
-        )
+        testbed.kubectl(APP_CLUSTER, "wait", "-n", name, "--for=delete", "--timeout=30s", "configmap/dependent")
     finally:
         testbed.kubectl(APP_CLUSTER, "delete", "--ignore-not-found", "--wait=false", "namespace", name)
 
@@ -284,10 +319,10 @@ def test_controller_manager_runs(testbed: Testbed) -> None:
 # Pulumi
 
 
-def test_pulumi_version(pulumi_tools: None) -> None:
+def test_pulumi_version(pulumi_tools: None, tmp_path: Path) -> None:
     from testbed.pulumi_env import pulumi_env
 
-    env = {**pulumi_env(Path("/nonexistent-unused")), "PULUMI_BACKEND_URL": ""}
+    env = {**os.environ, **pulumi_env(tmp_path / "state")}
     out = subprocess.run(
         [str(tool_path("pulumi")), "version"], capture_output=True, text=True, check=True, env=env, timeout=60
     )
