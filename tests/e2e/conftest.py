@@ -42,7 +42,7 @@ def testbed() -> Iterator[Testbed]:
         try:
             state = testbed_cluster.up()
         except Exception as exc:
-            pytest.fail(f"test bed failed to start (logs in .dev/logs): {exc}", pytrace=False)
+            pytest.fail(f"test bed failed to start (logs in {testbed_cluster.LOG_DIR}): {exc}", pytrace=False)
     yield Testbed(state, started_here=started_here)
     if started_here and not os.environ.get("MCP_TESTBED_KEEP"):
         testbed_cluster.down(quiet=True)
