@@ -11,7 +11,7 @@ from conftest import Render, Rendered
 
 from mcp_connector import upstream
 from mcp_connector.component import manifests
-from mcp_connector.component.hook import PLAN_KEY, DisconnectPlan
+from mcp_connector.component.hook import PLAN_ANNOTATION, DisconnectPlan, unseal
 
 SECRET = "kubernetes:core/v1:Secret"
 DEPLOYMENT = "kubernetes:apps/v1:Deployment"
@@ -40,9 +40,16 @@ def _container(r: Rendered) -> dict:
 
 
 def _plan(r: Rendered) -> DisconnectPlan:
-    guard = r.one(SECRET, "mcp-connector-disconnect")
-    assert is_secret(guard.inputs["stringData"])
-    return DisconnectPlan.from_json(reveal(guard.inputs["stringData"])[PLAN_KEY])  # type: ignore[index]
+    guard = r.one(SECRET, "mcp-connector-disconnect").inputs
+    assert "stringData" not in guard
+    assert is_secret(guard["data"]), "the sealing key is secret"
+    metadata = guard["metadata"]
+    assert metadata["namespace"] == "kube-system"
+    sealed = metadata["annotations"][PLAN_ANNOTATION]
+    assert isinstance(sealed, str), "the sealed plan is shown in diffs (as ciphertext)"
+    key = r.one(SECRET, "mcp-connector-disconnect-key").inputs
+    assert reveal(guard["data"]) == reveal(key["data"])
+    return DisconnectPlan.from_json(unseal(sealed, reveal(guard["data"])["key"]))  # type: ignore[index]
 
 
 def test_kubeconfig_in_cluster_children(render: Render) -> None:
@@ -50,6 +57,7 @@ def test_kubeconfig_in_cluster_children(render: Render) -> None:
     assert sorted(x.name for x in r.of_type(SECRET)) == [
         "mcp-connector-credentials",
         "mcp-connector-disconnect",
+        "mcp-connector-disconnect-key",
         "mcp-connector-tls",
     ]
     assert r.k8s_names("kubernetes:core/v1:ServiceAccount") == ["mcp-connector"]
@@ -199,7 +207,11 @@ def test_existing_secret_without_kubeconfig_key_fails(render: Render) -> None:
 def test_external_mode(render: Render) -> None:
     r = _ok(render({**KUBECONFIG_ARGS, "mode": "localhost:9443", "ca_bundle": CA_PEM}))
     assert r.of_type(DEPLOYMENT) == []
-    assert [x.name for x in r.of_type(SECRET)] == ["mcp-connector-credentials", "mcp-connector-disconnect"]
+    assert sorted(x.name for x in r.of_type(SECRET)) == [
+        "mcp-connector-credentials",
+        "mcp-connector-disconnect",
+        "mcp-connector-disconnect-key",
+    ]
     assert r.one(SERVICE).inputs["spec"] == {
         "type": "ExternalName",
         "externalName": "localhost",

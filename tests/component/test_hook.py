@@ -177,14 +177,24 @@ async def test_bad_on_disconnect_is_refused(cp: FakeControlPlane) -> None:
 
 
 async def test_plan_from_guard_outputs() -> None:
-    import base64
-
     import pulumi
 
     plan = _plan("Release")
-    encoded = base64.b64encode(plan.to_json().encode()).decode()
-    assert await plan_from_outputs({"data": {hook.PLAN_KEY: encoded}}) == plan
-    assert await plan_from_outputs({"stringData": {hook.PLAN_KEY: plan.to_json()}}) == plan
-    assert await plan_from_outputs({"data": pulumi.Output.secret({hook.PLAN_KEY: encoded})}) == plan
+    key = hook.new_seal_key()
+    sealed = hook.seal(plan.to_json(), key)
+    outputs = {"metadata": {"annotations": {hook.PLAN_ANNOTATION: sealed}}, "data": {hook.SEAL_KEY: key}}
+    assert await plan_from_outputs(outputs) == plan
+    secret_outputs = {**outputs, "data": pulumi.Output.secret({hook.SEAL_KEY: key})}
+    assert await plan_from_outputs(secret_outputs) == plan
     with pytest.raises(hook.DisconnectError):
-        await plan_from_outputs({"data": {}})
+        await plan_from_outputs({"metadata": {"annotations": {}}})
+    with pytest.raises(hook.DisconnectError, match="does not match its key"):
+        await plan_from_outputs({**outputs, "data": {hook.SEAL_KEY: hook.new_seal_key()}})
+
+
+def test_sealing_is_deterministic_and_hides_the_credential() -> None:
+    key = hook.new_seal_key()
+    text = _plan("Keep").to_json()
+    assert hook.seal(text, key) == hook.seal(text, key), "same plan, same annotation: no diff"
+    assert "token" not in hook.seal(text, key) and "cp.test" not in hook.seal(text, key)
+    assert hook.unseal(hook.seal(text, key), key) == text

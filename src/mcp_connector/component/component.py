@@ -30,10 +30,12 @@ from mcp_connector.component.credentials import (
 from mcp_connector.component.hook import (
     KEEP,
     ON_DISCONNECT,
-    PLAN_KEY,
+    SEAL_KEY,
     ClaimResource,
     DisconnectPlan,
+    new_seal_key,
     register_disconnect_hook,
+    seal,
 )
 from mcp_connector.component.tls import service_dns_names, serving_tls
 from mcp_connector.core.access import AccessError, from_kubeconfig
@@ -285,30 +287,49 @@ class McpConnector(pulumi.ComponentResource):
             for gv in gvs
         ]
 
-        plan = pulumi.Output.all(kubeconfig, claim_namespace, cluster_id, raw.get("on_disconnect") or KEEP).apply(
-            lambda v: self._plan(v[0], v[1], v[2], v[3], apis)
+        self._guard(names, apiservices, apis, kubeconfig, cluster_id, claim_namespace)
+        return [gv.apiservice_name for gv in gvs]
+
+    def _guard(
+        self,
+        names: manifests.Names,
+        apiservices: list[k8s.apiregistration.v1.APIService],
+        apis: tuple[ClaimApi, ...],
+        kubeconfig: pulumi.Output[str],
+        cluster_id: pulumi.Output[str],
+        claim_namespace: pulumi.Output[str],
+    ) -> None:
+        """The Secret whose deletion runs the disconnect hook; deleted before every APIService.
+
+        It holds the disconnect plan sealed in an annotation (updated in place when the token
+        changes) and the sealing key in its data (fixed for its lifetime, so never replaced).
+        The key comes from a Secret that keeps the first one it was given.
+        """
+        name = self._name
+        key_secret = k8s.core.v1.Secret(
+            f"{name}-disconnect-key",
+            opts=pulumi.ResourceOptions(
+                parent=self, ignore_changes=["data", "stringData"], additional_secret_outputs=["data"]
+            ),
+            **_kwargs(manifests.key_secret(names, new_seal_key())),
         )
-        guard = {
-            "apiVersion": "v1",
-            "kind": "Secret",
-            "metadata": {
-                "name": names.guard_secret,
-                "namespace": names.namespace,
-                "labels": manifests.labels(names),
-            },
-            "type": "Opaque",
-            "stringData": {PLAN_KEY: plan},
-        }
+        key = key_secret.data.apply(lambda d: str(d[SEAL_KEY]))
+        plan = pulumi.Output.all(kubeconfig, claim_namespace, cluster_id, self._args.get("on_disconnect") or KEEP)
+        sealed = pulumi.Output.unsecret(
+            pulumi.Output.all(plan.apply(lambda v: self._plan(v[0], v[1], v[2], v[3], apis)), key).apply(
+                lambda v: seal(v[0], v[1])
+            )
+        )
         k8s.core.v1.Secret(
             f"{name}-disconnect",
-            opts=opts(
+            opts=pulumi.ResourceOptions(
+                parent=self,
                 depends_on=apiservices,
-                additional_secret_outputs=["data", "stringData"],
+                additional_secret_outputs=["data"],
                 hooks=pulumi.ResourceHookBinding(before_delete=[register_disconnect_hook()]),
             ),
-            **_kwargs(guard),
+            **_kwargs(manifests.guard_secret(names, key=key, sealed_plan=sealed)),
         )
-        return [gv.apiservice_name for gv in gvs]
 
     def _plan(
         self, kubeconfig: str, claim_namespace: str, cluster_id: str, on_disconnect: str, apis: tuple[ClaimApi, ...]

@@ -23,16 +23,24 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pulumi
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESSIV
 from pulumi.runtime import settings as pulumi_settings
 
 from mcp_connector import upstream
+from mcp_connector.component import manifests
 from mcp_connector.core import contract
 from mcp_connector.core.access import AccessError, from_kubeconfig
 from mcp_connector.core.discovery import ClaimApi
 
 HOOK_NAME = "mcp-connector-disconnect"
-#: Key of the guard Secret that holds the plan.
-PLAN_KEY = "disconnect.json"
+#: The guard Secret keeps the sealed plan in an annotation, not in ``data``: pulumi-kubernetes
+#: replaces a Secret whose data changes, and replacing the guard would run the hook (a token
+#: rotation must never disconnect); annotation changes are updates in place. The plan is sealed
+#: because Pulumi shows annotation values in diffs, and it holds a credential.
+PLAN_ANNOTATION = manifests.PLAN_ANNOTATION
+#: ``data`` key of the guard (and of the key Secret) holding the sealing key; it never changes.
+SEAL_KEY = manifests.GUARD_KEY
 KEEP = "Keep"
 RELEASE = "Release"
 ON_DISCONNECT = (KEEP, RELEASE)
@@ -99,6 +107,24 @@ class DisconnectPlan:
             on_disconnect=raw["onDisconnect"],
             claims=tuple(ClaimResource(**c) for c in raw["claims"]),
         )
+
+
+def new_seal_key() -> str:
+    """A fresh sealing key (base64, as stored in a Secret's ``data``)."""
+    return base64.b64encode(AESSIV.generate_key(256)).decode()
+
+
+def seal(plan_json: str, key_b64: str) -> str:
+    """Encrypt the plan deterministically (AES-SIV): the same plan gives the same text, so no diff."""
+    return base64.b64encode(AESSIV(base64.b64decode(key_b64)).encrypt(plan_json.encode(), None)).decode()
+
+
+def unseal(sealed: str, key_b64: str) -> str:
+    """Inverse of ``seal``."""
+    try:
+        return AESSIV(base64.b64decode(key_b64)).decrypt(base64.b64decode(sealed), None).decode()
+    except (InvalidTag, ValueError):
+        raise DisconnectError("mcp-connector disconnect: the guard's plan does not match its key") from None
 
 
 @dataclass
@@ -216,17 +242,16 @@ async def _resolve(value: Any) -> Any:
 
 
 async def plan_from_outputs(outputs: Mapping[str, Any] | None) -> DisconnectPlan:
-    """Read the plan back from the guard Secret's stored outputs."""
+    """Read the plan back from the guard Secret's stored outputs (secret parts arrive as Outputs)."""
     outputs = outputs or {}
+    metadata = await _resolve(outputs.get("metadata")) or {}
+    annotations = await _resolve(metadata.get("annotations")) or {}
+    sealed = await _resolve(annotations.get(PLAN_ANNOTATION))
     data = await _resolve(outputs.get("data")) or {}
-    string_data = await _resolve(outputs.get("stringData")) or {}
-    if PLAN_KEY in data:
-        text = base64.b64decode(await _resolve(data[PLAN_KEY])).decode()
-    elif PLAN_KEY in string_data:
-        text = await _resolve(string_data[PLAN_KEY])
-    else:
-        raise DisconnectError(f"mcp-connector disconnect: the guard Secret has no {PLAN_KEY!r}")
-    return DisconnectPlan.from_json(text)
+    key = await _resolve(data.get(SEAL_KEY))
+    if not sealed or not key:
+        raise DisconnectError(f"mcp-connector disconnect: the guard Secret has no {PLAN_ANNOTATION} or key")
+    return DisconnectPlan.from_json(unseal(sealed, key))
 
 
 async def _before_delete(args: pulumi.ResourceHookArgs) -> None:
