@@ -234,7 +234,10 @@ def is_released(claim: dict[str, Any], ref: contract.AppRef) -> bool:
 
 
 def _changes(preview: auto.PreviewResult) -> dict[str, int]:
-    return {str(getattr(k, "value", k)): v for k, v in preview.change_summary.items() if str(k) != "same"}
+    """The preview's counts without the unchanged resources."""
+    counts = {str(getattr(k, "value", k)): v for k, v in preview.change_summary.items()}
+    counts.pop("same", None)
+    return counts
 
 
 # ---------------------------------------------------------------------------------------------
@@ -275,6 +278,11 @@ def test_connect_preview_new_claim_api_keep_reconnect_and_remove(
             apply_claim(testbed, app_ns, CLUSTER_CLAIM, "c1")
             claim = cp_claim(testbed, "kubernetesclusters.k8s.starter.org", ref)
             assert claim is not None and is_labelled(claim, ref)
+
+            # Without --run-program Pulumi refuses: the hook lives in the program.
+            with pytest.raises(auto.errors.CommandError):
+                stack.destroy(run_program=False, on_output=_log)
+            assert apiservice_exists(testbed, "v1alpha1.k8s.starter.org")
 
             # Disconnect with Keep: the claim stays, labelled; the APIServices go.
             destroyed = stack.destroy(run_program=True, on_output=_log)
@@ -341,11 +349,14 @@ def test_in_cluster_render_is_stable_and_token_rotation_rolls_pods(
 
         setting.args["control_plane_kubeconfig"] = token_kubeconfig(testbed, cp_token())
         preview = stack.preview(diff=True, on_output=_log)
-        assert _changes(preview) == {"update": 3}, preview.change_summary  # credentials, deployment, guard
+        # pulumi-kubernetes replaces a Secret whose data changes (credentials); the Deployment's
+        # checksum annotation and the guard's plan annotation are updated in place.
+        assert _changes(preview) == {"replace": 1, "update": 2, "read": 1}, preview.change_summary
         assert "mcp-e2e-incluster-credentials" in preview.stdout
         assert "mcp-connector.upbound.io/config-checksum" in preview.stdout
         assert "eyJ" not in preview.stdout, "the token never shows in a diff"
-        stack.up(on_output=_log)
+        rotated = stack.up(on_output=_log)
+        assert "mcp-connector disconnect" not in rotated.stdout, "rotating the token must not disconnect"
         rolled = testbed.kubectl_json(APP_CLUSTER, "get", "deployment", "mcp-e2e-incluster", "-n", "kube-system")
         annotation = "mcp-connector.upbound.io/config-checksum"
         before = deployment["spec"]["template"]["metadata"]["annotations"][annotation]
