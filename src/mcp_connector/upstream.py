@@ -172,6 +172,31 @@ async def request(
     ``accept`` overrides the JSON default (e.g. to ask for a ``Table``); ``timeout`` overrides the
     client's for calls that must answer quickly (readiness probes).
     """
+    _, body = await exchange(
+        client,
+        method,
+        path,
+        params=params,
+        json_body=json_body,
+        content_type=content_type,
+        accept=accept,
+        timeout=timeout,
+    )
+    return body
+
+
+async def exchange(
+    client: httpx.AsyncClient,
+    method: str,
+    path: str,
+    *,
+    params: Mapping[str, str] | None = None,
+    json_body: Any = None,
+    content_type: str = "application/json",
+    accept: str | None = None,
+    timeout: float | None = None,
+) -> tuple[int, dict[str, Any]]:
+    """Like request, but also return the success status (201 Created vs 200, 202 Accepted)."""
     url = str(client.base_url)
     content = orjson.dumps(json_body) if json_body is not None else None
     headers: dict[str, str] = {"Content-Type": content_type} if content is not None else {}
@@ -179,12 +204,10 @@ async def request(
         headers["Accept"] = accept
     extra: dict[str, Any] = {"timeout": timeout} if timeout is not None else {}
     with mapped_errors(url):
-        response = await client.request(
-            method, path, params=params, content=content, headers=headers, **extra
-        )
+        response = await client.request(method, path, params=params, content=content, headers=headers, **extra)
     raise_for_status(url, response)
     result: dict[str, Any] = orjson.loads(response.content) if response.content else {}
-    return result
+    return response.status_code, result
 
 
 async def list_all(
@@ -281,9 +304,7 @@ class _TokenFileAuth(httpx.Auth):
         yield request
 
 
-def new_client_with_token_file(
-    access: ControlPlaneAccess, token_file: str, **kwargs: Any
-) -> httpx.AsyncClient:
+def new_client_with_token_file(access: ControlPlaneAccess, token_file: str, **kwargs: Any) -> httpx.AsyncClient:
     """Like new_client, but the bearer token comes from a file re-read periodically.
 
     In-cluster service-account tokens and mounted Upbound tokens rotate; a token captured once

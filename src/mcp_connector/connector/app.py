@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import orjson
@@ -156,7 +157,7 @@ async def _resource(request: web.Request, rt: Runtime, route: ResourceRoute, use
     )
     if verb == "watch":
         return await watch.serve(request, rt, call)
-    handlers = {
+    handlers: dict[str, Callable[[Runtime, resources.Call], Awaitable[Any]]] = {
         "get": resources.get,
         "list": resources.list_,
         "update": resources.update,
@@ -167,7 +168,10 @@ async def _resource(request: web.Request, rt: Runtime, route: ResourceRoute, use
     if verb == "create":
         code, created = await resources.create(rt, call)
         return json_response(created, status=code)
-    return json_response(await handlers[verb](rt, call))
+    result = await handlers[verb](rt, call)
+    if isinstance(result, tuple):
+        return json_response(result[1], status=result[0])
+    return json_response(result)
 
 
 async def _non_resource(request: web.Request, route: NonResourceRoute) -> web.Response:

@@ -92,9 +92,15 @@ def app_ref(rt: Runtime, route: ResourceRoute, name: str | None = None) -> contr
 async def _cp(
     rt: Runtime, verb: str, method: str, path: str, *, ref: contract.AppRef | None, **kwargs: Any
 ) -> dict[str, Any]:
+    return (await _cp_status(rt, verb, method, path, ref=ref, **kwargs))[1]
+
+
+async def _cp_status(
+    rt: Runtime, verb: str, method: str, path: str, *, ref: contract.AppRef | None, **kwargs: Any
+) -> tuple[int, dict[str, Any]]:
     start = time.monotonic()
     try:
-        return await upstream.request(rt.control_plane, method, path, **kwargs)
+        return await upstream.exchange(rt.control_plane, method, path, **kwargs)
     except upstream.ControlPlaneError as e:
         raise from_control_plane(e, ref=ref, claim_namespace=rt.claim_namespace) from None
     finally:
@@ -338,7 +344,7 @@ def patch_kind(content_type: str) -> str:
     return kind
 
 
-async def patch(rt: Runtime, call: Call) -> dict[str, Any]:
+async def patch(rt: Runtime, call: Call) -> tuple[int, dict[str, Any]]:
     """PATCH a claim or its status (JSON, merge or server-side apply)."""
     kind = patch_kind(call.content_type)
     ref = app_ref(rt, call.route)
@@ -376,7 +382,7 @@ async def patch(rt: Runtime, call: Call) -> dict[str, Any]:
             if e.code == 409 and not pinned:
                 continue
             raise
-        return contract.to_app(updated)
+        return 200, contract.to_app(updated)
     raise ApiError.of(
         409,
         f'Operation cannot be fulfilled on {call.served.api.resource} "{ref.name}": '
@@ -391,7 +397,7 @@ def _asks_for_version(document: Any) -> bool:
     return any(isinstance(op, dict) and op.get("path") == "/metadata/resourceVersion" for op in document or [])
 
 
-async def _apply(rt: Runtime, call: Call, ref: contract.AppRef) -> dict[str, Any]:
+async def _apply(rt: Runtime, call: Call, ref: contract.AppRef) -> tuple[int, dict[str, Any]]:
     body = parse_body(Call(call.route, call.served, call.verb, call.query, call.accept, "application/yaml", call.body))
     _check_kind(call, body, required=True)
     _check_identity(call, body, ref.name)
@@ -400,7 +406,7 @@ async def _apply(rt: Runtime, call: Call, ref: contract.AppRef) -> dict[str, Any
         await check_namespace(rt, ref.namespace)
     translated = contract.to_control_plane(body, ref, claim_namespace=rt.claim_namespace)
     path = _object_path(rt, call.served, contract.control_plane_name(ref), call.route.subresource)
-    applied = await _cp(
+    code, applied = await _cp_status(
         rt,
         "apply",
         "PATCH",
@@ -411,7 +417,7 @@ async def _apply(rt: Runtime, call: Call, ref: contract.AppRef) -> dict[str, Any
         content_type="application/apply-patch+yaml",
     )
     rt.claims_changed()
-    return contract.to_app(applied)
+    return code, contract.to_app(applied)
 
 
 def _delete_options(call: Call) -> Any:
@@ -426,15 +432,16 @@ def _delete_options(call: Call) -> Any:
     return options
 
 
-async def _delete_one(rt: Runtime, call: Call, ref: contract.AppRef, options: Any) -> dict[str, Any]:
+async def _delete_one(rt: Runtime, call: Call, ref: contract.AppRef, options: Any) -> tuple[int, dict[str, Any]]:
     path = _object_path(rt, call.served, contract.control_plane_name(ref))
-    body = await _cp(rt, "delete", "DELETE", path, ref=ref, params=_pick(call.query, DELETE_PARAMS), json_body=options)
+    params = _pick(call.query, DELETE_PARAMS)
+    code, body = await _cp_status(rt, "delete", "DELETE", path, ref=ref, params=params, json_body=options)
     if body.get("kind") == "Status":
-        return contract.rewrite_status(body, ref, claim_namespace=rt.claim_namespace)
-    return contract.to_app(body) if contract.app_ref_of(body) == ref else body
+        return code, contract.rewrite_status(body, ref, claim_namespace=rt.claim_namespace)
+    return code, contract.to_app(body) if contract.app_ref_of(body) == ref else body
 
 
-async def delete(rt: Runtime, call: Call) -> dict[str, Any]:
+async def delete(rt: Runtime, call: Call) -> tuple[int, dict[str, Any]]:
     """DELETE one claim, after checking it is this cluster's and namespace's."""
     options = _delete_options(call)
     ref = app_ref(rt, call.route)
@@ -462,7 +469,7 @@ async def delete_collection(rt: Runtime, call: Call) -> dict[str, Any]:
         if ref is None or not scope.admits(item):
             continue
         try:
-            result = await _delete_one(rt, call, ref, options)
+            _, result = await _delete_one(rt, call, ref, options)
         except ApiError as e:
             if e.code == 404:
                 continue
