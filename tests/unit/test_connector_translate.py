@@ -40,7 +40,11 @@ def test_tables_show_app_names_and_hide_other_rows() -> None:
     table = {
         "kind": "Table",
         "apiVersion": "meta.k8s.io/v1",
-        "columnDefinitions": [{"name": "Name", "type": "string", "format": "name"}, {"name": "READY"}, {"name": "SECRET"}],
+        "columnDefinitions": [
+            {"name": "Name", "type": "string", "format": "name"},
+            {"name": "READY"},
+            {"name": "SECRET"},
+        ],
         "rows": [
             {"cells": [mine["metadata"]["name"], "True", secret], "object": {"kind": "PartialObjectMetadata", **mine}},
             {"cells": [theirs["metadata"]["name"], "True", ""], "object": theirs},
@@ -60,8 +64,10 @@ def test_watch_events() -> None:
     assert event_to_app({"type": "ADDED", "object": cp_claim("a", cluster=OTHER_CLUSTER)}, scope, CLAIM_NS) is None
     bookmark = {
         "type": "BOOKMARK",
-        "object": {"kind": "KubernetesCluster", "metadata": {"resourceVersion": "5", "annotations": {
-            "k8s.io/initial-events-end": "true"}}},
+        "object": {
+            "kind": "KubernetesCluster",
+            "metadata": {"resourceVersion": "5", "annotations": {"k8s.io/initial-events-end": "true"}},
+        },
     }
     assert event_to_app(bookmark, scope, CLAIM_NS) == bookmark
     error = {"type": "ERROR", "object": {"kind": "Status", "code": 410, "message": f'in namespace "{CLAIM_NS}"'}}
