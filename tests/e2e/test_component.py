@@ -67,34 +67,34 @@ def start_connector(testbed: Testbed, tmp_path: Path) -> Iterator[Callable[[str]
     def start(cluster_id: str) -> Connector:
         port = _free_port()
         cert_dir = tmp_path / f"connector-{port}"
-        log = (tmp_path / f"connector-{port}.log").open("wb")
-        process = subprocess.Popen(
-            [
-                str(REPO / ".venv" / "bin" / "mcp-connector"),
-                "serve",
-                "--control-plane-kubeconfig",
-                str(testbed.control_plane.kubeconfig),
-                "--app-kubeconfig",
-                str(testbed.app_cluster.kubeconfig),
-                "--claim-namespace",
-                testbed.claim_namespace,
-                "--cluster-id",
-                cluster_id,
-                "--cert-dir",
-                str(cert_dir),
-                "--bind-address",
-                "127.0.0.1",
-                "--port",
-                str(port),
-                "--service-name",
-                "mcp-connector",
-                "--service-namespace",
-                "kube-system",
-            ],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+        with (tmp_path / f"connector-{port}.log").open("wb") as log:
+            process = subprocess.Popen(
+                [
+                    str(REPO / ".venv" / "bin" / "mcp-connector"),
+                    "serve",
+                    "--control-plane-kubeconfig",
+                    str(testbed.control_plane.kubeconfig),
+                    "--app-kubeconfig",
+                    str(testbed.app_cluster.kubeconfig),
+                    "--claim-namespace",
+                    testbed.claim_namespace,
+                    "--cluster-id",
+                    cluster_id,
+                    "--cert-dir",
+                    str(cert_dir),
+                    "--bind-address",
+                    "127.0.0.1",
+                    "--port",
+                    str(port),
+                    "--service-name",
+                    "mcp-connector",
+                    "--service-namespace",
+                    "kube-system",
+                ],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
         connector = Connector(port, "", cluster_id, process)
         started.append(connector)
         deadline = time.monotonic() + 60
@@ -115,7 +115,11 @@ def start_connector(testbed: Testbed, tmp_path: Path) -> Iterator[Callable[[str]
     for c in started:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(c.process.pid, signal.SIGTERM)
-        c.process.wait(timeout=20)
+        try:
+            c.process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            os.killpg(c.process.pid, signal.SIGKILL)
+            c.process.wait(timeout=10)
 
 
 @pytest.fixture(scope="module")
@@ -266,7 +270,8 @@ def test_connect_preview_new_claim_api_keep_reconnect_and_remove(
             # A claim API appears in the control plane: preview shows + APIService.
             seed.apply_claim_api(cp, seed.REDIS_CACHE)
             preview = stack.preview(diff=True, on_output=_log)
-            assert _changes(preview) == {"create": 1}, preview.change_summary
+            # + the APIService; ~ the guard, whose disconnect plan now covers the new claim kind.
+            assert _changes(preview) == {"create": 1, "update": 1}, preview.change_summary
             assert "+ kubernetes:apiregistration.k8s.io/v1:APIService" in preview.stdout
             assert REDIS_APISERVICE in preview.stdout
             up = stack.up(on_output=_log)
@@ -294,7 +299,8 @@ def test_connect_preview_new_claim_api_keep_reconnect_and_remove(
                 assert not apiservice_exists(testbed, name), name
             again = stack.destroy(run_program=True, on_output=_log)
             assert "mcp-connector disconnect" not in again.stdout
-            assert not again.summary.resource_changes or set(again.summary.resource_changes) == {"same"}
+            deleted = [line for line in again.stdout.splitlines() if "deleted" in line and " kubernetes:" in line]
+            assert deleted == [], "a second destroy touches nothing in the cluster"
 
             # Reconnecting with the same cluster ID brings the claim back into the app cluster.
             setting.args["on_disconnect"] = "Release"
