@@ -214,7 +214,7 @@ class McpConnector(pulumi.ComponentResource):
             access = from_kubeconfig(kubeconfig)
             # HTTP/1.1: kube-apiserver answers a rejected token over HTTP/2 with 401 + GOAWAY, and
             # httpcore drops that buffered 401 ("connection closed") instead of returning it.
-            async with upstream.connected(access, timeout=DISCOVERY_TIMEOUT, http2=False) as client:
+            async with upstream.connected(access, timeout=DISCOVERY_TIMEOUT) as client:
                 found = await upstream.fetch_claim_apis(client)
         except (AccessError, upstream.ControlPlaneError) as e:
             raise McpConnectorError(f"McpConnector {self._name}: cannot discover claim APIs: {e}") from None

@@ -36,21 +36,11 @@ CONFIGMAP_PATH = f"/api/v1/namespaces/{auth.CONFIGMAP_NAMESPACE}/configmaps"
 
 #: Every open app-side watch holds one upstream connection (HTTP/1.1, see upstream.new_client).
 MAX_UPSTREAM_CONNECTIONS = 2000
-KEEPALIVE_CONNECTIONS = 100
 
 
 def _client(access: Any, token_file: str | None, timeout: float) -> upstream.Client:
-    """One pooled client per cluster, shared by requests and watches, over HTTP/1.1.
-
-    HTTP/2 is off on purpose: httpcore's HTTP/2 can stall requests behind open watch streams
-    (reproduced on the test bed; encode/httpx#3615).
-    """
-    options: dict[str, Any] = {
-        "timeout": timeout,
-        "http2": False,
-        "max_connections": MAX_UPSTREAM_CONNECTIONS,
-        "max_keepalive_connections": KEEPALIVE_CONNECTIONS,
-    }
+    """One pooled client per cluster, shared by requests and watches (see upstream.new_client)."""
+    options: dict[str, Any] = {"timeout": timeout, "max_connections": MAX_UPSTREAM_CONNECTIONS}
     if token_file:
         return upstream.new_client_with_token_file(access, token_file, **options)
     return upstream.new_client(access, **options)
