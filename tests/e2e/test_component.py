@@ -11,18 +11,18 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import connector_fixtures
 import pytest
 from component_stack import Program, Setting, open_stack
+from connector_fixtures import SERVICE_NAMESPACE, ConnectorProcess
 from pulumi import automation as auto
 
 from mcp_connector.component.credentials import to_kubeconfig
@@ -31,7 +31,6 @@ from mcp_connector.core import contract
 from mcp_connector.core.access import ControlPlaneAccess
 from testbed import APP_CLUSTER, CONTROL_PLANE, seed
 from testbed.harness import Testbed
-from testbed.kube import https_get
 
 pytestmark = pytest.mark.e2e
 
@@ -43,83 +42,20 @@ DB_CLAIM = REPO / "testbed" / "crossplane" / "postgresqlinstance" / "claim.yaml"
 SA = "mcp-e2e-component"
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@dataclass
-class Connector:
-    """A local ``mcp-connector serve`` process."""
-
-    port: int
-    ca_pem: str
-    cluster_id: str
-    process: subprocess.Popen[bytes]
-
-
 @pytest.fixture
-def start_connector(testbed: Testbed, tmp_path: Path) -> Iterator[Callable[[str], Connector]]:
-    """Start connectors for a cluster ID; all are stopped (by pid) after the test."""
-    started: list[Connector] = []
+def start_connector(testbed: Testbed) -> Iterator[Callable[[str], ConnectorProcess]]:
+    """Start local connectors (the connector suite's fixture) for a cluster ID; stopped after the test."""
+    started: list[ConnectorProcess] = []
 
-    def start(cluster_id: str) -> Connector:
-        port = _free_port()
-        cert_dir = tmp_path / f"connector-{port}"
-        with (tmp_path / f"connector-{port}.log").open("wb") as log:
-            process = subprocess.Popen(
-                [
-                    str(REPO / ".venv" / "bin" / "mcp-connector"),
-                    "serve",
-                    "--control-plane-kubeconfig",
-                    str(testbed.control_plane.kubeconfig),
-                    "--app-kubeconfig",
-                    str(testbed.app_cluster.kubeconfig),
-                    "--claim-namespace",
-                    testbed.claim_namespace,
-                    "--cluster-id",
-                    cluster_id,
-                    "--cert-dir",
-                    str(cert_dir),
-                    "--bind-address",
-                    "127.0.0.1",
-                    "--port",
-                    str(port),
-                    "--service-name",
-                    "mcp-connector",
-                    "--service-namespace",
-                    "kube-system",
-                ],
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-        connector = Connector(port, "", cluster_id, process)
-        started.append(connector)
-        deadline = time.monotonic() + 60
-        while True:
-            if process.poll() is not None:
-                pytest.fail(f"connector exited: {(tmp_path / f'connector-{port}.log').read_text()[-2000:]}")
-            with contextlib.suppress(OSError):
-                status, _ = https_get(f"https://127.0.0.1:{port}/readyz", ca_cert=None)
-                if status == 200 and (cert_dir / "ca.crt").exists():
-                    break
-            if time.monotonic() > deadline:
-                pytest.fail("connector not ready within 60s")
-            time.sleep(0.3)
-        connector.ca_pem = (cert_dir / "ca.crt").read_text()
-        return connector
+    def start(cluster_id: str) -> ConnectorProcess:
+        testbed.kubectl(APP_CLUSTER, "create", "namespace", SERVICE_NAMESPACE, check=False)
+        process = connector_fixtures.start_connector(testbed, cluster_id=cluster_id)
+        started.append(process)
+        return process
 
     yield start
-    for c in started:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(c.process.pid, signal.SIGTERM)
-        try:
-            c.process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            os.killpg(c.process.pid, signal.SIGKILL)
-            c.process.wait(timeout=10)
+    for process in started:
+        process.stop()
 
 
 @pytest.fixture(scope="module")
@@ -148,16 +84,19 @@ def token_kubeconfig(testbed: Testbed, token: str, *, url: str | None = None) ->
     return to_kubeconfig(access, name="e2e")
 
 
-def external_setting(testbed: Testbed, connector: Connector, kubeconfig: str, **args: Any) -> Setting:
-    """The component in external mode, pointing at a local connector."""
+def external_setting(
+    testbed: Testbed, connector: ConnectorProcess, cluster_id: str, kubeconfig: str, **args: Any
+) -> Setting:
+    """The component in external mode, pointing at a local connector (installed in its Service namespace)."""
     return Setting(
         app_kubeconfig=testbed.app_cluster.kubeconfig.read_text(),
         args={
             "claim_namespace": testbed.claim_namespace,
             "control_plane_kubeconfig": kubeconfig,
-            "cluster_id": connector.cluster_id,
+            "cluster_id": cluster_id,
+            "namespace": SERVICE_NAMESPACE,
             "mode": f"localhost:{connector.port}",
-            "ca_bundle": connector.ca_pem,
+            "ca_bundle": connector.ca_bundle.decode(),
             **args,
         },
     )
@@ -248,7 +187,7 @@ def _changes(preview: auto.PreviewResult) -> dict[str, int]:
 
 
 def test_connect_preview_new_claim_api_keep_reconnect_and_remove(
-    testbed: Testbed, pulumi_tools: None, start_connector: Callable[[str], Connector], tmp_path: Path
+    testbed: Testbed, pulumi_tools: None, start_connector: Callable[[str], ConnectorProcess], tmp_path: Path
 ) -> None:
     cluster_id = str(uuid.uuid4())
     connector = start_connector(cluster_id)
@@ -376,7 +315,11 @@ def test_preview_fails_clearly_and_changes_nothing(
     testbed: Testbed, pulumi_tools: None, tmp_path: Path, failure: str
 ) -> None:
     secret_token = f"not-a-valid-token-{uuid.uuid4().hex}"
-    url = testbed.control_plane.apiserver_url if failure == "wrong-token" else f"https://127.0.0.1:{_free_port()}"
+    url = (
+        testbed.control_plane.apiserver_url
+        if failure == "wrong-token"
+        else f"https://127.0.0.1:{connector_fixtures.free_port()}"
+    )
     setting = Setting(
         app_kubeconfig=testbed.app_cluster.kubeconfig.read_text(),
         name="mcp-e2e-broken",
@@ -407,12 +350,12 @@ def test_preview_fails_clearly_and_changes_nothing(
 
 
 def test_interrupted_release_converges(
-    testbed: Testbed, pulumi_tools: None, start_connector: Callable[[str], Connector], tmp_path: Path
+    testbed: Testbed, pulumi_tools: None, start_connector: Callable[[str], ConnectorProcess], tmp_path: Path
 ) -> None:
     cluster_id = str(uuid.uuid4())
     connector = start_connector(cluster_id)
     setting = external_setting(
-        testbed, connector, testbed.control_plane.kubeconfig.read_text(), on_disconnect="Release"
+        testbed, connector, cluster_id, testbed.control_plane.kubeconfig.read_text(), on_disconnect="Release"
     )
     program = Program(setting)
     app_ns = f"e2e-{cluster_id[:8]}"
@@ -463,4 +406,3 @@ def test_interrupted_release_converges(
                 assert not apiservice_exists(testbed, name), name
     finally:
         testbed.kubectl(APP_CLUSTER, "delete", "namespace", app_ns, "--wait=false", check=False)
-

@@ -212,8 +212,6 @@ class McpConnector(pulumi.ComponentResource):
         """Ask the control plane which claim APIs it offers, then apply the selection."""
         try:
             access = from_kubeconfig(kubeconfig)
-            # HTTP/1.1: kube-apiserver answers a rejected token over HTTP/2 with 401 + GOAWAY, and
-            # httpcore drops that buffered 401 ("connection closed") instead of returning it.
             async with upstream.connected(access, timeout=DISCOVERY_TIMEOUT) as client:
                 found = await upstream.fetch_claim_apis(client)
         except (AccessError, upstream.ControlPlaneError) as e:

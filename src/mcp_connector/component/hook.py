@@ -198,7 +198,7 @@ async def disconnect(plan: DisconnectPlan, *, log: Log = pulumi.log.info) -> Dis
     report = DisconnectReport(plan.on_disconnect)
     selector = contract.scope_selector(plan.cluster_id, None)
     pause = float(os.environ.get(PAUSE_ENV) or 0)
-    async with upstream.connected(access) as client:  # see McpConnector._discover
+    async with upstream.connected(access) as client:
         for claim in plan.claims:
             path = claim.list_path(plan.claim_namespace)
             try:
