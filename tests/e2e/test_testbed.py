@@ -339,7 +339,8 @@ def test_pulumi_inline_program_manages_configmap_in_app_cluster(
     from testbed.pulumi_env import inline_stack
 
     kubeconfig = testbed.app_cluster.kubeconfig.read_text()
-    cm_name = f"testbed-{uuid.uuid4().hex[:6]}"
+    suffix = uuid.uuid4().hex[:6]
+    cm_name, stack_name = f"testbed-{suffix}", f"dev-{suffix}"  # concurrent runs share PULUMI_HOME
 
     def program() -> None:
         greeting = pulumi.Config().require("greeting")
@@ -354,7 +355,7 @@ def test_pulumi_inline_program_manages_configmap_in_app_cluster(
         pulumi.export("name", cm.metadata["name"])
 
     output: list[str] = []
-    stack = inline_stack("dev", "testbed-smoke", program, tmp_path, config={"greeting": "hello"})
+    stack = inline_stack(stack_name, "testbed-smoke", program, tmp_path, config={"greeting": "hello"})
     try:
         started = time.monotonic()
         up = stack.up(on_output=output.append)
@@ -377,4 +378,4 @@ def test_pulumi_inline_program_manages_configmap_in_app_cluster(
         assert gone.returncode != 0 and "NotFound" in gone.stderr
         print(f"pulumi up/preview/preview/destroy took {time.monotonic() - started:.1f}s")
     finally:
-        stack.workspace.remove_stack("dev", force=True)
+        stack.workspace.remove_stack(stack_name, force=True)
