@@ -40,6 +40,8 @@ REDIS_APISERVICE = "v1.cache.example.org"
 CLUSTER_CLAIM = REPO / "testbed" / "crossplane" / "kubernetescluster" / "claim.yaml"
 DB_CLAIM = REPO / "testbed" / "crossplane" / "postgresqlinstance" / "claim.yaml"
 SA = "mcp-e2e-component"
+#: Component (and so Service) name in external mode; the connector suite uses "mcp-connector" there.
+EXTERNAL_NAME = "mcp-component-e2e"
 
 
 @pytest.fixture
@@ -49,7 +51,7 @@ def start_connector(testbed: Testbed) -> Iterator[Callable[[str], ConnectorProce
 
     def start(cluster_id: str) -> ConnectorProcess:
         testbed.kubectl(APP_CLUSTER, "create", "namespace", SERVICE_NAMESPACE, check=False)
-        process = connector_fixtures.start_connector(testbed, cluster_id=cluster_id)
+        process = connector_fixtures.start_connector(testbed, cluster_id=cluster_id, service_name=EXTERNAL_NAME)
         started.append(process)
         return process
 
@@ -90,6 +92,7 @@ def external_setting(
     """The component in external mode, pointing at a local connector (installed in its Service namespace)."""
     return Setting(
         app_kubeconfig=testbed.app_cluster.kubeconfig.read_text(),
+        name=EXTERNAL_NAME,
         args={
             "claim_namespace": testbed.claim_namespace,
             "control_plane_kubeconfig": kubeconfig,
@@ -191,7 +194,8 @@ def test_connect_preview_new_claim_api_keep_reconnect_and_remove(
 ) -> None:
     cluster_id = str(uuid.uuid4())
     connector = start_connector(cluster_id)
-    setting = external_setting(testbed, connector, testbed.control_plane.kubeconfig.read_text(), on_disconnect="Keep")
+    kubeconfig = testbed.control_plane.kubeconfig.read_text()
+    setting = external_setting(testbed, connector, cluster_id, kubeconfig, on_disconnect="Keep")
     program = Program(setting)
     app_ns = f"e2e-{cluster_id[:8]}"
     ref = contract.AppRef(cluster_id, app_ns, "c1-cluster")
