@@ -413,3 +413,37 @@ def test_interrupted_release_converges(
                 assert not apiservice_exists(testbed, name), name
     finally:
         testbed.kubectl(APP_CLUSTER, "delete", "namespace", app_ns, "--wait=false", check=False)
+
+
+def test_existing_secret_credentials(testbed: Testbed, pulumi_tools: None, tmp_path: Path) -> None:
+    """control_plane_secret: the component reads the kubeconfig from an existing Secret and mounts it."""
+    secret = "mcp-e2e-cp-access"
+    testbed.kubectl(
+        APP_CLUSTER, "create", "secret", "generic", secret, "-n", "kube-system",
+        f"--from-file=kubeconfig={testbed.control_plane.kubeconfig}",
+    )  # fmt: skip
+    setting = Setting(
+        app_kubeconfig=testbed.app_cluster.kubeconfig.read_text(),
+        name="mcp-e2e-secret",
+        args={
+            "claim_namespace": testbed.claim_namespace,
+            "control_plane_secret": secret,
+            "include": ["kubernetesclusters.k8s.starter.org"],
+            "skip_await": True,
+        },
+    )
+    try:
+        with stack_for(tmp_path, Program(setting)) as stack:
+            up = stack.up(on_output=_log)
+            assert up.outputs["claimApis"].value == ["k8s.starter.org/v1alpha1/KubernetesCluster"]
+            deployment = testbed.kubectl_json(APP_CLUSTER, "get", "deployment", "mcp-e2e-secret", "-n", "kube-system")
+            volumes = {v["name"]: v for v in deployment["spec"]["template"]["spec"]["volumes"]}
+            assert volumes["credentials"]["secret"]["secretName"] == secret
+            gone = testbed.kubectl(
+                APP_CLUSTER, "get", "secret", "mcp-e2e-secret-credentials", "-n", "kube-system", check=False
+            )
+            assert gone.returncode != 0, "no copy of the user's credentials is made"
+            stack.preview(diff=True, expect_no_changes=True, on_output=_log)
+        assert testbed.kubectl(APP_CLUSTER, "get", "secret", secret, "-n", "kube-system", check=False).returncode == 0
+    finally:
+        testbed.kubectl(APP_CLUSTER, "delete", "secret", secret, "-n", "kube-system", "--ignore-not-found")
