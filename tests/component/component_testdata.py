@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
 from mcp_connector.core.discovery import ClaimApi, ClaimVersion
 
 KUBE_SYSTEM_UID = "5f0c3c56-8d0e-4c38-9d7b-2a4f7d1c0001"
@@ -61,3 +65,39 @@ def plain_parts(value: object) -> list[str]:
     if isinstance(value, list):
         return [s for v in value for s in plain_parts(v)]
     return [value] if isinstance(value, str) else []
+
+
+@dataclass
+class Registered:
+    """One resource the program registered (or read)."""
+
+    typ: str
+    name: str
+    inputs: dict[str, Any]
+    read_id: str | None
+
+
+@dataclass
+class Rendered:
+    """Everything one program run produced."""
+
+    resources: list[Registered] = field(default_factory=list)
+    outputs: dict[str, Any] = field(default_factory=dict)
+    error: BaseException | None = None
+
+    def of_type(self, typ: str) -> list[Registered]:
+        """Resources of one type token (``kubernetes:core/v1:Secret``), reads excluded."""
+        return [r for r in self.resources if r.typ == typ and r.read_id is None]
+
+    def one(self, typ: str, name: str | None = None) -> Registered:
+        """The single resource of ``typ`` (and logical ``name``)."""
+        found = [r for r in self.of_type(typ) if name is None or r.name == name]
+        assert len(found) == 1, f"{typ} {name}: {[r.name for r in found]}"
+        return found[0]
+
+    def k8s_names(self, typ: str) -> list[str]:
+        """``metadata.name`` of every resource of ``typ``."""
+        return sorted(r.inputs["metadata"]["name"] for r in self.of_type(typ))
+
+
+Render = Callable[..., Rendered]

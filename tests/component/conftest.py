@@ -9,48 +9,14 @@ from __future__ import annotations
 
 import base64
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
 from typing import Any
 
 import pulumi
 import pytest
-from component_testdata import CLAIM_APIS, CP_KUBECONFIG, KUBE_SYSTEM_UID
+from component_testdata import CLAIM_APIS, CP_KUBECONFIG, KUBE_SYSTEM_UID, Registered, Render, Rendered
 
 from mcp_connector import upstream
 from mcp_connector.core.discovery import ClaimApi
-
-
-@dataclass
-class Registered:
-    """One resource the program registered (or read)."""
-
-    typ: str
-    name: str
-    inputs: dict[str, Any]
-    read_id: str | None
-
-
-@dataclass
-class Rendered:
-    """Everything one program run produced."""
-
-    resources: list[Registered] = field(default_factory=list)
-    outputs: dict[str, Any] = field(default_factory=dict)
-    error: BaseException | None = None
-
-    def of_type(self, typ: str) -> list[Registered]:
-        """Resources of one type token (``kubernetes:core/v1:Secret``), reads excluded."""
-        return [r for r in self.resources if r.typ == typ and r.read_id is None]
-
-    def one(self, typ: str, name: str | None = None) -> Registered:
-        """The single resource of ``typ`` (and logical ``name``)."""
-        found = [r for r in self.of_type(typ) if name is None or r.name == name]
-        assert len(found) == 1, f"{typ} {name}: {[r.name for r in found]}"
-        return found[0]
-
-    def k8s_names(self, typ: str) -> list[str]:
-        """``metadata.name`` of every resource of ``typ``."""
-        return sorted(r.inputs["metadata"]["name"] for r in self.of_type(typ))
 
 
 class RecordingMocks(pulumi.runtime.Mocks):
@@ -87,9 +53,6 @@ def discovered(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[Any]]:
 
     monkeypatch.setattr(upstream, "fetch_claim_apis", fake_fetch)
     yield calls
-
-
-Render = Callable[..., Rendered]
 
 
 @pytest.fixture

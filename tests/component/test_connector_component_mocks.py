@@ -6,8 +6,7 @@ import base64
 import json
 
 import yaml
-from component_testdata import CP_KUBECONFIG, KUBE_SYSTEM_UID, is_secret, plain_parts, reveal
-from conftest import Render, Rendered
+from component_testdata import CP_KUBECONFIG, KUBE_SYSTEM_UID, Render, Rendered, is_secret, plain_parts, reveal
 
 from mcp_connector import upstream
 from mcp_connector.component import manifests
