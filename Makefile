@@ -29,7 +29,7 @@ dev-up: tools
 	$(PY) -m testbed.cluster up
 
 dev-down: venv
-	$(PY) -m testbed.cluster down
+	bash scripts/demo.sh down
 
 demo: tools
 	bash scripts/demo.sh

@@ -116,5 +116,5 @@ cat <<EOT
     scripts/pulumi preview --diff                    # no changes
     scripts/pulumi stack output
     scripts/pulumi destroy --run-program             # disconnect; the hook keeps (or releases) the claims
-    make dev-down                                    # stop the clusters (scripts/demo.sh down also stops the connector)
+    make dev-down                                    # stop the connector and the clusters
 EOT
