@@ -405,6 +405,7 @@ async def _apply(rt: Runtime, call: Call, ref: contract.AppRef) -> tuple[int, di
     if call.route.subresource is None:
         await check_namespace(rt, ref.namespace)
     translated = contract.to_control_plane(body, ref, claim_namespace=rt.claim_namespace)
+    await _refuse_name_collision(rt, call, ref)
     path = _object_path(rt, call.served, contract.control_plane_name(ref), call.route.subresource)
     code, applied = await _cp_status(
         rt,
@@ -418,6 +419,35 @@ async def _apply(rt: Runtime, call: Call, ref: contract.AppRef) -> tuple[int, di
     )
     rt.claims_changed()
     return code, contract.to_app(applied)
+
+
+def _pinned_to(options: Any, owned: Mapping[str, Any]) -> dict[str, Any]:
+    """DeleteOptions with a uid precondition: the control plane refuses if the name changed hands."""
+    pinned = dict(options or {"kind": "DeleteOptions", "apiVersion": "v1"})
+    pinned["preconditions"] = {**(pinned.get("preconditions") or {}), "uid": owned["metadata"]["uid"]}
+    return pinned
+
+
+async def _refuse_name_collision(rt: Runtime, call: Call, ref: contract.AppRef) -> None:
+    """409 when another app object already holds ``ref``'s hashed name (see contract.owned_by).
+
+    A server-side apply is forwarded as is, and with ``force`` it would take over whatever
+    object sits under the hashed name, so the owner is checked first.
+    """
+    path = _object_path(rt, call.served, contract.control_plane_name(ref))
+    try:
+        existing = await _cp(rt, "get", "GET", path, ref=ref)
+    except ApiError as e:
+        if e.code == 404:
+            return
+        raise
+    if not contract.owned_by(existing, ref):
+        raise ApiError.of(
+            409,
+            f'{call.served.api.resource} "{ref.name}" cannot be stored: its control-plane name is taken by '
+            "another claim; choose another name",
+            reason="AlreadyExists",
+        )
 
 
 def _delete_options(call: Call) -> Any:
@@ -445,8 +475,8 @@ async def delete(rt: Runtime, call: Call) -> tuple[int, dict[str, Any]]:
     """DELETE one claim, after checking it is this cluster's and namespace's."""
     options = _delete_options(call)
     ref = app_ref(rt, call.route)
-    await _get_owned(rt, call, ref)
-    result = await _delete_one(rt, call, ref, options)
+    owned = await _get_owned(rt, call, ref)
+    result = await _delete_one(rt, call, ref, _pinned_to(options, owned))
     rt.claims_changed()
     return result
 
@@ -469,7 +499,7 @@ async def delete_collection(rt: Runtime, call: Call) -> dict[str, Any]:
         if ref is None or not scope.admits(item):
             continue
         try:
-            _, result = await _delete_one(rt, call, ref, options)
+            _, result = await _delete_one(rt, call, ref, _pinned_to(options, item))
         except ApiError as e:
             if e.code == 404:
                 continue
