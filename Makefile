@@ -46,7 +46,7 @@ e2e: tools
 	$(PY) -m pytest tests/e2e -v --durations=15
 
 test: lint tools
-	$(PY) -m pytest tests -q -rA --durations=15
+	$(PY) -m pytest tests -q -ra --durations=15
 
 clean:
 	$(PY) -m testbed.cluster down || true
