@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import string
 
 import pytest
@@ -35,7 +36,12 @@ def test_known_vector() -> None:
 @given(refs)
 def test_round_trip(ref: AppRef) -> None:
     body = claim(ref.name, ref.namespace, writeConnectionSecretToRef={"name": "conn"})
+    body["metadata"]["annotations"] = {"note": "kept"}  # type: ignore[index]
+    body_before = copy.deepcopy(body)
     stored = contract.to_control_plane(body, ref, claim_namespace=CLAIM_NAMESPACE)
+    stored_before = copy.deepcopy(stored)
+    assert contract.to_app(stored) == body
+    assert (body, stored) == (body_before, stored_before), "the contract never changes its input"
     assert stored["metadata"]["name"] == contract.control_plane_name(ref)
     assert stored["metadata"]["namespace"] == CLAIM_NAMESPACE
     assert contract.app_ref_of(stored) == ref
