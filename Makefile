@@ -35,7 +35,7 @@ demo: tools
 	bash scripts/demo.sh
 
 lint: venv
-	$(VENV)/bin/ruff check src tests testbed provider scripts __main__.py
+	$(VENV)/bin/ruff check src tests testbed provider scripts bench __main__.py
 	$(VENV)/bin/mypy
 	$(VENV)/bin/lint-imports
 
