@@ -10,6 +10,7 @@ test against the *current* CA so a rotated-out CA stops working on kept-alive co
 
 from __future__ import annotations
 
+import functools
 import urllib.parse
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -97,6 +98,24 @@ def _issued_by_any(cert: x509.Certificate, cas: tuple[x509.Certificate, ...]) ->
     return False
 
 
+@functools.lru_cache(maxsize=64)
+def _check_front_proxy(peer_cert_der: bytes, settings: FrontProxySettings) -> None:
+    """Raise Unauthenticated unless the certificate is the front proxy's under ``settings``.
+
+    The aggregator presents the same certificate on every request, so the parse and the
+    signature check are remembered per (certificate, settings); failures are not cached.
+    """
+    try:
+        cert = x509.load_der_x509_certificate(peer_cert_der)
+    except ValueError:
+        raise Unauthenticated("unreadable client certificate") from None
+    if not _issued_by_any(cert, settings.cas):
+        raise Unauthenticated("client certificate not signed by the request-header CA")
+    common_name = _common_name(cert)
+    if settings.allowed_names and common_name not in settings.allowed_names:
+        raise Unauthenticated(f"client certificate CN {common_name!r} is not an allowed front proxy")
+
+
 class Headers:
     """The subset of a case-insensitive multi-valued header mapping we read."""
 
@@ -119,15 +138,7 @@ def authenticate(peer_cert_der: bytes | None, headers: Headers, settings: FrontP
         raise Unauthenticated("the app cluster publishes no request-header CA yet")
     if not peer_cert_der:
         raise Unauthenticated("no client certificate")
-    try:
-        cert = x509.load_der_x509_certificate(peer_cert_der)
-    except ValueError:
-        raise Unauthenticated("unreadable client certificate") from None
-    if not _issued_by_any(cert, settings.cas):
-        raise Unauthenticated("client certificate not signed by the request-header CA")
-    common_name = _common_name(cert)
-    if settings.allowed_names and common_name not in settings.allowed_names:
-        raise Unauthenticated(f"client certificate CN {common_name!r} is not an allowed front proxy")
+    _check_front_proxy(peer_cert_der, settings)
     name = next((v for h in settings.username_headers for v in headers.all(h) if v), "")
     if not name:
         raise Unauthenticated("the front proxy named no user")
