@@ -7,7 +7,10 @@ outputs, so tests assert on what would be sent to the app cluster.
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import gc
+import warnings
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -40,6 +43,26 @@ class RecordingMocks(pulumi.runtime.Mocks):
 
     def call(self, args: pulumi.runtime.MockCallArgs) -> tuple[dict[str, Any], list[tuple[str, str]] | None]:
         return {}, None
+
+
+@pytest.fixture(autouse=True)
+def _own_event_loop() -> Iterator[None]:
+    """Give each test an event loop of its own, and clean up after Pulumi's mocks.
+
+    The mocks register resources from the loop's default executor threads, where the SDK
+    makes an event loop per thread and never closes it. Waiting for those threads to end and
+    collecting their loops here keeps the leak (and its ResourceWarnings) inside this test
+    instead of failing the session at its end.
+    """
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    yield
+    loop.run_until_complete(loop.shutdown_default_executor())
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ResourceWarning)
+        gc.collect()
+    loop.close()
+    asyncio.set_event_loop(None)
 
 
 @pytest.fixture

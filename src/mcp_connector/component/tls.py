@@ -11,13 +11,8 @@ from __future__ import annotations
 import datetime
 from dataclasses import dataclass
 
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from mcp_connector.core import certs
 
-_BACKDATE = datetime.timedelta(hours=1)
-CA_LIFETIME = datetime.timedelta(days=3650)
 LEAF_LIFETIME = datetime.timedelta(days=3650)
 
 
@@ -30,62 +25,17 @@ class ServingTls:
     key_pem: str
 
 
-def _pem_key(key: ec.EllipticCurvePrivateKey) -> str:
-    return key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    ).decode()
+def serving_tls(dns_names: list[str]) -> ServingTls:
+    """Make a CA and a serving certificate for ``dns_names`` (the first is the subject CN).
 
-
-def serving_tls(dns_names: list[str], *, now: datetime.datetime | None = None) -> ServingTls:
-    """Make a CA and a serving certificate for ``dns_names`` (the first is the subject CN)."""
-    now = now or datetime.datetime.now(datetime.UTC)
-    ca_key = ec.generate_private_key(ec.SECP256R1())
-    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, f"mcp-connector-ca@{int(now.timestamp())}")])
-    ca = (
-        x509.CertificateBuilder()
-        .subject_name(ca_name)
-        .issuer_name(ca_name)
-        .public_key(ca_key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - _BACKDATE)
-        .not_valid_after(now + CA_LIFETIME)
-        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-        .add_extension(
-            x509.KeyUsage(
-                digital_signature=True,
-                key_cert_sign=True,
-                crl_sign=True,
-                content_commitment=False,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            critical=True,
-        )
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), critical=False)
-        .sign(ca_key, hashes.SHA256())
-    )
-    key = ec.generate_private_key(ec.SECP256R1())
-    leaf = (
-        x509.CertificateBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, dns_names[0])]))
-        .issuer_name(ca_name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - _BACKDATE)
-        .not_valid_after(now + LEAF_LIFETIME)
-        .add_extension(x509.SubjectAlternativeName([x509.DNSName(n) for n in dns_names]), critical=False)
-        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
-        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False)
-        .sign(ca_key, hashes.SHA256())
-    )
+    The CA's name carries its creation time, so a CA made by a later run is told apart.
+    """
+    ca, ca_key = certs.new_ca(f"mcp-connector-ca@{int(datetime.datetime.now(datetime.UTC).timestamp())}")
+    cert, key = certs.issue_serving_cert(ca, ca_key, dns_names, lifetime=LEAF_LIFETIME)
     return ServingTls(
-        ca_pem=ca.public_bytes(serialization.Encoding.PEM).decode(),
-        cert_pem=leaf.public_bytes(serialization.Encoding.PEM).decode(),
-        key_pem=_pem_key(key),
+        ca_pem=certs.cert_pem(ca).decode(),
+        cert_pem=certs.cert_pem(cert).decode(),
+        key_pem=certs.key_pem(key).decode(),
     )
 
 

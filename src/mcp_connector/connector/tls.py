@@ -12,7 +12,6 @@ sent; callers see a TLS alert instead, which is just as much a refusal.
 from __future__ import annotations
 
 import datetime
-import ipaddress
 import os
 import ssl
 from collections.abc import Iterable
@@ -20,14 +19,17 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+from mcp_connector.core import certs
 
 CA_CERT = "ca.crt"
 CA_KEY = "ca.key"
 SERVING_CERT = "tls.crt"
 SERVING_KEY = "tls.key"
+#: Reissued on every start, so a year is plenty.
+SERVING_LIFETIME = datetime.timedelta(days=365)
 
 
 @dataclass(frozen=True)
@@ -45,12 +47,6 @@ def _write_private(path: Path, data: bytes) -> None:
         f.write(data)
 
 
-def _key_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
-    return key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    )
-
-
 def _ensure_ca(cert_dir: Path) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
     ca_cert, ca_key = cert_dir / CA_CERT, cert_dir / CA_KEY
     if ca_cert.exists() and ca_key.exists():
@@ -58,71 +54,21 @@ def _ensure_ca(cert_dir: Path) -> tuple[x509.Certificate, ec.EllipticCurvePrivat
         key = serialization.load_pem_private_key(ca_key.read_bytes(), password=None)
         if isinstance(key, ec.EllipticCurvePrivateKey):
             return cert, key
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "mcp-connector-ca")])
-    now = datetime.datetime.now(datetime.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=3650))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-        .add_extension(
-            x509.KeyUsage(
-                digital_signature=True,
-                key_cert_sign=True,
-                crl_sign=True,
-                content_commitment=False,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            critical=True,
-        )
-        .sign(key, hashes.SHA256())
-    )
-    _write_private(ca_key, _key_pem(key))
-    ca_cert.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    cert, key = certs.new_ca("mcp-connector-ca")
+    _write_private(ca_key, certs.key_pem(key))
+    ca_cert.write_bytes(certs.cert_pem(cert))
     return cert, key
-
-
-def _san(value: str) -> x509.GeneralName:
-    try:
-        return x509.IPAddress(ipaddress.ip_address(value))
-    except ValueError:
-        return x509.DNSName(value)
 
 
 def ensure_serving_cert(cert_dir: Path, sans: Iterable[str]) -> ServingFiles:
     """Create (or reuse) the CA in ``cert_dir`` and issue a fresh serving certificate for ``sans``."""
     cert_dir.mkdir(parents=True, exist_ok=True)
     ca, ca_key = _ensure_ca(cert_dir)
-    sans = list(dict.fromkeys(sans))
-    key = ec.generate_private_key(ec.SECP256R1())
-    now = datetime.datetime.now(datetime.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, sans[0] if sans else "mcp-connector")]))
-        .issuer_name(ca.subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=365))
-        .add_extension(x509.SubjectAlternativeName([_san(s) for s in sans]), critical=False)
-        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
-        .sign(ca_key, hashes.SHA256())
-    )
+    names = list(dict.fromkeys(sans)) or ["mcp-connector"]
+    cert, key = certs.issue_serving_cert(ca, ca_key, names, lifetime=SERVING_LIFETIME)
     files = ServingFiles(cert_dir / SERVING_CERT, cert_dir / SERVING_KEY, cert_dir / CA_CERT)
-    _write_private(files.key_file, _key_pem(key))
-    files.cert_file.write_bytes(
-        cert.public_bytes(serialization.Encoding.PEM) + ca.public_bytes(serialization.Encoding.PEM)
-    )
+    _write_private(files.key_file, certs.key_pem(key))
+    files.cert_file.write_bytes(certs.cert_pem(cert) + certs.cert_pem(ca))
     return files
 
 
