@@ -14,9 +14,7 @@ import asyncio
 import ssl
 import statistics
 import sys
-import time
 import uuid
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import aiohttp
@@ -26,6 +24,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO), str(REPO / "tests" / "e2e")]
 
 from connector_fixtures import start_connector  # noqa: E402
+from loadgen import Send, drive  # noqa: E402
 
 from mcp_connector.core import contract  # noqa: E402
 from testbed.harness import Testbed  # noqa: E402
@@ -33,23 +32,6 @@ from testbed.seed import KUBERNETES_CLUSTER  # noqa: E402
 
 NAMESPACE = "bench"
 CLAIMS = 20
-Send = Callable[[], Awaitable[int]]
-
-
-async def drive(send: Send, *, requests: int, concurrency: int) -> float:
-    """Send ``requests`` requests, ``concurrency`` at a time; return requests per second."""
-    remaining = requests
-
-    async def worker() -> None:
-        nonlocal remaining
-        while remaining > 0:
-            remaining -= 1
-            status = await send()
-            assert status == 200, status
-
-    started = time.perf_counter()
-    await asyncio.gather(*(worker() for _ in range(concurrency)))
-    return requests / (time.perf_counter() - started)
 
 
 def client_context(ca: Path, cert: Path, key: Path) -> ssl.SSLContext:

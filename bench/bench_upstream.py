@@ -13,33 +13,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import statistics
-import time
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import aiohttp
 import httpx
+from loadgen import Send, drive
 
 from mcp_connector import upstream
 from mcp_connector.core.access import from_kubeconfig
-
-Send = Callable[[], Awaitable[int]]
-
-
-async def drive(send: Send, *, requests: int, concurrency: int) -> float:
-    """Send ``requests`` requests, ``concurrency`` at a time; return requests per second."""
-    remaining = requests
-
-    async def worker() -> None:
-        nonlocal remaining
-        while remaining > 0:
-            remaining -= 1
-            status = await send()
-            assert status == 200, status
-
-    started = time.perf_counter()
-    await asyncio.gather(*(worker() for _ in range(concurrency)))
-    return requests / (time.perf_counter() - started)
 
 
 async def main() -> None:
