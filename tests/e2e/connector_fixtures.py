@@ -34,7 +34,7 @@ from typing import Any
 
 import yaml
 
-from testbed import APP_CLUSTER, REPO_ROOT
+from testbed import APP_CLUSTER, CONTROL_PLANE, REPO_ROOT
 from testbed.harness import Testbed
 
 CONNECTOR_BIN = REPO_ROOT / ".venv" / "bin" / "mcp-connector"
@@ -190,18 +190,25 @@ def start_connector(
     *,
     cluster_id: str | None = None,
     control_plane_kubeconfig: Path | None = None,
+    control_plane_args: Sequence[str] | None = None,
     manage_apiservices: bool = False,
     service_name: str = "mcp-connector",
     extra_args: Sequence[str] = (),
     env: Mapping[str, str] | None = None,
     wait: bool = True,
 ) -> ConnectorProcess:
-    """Start a connector process for the test bed and return its handle (stop it yourself)."""
+    """Start a connector process for the test bed and return its handle (stop it yourself).
+
+    ``control_plane_args`` replaces the default control-plane access (the test bed's admin
+    kubeconfig, or ``control_plane_kubeconfig``), e.g. with the Upbound flags.
+    """
     work = Path(tempfile.mkdtemp(prefix="mcp-connector-e2e-", dir=str(REPO_ROOT / ".dev")))
     port = free_port()
+    if control_plane_args is None:
+        kubeconfig = control_plane_kubeconfig or tb.control_plane.kubeconfig
+        control_plane_args = ["--control-plane-kubeconfig", str(kubeconfig)]
     args = [
-        "--control-plane-kubeconfig",
-        str(control_plane_kubeconfig or tb.control_plane.kubeconfig),
+        *control_plane_args,
         "--app-kubeconfig",
         str(tb.app_cluster.kubeconfig),
         "--claim-namespace",
@@ -354,6 +361,17 @@ class TcpRelay:
                     s.shutdown(socket.SHUT_RDWR)
                 s.close()
             self._sockets.clear()
+
+
+def control_plane_token(tb: Testbed, service_account: str = "mcp-e2e-token") -> str:
+    """A real, valid control-plane bearer token (a ServiceAccount bound to cluster-admin)."""
+    ns = tb.claim_namespace
+    tb.kubectl(CONTROL_PLANE, "create", "serviceaccount", service_account, "-n", ns, check=False)
+    tb.kubectl(
+        CONTROL_PLANE, "create", "clusterrolebinding", service_account, "--clusterrole=cluster-admin",
+        f"--serviceaccount={ns}:{service_account}", check=False,
+    )  # fmt: skip
+    return tb.kubectl(CONTROL_PLANE, "create", "token", service_account, "-n", ns, "--duration=1h").stdout.strip()
 
 
 def kubeconfig_copy(source: Path, *, server: str | None = None, token: str | None = None) -> Path:

@@ -18,16 +18,15 @@ from pathlib import Path
 import connector_fixtures
 import pytest
 from component_stack import Program, Setting, open_stack
-from connector_fixtures import SERVICE_NAMESPACE
+from connector_fixtures import SERVICE_NAMESPACE, control_plane_token
 
 from mcp_connector.component.credentials import to_kubeconfig
 from mcp_connector.core.access import ControlPlaneAccess
-from testbed import APP_CLUSTER, CONTROL_PLANE
+from testbed import APP_CLUSTER
 from testbed.harness import Testbed
 
 pytestmark = pytest.mark.e2e
 
-SA = "mcp-e2e-hygiene"
 NAME = "mcp-hygiene-e2e"
 CLAIMS = "/apis/k8s.starter.org/v1alpha1/namespaces/default/kubernetesclusters"
 
@@ -43,21 +42,10 @@ def reveal(text: str) -> str:
     return "\n".join([text, *decoded])
 
 
-def mint_token(testbed: Testbed) -> str:
-    """A real, valid control-plane token (a ServiceAccount with cluster-admin)."""
-    ns = testbed.claim_namespace
-    testbed.kubectl(CONTROL_PLANE, "create", "serviceaccount", SA, "-n", ns, check=False)
-    testbed.kubectl(
-        CONTROL_PLANE, "create", "clusterrolebinding", SA, "--clusterrole=cluster-admin",
-        f"--serviceaccount={ns}:{SA}", check=False,
-    )  # fmt: skip
-    return testbed.kubectl(CONTROL_PLANE, "create", "token", SA, "-n", ns, "--duration=1h").stdout.strip()
-
-
 def test_known_token_is_in_no_log_response_or_plaintext_state(
     testbed: Testbed, pulumi_tools: None, tmp_path: Path, capfd: pytest.CaptureFixture[str]
 ) -> None:
-    token = mint_token(testbed)
+    token = control_plane_token(testbed)
     assert len(token) > 100
     kubeconfig = connector_fixtures.kubeconfig_copy(testbed.control_plane.kubeconfig, token=token)
     cluster_id = f"hygiene-{uuid.uuid4().hex[:8]}"
