@@ -19,6 +19,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from mcp_connector.core import certs
+
 _BACKDATE = datetime.timedelta(hours=1)  # tolerate small clock differences between processes
 _CA_LIFETIME = datetime.timedelta(days=3650)
 _LEAF_LIFETIME = datetime.timedelta(days=365)
@@ -34,14 +36,12 @@ class CertKey:
     @property
     def cert_pem(self) -> bytes:
         """PEM of the certificate."""
-        return self.cert.public_bytes(serialization.Encoding.PEM)
+        return certs.cert_pem(self.cert)
 
     @property
     def key_pem(self) -> bytes:
         """Unencrypted PKCS#8 PEM of the private key (test material only)."""
-        return self.key.private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-        )
+        return certs.key_pem(self.key)
 
     def write(self, cert_path: Path, key_path: Path) -> None:
         """Write cert and key as PEM files; the key is readable by the owner only."""
@@ -70,30 +70,11 @@ def _name(common_name: str, organizations: Iterable[str] = ()) -> x509.Name:
 
 
 def make_ca(common_name: str) -> CertKey:
-    """A self-signed CA that may sign leaf certificates only (path length 0)."""
-    key = new_key()
-    now = datetime.datetime.now(datetime.UTC)
-    name = _name(common_name)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - _BACKDATE)
-        .not_valid_after(now + _CA_LIFETIME)
-        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-        .add_extension(
-            x509.KeyUsage(
-                digital_signature=True, content_commitment=False, key_encipherment=False,
-                data_encipherment=False, key_agreement=False, key_cert_sign=True, crl_sign=True,
-                encipher_only=False, decipher_only=False,
-            ),
-            critical=True,
-        )
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
-        .sign(key, hashes.SHA256())
-    )
+    """A self-signed CA that may sign leaf certificates only (path length 0).
+
+    The same CA the product makes for its own serving certificates (core.certs).
+    """
+    cert, key = certs.new_ca(common_name, lifetime=_CA_LIFETIME)
     return CertKey(cert, key)
 
 
