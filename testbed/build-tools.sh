@@ -15,7 +15,8 @@ cache="${MCP_TOOLS_CACHE:-$HOME/.cache/mcp-connector/tools}"
 bin_dir="${MCP_TOOLS_BIN:-$repo/.dev/bin}"
 mkdir -p "$cache" "$bin_dir"
 
-export GOTOOLCHAIN=local GOFLAGS=-mod=mod CGO_ENABLED=0
+# -mod=readonly: the committed go.mod/go.sum are the lock files; a build never rewrites them.
+export GOTOOLCHAIN=local GOFLAGS=-mod=readonly CGO_ENABLED=0
 
 say() { printf '[tools] %s\n' "$*"; }
 
@@ -86,7 +87,10 @@ build_pulumi_kubernetes() {
   work="$(mktemp -d)"
   cp "$repo/testbed/gomod/pulumi-kubernetes/"{go.mod,go.sum,main.go} "$work/"
   cd "$work"
+  # `go list -m` prints an empty Dir for a module not yet in the module cache: download it first.
+  run pulumi-kubernetes "$version" go mod download github.com/pulumi/pulumi-kubernetes/provider/v4
   module="$(go list -m -f '{{.Dir}}' github.com/pulumi/pulumi-kubernetes/provider/v4)"
+  [[ -n "$module" && -d "$module" ]] || { say "FAILED building pulumi-kubernetes $version: module folder not found" >&2; exit 1; }
   # The generated embeds are git-ignored upstream, so the module lacks them: generate them here.
   cp "$module/cmd/pulumi-resource-kubernetes/"{schema.json,terraform-mapping.json,generate.go} .
   chmod u+w ./*
