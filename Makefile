@@ -13,10 +13,10 @@ help:
 	@echo "make tools    build and cache kube-apiserver, etcd, pulumi, pulumi-resource-kubernetes"
 	@echo "make dev-up   start the local control plane and app cluster; make dev-down stops them"
 
-$(VENV)/.installed: requirements.txt pyproject.toml
+$(VENV)/.installed: requirements.txt requirements-dev.txt pyproject.toml components/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -r requirements.txt -e .
+	$(PY) -m pip install --quiet -r requirements-dev.txt
 	touch $@
 
 venv: $(VENV)/.installed
@@ -35,7 +35,7 @@ demo: tools
 	bash scripts/demo.sh
 
 lint: venv
-	$(VENV)/bin/ruff check src tests testbed provider scripts bench __main__.py
+	$(VENV)/bin/ruff check src components tests testbed provider scripts bench __main__.py
 	$(VENV)/bin/mypy
 	$(VENV)/bin/lint-imports
 

@@ -18,7 +18,7 @@ Config (``mcp-connector:`` prefix): ``claimNamespace`` (required); credentials a
 import pulumi
 import pulumi_kubernetes as k8s
 
-from mcp_connector.component import McpConnector, McpConnectorArgs, register_disconnect_hook
+from mcp_connector_component import McpConnector, McpConnectorArgs, register_disconnect_hook
 
 
 def main() -> None:

@@ -7,7 +7,7 @@ One stack per app cluster: `pulumi stack init prod-eu-1`, then
 import pulumi
 import pulumi_kubernetes as k8s
 
-from mcp_connector.component import McpConnector, register_disconnect_hook
+from mcp_connector_component import McpConnector, register_disconnect_hook
 
 # Register the disconnect hook on every run, before anything else: when a connector is
 # removed from this program, `pulumi up` deletes it and needs the hook to migrate claims.

@@ -89,7 +89,7 @@ def render(discovered: list[Any]) -> Render:
         existing_kubeconfig: str | None = CP_KUBECONFIG,
         preview: bool = False,
     ) -> Rendered:
-        from mcp_connector.component import McpConnector
+        from mcp_connector_component import McpConnector
 
         rendered = Rendered()
         pulumi.runtime.set_mocks(RecordingMocks(rendered, existing_kubeconfig), preview=preview)

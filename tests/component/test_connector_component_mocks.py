@@ -9,8 +9,8 @@ import yaml
 from component_testdata import CP_KUBECONFIG, KUBE_SYSTEM_UID, Render, Rendered, is_secret, plain_parts, reveal
 
 from mcp_connector import upstream
-from mcp_connector.component import manifests
-from mcp_connector.component.hook import PLAN_ANNOTATION, DisconnectPlan, unseal
+from mcp_connector_component import manifests
+from mcp_connector_component.hook import PLAN_ANNOTATION, DisconnectPlan, unseal
 
 SECRET = "kubernetes:core/v1:Secret"
 DEPLOYMENT = "kubernetes:apps/v1:Deployment"

@@ -11,10 +11,10 @@ import httpx
 import pytest
 
 from mcp_connector import upstream
-from mcp_connector.component import hook
-from mcp_connector.component.hook import ClaimResource, DisconnectPlan, disconnect, plan_from_outputs
 from mcp_connector.core import contract
 from mcp_connector.core.contract import AppRef
+from mcp_connector_component import hook
+from mcp_connector_component.hook import ClaimResource, DisconnectPlan, disconnect, plan_from_outputs
 
 CLUSTER = "11111111-1111-1111-1111-111111111111"
 OTHER = "22222222-2222-2222-2222-222222222222"

@@ -9,11 +9,11 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from mcp_connector.component import manifests
-from mcp_connector.component.credentials import kubeconfig_from_secret_data, to_kubeconfig, upbound_kubeconfig
-from mcp_connector.component.tls import service_dns_names, serving_tls
 from mcp_connector.core.access import AccessError, ControlPlaneAccess, from_kubeconfig
 from mcp_connector.core.discovery import GroupVersion
+from mcp_connector_component import manifests
+from mcp_connector_component.credentials import kubeconfig_from_secret_data, to_kubeconfig, upbound_kubeconfig
+from mcp_connector_component.tls import service_dns_names, serving_tls
 
 NAMES = manifests.Names("mcp-connector", "kube-system")
 

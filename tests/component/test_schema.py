@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 from pulumi.provider.experimental.component import ComponentProvider
 
-from mcp_connector.component import TYPE_TOKEN, McpConnector
-from mcp_connector.component.component import PACKAGE
+from mcp_connector_component import TYPE_TOKEN, McpConnector
+from mcp_connector_component.component import PACKAGE
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,7 @@ from typing import Any
 import pulumi
 import pytest
 
-from mcp_connector.component import HOOK_NAME, register_disconnect_hook
+from mcp_connector_component import HOOK_NAME, register_disconnect_hook
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -22,7 +22,7 @@ import pulumi  # noqa: E402
 import pulumi_kubernetes as k8s  # noqa: E402
 from pulumi import automation as auto  # noqa: E402
 
-from mcp_connector.component import McpConnector, register_disconnect_hook  # noqa: E402
+from mcp_connector_component import McpConnector, register_disconnect_hook  # noqa: E402
 from testbed.pulumi_env import inline_stack  # noqa: E402
 
 PROJECT = "mcp-connector-e2e"

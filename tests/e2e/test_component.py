@@ -25,10 +25,10 @@ from component_stack import Program, Setting, open_stack
 from connector_fixtures import SERVICE_NAMESPACE, ConnectorProcess
 from pulumi import automation as auto
 
-from mcp_connector.component.credentials import to_kubeconfig
-from mcp_connector.component.hook import PAUSE_ENV
 from mcp_connector.core import contract
 from mcp_connector.core.access import ControlPlaneAccess
+from mcp_connector_component.credentials import to_kubeconfig
+from mcp_connector_component.hook import PAUSE_ENV
 from testbed import APP_CLUSTER, CONTROL_PLANE, seed
 from testbed.harness import Testbed
 

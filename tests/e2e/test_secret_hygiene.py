@@ -20,8 +20,8 @@ import pytest
 from component_stack import Program, Setting, open_stack
 from connector_fixtures import SERVICE_NAMESPACE, control_plane_token
 
-from mcp_connector.component.credentials import to_kubeconfig
 from mcp_connector.core.access import ControlPlaneAccess
+from mcp_connector_component.credentials import to_kubeconfig
 from testbed import APP_CLUSTER
 from testbed.harness import Testbed
 

@@ -28,10 +28,10 @@ from cryptography.hazmat.primitives.ciphers.aead import AESSIV
 from pulumi.runtime import settings as pulumi_settings
 
 from mcp_connector import upstream
-from mcp_connector.component import manifests
 from mcp_connector.core import contract
 from mcp_connector.core.access import AccessError, from_kubeconfig
 from mcp_connector.core.discovery import ClaimApi
+from mcp_connector_component import manifests
 
 HOOK_NAME = "mcp-connector-disconnect"
 #: The guard Secret keeps the sealed plan in an annotation, not in ``data``: pulumi-kubernetes

@@ -15,8 +15,8 @@ from typing import Any
 
 import yaml
 
-from mcp_connector.component.manifests import KUBECONFIG_KEY
 from mcp_connector.core.access import AccessError, ControlPlaneAccess, from_upbound
+from mcp_connector_component.manifests import KUBECONFIG_KEY
 
 #: Default Upbound API host, as in Upbound's own connector chart.
 DEFAULT_UPBOUND_HOST = "proxy.upbound.io"

@@ -1,8 +1,8 @@
 """The Pulumi component that connects an app cluster to a control plane (see ``component``)."""
 
-from mcp_connector.component.args import McpConnectorArgs
-from mcp_connector.component.component import TYPE_TOKEN, McpConnector, McpConnectorError
-from mcp_connector.component.hook import HOOK_NAME, register_disconnect_hook
+from mcp_connector_component.args import McpConnectorArgs
+from mcp_connector_component.component import TYPE_TOKEN, McpConnector, McpConnectorError
+from mcp_connector_component.hook import HOOK_NAME, register_disconnect_hook
 
 __all__ = [
     "HOOK_NAME",

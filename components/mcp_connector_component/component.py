@@ -20,14 +20,16 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from mcp_connector import upstream
-from mcp_connector.component import manifests
-from mcp_connector.component.args import McpConnectorArgs
-from mcp_connector.component.credentials import (
+from mcp_connector.core.access import AccessError, from_kubeconfig
+from mcp_connector.core.discovery import ClaimApi, ClaimApiSelection, group_versions, select
+from mcp_connector_component import manifests
+from mcp_connector_component.args import McpConnectorArgs
+from mcp_connector_component.credentials import (
     DEFAULT_UPBOUND_HOST,
     kubeconfig_from_secret_data,
     upbound_kubeconfig,
 )
-from mcp_connector.component.hook import (
+from mcp_connector_component.hook import (
     KEEP,
     ON_DISCONNECT,
     SEAL_KEY,
@@ -37,9 +39,7 @@ from mcp_connector.component.hook import (
     register_disconnect_hook,
     seal,
 )
-from mcp_connector.component.tls import service_dns_names, serving_tls
-from mcp_connector.core.access import AccessError, from_kubeconfig
-from mcp_connector.core.discovery import ClaimApi, ClaimApiSelection, group_versions, select
+from mcp_connector_component.tls import service_dns_names, serving_tls
 
 #: Package name of the provider host; the type token below must agree with what the host publishes.
 PACKAGE = "mcp-connector"
