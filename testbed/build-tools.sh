@@ -3,7 +3,7 @@
 # Idempotent: a tool whose cache folder is complete is only linked again. A failed build
 # names the tool, the version and the command, and leaves nothing in the cache.
 #
-# Usage: build-tools.sh [etcd|kubernetes|pulumi|pulumi-kubernetes ...]   (default: all, in that order)
+# Usage: build-tools.sh [etcd|kubernetes|pulumi|pulumi-kubernetes|pulumi-yaml ...]   (default: all, in that order)
 # MCP_TOOLS_CACHE overrides the cache folder, MCP_TOOLS_BIN the folder the tools are linked into.
 # Go builds run one at a time: two at once on a small machine only makes both slower.
 set -euo pipefail
@@ -102,10 +102,18 @@ build_pulumi_kubernetes() {
   cd / && rm -rf "$work"
 }
 
+build_pulumi_yaml() {
+  local out="$1" version="$2"
+  cd "$repo/testbed/gomod/pulumi-yaml"
+  run pulumi-yaml "$version" go build -trimpath -tags osusergo,grpcnotrace \
+    -ldflags "-s -w -X github.com/pulumi/pulumi-yaml/pkg/version.Version=$version" \
+    -o "$out/pulumi-language-yaml" github.com/pulumi/pulumi-yaml/cmd/pulumi-language-yaml
+}
+
 link() { ln -sf "$cache/$1-$2/$3" "$bin_dir/$3"; }
 
 wanted=("$@")
-[[ ${#wanted[@]} -gt 0 ]] || wanted=(etcd kubernetes pulumi pulumi-kubernetes)
+[[ ${#wanted[@]} -gt 0 ]] || wanted=(etcd kubernetes pulumi pulumi-kubernetes pulumi-yaml)
 for tool in "${wanted[@]}"; do
   case "$tool" in
     etcd)
@@ -121,8 +129,11 @@ for tool in "${wanted[@]}"; do
     pulumi-kubernetes)
       build pulumi-kubernetes "$PULUMI_KUBERNETES_VERSION" build_pulumi_kubernetes
       link pulumi-kubernetes "$PULUMI_KUBERNETES_VERSION" pulumi-resource-kubernetes ;;
+    pulumi-yaml)
+      build pulumi-yaml "$PULUMI_YAML_VERSION" build_pulumi_yaml
+      link pulumi-yaml "$PULUMI_YAML_VERSION" pulumi-language-yaml ;;
     *)
-      say "unknown tool '$tool' (expected etcd, kubernetes, pulumi, pulumi-kubernetes)" >&2
+      say "unknown tool '$tool' (expected etcd, kubernetes, pulumi, pulumi-kubernetes, pulumi-yaml)" >&2
       exit 2 ;;
   esac
 done

@@ -18,13 +18,23 @@ from testbed import DEV_DIR, REPO_ROOT
 BIN_DIR = DEV_DIR / "bin"
 
 #: Tools built by build-tools.sh, looked up in BIN_DIR only (never an unrelated one on PATH).
-BUILT_TOOLS = ("etcd", "kube-apiserver", "kube-controller-manager", "pulumi", "pulumi-resource-kubernetes")
+BUILT_TOOLS = (
+    "etcd",
+    "kube-apiserver",
+    "kube-controller-manager",
+    "pulumi",
+    "pulumi-resource-kubernetes",
+    "pulumi-language-yaml",
+)
 
 #: Tools the clusters need.
 CLUSTER_TOOLS = ("etcd", "kube-apiserver", "kube-controller-manager", "kubectl")
 
 #: Tools a Pulumi run against the test bed needs (only the Pulumi tests need them).
 PULUMI_TOOLS = ("pulumi", "pulumi-resource-kubernetes")
+
+#: Tools the engine needs to run a Pulumi YAML program (the language host) on the test bed.
+YAML_TOOLS = (*PULUMI_TOOLS, "pulumi-language-yaml")
 
 
 class MissingToolError(RuntimeError):
