@@ -9,9 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import gc
-import warnings
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pulumi
@@ -47,20 +46,28 @@ class RecordingMocks(pulumi.runtime.Mocks):
 
 @pytest.fixture(autouse=True)
 def _own_event_loop() -> Iterator[None]:
-    """Give each test an event loop of its own, and clean up after Pulumi's mocks.
+    """Give each test an event loop of its own, and close every loop Pulumi's mocks make.
 
     The mocks register resources from the loop's default executor threads, where the SDK
-    makes an event loop per thread and never closes it. Waiting for those threads to end and
-    collecting their loops here keeps the leak (and its ResourceWarnings) inside this test
-    instead of failing the session at its end.
+    makes an event loop per thread (``_ensure_event_loop``) and never closes it: when the
+    thread ends, the unclosed loop is collected at a random moment and its ResourceWarning
+    fails whichever test is running then. So each executor thread gets its loop from us at
+    start-up (the SDK then reuses it), and we close those loops once the threads are gone.
     """
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
+    thread_loops: list[asyncio.AbstractEventLoop] = []
+
+    def give_thread_a_loop() -> None:
+        thread_loop = asyncio.new_event_loop()
+        asyncio.set_event_loop(thread_loop)
+        thread_loops.append(thread_loop)
+
+    loop.set_default_executor(ThreadPoolExecutor(initializer=give_thread_a_loop))
     yield
     loop.run_until_complete(loop.shutdown_default_executor())
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ResourceWarning)
-        gc.collect()
+    for thread_loop in thread_loops:
+        thread_loop.close()
     loop.close()
     asyncio.set_event_loop(None)
 
