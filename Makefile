@@ -42,11 +42,16 @@ lint: venv
 unit: venv
 	$(PY) -m pytest tests/unit tests/component -q
 
-e2e: tools
-	$(PY) -m pytest tests/e2e -v --durations=15
+# The e2e suite gets a test bed of its own, started fresh: never a running demo's clusters.
+E2E_ENV := MCP_TESTBED_DIR=$(CURDIR)/.dev/test-bed MCP_TESTBED_FRESH=1
 
-test: lint tools
-	$(PY) -m pytest tests -q -ra --durations=15
+e2e: tools
+	$(E2E_ENV) $(PY) -m pytest tests/e2e -q -ra --durations=15
+
+test: venv tools
+	@scripts/phase lint $(MAKE) --no-print-directory lint
+	@scripts/phase unit $(PY) -m pytest tests/unit tests/component -q -ra
+	@scripts/phase e2e env $(E2E_ENV) $(PY) -m pytest tests/e2e -q -ra --durations=15 --session-timeout=3000
 
 clean:
 	$(PY) -m testbed.cluster down || true

@@ -2,8 +2,14 @@
 
 The ``testbed`` fixture reuses a test bed that is already running (started by hand with
 ``python -m testbed.cluster up``) and leaves it running; otherwise it starts one and stops it at
-the end of the session (set MCP_TESTBED_KEEP=1 to keep it for faster reruns). A missing tool
-fails the session loudly instead of skipping: a skipped e2e suite looks green.
+the end of the session (set MCP_TESTBED_KEEP=1 to keep it for faster reruns). With
+MCP_TESTBED_FRESH=1 (``make test`` sets it, together with a test bed folder of its own) a
+running test bed is a leftover of an interrupted run: it is stopped and a new one started, so
+a suite never inherits objects from an earlier one. A missing tool fails the session loudly
+instead of skipping: a skipped e2e suite looks green.
+
+The test bed's own acceptance tests run first: when the bed is broken, their failures say so
+before every other test fails for the same reason.
 """
 
 from __future__ import annotations
@@ -32,11 +38,19 @@ def _require_or_fail(*names: str) -> None:
         pytest.fail(str(exc), pytrace=False)
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Run the test bed's self-test (test_testbed.py) before every other e2e test."""
+    items.sort(key=lambda item: item.path.name != "test_testbed.py")
+
+
 @pytest.fixture(scope="session")
 def testbed() -> Iterator[Testbed]:
     """Both local clusters, running for the whole session (see module docstring)."""
     _require_or_fail(*CLUSTER_TOOLS)
     state = testbed_cluster.running()
+    if state is not None and os.environ.get("MCP_TESTBED_FRESH"):
+        testbed_cluster.down(quiet=True)
+        state = None
     started_here = state is None
     if state is None:
         try:
