@@ -10,8 +10,7 @@ from __future__ import annotations
 import json
 import secrets
 import subprocess
-import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +22,7 @@ from mcp_connector.core import contract
 from testbed import APP_CLUSTER, CONTROL_PLANE
 from testbed.harness import Testbed
 from testbed.seed import KUBERNETES_CLUSTER, REDIS_CACHE, apply_claim_api, delete_claim_api
+from testbed.waiting import LineReader, eventually
 
 pytestmark = pytest.mark.e2e
 
@@ -55,21 +55,6 @@ def cp_claims(tb: Testbed, *selector: str) -> list[dict[str, Any]]:
     args = ["get", PLURAL, "-n", tb.claim_namespace, *(["-l", ",".join(selector)] if selector else [])]
     return list(tb.kubectl_json(CONTROL_PLANE, *args)["items"])
 
-
-def eventually(check: Any, *, timeout: float = 30, every: float = 0.5) -> Any:
-    """Retry ``check`` until it returns something truthy without raising; fail with the last error."""
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        try:
-            result = check()
-            if result:
-                return result
-            last = result
-        except (AssertionError, subprocess.SubprocessError, RuntimeError) as e:
-            last = e
-        time.sleep(every)
-    raise AssertionError(f"condition not met in {timeout}s: {last}")
 
 
 @pytest.fixture(scope="module")
@@ -153,12 +138,14 @@ def test_connection_secret_is_copied_and_removed(testbed: Testbed, conn: Connect
 
 
 def test_watch_sees_added_modified_deleted(testbed: Testbed, conn: ConnectorProcess, namespace: str) -> None:
-    kubectl = str(Path(testbed.app_cluster.kubeconfig))
+    # A claim that exists before the watch: its ADDED line proves the watch has listed, and
+    # everything after the listed resourceVersion is delivered from then on.
+    app(testbed, "apply", "-f", "-", input=json.dumps(claim("before", namespace)))
     watcher = subprocess.Popen(
         [
             str(Path(".venv/bin/kubectl").resolve()),
             "--kubeconfig",
-            kubectl,
+            str(testbed.app_cluster.kubeconfig),
             "get",
             PLURAL,
             "-n",
@@ -171,23 +158,18 @@ def test_watch_sees_added_modified_deleted(testbed: Testbed, conn: ConnectorProc
         stderr=subprocess.STDOUT,
         text=True,
     )
+    assert watcher.stdout is not None
+    events = LineReader(watcher.stdout)
+
+    def event(kind: str, name: str) -> Callable[[str], bool]:
+        return lambda line: line.split()[:2] == [kind, name]
+
     try:
-        time.sleep(2)
+        events.wait_for(event("ADDED", "before"), what="the initial list")
         app(testbed, "apply", "-f", "-", input=json.dumps(claim("watched", namespace)))
+        events.wait_for(event("ADDED", "watched"), what="ADDED watched")
         hashed = contract.control_plane_name(contract.AppRef(cluster_uid(testbed), namespace, "watched"))
-        status = {
-            "status": {
-                "conditions": [
-                    {
-                        "type": "Ready",
-                        "status": "True",
-                        "reason": "Available",
-                        "lastTransitionTime": "2024-01-01T00:00:00Z",
-                    }
-                ]
-            }
-        }
-        time.sleep(1)
+        ready = {"type": "Ready", "status": "True", "reason": "Available", "lastTransitionTime": "2024-01-01T00:00:00Z"}
         cp(
             testbed,
             "patch",
@@ -198,21 +180,17 @@ def test_watch_sees_added_modified_deleted(testbed: Testbed, conn: ConnectorProc
             "--subresource=status",
             "--type=merge",
             "-p",
-            json.dumps(status),
+            json.dumps({"status": {"conditions": [ready]}}),
         )
-        time.sleep(1)
+        modified = events.wait_for(
+            lambda line: event("MODIFIED", "watched")(line) and "True" in line.split(), what="MODIFIED to Ready"
+        )
         app(testbed, "delete", PLURAL, "-n", namespace, "watched")
-        time.sleep(2)
+        events.wait_for(event("DELETED", "watched"), what="DELETED watched")
     finally:
         watcher.terminate()
-        output = watcher.communicate(timeout=10)[0]
-    events = [line.split()[:2] for line in output.splitlines() if line.strip()]
-    assert ["ADDED", "watched"] in events, output
-    assert ["MODIFIED", "watched"] in events, output
-    assert ["DELETED", "watched"] in events, output
-    assert "claim-" not in output
-    modified = [line for line in output.splitlines() if line.startswith("MODIFIED")]
-    assert any("True" in line.split() for line in modified), output
+        watcher.wait(timeout=10)
+    assert "claim-" not in "\n".join(events.lines) and modified
 
 
 def test_explain_api_resources_and_server_side_apply(testbed: Testbed, conn: ConnectorProcess, namespace: str) -> None:

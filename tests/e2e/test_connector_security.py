@@ -15,6 +15,7 @@ from connector_fixtures import ConnectorProcess, connected, start_connector, wai
 from mcp_connector.core import contract
 from testbed import APP_CLUSTER, CONTROL_PLANE, pki
 from testbed.harness import Testbed
+from testbed.waiting import eventually
 
 pytestmark = pytest.mark.e2e
 
@@ -378,10 +379,10 @@ def test_rbac_decides_through_subject_access_review(testbed: Testbed, aggregated
         testbed.kubectl(
             APP_CLUSTER, "create", "rolebinding", "claim-reader", "-n", ns, "--role=claim-reader", f"--user={user}"
         )
-        import time
-
-        time.sleep(2)  # the connector caches denials for a second
-        listed = testbed.kubectl(APP_CLUSTER, "--as", user, "get", PLURAL, "-n", ns)
+        # The connector caches denials briefly: the new binding takes effect when that runs out.
+        listed = eventually(
+            lambda: testbed.kubectl(APP_CLUSTER, "--as", user, "get", PLURAL, "-n", ns), what="the new RoleBinding"
+        )
         assert "c " in listed.stdout or listed.stdout.splitlines()[1].startswith("c")
         assert testbed.kubectl(APP_CLUSTER, "--as", user, "get", PLURAL, "-n", ns, "c").returncode == 0
         elsewhere = testbed.kubectl(APP_CLUSTER, "--as", user, "get", PLURAL, "-n", other, check=False)

@@ -86,8 +86,7 @@ class UpboundProxy:
             runner = web.AppRunner(app)
             await runner.setup()
             await web.TCPSite(runner, "127.0.0.1", self.port, ssl_context=self._server_tls).start()
-            while not self._stopped.is_set():
-                await asyncio.sleep(0.1)
+            await asyncio.get_running_loop().run_in_executor(None, self._stopped.wait)
             await app[SESSION].close()
             await runner.cleanup()
 
