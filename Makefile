@@ -10,7 +10,7 @@ export PATH := $(CURDIR)/.dev/bin:$(CURDIR)/$(VENV)/bin:$(PATH)
 help:
 	@echo "make demo     local clusters + connector + pulumi up + a claim through the app cluster"
 	@echo "make test     lint, unit, component and e2e tests (builds the tools if needed)"
-	@echo "make tools    build and cache kube-apiserver, etcd, pulumi, pulumi-resource-kubernetes, pulumi-language-yaml"
+	@echo "make tools    build and cache kube-apiserver, etcd, crossplane, pulumi, pulumi-resource-kubernetes, pulumi-language-yaml"
 	@echo "make dev-up   start the local control plane and app cluster; make dev-down stops them"
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt pyproject.toml components/pyproject.toml

@@ -3,7 +3,7 @@
 # Idempotent: a tool whose cache folder is complete is only linked again. A failed build
 # names the tool, the version and the command, and leaves nothing in the cache.
 #
-# Usage: build-tools.sh [etcd|kubernetes|pulumi|pulumi-kubernetes|pulumi-yaml ...]   (default: all, in that order)
+# Usage: build-tools.sh [etcd|kubernetes|pulumi|pulumi-kubernetes|pulumi-yaml|crossplane ...]   (default: all, in that order)
 # MCP_TOOLS_CACHE overrides the cache folder, MCP_TOOLS_BIN the folder the tools are linked into.
 # Go builds run one at a time: two at once on a small machine only makes both slower.
 set -euo pipefail
@@ -110,10 +110,25 @@ build_pulumi_yaml() {
     -o "$out/pulumi-language-yaml" github.com/pulumi/pulumi-yaml/cmd/pulumi-language-yaml
 }
 
-link() { ln -sf "$cache/$1-$2/$3" "$bin_dir/$3"; }
+build_crossplane() {
+  local out="$1" version="$2" module
+  cd "$repo/testbed/gomod/crossplane"
+  run crossplane "$version" go build -trimpath \
+    -ldflags "-s -w -X github.com/crossplane/crossplane/v2/internal/version.version=$version" \
+    -o "$out/crossplane" github.com/crossplane/crossplane/v2/cmd/crossplane
+  # `crossplane core init` installs the CRDs from the module's cluster/crds: keep them with the binary.
+  run crossplane "$version" go mod download github.com/crossplane/crossplane/v2
+  module="$(go list -m -f '{{.Dir}}' github.com/crossplane/crossplane/v2)"
+  [[ -n "$module" && -d "$module/cluster/crds" ]] || { say "FAILED building crossplane $version: cluster/crds not found" >&2; exit 1; }
+  mkdir -p "$out/crossplane-crds"
+  cp "$module/cluster/crds/"*.yaml "$out/crossplane-crds/"
+  chmod -R u+w "$out/crossplane-crds"
+}
+
+link() { ln -sfn "$cache/$1-$2/$3" "$bin_dir/$3"; }
 
 wanted=("$@")
-[[ ${#wanted[@]} -gt 0 ]] || wanted=(etcd kubernetes pulumi pulumi-kubernetes pulumi-yaml)
+[[ ${#wanted[@]} -gt 0 ]] || wanted=(etcd kubernetes pulumi pulumi-kubernetes pulumi-yaml crossplane)
 for tool in "${wanted[@]}"; do
   case "$tool" in
     etcd)
@@ -132,8 +147,12 @@ for tool in "${wanted[@]}"; do
     pulumi-yaml)
       build pulumi-yaml "$PULUMI_YAML_VERSION" build_pulumi_yaml
       link pulumi-yaml "$PULUMI_YAML_VERSION" pulumi-language-yaml ;;
+    crossplane)
+      build crossplane "$CROSSPLANE_VERSION" build_crossplane
+      link crossplane "$CROSSPLANE_VERSION" crossplane
+      link crossplane "$CROSSPLANE_VERSION" crossplane-crds ;;
     *)
-      say "unknown tool '$tool' (expected etcd, kubernetes, pulumi, pulumi-kubernetes, pulumi-yaml)" >&2
+      say "unknown tool '$tool' (expected etcd, kubernetes, pulumi, pulumi-kubernetes, pulumi-yaml, crossplane)" >&2
       exit 2 ;;
   esac
 done
