@@ -5,12 +5,13 @@ VENV := .venv
 PY := $(VENV)/bin/python
 export PATH := $(CURDIR)/.dev/bin:$(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: help venv tools dev-up dev-down demo test lint unit e2e clean
+.PHONY: help venv tools image dev-up dev-down demo test lint unit e2e clean
 
 help:
 	@echo "make demo     local clusters + connector + pulumi up + a claim through the app cluster"
 	@echo "make test     lint, unit, component and e2e tests (builds the tools if needed)"
 	@echo "make tools    build and cache kube-apiserver, etcd, crossplane, pulumi, pulumi-resource-kubernetes, pulumi-language-yaml"
+	@echo "make image    build the connector image (Containerfile) with no registry: .dev/image/*.oci.tar"
 	@echo "make dev-up   start the local control plane and app cluster; make dev-down stops them"
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt pyproject.toml components/pyproject.toml
@@ -24,6 +25,11 @@ venv: $(VENV)/.installed
 tools: venv
 	bash testbed/build-tools.sh
 	ln -sf $(CURDIR)/$(VENV)/bin/kubectl .dev/bin/kubectl
+
+# The connector image: a Debian base from Debian's packages (mmdebstrap), buildah, no registry.
+image: venv
+	bash scripts/install-image-tools.sh
+	bash scripts/image.sh
 
 dev-up: tools
 	$(PY) -m testbed.cluster up
@@ -45,10 +51,10 @@ unit: venv
 # The e2e suite gets a test bed of its own, started fresh: never a running demo's clusters.
 E2E_ENV := MCP_TESTBED_DIR=$(CURDIR)/.dev/test-bed MCP_TESTBED_FRESH=1
 
-e2e: tools
+e2e: tools image
 	$(E2E_ENV) $(PY) -m pytest tests/e2e -q -ra --durations=15
 
-test: venv tools
+test: venv tools image
 	@scripts/phase lint $(MAKE) --no-print-directory lint
 	@scripts/phase unit $(PY) -m pytest tests/unit tests/component -q -ra
 	@scripts/phase e2e env $(E2E_ENV) $(PY) -m pytest tests/e2e -q -ra --durations=15 --session-timeout=3000
