@@ -109,6 +109,10 @@ class _Ports:
     controller_manager: int
 
 
+#: Start-up attempts when a chosen port was taken by someone else before our server bound it.
+_PORT_ATTEMPTS = 3
+
+
 def _free_ports(count: int) -> list[int]:
     """Ask the kernel for ``count`` distinct free ports on 127.0.0.1.
 
@@ -463,16 +467,23 @@ def up() -> TestbedState:
         return current
     down(quiet=True)  # leftovers of a crashed or partial run
     started = time.monotonic()
-    ports = _free_ports(4 * len(CLUSTERS))
-    plans = {name: _Ports(*ports[i * 4:(i + 1) * 4]) for i, name in enumerate(CLUSTERS)}
-    try:
-        with concurrent.futures.ThreadPoolExecutor(max_workers=len(CLUSTERS)) as pool:
-            futures = {name: pool.submit(_start_cluster, name, p, tools) for name, p in plans.items()}
-            clusters = {name: f.result() for name, f in futures.items()}
-    except BaseException:
-        _say("start-up failed; stopping what was started (logs kept in .dev/logs)")
-        down(quiet=True)
-        raise
+    for attempt in range(1, _PORT_ATTEMPTS + 1):
+        ports = _free_ports(4 * len(CLUSTERS))
+        plans = {name: _Ports(*ports[i * 4:(i + 1) * 4]) for i, name in enumerate(CLUSTERS)}
+        try:
+            with concurrent.futures.ThreadPoolExecutor(max_workers=len(CLUSTERS)) as pool:
+                futures = {name: pool.submit(_start_cluster, name, p, tools) for name, p in plans.items()}
+                clusters = {name: f.result() for name, f in futures.items()}
+            break
+        except BaseException as exc:
+            _say("start-up failed; stopping what was started (logs kept in .dev/logs)")
+            down(quiet=True)
+            # A port is free when chosen and bound by the server a moment later; another
+            # process (a second test bed, a test's relay) can take it in between. The
+            # servers cannot be handed a bound socket, so that one race is retried.
+            if attempt == _PORT_ATTEMPTS or "address already in use" not in str(exc).lower():
+                raise
+            _say(f"a chosen port was taken before the server bound it; new ports (attempt {attempt + 1})")
     state = TestbedState(clusters=clusters, claim_namespace=CLAIM_NAMESPACE)
     save(state, STATE_FILE)
     _say(f"up in {time.monotonic() - started:.1f}s; state in {STATE_FILE}")
