@@ -50,7 +50,9 @@ class McpConnectorArgs(TypedDict):
     """Namespace the connector is installed in (default `kube-system`)."""
 
     image: NotRequired[pulumi.Input[str]]
-    """Container image of the connector (in-cluster mode)."""
+    """Container image of the connector; required in in-cluster mode. No image is published: build
+    one from the repository's `Containerfile` (`podman build`, `docker build` or `make image`), push it
+    to a registry the cluster pulls from, and give that reference here."""
 
     replicas: NotRequired[int]
     """Number of connector pods (default 1; a PodDisruptionBudget is added when more than 1)."""

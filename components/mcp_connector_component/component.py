@@ -90,6 +90,11 @@ def _validate(name: str, args: Mapping[str, Any]) -> _Plain:
         problems.append(str(e))
     if isinstance(mode, manifests.External) and args.get("ca_bundle") is None:
         problems.append("ca_bundle is required when mode is an external host:port")
+    if isinstance(mode, manifests.InCluster) and not args.get("image"):
+        problems.append(
+            "image is required in in-cluster mode: no connector image is published; build one from the"
+            " repository's Containerfile, push it where the cluster pulls from and give its reference"
+        )
     replicas = args.get("replicas", 1)
     if not isinstance(replicas, int) or replicas < 1:
         problems.append(f"replicas must be a positive integer (got {replicas!r})")
@@ -385,7 +390,7 @@ class McpConnector(pulumi.ComponentResource):
                 **_kwargs(
                     manifests.deployment(
                         names,
-                        image=raw.get("image") or manifests.DEFAULT_IMAGE,
+                        image=raw["image"],
                         replicas=plain.replicas,
                         settings=settings,
                         checksum=checksum,

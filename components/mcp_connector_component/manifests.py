@@ -36,7 +36,6 @@ SKIP_AWAIT_ANNOTATION = "pulumi.com/skipAwait"
 #: Non-root user the image runs as (the distroless "nonroot" user).
 RUN_AS_USER = 65532
 
-DEFAULT_IMAGE = "ghcr.io/mcp-connector/mcp-connector:0.1.0"
 DEFAULT_GROUP_PRIORITY_MINIMUM = 1000
 DEFAULT_VERSION_PRIORITY = 15
 #: The preferred (storage) version of a group is ranked above the others so kubectl picks it.
@@ -206,17 +205,16 @@ def _subject(names: Names) -> list[RawObject]:
 
 
 def cluster_role(names: Names, *, manage_apiservices: bool = False) -> RawObject:
-    """Least privilege for what the connector does itself: sync connection Secrets, read kube-system's UID.
+    """Exactly what the connector does itself in the app cluster, nothing more.
 
-    APIServices are created by Pulumi, so the connector only gets rights on them when it
-    is asked to manage them itself.
+    Connection Secrets: it lists its own copies cluster-wide (by label) and creates, replaces
+    and deletes them; it never gets, watches or patches one. Namespaces: it reads kube-system's
+    UID (the default cluster ID) and checks a namespace exists before a write. APIServices are
+    created by Pulumi, so the connector only gets rights on them when it manages them itself.
+    SubjectAccessReviews and the front-proxy CA come from the two standard bindings.
     """
     rules: list[RawObject] = [
-        {
-            "apiGroups": [""],
-            "resources": ["secrets"],
-            "verbs": ["get", "list", "watch", "create", "update", "patch", "delete"],
-        },
+        {"apiGroups": [""], "resources": ["secrets"], "verbs": ["list", "create", "update", "delete"]},
         {"apiGroups": [""], "resources": ["namespaces"], "verbs": ["get"]},
     ]
     if manage_apiservices:
@@ -224,7 +222,7 @@ def cluster_role(names: Names, *, manage_apiservices: bool = False) -> RawObject
             {
                 "apiGroups": ["apiregistration.k8s.io"],
                 "resources": ["apiservices"],
-                "verbs": ["get", "list", "watch", "create", "update", "patch", "delete"],
+                "verbs": ["list", "create", "update", "delete"],
             }
         )
     return {
@@ -285,13 +283,12 @@ class ConnectorSettings:
 
 
 def connector_args(names: Names, settings: ConnectorSettings) -> list[Any]:
-    """The container's arguments: ``mcp-connector serve`` flags.
+    """The container's arguments: the flags of ``mcp-connector serve``, the image's entrypoint.
 
     The claim API selection is not passed: the connector can serve every claim API, and
     only the selected ones get an APIService, so only those reach it.
     """
     return [
-        "serve",
         f"--port={CONTAINER_PORT}",
         f"--tls-cert-file={TLS_MOUNT}/tls.crt",
         f"--tls-key-file={TLS_MOUNT}/tls.key",

@@ -19,8 +19,11 @@ APISERVICE = "kubernetes:apiregistration.k8s.io/v1:APIService"
 PDB = "kubernetes:policy/v1:PodDisruptionBudget"
 ALL_APISERVICES = ["v1alpha1.db.example.org", "v1alpha1.k8s.starter.org", "v1beta1.db.example.org"]
 
-KUBECONFIG_ARGS = {"claim_namespace": "mcp-claims", "control_plane_kubeconfig": CP_KUBECONFIG}
+#: The image `make image` builds; no image is published, so in-cluster mode always names one.
+IMAGE = "localhost/mcp-connector:0.1.0"
+KUBECONFIG_ARGS = {"claim_namespace": "mcp-claims", "control_plane_kubeconfig": CP_KUBECONFIG, "image": IMAGE}
 TOKEN_ARGS = {
+    "image": IMAGE,
     "claim_namespace": "mcp-claims",
     "account": "acme",
     "control_plane": "prod",
@@ -110,14 +113,13 @@ def test_deployment_is_locked_down_and_checksummed(render: Render) -> None:
         "runAsNonRoot": True,
         "capabilities": {"drop": ["ALL"]},
     }
-    assert container["image"] == manifests.DEFAULT_IMAGE
+    assert container["image"] == IMAGE
     checksum = pod["metadata"]["annotations"][manifests.CHECKSUM_ANNOTATION]
     assert isinstance(checksum, str) and len(checksum) == 64, "the digest is shown in diffs, not hidden"
     volumes = {v["name"]: v for v in pod["spec"]["volumes"]}
     assert volumes["credentials"]["secret"]["secretName"] == "mcp-connector-credentials"
     assert volumes["tls"]["secret"]["secretName"] == "mcp-connector-tls"
     assert container["args"] == [
-        "serve",
         "--port=8443",
         f"--tls-cert-file={manifests.TLS_MOUNT}/tls.crt",
         f"--tls-key-file={manifests.TLS_MOUNT}/tls.key",
@@ -186,7 +188,8 @@ def test_secret_values_never_appear_in_plain_inputs(render: Render) -> None:
 
 
 def test_existing_secret_form_reads_and_mounts_it(render: Render, discovered: list[str]) -> None:
-    r = _ok(render({"claim_namespace": "mcp-claims", "control_plane_secret": "cp-access", "namespace": "mcp"}))
+    args = {"claim_namespace": "mcp-claims", "control_plane_secret": "cp-access", "namespace": "mcp", "image": IMAGE}
+    r = _ok(render(args))
     reads = {x.typ: x.read_id for x in r.resources if x.read_id}
     assert reads["kubernetes:core/v1:Secret"] == "mcp/cp-access"
     assert discovered == ["https://cp.example:6443"]
@@ -198,7 +201,9 @@ def test_existing_secret_form_reads_and_mounts_it(render: Render, discovered: li
 
 
 def test_existing_secret_without_kubeconfig_key_fails(render: Render) -> None:
-    r = render({"claim_namespace": "mcp-claims", "control_plane_secret": "cp-access"}, existing_kubeconfig=None)
+    r = render(
+        {"claim_namespace": "mcp-claims", "control_plane_secret": "cp-access", "image": IMAGE}, existing_kubeconfig=None
+    )
     assert r.error is not None
     assert "kube-system/cp-access" in str(r.error) and "'kubeconfig'" in str(r.error)
 
@@ -268,6 +273,14 @@ def test_invalid_arguments_are_reported_together(render: Render) -> None:
     ):
         assert expected in message
     assert [x.typ for x in r.resources] == []
+
+
+def test_in_cluster_mode_needs_an_image(render: Render) -> None:
+    args = {k: v for k, v in KUBECONFIG_ARGS.items() if k != "image"}
+    r = render(args)
+    assert "image is required in in-cluster mode: no connector image is published" in str(r.error)
+    assert [x.typ for x in r.resources] == []
+    _ok(render({**args, "mode": "localhost:9443", "ca_bundle": CA_PEM}))  # external mode runs no image
 
 
 def test_external_mode_needs_a_ca_bundle(render: Render) -> None:

@@ -29,7 +29,7 @@ from mcp_connector.core import contract
 from mcp_connector.core.access import ControlPlaneAccess
 from mcp_connector_component.credentials import to_kubeconfig
 from mcp_connector_component.hook import PAUSE_ENV
-from testbed import APP_CLUSTER, CONTROL_PLANE, seed
+from testbed import APP_CLUSTER, CONTROL_PLANE, podman, seed
 from testbed.harness import Testbed
 
 pytestmark = pytest.mark.e2e
@@ -277,6 +277,7 @@ def test_in_cluster_render_is_stable_and_token_rotation_rolls_pods(
             "control_plane_kubeconfig": token_kubeconfig(testbed, cp_token()),
             "include": ["kubernetesclusters.k8s.starter.org"],
             "skip_await": True,
+            "image": podman.image_ref(),
             "replicas": 2,
         },
     )
@@ -330,6 +331,7 @@ def test_preview_fails_clearly_and_changes_nothing(
         args={
             "claim_namespace": testbed.claim_namespace,
             "control_plane_kubeconfig": token_kubeconfig(testbed, secret_token, url=url),
+            "image": podman.image_ref(),
         },
     )
     with stack_for(tmp_path, Program(setting)) as stack:
@@ -430,6 +432,7 @@ def test_existing_secret_credentials(testbed: Testbed, pulumi_tools: None, tmp_p
             "control_plane_secret": secret,
             "include": ["kubernetesclusters.k8s.starter.org"],
             "skip_await": True,
+            "image": podman.image_ref(),
         },
     )
     try:
