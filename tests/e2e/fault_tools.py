@@ -1,0 +1,161 @@
+"""What the fault tests share: claims written straight into the control plane, and the check that
+an informer saw each of those writes exactly once.
+
+The writes play Crossplane (or another app cluster's connector) changing claims in the control
+plane while the clients under test watch them through the app cluster; every write's
+resourceVersion is recorded, so a delivery can be matched to the write it reports.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from informer import Delivery, https_connection
+
+from mcp_connector.core import contract
+from testbed.harness import Testbed
+
+GROUP, VERSION, PLURAL, KIND = "k8s.starter.org", "v1alpha1", "kubernetesclusters", "KubernetesCluster"
+
+
+@dataclass(frozen=True)
+class Write:
+    """One change made in the control plane: the app-side key and the resourceVersion it produced."""
+
+    type: str  # ADDED, MODIFIED, DELETED
+    key: str
+    rv: int
+
+
+def claim_body(name: str, namespace: str, *, nodes: int = 1) -> dict[str, Any]:
+    """An app-side KubernetesCluster claim."""
+    return {
+        "apiVersion": f"{GROUP}/{VERSION}",
+        "kind": KIND,
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": {"id": name, "parameters": {"nodes": {"count": nodes}}},
+    }
+
+
+@dataclass
+class ControlPlaneClaims:
+    """Creates, changes and deletes one cluster's claims directly in the control plane."""
+
+    tb: Testbed
+    cluster_id: str
+    writes: list[Write] = field(default_factory=list)
+
+    def _path(self, name: str | None = None) -> str:
+        base = f"/apis/{GROUP}/{VERSION}/namespaces/{self.tb.claim_namespace}/{PLURAL}"
+        return f"{base}/{name}" if name else base
+
+    def _call(self, method: str, path: str, body: Any = None, content_type: str = "application/json") -> Any:
+        conn = https_connection(self.tb.control_plane, 15)
+        try:
+            data = json.dumps(body).encode() if body is not None else None
+            headers = {"Accept": "application/json", **({"Content-Type": content_type} if data else {})}
+            conn.request(method, path, body=data, headers=headers)
+            response = conn.getresponse()
+            raw = response.read()
+        finally:
+            conn.close()
+        if response.status >= 300:
+            raise AssertionError(f"{method} {path}: HTTP {response.status}: {raw[:500]!r}")
+        return json.loads(raw)
+
+    def _record(self, kind: str, ref: contract.AppRef, obj: dict[str, Any]) -> Write:
+        write = Write(kind, f"{ref.namespace}/{ref.name}", int(obj["metadata"]["resourceVersion"]))
+        self.writes.append(write)
+        return write
+
+    def ref(self, namespace: str, name: str) -> contract.AppRef:
+        """The app-side identity of a claim of this cluster."""
+        return contract.AppRef(self.cluster_id, namespace, name)
+
+    def create(self, namespace: str, name: str) -> Write:
+        """Create a claim as the connector would store it."""
+        ref = self.ref(namespace, name)
+        stored = contract.to_control_plane(claim_body(name, namespace), ref, claim_namespace=self.tb.claim_namespace)
+        return self._record("ADDED", ref, self._call("POST", self._path(), stored))
+
+    def modify(self, namespace: str, name: str, nodes: int) -> Write:
+        """Change a claim's spec (a merge patch)."""
+        ref = self.ref(namespace, name)
+        patch = {"spec": {"parameters": {"nodes": {"count": nodes}}}}
+        obj = self._call(
+            "PATCH", self._path(contract.control_plane_name(ref)), patch, "application/merge-patch+json"
+        )
+        return self._record("MODIFIED", ref, obj)
+
+    def delete(self, namespace: str, name: str) -> Write:
+        """Delete a claim (no finalizers, so it is gone at once)."""
+        ref = self.ref(namespace, name)
+        return self._record("DELETED", ref, self._call("DELETE", self._path(contract.control_plane_name(ref))))
+
+    def current(self, namespace: str) -> dict[str, int]:
+        """``key -> resourceVersion`` of this cluster's claims in ``namespace``, read from the control plane."""
+        selector = contract.scope_selector(self.cluster_id, namespace)
+        listed = self._call("GET", f"{self._path()}?labelSelector={selector}")
+        out = {}
+        for item in listed["items"]:
+            ref = contract.app_ref_of(item)
+            assert ref is not None
+            out[f"{ref.namespace}/{ref.name}"] = int(item["metadata"]["resourceVersion"])
+        return out
+
+
+@dataclass
+class DeliveryReport:
+    """The result of matching deliveries to writes."""
+
+    by_watch: int = 0  # writes delivered as their own watch event
+    by_relist: int = 0  # writes a relist stood in for (superseded, or shown in their state)
+    missing: list[Write] = field(default_factory=list)
+    duplicates: list[Delivery] = field(default_factory=list)
+
+    @property
+    def problems(self) -> list[str]:
+        """Everything that is not exactly once, for an assertion message."""
+        return [f"missing {w}" for w in self.missing] + [f"delivered twice or stale: {d}" for d in self.duplicates]
+
+
+def check_deliveries(deliveries: Sequence[Delivery], writes: Iterable[Write]) -> DeliveryReport:
+    """Match the informer's deliveries against the control plane's writes.
+
+    * No duplicate: a watch event never repeats a (key, resourceVersion) the client already had
+      (from an event or a list), and resourceVersions per key only grow.
+    * No loss: every write arrives as its own watch event, or a relist that happened after it
+      shows the object at that or a newer version (or gone): what client-go's Replace does.
+    """
+    report = DeliveryReport()
+    latest: dict[str, int] = {}
+    seen_by_watch: set[tuple[str, int]] = set()
+    lists: list[tuple[int, dict[str, int]]] = []  # (list resourceVersion, key -> rv) per (re)list
+    current_list: dict[str, int] | None = None
+    for d in deliveries:
+        if d.source == "list":
+            if d.type == "LIST":
+                current_list = {}
+                lists.append((d.rv, current_list))
+                continue
+            assert current_list is not None
+            current_list[d.key] = d.rv
+            if d.rv < latest.get(d.key, 0):
+                report.duplicates.append(d)
+            latest[d.key] = d.rv
+            continue
+        if d.rv <= latest.get(d.key, 0) or (d.key, d.rv) in seen_by_watch:
+            report.duplicates.append(d)
+        seen_by_watch.add((d.key, d.rv))
+        latest[d.key] = d.rv
+    for w in writes:
+        if (w.key, w.rv) in seen_by_watch:
+            report.by_watch += 1
+        elif any(list_rv >= w.rv and (listed.get(w.key) is None or listed[w.key] >= w.rv) for list_rv, listed in lists):
+            report.by_relist += 1
+        else:
+            report.missing.append(w)
+    return report
