@@ -85,9 +85,7 @@ class ControlPlaneClaims:
         """Change a claim's spec (a merge patch)."""
         ref = self.ref(namespace, name)
         patch = {"spec": {"parameters": {"nodes": {"count": nodes}}}}
-        obj = self._call(
-            "PATCH", self._path(contract.control_plane_name(ref)), patch, "application/merge-patch+json"
-        )
+        obj = self._call("PATCH", self._path(contract.control_plane_name(ref)), patch, "application/merge-patch+json")
         return self._record("MODIFIED", ref, obj)
 
     def delete(self, namespace: str, name: str) -> Write:
