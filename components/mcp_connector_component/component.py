@@ -21,7 +21,7 @@ import pulumi_kubernetes as k8s
 
 from mcp_connector import upstream
 from mcp_connector.core.access import AccessError, from_kubeconfig
-from mcp_connector.core.discovery import ClaimApi, ClaimApiSelection, group_versions, select
+from mcp_connector.core.discovery import ClaimApi, ClaimApiSelection, group_versions, preferred_versions, select
 from mcp_connector_component import manifests
 from mcp_connector_component.args import McpConnectorArgs
 from mcp_connector_component.credentials import (
@@ -270,7 +270,7 @@ class McpConnector(pulumi.ComponentResource):
         )
 
         gvs = group_versions(apis)
-        preferred = {a.group: a.preferred_version.name for a in apis}
+        preferred = preferred_versions(apis)
         priorities = manifests.version_priorities(gvs, preferred)
         apiservices = [
             k8s.apiregistration.v1.APIService(

@@ -38,7 +38,8 @@ RUN_AS_USER = 65532
 
 DEFAULT_GROUP_PRIORITY_MINIMUM = 1000
 DEFAULT_VERSION_PRIORITY = 15
-#: The preferred (storage) version of a group is ranked above the others so kubectl picks it.
+#: A group's preferred version (its highest in Kubernetes version order, as kube-apiserver would
+#: prefer it) is ranked above the others, so the aggregator advertises the same preference.
 PREFERRED_VERSION_PRIORITY = 20
 
 _HOST = re.compile(r"^[A-Za-z0-9]([-A-Za-z0-9.]*[A-Za-z0-9])?$")

@@ -10,10 +10,13 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
+import socket
 import ssl
 import tempfile
 import time
 from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
@@ -52,12 +55,60 @@ class ControlPlaneUnauthorized(ControlPlaneError):
     status = 503
 
 
-class ControlPlaneRejected(ControlPlaneError):
-    """The control plane answered with a Kubernetes error ``Status`` (passed on to the app user)."""
+#: How kube-apiserver words an RBAC denial (``<resource> "<name>" is forbidden: User "<u>" cannot ...``),
+#: as opposed to admission denials (quota, ValidatingAdmissionPolicy, webhooks), which are also 403.
+_RBAC_DENIAL = re.compile(r'(^|\s)is forbidden: User "[^"]*" cannot ')
 
-    def __init__(self, url: str, status: int, body: Mapping[str, Any]) -> None:
+
+class ControlPlaneRejected(ControlPlaneError):
+    """The control plane answered with a Kubernetes error ``Status`` (passed on to the app user).
+
+    ``retry_after`` and ``warnings`` are the response's ``Retry-After`` and ``Warning`` headers,
+    which the app user should see as the control plane sent them.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        status: int,
+        body: Mapping[str, Any],
+        *,
+        retry_after: str | None = None,
+        warnings: tuple[str, ...] = (),
+    ) -> None:
         super().__init__(url, f"HTTP {status}: {str(body.get('message', ''))[:300]}", body=body)
         self.status = status
+        self.retry_after = retry_after
+        self.warnings = warnings
+        #: False when the body was not a Kubernetes Status (e.g. a proxy in front of the apiserver).
+        self.from_apiserver = True
+
+    @property
+    def refuses_credentials(self) -> bool:
+        """True when the connector's own identity was refused, not the request it carried.
+
+        Every control-plane call is made as the connector, so a 401, or a 403 worded as an RBAC
+        denial, means its token or its control-plane RBAC is wrong. Any other 403 (quota,
+        admission policy, webhook, terminating namespace) is the control plane's answer to the
+        request and goes to the app user as it is.
+        """
+        if self.status == 401:
+            return True
+        if self.status != 403:
+            return False
+        message = (self.body or {}).get("message")
+        if not self.from_apiserver or not isinstance(message, str):
+            return True  # a 403 that is not kube-apiserver's Status comes from a proxy in front of it
+        return _RBAC_DENIAL.search(message) is not None
+
+
+@dataclass(frozen=True)
+class Reply:
+    """A successful control-plane answer: status (200, 201, 202), decoded body, ``Warning`` headers."""
+
+    status: int
+    body: dict[str, Any]
+    warnings: tuple[str, ...] = ()
 
 
 def ssl_context(access: ControlPlaneAccess) -> ssl.SSLContext:
@@ -98,13 +149,48 @@ def new_client(
     headers = {"User-Agent": USER_AGENT, "Accept": "application/json"}
     if access.token:
         headers["Authorization"] = f"Bearer {access.token}"
-    limits = httpx.Limits(max_connections=max_connections)
+    context = ssl_context(access)
+
+    def session() -> aiohttp.ClientSession:
+        connector = aiohttp.TCPConnector(
+            limit=max_connections, keepalive_timeout=5.0, ssl=context, socket_factory=_keepalive_socket
+        )
+        return aiohttp.ClientSession(connector=connector)
+
+    hooks: dict[str, list[Any]] = {}
+    if access.tls_server_name:
+        hooks["request"] = [_server_name_hook(access.tls_server_name)]
     return httpx.AsyncClient(
         base_url=access.url,
         headers=headers,
-        transport=AiohttpTransport(verify=ssl_context(access), limits=limits, trust_env=False),
+        transport=AiohttpTransport(verify=context, trust_env=False, client=session),
         timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0)),
+        event_hooks=hooks,
     )
+
+
+#: TCP keepalive on every upstream connection: idle 30 s, then 3 probes 10 s apart. A peer
+#: that vanished (host down, route gone) is noticed in about a minute even on a quiet watch.
+_KEEPALIVE = (("TCP_KEEPIDLE", 30), ("TCP_KEEPINTVL", 10), ("TCP_KEEPCNT", 3))
+
+
+def _keepalive_socket(addr_info: Any) -> socket.socket:
+    family, type_, proto, _, _ = addr_info
+    sock = socket.socket(family=family, type=type_, proto=proto)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+    for option, value in _KEEPALIVE:
+        if hasattr(socket, option):
+            sock.setsockopt(socket.IPPROTO_TCP, getattr(socket, option), value)
+    return sock
+
+
+def _server_name_hook(server_name: str) -> Any:
+    """Verify (and send as SNI) the kubeconfig's ``tls-server-name`` instead of the URL's host."""
+
+    async def hook(request: httpx.Request) -> None:
+        request.extensions["sni_hostname"] = server_name
+
+    return hook
 
 
 #: What went wrong, by the aiohttp exception under the httpx one. httpx-aiohttp maps every
@@ -128,13 +214,18 @@ def _describe(error: httpx.TransportError) -> str:
     return f"{kind} ({detail})"
 
 
-def status_body(response: httpx.Response) -> dict[str, Any]:
-    """Return the response's Kubernetes ``Status`` body, or one made up from the HTTP status."""
+def _decoded_status(response: httpx.Response) -> dict[str, Any] | None:
     try:
         body = orjson.loads(response.content)
     except orjson.JSONDecodeError:
-        body = None
-    if isinstance(body, dict) and body.get("kind") == "Status":
+        return None
+    return body if isinstance(body, dict) and body.get("kind") == "Status" else None
+
+
+def status_body(response: httpx.Response) -> dict[str, Any]:
+    """Return the response's Kubernetes ``Status`` body, or one made up from the HTTP status."""
+    body = _decoded_status(response)
+    if body is not None:
         return body
     return {
         "kind": "Status",
@@ -158,8 +249,15 @@ def raise_for_status(url: str, response: httpx.Response) -> None:
     """Raise the matching ControlPlaneError for a non-2xx response."""
     if response.is_success:
         return
-    body = status_body(response)
-    raise ControlPlaneRejected(url, response.status_code, body)
+    error = ControlPlaneRejected(
+        url,
+        response.status_code,
+        status_body(response),
+        retry_after=response.headers.get("Retry-After"),
+        warnings=tuple(response.headers.get_list("Warning")),
+    )
+    error.from_apiserver = _decoded_status(response) is not None
+    raise error
 
 
 async def request(
@@ -178,7 +276,7 @@ async def request(
     ``accept`` overrides the JSON default (e.g. to ask for a ``Table``); ``timeout`` overrides the
     client's for calls that must answer quickly (readiness probes).
     """
-    _, body = await exchange(
+    reply = await exchange(
         client,
         method,
         path,
@@ -188,7 +286,7 @@ async def request(
         accept=accept,
         timeout=timeout,
     )
-    return body
+    return reply.body
 
 
 async def exchange(
@@ -201,19 +299,26 @@ async def exchange(
     content_type: str = "application/json",
     accept: str | None = None,
     timeout: float | None = None,
-) -> tuple[int, dict[str, Any]]:
-    """Like request, but also return the success status (201 Created vs 200, 202 Accepted)."""
+    headers: Mapping[str, str] | None = None,
+) -> Reply:
+    """Like request, but return the whole Reply (201 Created vs 200, 202 Accepted, warnings).
+
+    ``headers`` are sent as well, e.g. the ``Audit-ID`` and ``User-Agent`` of the app request
+    this call is made for.
+    """
     url = str(client.base_url)
     content = orjson.dumps(json_body) if json_body is not None else None
-    headers: dict[str, str] = {"Content-Type": content_type} if content is not None else {}
+    sent: dict[str, str] = dict(headers or {})
+    if content is not None:
+        sent["Content-Type"] = content_type
     if accept:
-        headers["Accept"] = accept
+        sent["Accept"] = accept
     extra: dict[str, Any] = {"timeout": timeout} if timeout is not None else {}
     with mapped_errors(url):
-        response = await client.request(method, path, params=params, content=content, headers=headers, **extra)
+        response = await client.request(method, path, params=params, content=content, headers=sent, **extra)
     raise_for_status(url, response)
     result: dict[str, Any] = orjson.loads(response.content) if response.content else {}
-    return response.status_code, result
+    return Reply(response.status_code, result, tuple(response.headers.get_list("Warning")))
 
 
 async def list_all(
@@ -253,6 +358,11 @@ async def fetch_claim_apis(client: httpx.AsyncClient) -> tuple[ClaimApi, ...]:
     return claim_apis_from(xrds, crds)
 
 
+#: How long a watch may go without a byte before it counts as dead. kube-apiserver sends a
+#: BOOKMARK about once a minute to watches that allow them, so two missed ones are enough.
+WATCH_IDLE_TIMEOUT = 130.0
+
+
 @contextlib.asynccontextmanager
 async def watch(
     client: httpx.AsyncClient,
@@ -260,19 +370,24 @@ async def watch(
     *,
     params: Mapping[str, str],
     accept: str | None = None,
+    headers: Mapping[str, str] | None = None,
+    idle_timeout: float | None = WATCH_IDLE_TIMEOUT,
 ) -> AsyncIterator[AsyncIterator[dict[str, Any]]]:
     """Open a watch stream and yield an iterator of its decoded events.
 
-    The read timeout is off: a quiet watch is healthy, and the server ends it after
-    ``timeoutSeconds``. Transport failures mid-stream surface as ControlPlaneUnreachable and
-    a refused watch as ControlPlaneRejected, as for every other call.
+    A watch that goes silent for ``idle_timeout`` seconds ends with ControlPlaneUnreachable:
+    a control plane that vanished without closing the connection (a dead host, a dropped
+    route, a hung proxy) must not leave the watch, and the app client behind it, hanging for
+    ever. Callers that want quiet watches kept open ask for bookmarks (``allowWatchBookmarks``).
+    Transport failures mid-stream surface as ControlPlaneUnreachable and a refused watch as
+    ControlPlaneRejected, as for every other call.
     """
     url = str(client.base_url)
     query = {**params, "watch": "true"}
-    headers = {"Accept": accept} if accept else {}
-    timeout = httpx.Timeout(None, connect=10.0)
+    sent = {**(headers or {}), **({"Accept": accept} if accept else {})}
+    timeout = httpx.Timeout(connect=10.0, read=idle_timeout, write=10.0, pool=10.0)
     with mapped_errors(url):
-        async with client.stream("GET", path, params=query, headers=headers, timeout=timeout) as response:
+        async with client.stream("GET", path, params=query, headers=sent, timeout=timeout) as response:
             if not response.is_success:
                 await response.aread()
                 raise_for_status(url, response)

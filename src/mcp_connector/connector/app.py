@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
+import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -28,6 +29,7 @@ from mcp_connector.connector.routing import (
     NonResourceRoute,
     OpenApiRoute,
     ResourceRoute,
+    authorized_name,
     parse_path,
     verb_of,
 )
@@ -69,6 +71,13 @@ def _forbidden(attrs: Attributes, reason: str) -> ApiError:
     return ApiError(
         status_body(403, message, details={"name": attrs.name, "group": attrs.group, "kind": attrs.resource})
     )
+
+
+def _error_response(error: ApiError) -> web.Response:
+    response = json_response(error.body, status=error.code)
+    for name, value in error.headers:
+        response.headers.add(name, value)
+    return response
 
 
 async def _discovery(request: web.Request, rt: Runtime, route: DiscoveryRoute) -> web.Response:
@@ -131,7 +140,7 @@ async def _resource(request: web.Request, rt: Runtime, route: ResourceRoute, use
         route.plural,
         route.subresource or "",
         route.namespace or "",
-        route.name or "",
+        authorized_name(route, verb, query),
     )
     try:
         decision = await rt.authorizer.authorize(attrs)
@@ -154,6 +163,9 @@ async def _resource(request: web.Request, rt: Runtime, route: ResourceRoute, use
         accept=request.headers.get("Accept", "application/json"),
         content_type=request.headers.get("Content-Type", "application/json"),
         body=body,
+        audit_id=request["audit_id"],
+        user=user,
+        user_agent=request.headers.get("User-Agent", ""),
     )
     if verb == "watch":
         return await watch.serve(request, rt, call)
@@ -166,12 +178,14 @@ async def _resource(request: web.Request, rt: Runtime, route: ResourceRoute, use
         "deletecollection": resources.delete_collection,
     }
     if verb == "create":
-        code, created = await resources.create(rt, call)
-        return json_response(created, status=code)
-    result = await handlers[verb](rt, call)
-    if isinstance(result, tuple):
-        return json_response(result[1], status=result[0])
-    return json_response(result)
+        code, result = await resources.create(rt, call)
+    else:
+        answer = await handlers[verb](rt, call)
+        code, result = answer if isinstance(answer, tuple) else (200, answer)
+    response = json_response(result, status=code)
+    for warning in call.warnings:
+        response.headers.add("Warning", warning)
+    return response
 
 
 async def _non_resource(request: web.Request, route: NonResourceRoute) -> web.Response:
@@ -188,6 +202,9 @@ async def handle(request: web.Request) -> web.StreamResponse:
     rt = request.app[RUNTIME]
     start = time.monotonic()
     request["verb"] = "unknown"
+    # The aggregator's Audit-ID names this request in the app cluster's audit log; it is sent on
+    # to the control plane and echoed back, as kube-apiserver echoes it.
+    request["audit_id"] = request.headers.get("Audit-ID") or str(uuid.uuid4())
     code = 500
     try:
         route = parse_path(request.path)
@@ -216,15 +233,16 @@ async def handle(request: web.Request) -> web.StreamResponse:
         log.info("unauthenticated request", extra=fields(path=request.path, reason=str(e)))
         response = json_response(status_body(401, "Unauthorized"), status=401)
     except ApiError as e:
-        response = json_response(e.body, status=e.code)
+        response = _error_response(e)
     except upstream.ControlPlaneError as e:
-        error = from_control_plane(e, ref=None, claim_namespace=rt.claim_namespace)
-        response = json_response(error.body, status=error.code)
+        response = _error_response(from_control_plane(e, ref=None, claim_namespace=rt.claim_namespace))
     except web.HTTPException:
         raise
     except Exception:
         log.exception("request failed", extra=fields(path=request.path, method=request.method))
         response = json_response(status_body(500, "internal error in the connector"), status=500)
+    if not response.prepared:
+        response.headers["Audit-ID"] = request["audit_id"]
     code = response.status
     verb = request["verb"]
     metrics.REQUESTS.labels(verb, str(code)).inc()

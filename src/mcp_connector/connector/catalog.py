@@ -6,11 +6,10 @@ consistent snapshot while the served set moves underneath.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from mcp_connector.core.discovery import ClaimApi, ClaimVersion, GroupVersion, group_versions
+from mcp_connector.core.discovery import ClaimApi, ClaimVersion, GroupVersion, group_versions, version_order
 
 
 @dataclass(frozen=True)
@@ -70,20 +69,5 @@ class Catalog:
         return tuple(r for (g, v, _), r in sorted(self._by_path.items()) if g == group and v == version)
 
     def versions_of(self, group: str) -> tuple[str, ...]:
-        """A group's versions, preferred first (the storage version of its first kind leads)."""
-        apis = self.in_group(group)
-        if not apis:
-            return ()
-        preferred = apis[0].preferred_version.name
-        names = sorted({v.name for a in apis for v in a.versions}, key=_version_priority)
-        return (preferred, *[n for n in names if n != preferred])
-
-
-def _version_priority(version: str) -> tuple[int, int, int, str]:
-    """Kubernetes version ordering: GA > beta > alpha, higher numbers first."""
-    match = re.fullmatch(r"v(\d+)(?:(alpha|beta)(\d+))?", version)
-    if match is None:
-        return (3, 0, 0, version)
-    major, stage, minor = match.groups()
-    rank = {None: 0, "beta": 1, "alpha": 2}[stage]
-    return (rank, -int(major), -int(minor or 0), version)
+        """A group's versions in Kubernetes version order; the first is the preferred one."""
+        return tuple(sorted({v.name for a in self.in_group(group) for v in a.versions}, key=version_order))

@@ -38,6 +38,7 @@ class Config:
     service: ServiceRef | None
     secret_resync_seconds: float
     upstream_timeout: float
+    watch_idle_timeout: float
     authz_allowed_ttl: float
     authz_denied_ttl: float
     authz_cache_size: int
@@ -137,6 +138,7 @@ def build(options: ServeOptions) -> Config:
         service=service,
         secret_resync_seconds=float(options.get("secret-resync-seconds") or 60),
         upstream_timeout=float(options.get("upstream-timeout-seconds") or 30),
+        watch_idle_timeout=float(options.get("watch-idle-timeout-seconds") or 130),
         authz_allowed_ttl=float(options.get("authz-allowed-ttl-seconds") or 10),
         authz_denied_ttl=float(options.get("authz-denied-ttl-seconds") or 5),
         authz_cache_size=int(float(options.get("authz-cache-size") or 10000)),

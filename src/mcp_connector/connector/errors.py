@@ -54,11 +54,16 @@ def status_body(
 
 
 class ApiError(Exception):
-    """A request failure with the ``Status`` body to answer with."""
+    """A request failure with the ``Status`` body to answer with, and headers to send along.
 
-    def __init__(self, body: Mapping[str, Any]) -> None:
+    ``headers`` carries what the control plane said beside its Status (``Retry-After``,
+    ``Warning``), as (name, value) pairs because ``Warning`` may repeat.
+    """
+
+    def __init__(self, body: Mapping[str, Any], *, headers: tuple[tuple[str, str], ...] = ()) -> None:
         self.body = dict(body)
         self.code = int(self.body.get("code") or 500)
+        self.headers = headers
         super().__init__(str(self.body.get("message", "")))
 
     @classmethod
@@ -82,48 +87,79 @@ def bad_request(message: str) -> ApiError:
     return ApiError.of(400, message)
 
 
-def from_control_plane(error: ControlPlaneError, *, ref: contract.AppRef | None, claim_namespace: str) -> ApiError:
+def from_control_plane(
+    error: ControlPlaneError,
+    *,
+    ref: contract.AppRef | None,
+    claim_namespace: str,
+    namespace: str | None = None,
+) -> ApiError:
     """Map a control-plane failure to what the app user sees, naming app-side objects only.
 
-    401/403 on the connector's own calls mean the connector's credentials are wrong, not the
-    user's: that is an outage (503), reported without any credential.
+    Only a refusal of the connector's own identity (401, or an RBAC 403) is an outage of
+    the connector (503, reported without any credential). Every other answer, 403s from
+    quota, admission policies and webhooks included, is the control plane's verdict on the
+    request: it reaches the user with its code, reason, message, ``Retry-After`` and
+    ``Warning`` headers, with the claim's hashed name and the claim namespace replaced by
+    the app-side ones (``namespace`` names the app namespace of a request without one object).
     """
     if isinstance(error, ControlPlaneUnreachable):
         return ApiError.of(503, f"control plane {error.url} is unreachable: {error.cause}")
     if isinstance(error, ControlPlaneUnauthorized) or (
-        isinstance(error, ControlPlaneRejected) and error.status in (401, 403)
+        isinstance(error, ControlPlaneRejected) and error.refuses_credentials
     ):
-        return ApiError.of(
-            503,
-            f"control plane {error.url} refused the connector's credentials "
-            f"(HTTP {getattr(error, 'status', 401)}); check the connector's control-plane token or kubeconfig",
-        )
+        return ApiError.of(503, credentials_message(error))
     if isinstance(error, ControlPlaneRejected):
         body = dict(error.body or status_body(error.status, error.cause))
         body.setdefault("code", error.status)
         body.setdefault("kind", "Status")
         body.setdefault("apiVersion", "v1")
+        headers: list[tuple[str, str]] = []
+        if error.retry_after:
+            headers.append(("Retry-After", error.retry_after))
         if ref is not None:
             body = contract.rewrite_status(body, ref, claim_namespace=claim_namespace)
+            headers += [
+                ("Warning", contract.rewrite_message(w, ref, claim_namespace=claim_namespace)) for w in error.warnings
+            ]
         else:
-            body = scrub_namespace(body, claim_namespace)
-        return ApiError(body)
+            body = scrub_namespace(body, claim_namespace, namespace)
+            headers += [("Warning", scrub_text(w, claim_namespace, namespace)) for w in error.warnings]
+        return ApiError(body, headers=tuple(headers))
     return ApiError.of(503, f"control plane {error.url}: {error.cause}")
 
 
-def scrub_namespace(body: dict[str, Any], claim_namespace: str) -> dict[str, Any]:
-    """Hide the control-plane claim namespace in a message that names no single object."""
+def credentials_message(error: ControlPlaneError) -> str:
+    """What the app user is told when the control plane refuses the connector itself."""
+    status = getattr(error, "status", 401)
+    if status == 403:
+        return (
+            f"control plane {error.url} denied the connector's own identity (HTTP 403); "
+            "check the connector's RBAC in the control plane"
+        )
+    return (
+        f"control plane {error.url} refused the connector's credentials "
+        f"(HTTP {status}); check the connector's control-plane token or kubeconfig"
+    )
+
+
+def scrub_text(text: str, claim_namespace: str, namespace: str | None) -> str:
+    """Name the app namespace (or "the app namespace") where a message names the claim namespace."""
+    return contract.hide_claim_namespace(text, claim_namespace=claim_namespace, namespace=namespace)
+
+
+def scrub_namespace(body: dict[str, Any], claim_namespace: str, namespace: str | None = None) -> dict[str, Any]:
+    """Hide the control-plane claim namespace in a Status that names no single object."""
     message = body.get("message")
     if isinstance(message, str):
-        body["message"] = message.replace(f'namespace "{claim_namespace}"', "the app namespace")
+        body["message"] = scrub_text(message, claim_namespace, namespace)
     return body
 
 
 def describe(error: ControlPlaneError) -> str:
     """A log-friendly description of an upstream failure; credential refusals say so plainly."""
-    status = getattr(error, "status", None)
     if isinstance(error, ControlPlaneUnauthorized) or (
-        isinstance(error, ControlPlaneRejected) and status in (401, 403)
+        isinstance(error, ControlPlaneRejected) and error.refuses_credentials
     ):
-        return f"{error.url} refused the connector's credentials (HTTP {status}); check the token or kubeconfig"
+        return credentials_message(error)
     return str(error)

@@ -1,38 +1,28 @@
-"""``/healthz``, ``/livez`` and ``/readyz``: alive means the process serves, ready means the control plane answers.
+"""``/healthz``, ``/livez`` and ``/readyz``: alive means the process serves, ready means discovery can be served.
 
-Readiness is cached for a second so probe storms do not become control-plane load.
+Readiness must not follow the control plane. The app cluster routes an APIService to the
+connector only while it is ready; a connector that went unready with its control plane would
+take its groups out of discovery, and the app cluster's namespace controller and garbage
+collector stall on any group whose discovery fails. So the connector is ready once it has read
+the claim APIs (its catalog) and stays ready; while the control plane is away, resource calls
+get a 503 Status and discovery keeps answering from the last catalog.
 """
 
 from __future__ import annotations
 
-import time
-
-from mcp_connector import upstream
-from mcp_connector.core.discovery import XRD_LIST_PATH
+from mcp_connector.connector.runtime import Runtime
 
 
 class Health:
-    """Answers the health endpoints for one control plane."""
+    """Answers the health endpoints from the runtime's state (no I/O)."""
 
-    def __init__(self, client: upstream.Client, *, cache_seconds: float = 1.0) -> None:
-        self._client = client
-        self._cache_seconds = cache_seconds
-        self._checked_at = -cache_seconds
-        self._last: tuple[bool, str] = (False, "not checked yet")
+    def __init__(self, rt: Runtime) -> None:
+        self._rt = rt
 
     async def check(self, path: str) -> tuple[bool, str]:
         """(healthy, text) for a health path."""
         if not path.startswith("/readyz"):
             return True, "ok"
-        now = time.monotonic()
-        if now - self._checked_at >= self._cache_seconds:
-            self._last = await self._ready()
-            self._checked_at = time.monotonic()
-        return self._last
-
-    async def _ready(self) -> tuple[bool, str]:
-        try:
-            await upstream.request(self._client, "GET", XRD_LIST_PATH, params={"limit": "1"}, timeout=3.0)
-        except upstream.ControlPlaneError as e:
-            return False, f"not ready: {e}"
+        if not self._rt.catalog_loaded:
+            return False, f"not ready: {self._rt.catalog_error}"
         return True, "ok"

@@ -18,32 +18,111 @@ from mcp_connector.connector.catalog import Catalog, ServedResource
 
 OBJECT_META = "io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta"
 LIST_META = "io.k8s.apimachinery.pkg.apis.meta.v1.ListMeta"
+OWNER_REFERENCE = "io.k8s.apimachinery.pkg.apis.meta.v1.OwnerReference"
+MANAGED_FIELDS_ENTRY = "io.k8s.apimachinery.pkg.apis.meta.v1.ManagedFieldsEntry"
+FIELDS_V1 = "io.k8s.apimachinery.pkg.apis.meta.v1.FieldsV1"
+TIME = "io.k8s.apimachinery.pkg.apis.meta.v1.Time"
 
-_STRING_MAP = {"type": "object", "additionalProperties": {"type": "string"}}
-_OBJECT_META_SCHEMA: dict[str, Any] = {
-    "description": "Standard object's metadata.",
-    "type": "object",
-    "properties": {
-        "name": {"type": "string", "description": "Name must be unique within a namespace."},
-        "namespace": {
-            "type": "string",
-            "description": "Namespace defines the space within which each name must be unique.",
+_STRING_MAP = {"type": "object", "additionalProperties": {"type": "string", "default": ""}}
+
+
+def _meta_schemas(ref_prefix: str) -> dict[str, Any]:
+    """ObjectMeta and the types it refers to, field for field as kube-apiserver publishes them.
+
+    ``kubectl explain <kind>.metadata.ownerReferences`` and clients that read list types and
+    merge keys from the schema need every field, not just the common ones.
+    """
+
+    def ref(name: str, description: str) -> dict[str, Any]:
+        return {"$ref": f"{ref_prefix}{name}", "description": description}
+
+    def text(description: str) -> dict[str, Any]:
+        return {"type": "string", "description": description}
+
+    return {
+        OBJECT_META: {
+            "description": "Metadata every persisted object has: identity, labels, owners, lifecycle.",
+            "type": "object",
+            "properties": {
+                "annotations": {**_STRING_MAP, "description": "Unstructured key-value data kept with the object."},
+                "creationTimestamp": ref(TIME, "When the object was created, set by the server. Read-only."),
+                "deletionGracePeriodSeconds": {
+                    "type": "integer",
+                    "format": "int64",
+                    "description": "Seconds the object has to terminate gracefully once deletion started. Read-only.",
+                },
+                "deletionTimestamp": ref(TIME, "When the object will be deleted, set when deletion is requested."),
+                "finalizers": {
+                    "type": "array",
+                    "items": {"type": "string", "default": ""},
+                    "x-kubernetes-list-type": "set",
+                    "x-kubernetes-patch-strategy": "merge",
+                    "description": "Conditions that must be cleared before the object is removed from storage.",
+                },
+                "generateName": text("Prefix the server adds a random suffix to when no name is given."),
+                "generation": {
+                    "type": "integer",
+                    "format": "int64",
+                    "description": "Sequence number of the desired state's changes, set by the server. Read-only.",
+                },
+                "labels": {**_STRING_MAP, "description": "Key-value pairs used to organize and select objects."},
+                "managedFields": {
+                    "type": "array",
+                    "items": {"$ref": f"{ref_prefix}{MANAGED_FIELDS_ENTRY}", "default": {}},
+                    "x-kubernetes-list-type": "atomic",
+                    "description": "Which manager owns which fields, maintained by server-side apply.",
+                },
+                "name": text("Unique name within the namespace."),
+                "namespace": text("The namespace the name is unique in."),
+                "ownerReferences": {
+                    "type": "array",
+                    "items": {"$ref": f"{ref_prefix}{OWNER_REFERENCE}", "default": {}},
+                    "x-kubernetes-list-map-keys": ["uid"],
+                    "x-kubernetes-list-type": "map",
+                    "x-kubernetes-patch-merge-key": "uid",
+                    "x-kubernetes-patch-strategy": "merge",
+                    "description": "Objects this object depends on; when all are deleted, it is garbage collected.",
+                },
+                "resourceVersion": text("Opaque version of the object, for optimistic concurrency and watches."),
+                "selfLink": text("Deprecated and no longer set."),
+                "uid": text("Unique in time and space, set by the server. Read-only."),
+            },
         },
-        "generateName": {"type": "string", "description": "Optional prefix to generate a unique name from."},
-        "labels": {**_STRING_MAP, "description": "Map of string keys and values to organize and select objects."},
-        "annotations": {**_STRING_MAP, "description": "Unstructured key value map stored with a resource."},
-        "uid": {"type": "string", "description": "Unique in time and space value for this object."},
-        "resourceVersion": {"type": "string", "description": "Opaque value of the object's internal version."},
-        "generation": {"type": "integer", "format": "int64", "description": "Generation of the desired state."},
-        "creationTimestamp": {"type": "string", "format": "date-time", "description": "When the object was created."},
-        "deletionTimestamp": {
-            "type": "string",
-            "format": "date-time",
-            "description": "When the object will be deleted.",
+        OWNER_REFERENCE: {
+            "description": "An owner of the object, in the same namespace or cluster-scoped.",
+            "type": "object",
+            "required": ["apiVersion", "kind", "name", "uid"],
+            "x-kubernetes-map-type": "atomic",
+            "properties": {
+                "apiVersion": {**text("API version of the owner."), "default": ""},
+                "blockOwnerDeletion": {
+                    "type": "boolean",
+                    "description": "If true, the owner cannot be deleted in the foreground until this object is gone.",
+                },
+                "controller": {"type": "boolean", "description": "If true, this owner is the managing controller."},
+                "kind": {**text("Kind of the owner."), "default": ""},
+                "name": {**text("Name of the owner."), "default": ""},
+                "uid": {**text("UID of the owner."), "default": ""},
+            },
         },
-        "finalizers": {"type": "array", "items": {"type": "string"}, "description": "Must be empty before deletion."},
-    },
-}
+        MANAGED_FIELDS_ENTRY: {
+            "description": "The fields one manager owns, and how it last wrote them.",
+            "type": "object",
+            "properties": {
+                "apiVersion": text("API version of the object the fields were recorded in."),
+                "fieldsType": text('Format of fieldsV1; only "FieldsV1".'),
+                "fieldsV1": ref(FIELDS_V1, "The owned fields, as a FieldsV1 tree."),
+                "manager": text("Name of the manager (the field manager of its requests)."),
+                "operation": text('"Apply" for server-side apply, "Update" for every other write.'),
+                "subresource": text("Subresource the fields were written through, if any."),
+                "time": ref(TIME, "When the manager last changed its fields."),
+            },
+        },
+        FIELDS_V1: {"description": "A set of fields as a JSON tree.", "type": "object"},
+        TIME: {"description": "A timestamp in RFC 3339 form, to the second.", "type": "string", "format": "date-time"},
+    }
+
+
 _LIST_META_SCHEMA: dict[str, Any] = {
     "description": "Standard list metadata.",
     "type": "object",
@@ -84,7 +163,7 @@ def _kind_schema(r: ServedResource, ref_prefix: str) -> dict[str, Any]:
         "description": "APIVersion defines the versioned schema of this representation of an object.",
     }
     properties["kind"] = {"type": "string", "description": "Kind is a string value representing the REST resource."}
-    properties["metadata"] = {"$ref": f"{ref_prefix}{OBJECT_META}"}
+    properties["metadata"] = {"$ref": f"{ref_prefix}{OBJECT_META}", "default": {}}
     schema["x-kubernetes-group-version-kind"] = _gvk(r)
     return schema
 
@@ -135,7 +214,7 @@ def _paths(resources: tuple[ServedResource, ...], ref_prefix: str, *, v3: bool) 
 
 
 def _schemas(resources: tuple[ServedResource, ...], ref_prefix: str) -> dict[str, Any]:
-    schemas: dict[str, Any] = {OBJECT_META: _OBJECT_META_SCHEMA, LIST_META: _LIST_META_SCHEMA}
+    schemas: dict[str, Any] = {**_meta_schemas(ref_prefix), LIST_META: _LIST_META_SCHEMA}
     for r in resources:
         schemas[definition_name(r)] = _kind_schema(r, ref_prefix)
         schemas[definition_name(r, list_kind=True)] = _list_schema(r, ref_prefix)

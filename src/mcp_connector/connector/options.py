@@ -59,6 +59,11 @@ FLAGS = (
     Flag("manage-apiservices", "create/update/delete APIServices for the served claim APIs", boolean=True),
     Flag("secret-resync-seconds", "full connection-Secret resync interval", "60"),
     Flag("upstream-timeout-seconds", "timeout of control-plane requests", "30"),
+    Flag(
+        "watch-idle-timeout-seconds",
+        "end a control-plane watch (and the app watch it feeds) after this long without a byte",
+        "130",
+    ),
     Flag("authz-allowed-ttl-seconds", "how long an allowed SubjectAccessReview is cached", "10"),
     Flag("authz-denied-ttl-seconds", "how long a denied SubjectAccessReview is cached", "5"),
     Flag("authz-cache-size", "most SubjectAccessReview decisions kept", "10000"),
@@ -163,6 +168,7 @@ def validate(options: ServeOptions) -> list[str]:
         errors.append("--tls-ca-file: required with --manage-apiservices and --tls-cert-file (the caBundle)")
     _number(options, "port", errors, low=1, high=65535)
     _number(options, "service-port", errors, low=1, high=65535)
+    _number(options, "watch-idle-timeout-seconds", errors, low=1, high=86400)
     for name in (
         "secret-resync-seconds",
         "upstream-timeout-seconds",

@@ -15,8 +15,9 @@ import logging
 import re
 import secrets
 import time
+import unicodedata
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
@@ -24,12 +25,20 @@ import yaml
 
 from mcp_connector import upstream
 from mcp_connector.connector import patches
+from mcp_connector.connector.auth import User
 from mcp_connector.connector.catalog import ServedResource
-from mcp_connector.connector.errors import ApiError, bad_request, from_control_plane, not_found, status_body
+from mcp_connector.connector.errors import (
+    ApiError,
+    bad_request,
+    from_control_plane,
+    not_found,
+    scrub_text,
+    status_body,
+)
 from mcp_connector.connector.metrics import UPSTREAM_SECONDS
 from mcp_connector.connector.routing import ResourceRoute
 from mcp_connector.connector.runtime import Runtime
-from mcp_connector.connector.translate import Scope, body_to_app, table_is_empty
+from mcp_connector.connector.translate import Scope, body_to_app, table_is_empty, upstream_include_object
 from mcp_connector.core import contract
 
 log = logging.getLogger(__name__)
@@ -44,7 +53,12 @@ _CONFLICT_RETRIES = 5
 
 @dataclass(frozen=True)
 class Call:
-    """One resource request, parsed: what the handlers need and nothing from the web framework."""
+    """One resource request, parsed: what the handlers need and nothing from the web framework.
+
+    ``audit_id``, ``user`` and ``user_agent`` travel to the control plane with every call made
+    for this request, so both clusters' audit logs can follow it; ``warnings`` collects the
+    control plane's ``Warning`` headers (in app-side terms) for the response.
+    """
 
     route: ResourceRoute
     served: ServedResource
@@ -53,6 +67,46 @@ class Call:
     accept: str = "application/json"
     content_type: str = "application/json"
     body: bytes = b""
+    audit_id: str = ""
+    user: User | None = None
+    user_agent: str = ""
+    warnings: list[str] = field(default_factory=list, compare=False)
+
+
+#: Longest User-Agent sent upstream; the app client's own agent is cut to fit.
+_MAX_USER_AGENT = 512
+
+
+def _printable(text: str) -> str:
+    """``text`` safe for a header value: printable ASCII only."""
+    return "".join(c for c in text if " " <= c <= "~")
+
+
+def upstream_headers(rt: Runtime, call: Call) -> dict[str, str]:
+    """``Audit-ID`` and a ``User-Agent`` naming the app cluster and user, for every control-plane call.
+
+    kube-apiserver takes an incoming ``Audit-ID`` as the audit ID of the request and records the
+    User-Agent in its audit events, so the control plane's audit log shows which app cluster and
+    user (and which client) a request was made for, under the app cluster's audit ID.
+    """
+    headers = {}
+    if call.audit_id:
+        headers["Audit-ID"] = _printable(call.audit_id)[:128]
+    if call.user is not None:
+        agent = f"{upstream.USER_AGENT} (cluster={rt.cluster_id}; user={call.user.name})"
+        if call.user_agent:
+            agent += f" {call.user_agent}"
+        headers["User-Agent"] = _printable(agent)[:_MAX_USER_AGENT]
+    return headers
+
+
+def field_manager_of(user_agent: str) -> str:
+    """The field manager kube-apiserver names after a client that gave none: its User-Agent up to "/".
+
+    The connector's own User-Agent would otherwise name every manager "mcp-connector".
+    """
+    prefix = user_agent.split("/")[0]
+    return "".join(c for c in prefix if unicodedata.category(c)[0] not in ("C", "Z") or c == " ")[:128]
 
 
 def upstream_accept(accept: str) -> str | None:
@@ -90,21 +144,45 @@ def app_ref(rt: Runtime, route: ResourceRoute, name: str | None = None) -> contr
 
 
 async def _cp(
-    rt: Runtime, verb: str, method: str, path: str, *, ref: contract.AppRef | None, **kwargs: Any
+    rt: Runtime, call: Call, verb: str, method: str, path: str, *, ref: contract.AppRef | None, **kwargs: Any
 ) -> dict[str, Any]:
-    return (await _cp_status(rt, verb, method, path, ref=ref, **kwargs))[1]
+    return (await _cp_status(rt, call, verb, method, path, ref=ref, **kwargs))[1]
 
 
 async def _cp_status(
-    rt: Runtime, verb: str, method: str, path: str, *, ref: contract.AppRef | None, **kwargs: Any
+    rt: Runtime, call: Call, verb: str, method: str, path: str, *, ref: contract.AppRef | None, **kwargs: Any
 ) -> tuple[int, dict[str, Any]]:
+    """One control-plane call made for ``call``: its headers go up, its warnings come back."""
     start = time.monotonic()
     try:
-        return await upstream.exchange(rt.control_plane, method, path, **kwargs)
+        reply = await upstream.exchange(rt.control_plane, method, path, headers=upstream_headers(rt, call), **kwargs)
     except upstream.ControlPlaneError as e:
-        raise from_control_plane(e, ref=ref, claim_namespace=rt.claim_namespace) from None
+        raise from_control_plane(
+            e, ref=ref, claim_namespace=rt.claim_namespace, namespace=call.route.namespace
+        ) from None
     finally:
         UPSTREAM_SECONDS.labels(verb).observe(time.monotonic() - start)
+    call.warnings.extend(app_warnings(rt, reply.warnings, ref, call.route.namespace))
+    return reply.status, reply.body
+
+
+def app_warnings(
+    rt: Runtime, warnings: tuple[str, ...], ref: contract.AppRef | None, namespace: str | None
+) -> list[str]:
+    """Control-plane ``Warning`` headers in app-side terms."""
+    if ref is not None:
+        return [contract.rewrite_message(w, ref, claim_namespace=rt.claim_namespace) for w in warnings]
+    return [scrub_text(w, rt.claim_namespace, namespace) for w in warnings]
+
+
+def write_params(call: Call, names: tuple[str, ...] = ()) -> dict[str, str]:
+    """Write parameters to forward, with the field manager kube-apiserver would have derived."""
+    params = _pick(call.query, (*WRITE_PARAMS, *names))
+    if "fieldManager" not in params and call.user_agent:
+        manager = field_manager_of(call.user_agent)
+        if manager:
+            params["fieldManager"] = manager
+    return params
 
 
 def parse_body(call: Call) -> dict[str, Any]:
@@ -205,6 +283,42 @@ def validate_name(call: Call, name: str) -> None:
         )
 
 
+def _stored_form(rt: Runtime, call: Call, body: Mapping[str, Any], ref: contract.AppRef) -> dict[str, Any]:
+    """The control-plane object for an app body, after the checks the API server would make.
+
+    Owner references travel in an annotation the control plane does not validate, so they
+    are checked here as kube-apiserver checks them (422 naming each bad field).
+    """
+    metadata = body.get("metadata") or {}
+    problems = contract.owner_reference_problems(metadata.get("ownerReferences"))
+    if problems:
+        raise invalid(call, ref.name, problems)
+    return contract.to_control_plane(body, ref, claim_namespace=rt.claim_namespace)
+
+
+def invalid(call: Call, name: str, problems: list[tuple[str, Any, str]]) -> ApiError:
+    """A 422 ``Invalid`` Status worded as kube-apiserver words field errors."""
+    kind = call.served.api.kind
+    causes = [
+        {"reason": "FieldValueInvalid", "message": f"Invalid value: {_go_value(v)}: {m}", "field": f}
+        for f, v, m in problems
+    ]
+    details = [f"{c['field']}: {c['message']}" for c in causes]
+    summary = details[0] if len(details) == 1 else f"[{', '.join(details)}]"
+    return ApiError(
+        status_body(
+            422,
+            f'{kind}.{call.served.group} "{name}" is invalid: {summary}',
+            details={"name": name, "group": call.served.group, "kind": kind, "causes": causes},
+        )
+    )
+
+
+def _go_value(value: Any) -> str:
+    """A field value as Go's %#v quotes strings in field errors (other values as JSON)."""
+    return orjson.dumps(value).decode()
+
+
 def generate_name(prefix: str) -> str:
     """What the API server would make of ``generateName``: prefix plus 5 random characters."""
     prefix = prefix[: contract.MAX_LABEL_VALUE - 5]
@@ -214,7 +328,7 @@ def generate_name(prefix: str) -> str:
 def _to_app_or_404(call: Call, body: dict[str, Any], ref: contract.AppRef) -> dict[str, Any]:
     scope = Scope(ref.cluster_id, ref.namespace)
     if body.get("kind") == "Table":
-        translated = body_to_app(body, scope)
+        translated = body_to_app(body, scope, call.query.get("includeObject"))
         if translated is None or table_is_empty(translated):
             raise not_found(call.served.group, call.served.api.plural, ref.name)
         return translated
@@ -229,7 +343,7 @@ async def _get_owned(
     rt: Runtime, call: Call, ref: contract.AppRef, *, subresource: str | None = None
 ) -> dict[str, Any]:
     path = _object_path(rt, call.served, contract.control_plane_name(ref), subresource)
-    body = await _cp(rt, "get", "GET", path, ref=ref)
+    body = await _cp(rt, call, "get", "GET", path, ref=ref)
     if not Scope(ref.cluster_id, ref.namespace).admits_ref(body, ref):
         raise not_found(call.served.group, call.served.api.plural, ref.name)
     return body
@@ -241,14 +355,20 @@ async def get(rt: Runtime, call: Call) -> dict[str, Any]:
     path = _object_path(rt, call.served, contract.control_plane_name(ref), call.route.subresource)
     body = await _cp(
         rt,
+        call,
         "get",
         "GET",
         path,
         ref=ref,
-        params=_pick(call.query, ("resourceVersion",)),
+        params={**_pick(call.query, ("resourceVersion",)), **table_params(call)},
         accept=upstream_accept(call.accept),
     )
     return _to_app_or_404(call, body, ref)
+
+
+def table_params(call: Call) -> dict[str, str]:
+    """``includeObject`` for the control plane (only read there when a Table is asked for)."""
+    return {"includeObject": upstream_include_object(call.query.get("includeObject"))}
 
 
 def list_params(rt: Runtime, call: Call, names: tuple[str, ...]) -> dict[str, str]:
@@ -272,14 +392,15 @@ async def list_(rt: Runtime, call: Call) -> dict[str, Any]:
     """LIST claims in one namespace or all, scoped to this cluster."""
     body = await _cp(
         rt,
+        call,
         "list",
         "GET",
         _collection_path(rt, call.served),
         ref=None,
-        params=list_params(rt, call, READ_PARAMS),
+        params={**list_params(rt, call, READ_PARAMS), **table_params(call)},
         accept=upstream_accept(call.accept),
     )
-    translated = body_to_app(body, Scope(rt.cluster_id, call.route.namespace))
+    translated = body_to_app(body, Scope(rt.cluster_id, call.route.namespace), call.query.get("includeObject"))
     assert translated is not None  # lists are never dropped, only filtered
     return translated
 
@@ -298,15 +419,16 @@ async def create(rt: Runtime, call: Call) -> tuple[int, dict[str, Any]]:
         validate_name(call, final)
         metadata["name"] = final
         ref = app_ref(rt, call.route, final)
-        translated = contract.to_control_plane(body, ref, claim_namespace=rt.claim_namespace)
+        translated = _stored_form(rt, call, body, ref)
         try:
             created = await _cp(
                 rt,
+                call,
                 "create",
                 "POST",
                 _collection_path(rt, call.served),
                 ref=ref,
-                params=_pick(call.query, WRITE_PARAMS),
+                params=write_params(call),
                 json_body=translated,
             )
         except ApiError as e:
@@ -324,11 +446,9 @@ async def update(rt: Runtime, call: Call) -> dict[str, Any]:
     _check_kind(call, body, required=True)
     _check_identity(call, body, call.route.name)
     ref = app_ref(rt, call.route)
-    translated = contract.to_control_plane(body, ref, claim_namespace=rt.claim_namespace)
+    translated = _stored_form(rt, call, body, ref)
     path = _object_path(rt, call.served, contract.control_plane_name(ref), call.route.subresource)
-    updated = await _cp(
-        rt, "update", "PUT", path, ref=ref, params=_pick(call.query, WRITE_PARAMS), json_body=translated
-    )
+    updated = await _cp(rt, call, "update", "PUT", path, ref=ref, params=write_params(call), json_body=translated)
     return contract.to_app(updated)
 
 
@@ -372,11 +492,11 @@ async def patch(rt: Runtime, call: Call) -> tuple[int, dict[str, Any]]:
         pinned = _asks_for_version(document)
         if not pinned:
             metadata["resourceVersion"] = current["metadata"].get("resourceVersion")
-        translated = contract.to_control_plane(patched, ref, claim_namespace=rt.claim_namespace)
+        translated = _stored_form(rt, call, patched, ref)
         path = _object_path(rt, call.served, contract.control_plane_name(ref), call.route.subresource)
         try:
             updated = await _cp(
-                rt, "patch", "PUT", path, ref=ref, params=_pick(call.query, WRITE_PARAMS), json_body=translated
+                rt, call, "patch", "PUT", path, ref=ref, params=write_params(call), json_body=translated
             )
         except ApiError as e:
             if e.code == 409 and not pinned:
@@ -404,11 +524,12 @@ async def _apply(rt: Runtime, call: Call, ref: contract.AppRef) -> tuple[int, di
     body.setdefault("metadata", {})["name"] = ref.name
     if call.route.subresource is None:
         await check_namespace(rt, ref.namespace)
-    translated = contract.to_control_plane(body, ref, claim_namespace=rt.claim_namespace)
+    translated = _stored_form(rt, call, body, ref)
     await _refuse_name_collision(rt, call, ref)
     path = _object_path(rt, call.served, contract.control_plane_name(ref), call.route.subresource)
     code, applied = await _cp_status(
         rt,
+        call,
         "apply",
         "PATCH",
         path,
@@ -436,7 +557,7 @@ async def _refuse_name_collision(rt: Runtime, call: Call, ref: contract.AppRef) 
     """
     path = _object_path(rt, call.served, contract.control_plane_name(ref))
     try:
-        existing = await _cp(rt, "get", "GET", path, ref=ref)
+        existing = await _cp(rt, call, "get", "GET", path, ref=ref)
     except ApiError as e:
         if e.code == 404:
             return
@@ -465,7 +586,7 @@ def _delete_options(call: Call) -> Any:
 async def _delete_one(rt: Runtime, call: Call, ref: contract.AppRef, options: Any) -> tuple[int, dict[str, Any]]:
     path = _object_path(rt, call.served, contract.control_plane_name(ref))
     params = _pick(call.query, DELETE_PARAMS)
-    code, body = await _cp_status(rt, "delete", "DELETE", path, ref=ref, params=params, json_body=options)
+    code, body = await _cp_status(rt, call, "delete", "DELETE", path, ref=ref, params=params, json_body=options)
     if body.get("kind") == "Status":
         return code, contract.rewrite_status(body, ref, claim_namespace=rt.claim_namespace)
     return code, contract.to_app(body) if contract.app_ref_of(body) == ref else body
@@ -486,6 +607,7 @@ async def delete_collection(rt: Runtime, call: Call) -> dict[str, Any]:
     options = _delete_options(call)
     listed = await _cp(
         rt,
+        call,
         "deletecollection",
         "GET",
         _collection_path(rt, call.served),

@@ -32,7 +32,10 @@ class OpenApiRoute:
 
 @dataclass(frozen=True)
 class ResourceRoute:
-    """A claim resource path; ``namespace`` is None for the all-namespaces form."""
+    """A claim resource path; ``namespace`` is None for the all-namespaces form.
+
+    ``watch_path`` marks the deprecated ``/apis/<g>/<v>/watch/...`` form, which only watches.
+    """
 
     group: str
     version: str
@@ -40,6 +43,7 @@ class ResourceRoute:
     namespace: str | None = None
     name: str | None = None
     subresource: str | None = None
+    watch_path: bool = False
 
 
 @dataclass(frozen=True)
@@ -73,25 +77,38 @@ def parse_path(path: str) -> Route | None:
     if len(rest) <= 2:
         return DiscoveryRoute(*rest)
     group, version, rest = rest[0], rest[1], rest[2:]
-    if rest[0] == "namespaces" and len(rest) >= 3:
+    watch_path = rest[0] == "watch"
+    if watch_path:
+        rest = rest[1:]
+    if rest and rest[0] == "namespaces" and len(rest) >= 3:
         namespace, plural, tail = rest[1], rest[2], rest[3:]
-        if len(tail) > 2:
+        if len(tail) > (1 if watch_path else 2):
             return None
-        return ResourceRoute(group, version, plural, namespace, *tail)
+        name = tail[0] if tail else None
+        subresource = tail[1] if len(tail) > 1 else None
+        return ResourceRoute(group, version, plural, namespace, name, subresource, watch_path)
     if len(rest) == 1:
-        return ResourceRoute(group, version, rest[0])
+        return ResourceRoute(group, version, rest[0], watch_path=watch_path)
     # Named objects of a namespaced resource without a namespace do not exist.
     return None
 
 
+def query_flag(query: Mapping[str, str], name: str) -> bool:
+    """A boolean query parameter as kube-apiserver reads it: set unless absent, ``0`` or ``false``."""
+    value = query.get(name)
+    return value is not None and value != "0" and value.lower() != "false"
+
+
 def is_watch(query: Mapping[str, str]) -> bool:
-    """True when a list request asks to watch (``?watch=true``/``1``)."""
-    return query.get("watch", "").lower() in ("true", "1")
+    """True when a list request asks to watch (``watch=yes`` watches too, as in kube-apiserver)."""
+    return query_flag(query, "watch")
 
 
 def verb_of(method: str, route: ResourceRoute, query: Mapping[str, str]) -> str | None:
     """The Kubernetes verb a request maps to, or None for methods the path does not allow."""
     method = method.upper()
+    if route.watch_path:
+        return "watch" if method == "GET" else None
     if route.name is None:
         if method == "GET":
             return "watch" if is_watch(query) else "list"
@@ -102,3 +119,72 @@ def verb_of(method: str, route: ResourceRoute, query: Mapping[str, str]) -> str 
     if route.subresource is None:
         allowed["DELETE"] = "delete"
     return allowed.get(method)
+
+
+def _split_terms(selector: str) -> list[str]:
+    """Split a field selector at unescaped commas (a backslash escapes the next character)."""
+    terms, start, escaped = [], 0, False
+    for i, char in enumerate(selector):
+        if escaped:
+            escaped = False
+        elif char == "\\":
+            escaped = True
+        elif char == ",":
+            terms.append(selector[start:i])
+            start = i + 1
+    terms.append(selector[start:])
+    return terms
+
+
+def _unescape(value: str) -> str | None:
+    out, escaped = [], False
+    for char in value:
+        if escaped:
+            if char not in "\\,=":
+                return None
+            out.append(char)
+            escaped = False
+        elif char == "\\":
+            escaped = True
+        elif char in ",=":
+            return None
+        else:
+            out.append(char)
+    return None if escaped else "".join(out)
+
+
+def exact_field_match(selector: str, field: str) -> str | None:
+    """The value ``selector`` requires ``field`` to equal, as fields.Selector.RequiresExactMatch finds it.
+
+    Terms are sorted first and the first ``field=value`` or ``field==value`` term wins; a
+    selector that does not parse requires nothing.
+    """
+    found: str | None = None
+    for term in sorted(t for t in _split_terms(selector) if t):
+        operator = next(((i, op) for i in range(len(term)) for op in ("!=", "==", "=") if term.startswith(op, i)), None)
+        if operator is None:
+            return None
+        index, op = operator
+        value = _unescape(term[index + len(op) :])
+        if value is None:
+            return None
+        if found is None and op != "!=" and term[:index] == field:
+            found = value
+    return found
+
+
+def authorized_name(route: ResourceRoute, verb: str, query: Mapping[str, str]) -> str:
+    """The object name a request is authorized for, as RequestInfo sets it.
+
+    A list or watch of a collection selecting ``metadata.name=X`` is authorized as a request
+    for X, so a Role limited by ``resourceNames`` can ``kubectl get X -w``, ``wait`` and
+    ``delete`` (which waits by watching). Names that cannot be path segments do not count.
+    """
+    if route.name is not None:
+        return route.name
+    if route.watch_path or verb not in ("list", "watch"):
+        return ""
+    name = exact_field_match(query.get("fieldSelector", ""), "metadata.name")
+    if name is None or name in (".", "..") or "/" in name or "%" in name:
+        return ""
+    return name

@@ -32,3 +32,5 @@ class Runtime:
     catalog_error: str = "the claim APIs have not been read yet"
     #: Called after the connector itself created or deleted claims (connection Secrets follow).
     claims_changed: Callable[[], None] = lambda: None
+    #: Seconds a control-plane watch may stay silent before it counts as dead (see upstream.watch).
+    watch_idle_timeout: float = upstream.WATCH_IDLE_TIMEOUT

@@ -105,6 +105,7 @@ async def _serve(config: Config, control_plane: upstream.Client, app_cluster: up
             max_entries=config.authz_cache_size,
         ),
         front_proxy=front_proxy,
+        watch_idle_timeout=config.watch_idle_timeout,
     )
     context = SwappableContext(config.serving, front_proxy.client_ca_pem if front_proxy else None)
 
@@ -173,7 +174,7 @@ async def _serve(config: Config, control_plane: upstream.Client, app_cluster: up
             follow.follow(control_plane, f"/api/v1/namespaces/{config.claim_namespace}/secrets", secret_trigger)
         ),
     ]
-    runner = web.AppRunner(app.build(rt, Health(control_plane)), handler_cancellation=True, access_log=None)
+    runner = web.AppRunner(app.build(rt, Health(rt)), handler_cancellation=True, access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, config.bind_address, config.port, ssl_context=context.listening)
     await site.start()

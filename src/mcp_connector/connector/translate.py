@@ -59,7 +59,23 @@ def cell_replacements(obj: Mapping[str, Any]) -> dict[str, str]:
     return out
 
 
-def _table_to_app(table: Mapping[str, Any], scope: Scope) -> dict[str, Any]:
+#: ``includeObject`` values of a Table request; rows need at least metadata upstream for scoping.
+INCLUDE_NONE, INCLUDE_METADATA, INCLUDE_OBJECT = "None", "Metadata", "Object"
+
+
+def upstream_include_object(requested: str | None) -> str:
+    """The ``includeObject`` to ask the control plane for when the app asked for ``requested``.
+
+    Every row is scope-checked by its object's labels, so ``None`` still fetches metadata (and
+    drops it after the check); a value kube-apiserver does not know goes up as it is, so the
+    control plane refuses it in its own words.
+    """
+    if requested in (None, "", INCLUDE_NONE, INCLUDE_METADATA):
+        return INCLUDE_METADATA
+    return requested
+
+
+def _table_to_app(table: Mapping[str, Any], scope: Scope, include_object: str | None) -> dict[str, Any]:
     out = dict(table)
     rows = []
     for row in table.get("rows") or []:
@@ -68,21 +84,22 @@ def _table_to_app(table: Mapping[str, Any], scope: Scope) -> dict[str, Any]:
             continue
         replacements = cell_replacements(obj)
         cells = [replacements.get(c, c) if isinstance(c, str) else c for c in row.get("cells") or []]
-        rows.append({**row, "cells": cells, "object": contract.to_app(obj)})
+        rows.append({**row, "cells": cells, "object": None if include_object == INCLUDE_NONE else contract.to_app(obj)})
     out["rows"] = rows
     return out
 
 
-def body_to_app(body: Mapping[str, Any], scope: Scope) -> dict[str, Any] | None:
+def body_to_app(body: Mapping[str, Any], scope: Scope, include_object: str | None = None) -> dict[str, Any] | None:
     """Translate any response body; None when it is a single object outside ``scope``.
 
-    Lists (including PartialObjectMetadataList) and Tables are filtered row by row.
+    Lists (including PartialObjectMetadataList) and Tables are filtered row by row; a Table's
+    row objects are dropped when the app asked for ``includeObject=None``.
     """
     kind = body.get("kind")
     if kind == "Status":
         return dict(body)
     if kind == "Table":
-        return _table_to_app(body, scope)
+        return _table_to_app(body, scope, include_object)
     if isinstance(body.get("items"), list) or str(kind).endswith("List"):
         out = dict(body)
         items = body.get("items") or []
@@ -96,24 +113,39 @@ def table_is_empty(body: Mapping[str, Any]) -> bool:
     return body.get("kind") == "Table" and not body.get("rows")
 
 
-def event_to_app(event: Mapping[str, Any], scope: Scope, claim_namespace: str) -> dict[str, Any] | None:
+def event_to_app(
+    event: Mapping[str, Any],
+    scope: Scope,
+    claim_namespace: str,
+    *,
+    bookmarks: bool = True,
+    include_object: str | None = None,
+    ref: contract.AppRef | None = None,
+) -> dict[str, Any] | None:
     """Translate one watch event; None drops it (another cluster's or namespace's object).
 
     BOOKMARK events carry only a resourceVersion (and maybe the initial-events-end annotation)
-    and pass through; ERROR events carry a Status whose namespace mentions are hidden.
+    and pass through when the app client asked for them (``bookmarks``). ERROR events carry a
+    Status, rewritten exactly as error responses are: the hashed name of ``ref`` (a watch of one
+    object) and the claim namespace, in the ``namespace "..."`` form kube-apiserver writes it,
+    become the app-side ones; nothing else in the message changes.
     """
     kind = event.get("type")
     obj = event.get("object")
     if not isinstance(obj, dict):
         return None
     if kind == "BOOKMARK":
-        return {"type": kind, "object": obj}
+        return {"type": kind, "object": obj} if bookmarks else None
     if kind == "ERROR":
+        if ref is not None:
+            return {"type": kind, "object": contract.rewrite_status(obj, ref, claim_namespace=claim_namespace)}
         status = dict(obj)
         if isinstance(status.get("message"), str):
-            status["message"] = status["message"].replace(claim_namespace, "the app namespace")
+            status["message"] = contract.hide_claim_namespace(
+                status["message"], claim_namespace=claim_namespace, namespace=scope.namespace
+            )
         return {"type": kind, "object": status}
-    translated = body_to_app(obj, scope)
+    translated = body_to_app(obj, scope, include_object)
     if translated is None or table_is_empty(translated):
         return None
     return {"type": kind, "object": translated}

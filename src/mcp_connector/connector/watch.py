@@ -3,7 +3,10 @@
 The control-plane watch is opened *before* we answer, so a refused watch (410 Gone for an old
 resourceVersion, 503 when the control plane is down) becomes an ordinary Status response.
 Events outside the request's scope are dropped; BOOKMARKs (including the
-``k8s.io/initial-events-end`` one WatchList informers wait for) pass unchanged.
+``k8s.io/initial-events-end`` one WatchList informers wait for) pass to clients that asked for
+them. Upstream, bookmarks are always asked for: they keep a quiet watch talking, so a watch
+that falls silent for longer than the idle timeout is known dead and ended, and the app client
+re-watches instead of waiting for ever on a control plane that vanished.
 """
 
 from __future__ import annotations
@@ -16,9 +19,17 @@ from aiohttp import web
 from mcp_connector import upstream
 from mcp_connector.connector.errors import from_control_plane
 from mcp_connector.connector.metrics import OPEN_WATCHES
-from mcp_connector.connector.resources import Call, _collection_path, list_params, upstream_accept
+from mcp_connector.connector.resources import (
+    Call,
+    _collection_path,
+    app_ref,
+    list_params,
+    upstream_accept,
+    upstream_headers,
+)
+from mcp_connector.connector.routing import query_flag
 from mcp_connector.connector.runtime import Runtime
-from mcp_connector.connector.translate import Scope, event_to_app
+from mcp_connector.connector.translate import Scope, event_to_app, upstream_include_object
 from mcp_connector.core import contract
 
 log = logging.getLogger(__name__)
@@ -26,7 +37,6 @@ log = logging.getLogger(__name__)
 WATCH_PARAMS = (
     "resourceVersion",
     "resourceVersionMatch",
-    "allowWatchBookmarks",
     "sendInitialEvents",
     "timeoutSeconds",
 )
@@ -35,9 +45,16 @@ WATCH_PARAMS = (
 def watch_call_params(rt: Runtime, call: Call) -> dict[str, str]:
     """Selectors and passed-through parameters for the control-plane watch.
 
-    A watch on a named path (``…/<name>?watch=1``) becomes a field-selected collection watch.
+    A watch of one object (``/watch/namespaces/<ns>/<plural>/<name>``) becomes a collection
+    watch selecting that name's label.
     """
     params = list_params(rt, call, WATCH_PARAMS)
+    if query_flag(call.query, "allowWatchBookmarks") or "sendInitialEvents" not in call.query:
+        params["allowWatchBookmarks"] = "true"
+    elif "allowWatchBookmarks" in call.query:
+        # sendInitialEvents needs bookmarks: the control plane refuses this in its own words.
+        params["allowWatchBookmarks"] = call.query["allowWatchBookmarks"]
+    params["includeObject"] = upstream_include_object(call.query.get("includeObject"))
     if call.route.name is not None:
         params["labelSelector"] = contract.combine_selectors(
             params["labelSelector"], f"{contract.APP_NAME_LABEL}={call.route.name}"
@@ -49,20 +66,39 @@ async def serve(request: web.Request, rt: Runtime, call: Call) -> web.StreamResp
     """Stream translated events until either side ends the watch."""
     params = watch_call_params(rt, call)
     scope = Scope(rt.cluster_id, call.route.namespace)
+    ref = app_ref(rt, call.route) if call.route.name is not None else None
+    bookmarks = query_flag(call.query, "allowWatchBookmarks")
     try:
         opened = upstream.watch(
-            rt.control_plane, _collection_path(rt, call.served), params=params, accept=upstream_accept(call.accept)
+            rt.control_plane,
+            _collection_path(rt, call.served),
+            params=params,
+            accept=upstream_accept(call.accept),
+            headers=upstream_headers(rt, call),
+            idle_timeout=rt.watch_idle_timeout,
         )
         events = await opened.__aenter__()
     except upstream.ControlPlaneError as e:
-        raise from_control_plane(e, ref=None, claim_namespace=rt.claim_namespace) from None
-    response = web.StreamResponse(status=200, headers={"Content-Type": "application/json", "Cache-Control": "no-cache"})
+        raise from_control_plane(
+            e, ref=ref, claim_namespace=rt.claim_namespace, namespace=call.route.namespace
+        ) from None
+    response = web.StreamResponse(
+        status=200,
+        headers={"Content-Type": "application/json", "Cache-Control": "no-cache", "Audit-ID": call.audit_id},
+    )
     response.enable_chunked_encoding()
     OPEN_WATCHES.inc()
     try:
         await response.prepare(request)
         async for event in events:
-            translated = event_to_app(event, scope, rt.claim_namespace)
+            translated = event_to_app(
+                event,
+                scope,
+                rt.claim_namespace,
+                bookmarks=bookmarks,
+                include_object=call.query.get("includeObject"),
+                ref=ref,
+            )
             if translated is not None:
                 await response.write(orjson.dumps(translated) + b"\n")
     except upstream.ControlPlaneError as e:

@@ -12,10 +12,13 @@ all import these functions and never re-implement them.
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
+
+from mcp_connector.core import managed_fields
 
 LABEL_DOMAIN = "mcp-connector.upbound.io"
 APP_NAMESPACE_LABEL = f"{LABEL_DOMAIN}/app-namespace"
@@ -24,6 +27,12 @@ APP_CLUSTER_LABEL = f"{LABEL_DOMAIN}/app-cluster"
 OWNERSHIP_LABELS = (APP_NAMESPACE_LABEL, APP_NAME_LABEL, APP_CLUSTER_LABEL)
 #: Records the app-side connection Secret name, which the hashed name cannot give back.
 APP_SECRET_NAME_ANNOTATION = f"{LABEL_DOMAIN}/app-connection-secret-name"
+#: Holds the app-side ``metadata.ownerReferences`` (JSON): the owners live in the app cluster,
+#: where its garbage collector acts on them; as real owner references in the control plane,
+#: the control plane's garbage collector would delete the claim (no such owner exists there).
+APP_OWNERS_ANNOTATION = f"{LABEL_DOMAIN}/app-owner-references"
+#: Annotations the contract writes; whatever an app body says under these names is replaced.
+CONTRACT_ANNOTATIONS = (APP_SECRET_NAME_ANNOTATION, APP_OWNERS_ANNOTATION)
 #: Prefix of the annotations a released claim keeps in place of the ownership labels.
 RELEASED_ANNOTATION_PREFIX = f"{LABEL_DOMAIN}/released-from-"
 
@@ -153,11 +162,56 @@ def _secret_ref(obj: Mapping[str, Any]) -> dict[str, Any] | None:
     return ref if isinstance(ref, dict) else None
 
 
+def owner_reference_problems(owners: Any) -> list[tuple[str, Any, str]]:
+    """What kube-apiserver would refuse in ``metadata.ownerReferences``: (field, value, reason) each.
+
+    The control plane never sees them as owner references (they travel in an annotation), so
+    the connector checks them as the API server does before storing them.
+    """
+    if owners is None:
+        return []
+    if not isinstance(owners, list) or not all(isinstance(o, dict) for o in owners):
+        return [("metadata.ownerReferences", owners, "must be a list of owner references")]
+    problems: list[tuple[str, Any, str]] = []
+    first_controller = ""
+    for owner in owners:
+        api_version = str(owner.get("apiVersion") or "")
+        parts = api_version.split("/")
+        if len(parts) > 2 or not parts[-1]:
+            problems.append(("metadata.ownerReferences.apiVersion", api_version, "version must not be empty"))
+        for key in ("kind", "name", "uid"):
+            if not owner.get(key):
+                problems.append((f"metadata.ownerReferences.{key}", owner.get(key) or "", "must not be empty"))
+        if owner.get("controller") is True:
+            current = f"{owner.get('kind')}/{owner.get('name')}"
+            if first_controller:
+                problems.append(
+                    (
+                        "metadata.ownerReferences",
+                        owners,
+                        "Only one reference can have Controller set to true. "
+                        f'Found "true" in references for {first_controller} and {current}',
+                    )
+                )
+            else:
+                first_controller = current
+    return problems
+
+
+def _owners_from(annotation: Any) -> list[dict[str, Any]]:
+    try:
+        owners = json.loads(annotation) if isinstance(annotation, str) else None
+    except ValueError:
+        return []
+    return [o for o in owners if isinstance(o, dict)] if isinstance(owners, list) else []
+
+
 def to_control_plane(obj: Mapping[str, Any], ref: AppRef, *, claim_namespace: str) -> RawObject:
     """Translate an app-side claim body into the control-plane object it is stored as.
 
     The ownership labels are set here on every write, whatever the body says, so no
-    request can move a claim to another cluster or namespace.
+    request can move a claim to another cluster or namespace. Owner references are kept in
+    ``APP_OWNERS_ANNOTATION`` and any ``managedFields`` the body carries are translated to match.
     """
     out = _editable(obj)
     metadata = out["metadata"]
@@ -167,11 +221,10 @@ def to_control_plane(obj: Mapping[str, Any], ref: AppRef, *, claim_namespace: st
     metadata["name"] = control_plane_name(ref)
     metadata["namespace"] = claim_namespace
     metadata.pop("generateName", None)
-    # App-side owners do not exist in the control plane; its garbage collector would delete the claim.
-    metadata.pop("ownerReferences", None)
-    annotations = {
-        k: v for k, v in (metadata.get("annotations") or {}).items() if k != APP_SECRET_NAME_ANNOTATION
-    }
+    owners = metadata.pop("ownerReferences", None)
+    annotations = {k: v for k, v in (metadata.get("annotations") or {}).items() if k not in CONTRACT_ANNOTATIONS}
+    if owners:
+        annotations[APP_OWNERS_ANNOTATION] = json.dumps(owners, separators=(",", ":"), sort_keys=True)
     secret_ref = _secret_ref(out)
     if secret_ref is not None and secret_ref.get("name"):
         app_secret = str(secret_ref["name"])
@@ -182,11 +235,22 @@ def to_control_plane(obj: Mapping[str, Any], ref: AppRef, *, claim_namespace: st
         metadata["annotations"] = annotations
     else:
         metadata.pop("annotations", None)
+    if isinstance(metadata.get("managedFields"), list):
+        metadata["managedFields"] = [
+            managed_fields.entry_to_control_plane(e, owners_annotation=APP_OWNERS_ANNOTATION)
+            for e in metadata["managedFields"]
+            if isinstance(e, dict)
+        ]
     return out
 
 
 def to_app(obj: Mapping[str, Any]) -> RawObject:
-    """Translate a control-plane claim back into what the app user sees."""
+    """Translate a control-plane claim back into what the app user sees.
+
+    Owner references come back from ``APP_OWNERS_ANNOTATION`` (any the control plane itself
+    holds name control-plane objects and are not shown); ``managedFields`` lose the connector's
+    own fields, so the app sees the managers and fields of the object it is shown.
+    """
     ref = app_ref_of(obj)
     if ref is None:
         raise ContractError("control-plane object carries no connector ownership labels")
@@ -201,15 +265,31 @@ def to_app(obj: Mapping[str, Any]) -> RawObject:
         metadata.pop("labels", None)
     annotations = dict(metadata.get("annotations") or {})
     app_secret = annotations.pop(APP_SECRET_NAME_ANNOTATION, None)
+    owners = _owners_from(annotations.pop(APP_OWNERS_ANNOTATION, None))
     if annotations:
         metadata["annotations"] = annotations
     else:
         metadata.pop("annotations", None)
+    if owners:
+        metadata["ownerReferences"] = owners
+    else:
+        metadata.pop("ownerReferences", None)
     secret_ref = _secret_ref(out)
     if secret_ref is not None and app_secret is not None:
         secret_ref["name"] = app_secret
-    # managedFields name control-plane field managers and paths the app user never wrote.
-    metadata.pop("managedFields", None)
+    if isinstance(metadata.get("managedFields"), list):
+        entries = (
+            managed_fields.entry_to_app(
+                e,
+                hidden_labels=OWNERSHIP_LABELS,
+                hidden_annotations=(APP_SECRET_NAME_ANNOTATION,),
+                owners_annotation=APP_OWNERS_ANNOTATION,
+                owners=owners,
+            )
+            for e in metadata["managedFields"]
+            if isinstance(e, dict)
+        )
+        metadata["managedFields"] = [e for e in entries if e is not None]
     return out
 
 
@@ -234,6 +314,16 @@ def rewrite_message(text: str, ref: AppRef, *, claim_namespace: str) -> str:
     hashed = control_plane_name(ref)
     text = text.replace(f'namespace "{claim_namespace}"', f'namespace "{ref.namespace}"')
     return text.replace(hashed, ref.name)
+
+
+def hide_claim_namespace(text: str, *, claim_namespace: str, namespace: str | None) -> str:
+    """Replace ``namespace "<claim namespace>"`` in a message that names no single claim.
+
+    Only that exact form (how kube-apiserver names a namespace in its messages) is replaced,
+    by the app namespace of the request or, for all-namespaces requests, "the app namespace".
+    """
+    target = f'namespace "{namespace}"' if namespace else "the app namespace"
+    return text.replace(f'namespace "{claim_namespace}"', target)
 
 
 def rewrite_status(status: Mapping[str, Any], ref: AppRef, *, claim_namespace: str) -> RawObject:

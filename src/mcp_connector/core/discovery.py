@@ -10,6 +10,7 @@ so they always agree. Pure: the caller fetches the two lists.
 from __future__ import annotations
 
 import fnmatch
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypedDict
@@ -91,8 +92,38 @@ class ClaimApi:
 
     @property
     def preferred_version(self) -> ClaimVersion:
-        """The storage version, else the first served one (what discovery advertises as preferred)."""
-        return next((v for v in self.versions if v.storage), self.versions[0])
+        """The highest served version in Kubernetes version order (v1 > v1beta2 > v1alpha1)."""
+        return min(self.versions, key=lambda v: version_order(v.name))
+
+
+_KUBE_VERSION = re.compile(r"v([1-9][0-9]*)(?:(alpha|beta)([1-9][0-9]*))?")
+
+
+def version_order(version: str) -> tuple[int, int, int, str]:
+    """Sort key putting versions in Kubernetes' order, highest first.
+
+    GA before beta before alpha, higher numbers first within each (v2 > v1 > v2beta1 >
+    v1beta2 > v1alpha1); names that are not Kubernetes versions come last, alphabetically.
+    This is the order kube-apiserver lists a group's versions in, and its first is the
+    group's preferred version.
+    """
+    match = _KUBE_VERSION.fullmatch(version)
+    if match is None:
+        return (3, 0, 0, version)
+    major, stage, minor = match.groups()
+    rank = {None: 0, "beta": 1, "alpha": 2}[stage]
+    return (rank, -int(major), -int(minor or 0), version)
+
+
+def preferred_versions(apis: Iterable[ClaimApi]) -> dict[str, str]:
+    """Each group's preferred version: its highest served version across all its kinds."""
+    best: dict[str, str] = {}
+    for api in apis:
+        for v in api.versions:
+            current = best.get(api.group)
+            if current is None or version_order(v.name) < version_order(current):
+                best[api.group] = v.name
+    return best
 
 
 def _served_crd_versions(crd: RawCrd) -> tuple[ClaimVersion, ...]:
