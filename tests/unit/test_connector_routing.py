@@ -9,6 +9,8 @@ from mcp_connector.connector.routing import (
     NonResourceRoute,
     OpenApiRoute,
     ResourceRoute,
+    authorized_name,
+    is_watch,
     parse_path,
     verb_of,
 )
@@ -71,3 +73,60 @@ def test_paths(path: str, route: object) -> None:
 )
 def test_verbs(method: str, route: ResourceRoute, query: dict[str, str], verb: str | None) -> None:
     assert verb_of(method, route, query) == verb
+
+
+@pytest.mark.parametrize(
+    ("path", "route"),
+    [
+        (f"/apis/{G}/{V}/watch/{P}", ResourceRoute(G, V, P, watch_path=True)),
+        (f"/apis/{G}/{V}/watch/namespaces/ns/{P}", ResourceRoute(G, V, P, "ns", watch_path=True)),
+        (f"/apis/{G}/{V}/watch/namespaces/ns/{P}/x", ResourceRoute(G, V, P, "ns", "x", watch_path=True)),
+        (f"/apis/{G}/{V}/watch/namespaces/ns/{P}/x/status", None),
+        (f"/apis/{G}/{V}/watch/{P}/x", None),
+    ],
+)
+def test_legacy_watch_paths(path: str, route: object) -> None:
+    assert parse_path(path) == route
+
+
+def test_legacy_watch_paths_only_watch() -> None:
+    route = ResourceRoute(G, V, P, "ns", "x", watch_path=True)
+    assert verb_of("GET", route, {}) == "watch"
+    assert verb_of("DELETE", route, {}) is None
+
+
+@pytest.mark.parametrize(
+    ("value", "watches"),
+    [("true", True), ("1", True), ("yes", True), ("", True), ("TRUE", True), ("0", False), ("False", False)],
+)
+def test_watch_flag_reads_like_kube_apiserver(value: str, watches: bool) -> None:
+    assert is_watch({"watch": value}) is watches
+    assert is_watch({}) is False
+
+
+@pytest.mark.parametrize(
+    ("verb", "query", "name"),
+    [
+        ("list", {"fieldSelector": "metadata.name=x"}, "x"),
+        ("watch", {"fieldSelector": "metadata.name==x"}, "x"),
+        ("watch", {"fieldSelector": "status.phase=Ready,metadata.name=x"}, "x"),
+        ("watch", {"fieldSelector": "metadata.name=b,metadata.name=a"}, "a"),  # terms are sorted first
+        ("watch", {"fieldSelector": "metadata.name!=x"}, ""),
+        ("watch", {"fieldSelector": "metadata.namespace=x"}, ""),
+        ("watch", {"fieldSelector": "metadata.name=x,broken"}, ""),  # does not parse: no name
+        ("watch", {"fieldSelector": "metadata.name=a\\,b"}, "a,b"),
+        ("watch", {"fieldSelector": "metadata.name=a%2Fb"}, ""),  # not a path segment name
+        ("watch", {"fieldSelector": "metadata.name=.."}, ""),
+        ("deletecollection", {"fieldSelector": "metadata.name=x"}, ""),
+        ("list", {}, ""),
+    ],
+)
+def test_authorized_name_follows_request_info(verb: str, query: dict[str, str], name: str) -> None:
+    assert authorized_name(ResourceRoute(G, V, P, "ns"), verb, query) == name
+
+
+def test_named_and_legacy_watch_routes_authorize_their_path_name() -> None:
+    assert authorized_name(ResourceRoute(G, V, P, "ns", "y"), "get", {"fieldSelector": "metadata.name=x"}) == "y"
+    legacy = ResourceRoute(G, V, P, "ns", watch_path=True)
+    assert authorized_name(legacy, "watch", {"fieldSelector": "metadata.name=x"}) == ""
+    assert authorized_name(ResourceRoute(G, V, P, "ns", "x", watch_path=True), "watch", {}) == "x"

@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
+import pytest
 from connector_samples import CLAIM_NS, CLUSTER, OTHER_CLUSTER, cp_claim
 
-from mcp_connector.connector.translate import Scope, body_to_app, event_to_app, object_to_app
+from mcp_connector.connector.translate import (
+    Scope,
+    body_to_app,
+    event_to_app,
+    object_to_app,
+    upstream_include_object,
+)
 from mcp_connector.core import contract
 
 
@@ -73,3 +80,48 @@ def test_watch_events() -> None:
     error = {"type": "ERROR", "object": {"kind": "Status", "code": 410, "message": f'in namespace "{CLAIM_NS}"'}}
     out = event_to_app(error, scope, CLAIM_NS)
     assert out is not None and CLAIM_NS not in out["object"]["message"]
+
+
+def table_of(*claims: dict[str, object]) -> dict[str, object]:
+    return {
+        "kind": "Table",
+        "apiVersion": "meta.k8s.io/v1",
+        "columnDefinitions": [{"name": "Name", "type": "string", "format": "name"}],
+        "rows": [{"cells": [c["metadata"]["name"]], "object": c} for c in claims],  # type: ignore[index]
+    }
+
+
+@pytest.mark.parametrize(
+    ("requested", "upstream"),
+    [(None, "Metadata"), ("", "Metadata"), ("None", "Metadata"), ("Metadata", "Metadata"), ("Object", "Object"),
+     ("Bogus", "Bogus")],
+)  # fmt: skip
+def test_include_object_asks_upstream_for_enough_to_scope_rows(requested: str | None, upstream: str) -> None:
+    assert upstream_include_object(requested) == upstream
+
+
+def test_table_rows_follow_include_object() -> None:
+    scope = Scope(CLUSTER, None)
+    full = body_to_app(table_of(cp_claim("a")), scope, "Object")
+    assert full is not None and full["rows"][0]["object"]["spec"]["id"] == "a"
+    assert full["rows"][0]["object"]["metadata"]["name"] == "a"
+    none = body_to_app(table_of(cp_claim("a"), cp_claim("b", cluster=OTHER_CLUSTER)), scope, "None")
+    assert none is not None and [r["object"] for r in none["rows"]] == [None]
+
+
+def test_bookmarks_only_reach_clients_that_asked() -> None:
+    bookmark = {"type": "BOOKMARK", "object": {"kind": "KubernetesCluster", "metadata": {"resourceVersion": "5"}}}
+    assert event_to_app(bookmark, Scope(CLUSTER, "default"), CLAIM_NS, bookmarks=False) is None
+
+
+def test_watch_errors_are_rewritten_exactly() -> None:
+    message = f'claims in namespace "{CLAIM_NS}" are gone; see {CLAIM_NS}-archive'
+    error = {"type": "ERROR", "object": {"kind": "Status", "code": 500, "message": message}}
+    out = event_to_app(error, Scope(CLUSTER, "team-a"), CLAIM_NS)
+    assert out is not None
+    assert out["object"]["message"] == f'claims in namespace "team-a" are gone; see {CLAIM_NS}-archive'
+    ref = contract.AppRef(CLUSTER, "team-a", "db")
+    hashed = contract.control_plane_name(ref)
+    named = {"type": "ERROR", "object": {"kind": "Status", "message": f'"{hashed}" in namespace "{CLAIM_NS}"'}}
+    out = event_to_app(named, Scope(CLUSTER, "team-a"), CLAIM_NS, ref=ref)
+    assert out is not None and out["object"]["message"] == '"db" in namespace "team-a"'

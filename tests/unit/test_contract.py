@@ -37,6 +37,7 @@ def test_known_vector() -> None:
 def test_round_trip(ref: AppRef) -> None:
     body = claim(ref.name, ref.namespace, writeConnectionSecretToRef={"name": "conn"})
     body["metadata"]["annotations"] = {"note": "kept"}  # type: ignore[index]
+    body["metadata"]["ownerReferences"] = [{"apiVersion": "v1", "kind": "ConfigMap", "name": "o", "uid": "u"}]  # type: ignore[index]
     body_before = copy.deepcopy(body)
     stored = contract.to_control_plane(body, ref, claim_namespace=CLAIM_NAMESPACE)
     stored_before = copy.deepcopy(stored)
@@ -151,3 +152,132 @@ def test_scope_selector_always_names_the_cluster() -> None:
     assert contract.scope_selector("c1", None) == f"{contract.APP_CLUSTER_LABEL}=c1"
     scoped = contract.combine_selectors(contract.scope_selector("c1", "ns"), "team=a")
     assert scoped == f"{contract.APP_CLUSTER_LABEL}=c1,{contract.APP_NAMESPACE_LABEL}=ns,team=a"
+
+
+OWNER = {"apiVersion": "v1", "kind": "ConfigMap", "name": "cm", "uid": "u-1", "controller": True}
+
+
+def test_owner_references_round_trip_beside_the_stored_claim() -> None:
+    ref = AppRef("c1", "team-a", "db")
+    body = claim("db", "team-a")
+    body["metadata"]["ownerReferences"] = [OWNER]  # type: ignore[index]
+    stored = contract.to_control_plane(body, ref, claim_namespace=CLAIM_NAMESPACE)
+    assert "ownerReferences" not in stored["metadata"], "the control plane's GC must never see app owners"
+    assert contract.APP_OWNERS_ANNOTATION in stored["metadata"]["annotations"]
+    back = contract.to_app(stored)
+    assert back["metadata"]["ownerReferences"] == [OWNER]
+    assert "annotations" not in back["metadata"]
+
+
+def test_owner_annotation_cannot_be_forged_and_control_plane_owners_stay_hidden() -> None:
+    ref = AppRef("c1", "team-a", "db")
+    body = claim("db", "team-a")
+    body["metadata"]["annotations"] = {contract.APP_OWNERS_ANNOTATION: '[{"uid": "forged"}]'}  # type: ignore[index]
+    stored = contract.to_control_plane(body, ref, claim_namespace=CLAIM_NAMESPACE)
+    assert "annotations" not in stored["metadata"]
+    stored["metadata"]["ownerReferences"] = [{**OWNER, "uid": "control-plane-object"}]
+    assert "ownerReferences" not in contract.to_app(stored)["metadata"]
+
+
+@pytest.mark.parametrize(
+    ("owners", "fields"),
+    [
+        ([OWNER], []),
+        ([{**OWNER, "uid": ""}], ["metadata.ownerReferences.uid"]),
+        ([{"kind": "ConfigMap", "name": "cm", "uid": "u"}], ["metadata.ownerReferences.apiVersion"]),
+        ([{**OWNER, "apiVersion": "apps/"}], ["metadata.ownerReferences.apiVersion"]),
+        ([{**OWNER, "kind": "", "name": ""}], ["metadata.ownerReferences.kind", "metadata.ownerReferences.name"]),
+        ([OWNER, {**OWNER, "uid": "u-2", "name": "other"}], ["metadata.ownerReferences"]),
+        ("not-a-list", ["metadata.ownerReferences"]),
+    ],
+)
+def test_owner_references_are_validated_as_kube_apiserver_does(owners: object, fields: list[str]) -> None:
+    assert [p[0] for p in contract.owner_reference_problems(owners)] == fields
+
+
+def managed(manager: str, fields: dict[str, object], operation: str = "Update") -> dict[str, object]:
+    return {
+        "manager": manager,
+        "operation": operation,
+        "apiVersion": "k8s.starter.org/v1alpha1",
+        "fieldsType": "FieldsV1",
+        "fieldsV1": fields,
+    }
+
+
+def test_managed_fields_lose_the_connectors_fields_and_show_owner_references() -> None:
+    ref = AppRef("c1", "team-a", "db")
+    body = claim("db", "team-a", writeConnectionSecretToRef={"name": "conn"}, id="x")
+    body["metadata"]["ownerReferences"] = [OWNER]  # type: ignore[index]
+    stored = contract.to_control_plane(body, ref, claim_namespace=CLAIM_NAMESPACE)
+    labels = {f"f:{k}": {} for k in contract.OWNERSHIP_LABELS}
+    stored["metadata"]["managedFields"] = [
+        managed(
+            "kubectl-client-side-apply",
+            {
+                "f:metadata": {
+                    "f:labels": {".": {}, "f:team": {}, **labels},
+                    "f:annotations": {
+                        ".": {},
+                        f"f:{contract.APP_OWNERS_ANNOTATION}": {},
+                        f"f:{contract.APP_SECRET_NAME_ANNOTATION}": {},
+                    },
+                },
+                "f:spec": {"f:id": {}},
+            },
+        ),
+        managed("connector-only", {"f:metadata": {"f:labels": {".": {}, **labels}}}),
+        managed("status-writer", {"f:status": {"f:ready": {}}}),
+    ]
+    shown = contract.to_app(stored)["metadata"]["managedFields"]
+    assert [m["manager"] for m in shown] == ["kubectl-client-side-apply", "status-writer"]
+    assert shown[0]["fieldsV1"] == {
+        "f:metadata": {
+            "f:labels": {".": {}, "f:team": {}},
+            "f:ownerReferences": {
+                ".": {},
+                'k:{"uid":"u-1"}': {
+                    ".": {},
+                    "f:apiVersion": {},
+                    "f:controller": {},
+                    "f:kind": {},
+                    "f:name": {},
+                    "f:uid": {},
+                },
+            },
+        },
+        "f:spec": {"f:id": {}},
+    }
+    assert contract.LABEL_DOMAIN not in str(shown)
+
+
+def test_managed_fields_sent_back_keep_owner_references_in_the_annotation() -> None:
+    ref = AppRef("c1", "team-a", "db")
+    body = claim("db", "team-a")
+    body["metadata"]["ownerReferences"] = [OWNER]  # type: ignore[index]
+    body["metadata"]["managedFields"] = [  # type: ignore[index]
+        managed("kubectl", {"f:metadata": {"f:ownerReferences": {'k:{"uid":"u-1"}': {}}}, "f:spec": {}}, "Apply"),
+        managed("other", {"f:spec": {"f:id": {}}}),
+    ]
+    stored = contract.to_control_plane(body, ref, claim_namespace=CLAIM_NAMESPACE)
+    assert stored["metadata"]["managedFields"][0]["fieldsV1"] == {
+        "f:metadata": {"f:annotations": {".": {}, f"f:{contract.APP_OWNERS_ANNOTATION}": {}}},
+        "f:spec": {},
+    }
+    assert stored["metadata"]["managedFields"][1] == managed("other", {"f:spec": {"f:id": {}}})
+    assert contract.to_app(stored)["metadata"]["managedFields"][0]["fieldsV1"]["f:metadata"] == {
+        "f:ownerReferences": contract_owner_tree()
+    }
+
+
+def contract_owner_tree() -> dict[str, object]:
+    return {
+        ".": {},
+        'k:{"uid":"u-1"}': {".": {}, "f:apiVersion": {}, "f:controller": {}, "f:kind": {}, "f:name": {}, "f:uid": {}},
+    }
+
+
+def test_messages_without_one_claim_name_the_app_namespace_exactly() -> None:
+    text = f'quota in namespace "{CLAIM_NAMESPACE}" exceeded; {CLAIM_NAMESPACE}-backup untouched'
+    out = contract.hide_claim_namespace(text, claim_namespace=CLAIM_NAMESPACE, namespace="team-a")
+    assert out == f'quota in namespace "team-a" exceeded; {CLAIM_NAMESPACE}-backup untouched'

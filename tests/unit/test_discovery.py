@@ -4,7 +4,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from mcp_connector.core.discovery import ClaimApiSelection, GroupVersion, claim_apis_from, group_versions, select
+from mcp_connector.connector.catalog import Catalog
+from mcp_connector.core.discovery import (
+    ClaimApiSelection,
+    GroupVersion,
+    claim_apis_from,
+    group_versions,
+    preferred_versions,
+    select,
+    version_order,
+)
 
 
 def xrd(group: str, kind: str, plural: str, *versions: str, claim: bool = True) -> dict[str, Any]:
@@ -72,3 +81,18 @@ def test_selection_by_name_or_pattern() -> None:
     assert [a.kind for a in select(apis, ClaimApiSelection())] == ["A", "B"]
     assert [a.kind for a in select(apis, ClaimApiSelection(include=("as.a.example.org",)))] == ["A"]
     assert [a.kind for a in select(apis, ClaimApiSelection(exclude=("*.b.example.org", "b.example.org")))] == ["A"]
+
+
+def test_versions_follow_kubernetes_order_not_the_storage_version() -> None:
+    names = ["v1alpha1", "v2", "v1beta2", "foo", "v1", "v10beta1", "v1beta10", "bar", "v2alpha1"]
+    assert sorted(names, key=version_order) == [
+        "v2", "v1", "v10beta1", "v1beta10", "v1beta2", "v2alpha1", "v1alpha1", "bar", "foo",
+    ]  # fmt: skip
+    # The storage version is the last one here (see crd()), and still not preferred over v1.
+    apis = claim_apis_from(
+        [xrd("a.example.org", "A", "as", "v1", "v1alpha1"), xrd("a.example.org", "B", "bs", "v1beta1", "v1alpha2")],
+        [crd("a.example.org", "A", "as", "v1", "v1alpha1"), crd("a.example.org", "B", "bs", "v1beta1", "v1alpha2")],
+    )
+    assert [a.preferred_version.name for a in apis] == ["v1", "v1beta1"]
+    assert preferred_versions(apis) == {"a.example.org": "v1"}
+    assert Catalog.of(apis).versions_of("a.example.org") == ("v1", "v1beta1", "v1alpha2", "v1alpha1")

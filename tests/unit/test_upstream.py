@@ -2,11 +2,23 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import datetime
 import socket
+import ssl
+import tempfile
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
 
 import pytest
+from aiohttp import web
+from multidict import CIMultiDict
 
 from mcp_connector import upstream
+from mcp_connector.core import certs
 from mcp_connector.core.access import ControlPlaneAccess
 
 TOKEN = "tok-never-print-me"
@@ -26,3 +38,100 @@ async def test_unreachable_control_plane_is_named_without_the_token() -> None:
     assert url in str(caught.value)
     assert "cannot connect" in str(caught.value)
     assert TOKEN not in repr(caught.value) and TOKEN not in str(caught.value)
+
+
+@contextlib.asynccontextmanager
+async def serving(app: web.Application, sans: tuple[str, ...] = ("127.0.0.1",)) -> AsyncIterator[tuple[str, bytes]]:
+    """``app`` over HTTPS on 127.0.0.1 with a certificate for ``sans``; yields (url, CA PEM)."""
+    ca, ca_key = certs.new_ca("test-ca")
+    cert, key = certs.issue_serving_cert(ca, ca_key, list(sans), lifetime=datetime.timedelta(hours=1))
+    with tempfile.TemporaryDirectory() as folder:
+        cert_file, key_file = Path(folder, "tls.crt"), Path(folder, "tls.key")
+        cert_file.write_bytes(certs.cert_pem(cert))
+        key_file.write_bytes(certs.key_pem(key))
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        context.load_cert_chain(cert_file, key_file)
+    runner = web.AppRunner(app, handler_cancellation=True)
+    await runner.setup()
+    port = free_port()
+    site = web.TCPSite(runner, "127.0.0.1", port, ssl_context=context)
+    await site.start()
+    try:
+        yield f"https://127.0.0.1:{port}", certs.cert_pem(ca)
+    finally:
+        await runner.cleanup()
+
+
+def json_app(handler: Any) -> web.Application:
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", handler)
+    return app
+
+
+async def test_tls_server_name_is_verified_instead_of_the_url_host() -> None:
+    async def ok(request: web.Request) -> web.Response:
+        return web.json_response({"kind": "Status", "status": "Success"})
+
+    async with serving(json_app(ok), sans=("cp.internal",)) as (url, ca):
+        named = ControlPlaneAccess(url=url, token=TOKEN, ca_pem=ca, tls_server_name="cp.internal")
+        async with upstream.connected(named, timeout=5) as client:
+            assert (await upstream.request(client, "GET", "/version"))["status"] == "Success"
+        async with upstream.connected(ControlPlaneAccess(url=url, token=TOKEN, ca_pem=ca), timeout=5) as client:
+            with pytest.raises(upstream.ControlPlaneUnreachable, match="TLS certificate not trusted"):
+                await upstream.request(client, "GET", "/version")
+
+
+async def test_headers_go_up_and_warnings_and_retry_after_come_back() -> None:
+    seen: list[CIMultiDict[str]] = []
+
+    async def handler(request: web.Request) -> web.Response:
+        seen.append(CIMultiDict(request.headers))
+        headers = {"Warning": '299 - "deprecated"'}
+        if request.method == "POST":
+            headers["Retry-After"] = "2"
+            body = {"kind": "Status", "code": 429, "reason": "TooManyRequests", "message": "slow down"}
+            return web.json_response(body, status=429, headers=headers)
+        return web.json_response({"kind": "Thing"}, headers=headers)
+
+    async with (
+        serving(json_app(handler)) as (url, ca),
+        upstream.connected(ControlPlaneAccess(url=url, ca_pem=ca), timeout=5) as client,
+    ):
+        reply = await upstream.exchange(client, "GET", "/x", headers={"Audit-ID": "a-1", "User-Agent": "ua/1"})
+        assert reply.warnings == ('299 - "deprecated"',)
+        with pytest.raises(upstream.ControlPlaneRejected) as caught:
+            await upstream.exchange(client, "POST", "/x", json_body={})
+    assert caught.value.retry_after == "2" and caught.value.warnings == ('299 - "deprecated"',)
+    assert not caught.value.refuses_credentials
+    assert seen[0]["Audit-ID"] == "a-1" and seen[0]["User-Agent"] == "ua/1"
+
+
+async def test_a_silent_watch_ends_after_the_idle_timeout() -> None:
+    async def stalls(request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse()
+        await response.prepare(request)
+        await response.write(b'{"type":"ADDED","object":{"kind":"Thing"}}\n')
+        await asyncio.Event().wait()  # a control plane that vanished without closing the connection
+        return response
+
+    got = []
+    async with (
+        serving(json_app(stalls)) as (url, ca),
+        upstream.connected(ControlPlaneAccess(url=url, ca_pem=ca), timeout=5) as client,
+    ):
+        started = time.monotonic()
+        with pytest.raises(upstream.ControlPlaneUnreachable, match="no answer in time"):
+            async with upstream.watch(client, "/w", params={}, idle_timeout=0.5) as events:
+                async for event in events:
+                    got.append(event)
+    assert got == [{"type": "ADDED", "object": {"kind": "Thing"}}]
+    assert time.monotonic() - started < 5
+
+
+def test_upstream_sockets_keep_alive() -> None:
+    sock = upstream._keepalive_socket((socket.AF_INET, socket.SOCK_STREAM, 0, "", ("127.0.0.1", 1)))
+    try:
+        assert sock.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE) == 1
+        assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE) == 30
+    finally:
+        sock.close()

@@ -30,7 +30,8 @@ def _without(tree: Any, keys: Iterable[str]) -> dict[str, Any] | None:
     """``tree`` minus ``keys``; None when nothing but the node's own mark would be left."""
     if not isinstance(tree, dict):
         return None
-    kept = {k: v for k, v in tree.items() if k not in set(keys)}
+    dropped = set(keys)
+    kept = {k: v for k, v in tree.items() if k not in dropped}
     return kept if set(kept) - {_SELF} else None
 
 
