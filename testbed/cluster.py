@@ -25,6 +25,7 @@ import argparse
 import base64
 import concurrent.futures
 import contextlib
+import dataclasses
 import json
 import os
 import shutil
@@ -50,6 +51,14 @@ COMPONENTS = ("etcd", "kube-apiserver", "kube-controller-manager")
 SERVICE_CLUSTER_IP_RANGE = "10.96.0.0/16"  # required by kube-apiserver; nothing is ever sent there
 SERVICE_ACCOUNT_ISSUER = "https://kubernetes.default.svc"
 LOG_DIR = STATE_DIR / "logs"
+
+#: Every request at metadata level (who, what, user agent, audit ID), once per request.
+AUDIT_POLICY = """apiVersion: audit.k8s.io/v1
+kind: Policy
+omitStages: [RequestReceived]
+rules:
+  - level: Metadata
+"""
 
 _ETCD_TIMEOUT_S = 30.0
 _APISERVER_TIMEOUT_S = 90.0
@@ -96,6 +105,14 @@ class _Layout:
 
     def log(self, component: str) -> Path:
         return LOG_DIR / f"{self.name}-{component}.log"
+
+    @property
+    def audit_log(self) -> Path:
+        return LOG_DIR / f"{self.name}-audit.log"
+
+    @property
+    def audit_policy(self) -> Path:
+        return self.root / "audit-policy.yaml"
 
     def pem(self, stem: str) -> tuple[Path, Path]:
         return self.pki / f"{stem}.crt", self.pki / f"{stem}.key"
@@ -294,6 +311,10 @@ def _apiserver_args(layout: _Layout, ports: _Ports, certs: _Pki) -> list[str]:
         # A loopback advertise address is refused in Endpoints; nothing here needs them.
         "--endpoint-reconciler-type=none",
         "--profiling=false",
+        # Audit events (metadata level), so a request can be followed from the app cluster's
+        # log into the control plane's by its Audit-ID, as in production.
+        f"--audit-policy-file={layout.audit_policy}", f"--audit-log-path={layout.audit_log}",
+        "--audit-log-maxsize=200", "--audit-log-maxbackup=1",
     ]
     if certs.front_proxy_ca and certs.proxy_client:
         # Aggregation layer. --enable-aggregator-routing stays off: APIServices point at
@@ -348,6 +369,7 @@ def _start_cluster(name: str, ports: _Ports, tools: dict[str, Path]) -> ClusterS
         phases.append(f"{label} {now - mark:.1f}s")
         mark = now
 
+    layout.audit_policy.write_text(AUDIT_POLICY)
     phase("certs")
     pids: dict[str, int] = {}
     pids["etcd"] = _spawn(layout, "etcd", tools["etcd"], _etcd_args(layout, ports))
@@ -384,7 +406,7 @@ def _start_cluster(name: str, ports: _Ports, tools: dict[str, Path]) -> ClusterS
     return ClusterState(
         name=name, apiserver_url=url, kubeconfig=layout.admin_kubeconfig,
         ca_cert=certs.ca[0], ca_key=certs.ca[1], admin_cert=certs.admin[0], admin_key=certs.admin[1],
-        etcd_url=etcd_url, pids=pids, logs={c: layout.log(c) for c in COMPONENTS},
+        etcd_url=etcd_url, pids=pids, logs={**{c: layout.log(c) for c in COMPONENTS}, "audit": layout.audit_log},
         front_proxy_ca_cert=certs.front_proxy_ca[0] if certs.front_proxy_ca else None,
         front_proxy_ca_key=certs.front_proxy_ca[1] if certs.front_proxy_ca else None,
         proxy_client_cert=certs.proxy_client[0] if certs.proxy_client else None,
@@ -557,6 +579,40 @@ def down(*, quiet: bool = False) -> None:
     STATE_FILE.unlink(missing_ok=True)
     if not quiet:
         _say("down")
+
+
+@contextlib.contextmanager
+def apiserver_stopped(name: str) -> Iterator[None]:
+    """Stop one cluster's kube-apiserver for a ``with`` block, then start it again as it was.
+
+    The process gets SIGTERM (its connections close, new ones are refused) and afterwards is
+    started with its recorded command line on the same port, and awaited until ready: what
+    clients see when a control plane goes down and comes back. etcd and the controller-manager
+    keep running. The new pid is recorded so ``down`` still finds it.
+    """
+    state = load(STATE_FILE)
+    if state is None or name not in state.clusters:
+        raise RuntimeError(f"no running test bed with cluster {name!r}")
+    cluster = state.clusters[name]
+    pid = cluster.pids["kube-apiserver"]
+    if not _is_ours(pid, "kube-apiserver"):
+        raise RuntimeError(f"{name} kube-apiserver (pid {pid}) is not running")
+    argv = [a.decode() for a in Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0") if a]
+    _stop([(name, "kube-apiserver", pid)], quiet=True)
+    try:
+        yield
+    finally:
+        layout = _Layout(name)
+        new_pid = _spawn(layout, "kube-apiserver", Path(argv[0]), argv[1:])
+        restarted = dataclasses.replace(cluster, pids={**cluster.pids, "kube-apiserver": new_pid})
+        save(dataclasses.replace(state, clusters={**state.clusters, name: restarted}), STATE_FILE)
+        _wait_until(
+            f"{name} kube-apiserver (restarted)",
+            lambda: _apiserver_ready(cluster.apiserver_url, cluster.ca_cert, cluster.admin_cert, cluster.admin_key),
+            pid=new_pid, component="kube-apiserver", log=layout.log("kube-apiserver"),
+            timeout_s=_APISERVER_TIMEOUT_S,
+        )  # fmt: skip
+        _say(f"{name}: kube-apiserver restarted (pid {new_pid})")
 
 
 # --------------------------------------------------------------------------------------------

@@ -3,6 +3,7 @@ an unreachable or refusing control plane gives a 503 naming it (never a hang, ne
 
 from __future__ import annotations
 
+import http.client
 import time
 from collections.abc import Iterator
 from urllib.parse import urlsplit
@@ -84,11 +85,44 @@ def test_control_plane_down_is_503_naming_it_then_recovers(testbed: Testbed) -> 
         assert time.monotonic() - started < 10
         assert status == 503, body
         assert f"127.0.0.1:{relay.port}" in body["message"] and body["kind"] == "Status"
-        eventually(lambda: proc.raw("GET", "/readyz", cert=False)[0] == 500, what="readyz to report the outage")
+        # Ready means discovery can be served: it must not follow the control plane (issue 8).
+        assert proc.raw("GET", "/readyz", cert=False)[0] == 200
+        assert proc.call("GET", f"/apis/{GROUP}/{VERSION}")[0] == 200
         assert proc.raw("GET", "/healthz", cert=False)[0] == 200
         relay.start()
         eventually(lambda: proc.call("GET", NS_PATH)[0] == 200, what="the connector to recover")
         proc.wait_ready()
+    finally:
+        proc.stop()
+        relay.stop()
+        kubeconfig.unlink()
+
+
+def test_a_silently_dead_control_plane_ends_the_watch(testbed: Testbed) -> None:
+    """A control plane that stops answering without closing its connections (a dead host, a
+    dropped route) must not leave watches hanging: the app client has to see the watch end and
+    re-watch, as kube-apiserver's own watches end (issue 8)."""
+    target = urlsplit(testbed.control_plane.apiserver_url)
+    relay = TcpRelay(target.hostname or "127.0.0.1", target.port or 443)
+    relay.start()
+    kubeconfig = kubeconfig_copy(testbed.control_plane.kubeconfig, server=f"https://127.0.0.1:{relay.port}")
+    proc = start_connector(
+        testbed,
+        cluster_id="e2e-cp-silent",
+        control_plane_kubeconfig=kubeconfig,
+        extra_args=["--watch-idle-timeout-seconds", "3"],
+    )
+    try:
+        connection = http.client.HTTPSConnection("127.0.0.1", proc.port, context=proc.ssl_context(), timeout=30)
+        connection.request("GET", f"{NS_PATH}?watch=1", headers={"X-Remote-User": "e2e-admin",
+                                                                 "X-Remote-Group": "system:masters"})  # fmt: skip
+        response = connection.getresponse()
+        assert response.status == 200
+        relay.freeze()  # the control plane goes silent; its connections stay open
+        started = time.monotonic()
+        response.read()  # returns when the connector ends the watch
+        assert time.monotonic() - started < 15, "the watch outlived the idle deadline"
+        connection.close()
     finally:
         proc.stop()
         relay.stop()

@@ -1,0 +1,334 @@
+"""Issue 8, semantics: through the app cluster's aggregator, claims behave as kube-apiserver objects.
+
+kubectl, the app cluster's garbage collector and RBAC see what a real API server would show
+them: discovery survives a control-plane outage, the control plane's own denials reach the
+user, owners and field managers round-trip, Table options, ``--sort-by`` and ``resourceNames``
+Roles work, and one request can be followed through both clusters' audit logs.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+import yaml
+from connector_fixtures import ConnectorProcess, connected, wait_available
+
+from mcp_connector.core import contract
+from testbed import APP_CLUSTER, CONTROL_PLANE
+from testbed.cluster import apiserver_stopped
+from testbed.harness import Testbed
+from testbed.seed import KUBERNETES_CLUSTER
+from testbed.tools import tool_path
+
+pytestmark = pytest.mark.e2e
+
+GROUP, VERSION, PLURAL = "k8s.starter.org", "v1alpha1", "kubernetesclusters"
+RESOURCE = f"{PLURAL}.{GROUP}"
+SEEDED_APISERVICES = ("v1alpha1.k8s.starter.org", "v1alpha1.db.example.org", "v1beta1.db.example.org")
+TABLE = "application/json;as=Table;v=v1;g=meta.k8s.io,application/json"
+
+
+def claim(name: str, namespace: str, *, count: int = 1, **metadata: Any) -> dict[str, Any]:
+    """The seed's example claim under another name, with ``count`` nodes."""
+    body: dict[str, Any] = yaml.safe_load(KUBERNETES_CLUSTER.example_claim_file.read_text())
+    body["metadata"] = {"name": name, "namespace": namespace, **metadata}
+    body["spec"]["id"] = name
+    body["spec"]["parameters"]["nodes"]["count"] = count
+    body["spec"].pop("writeConnectionSecretToRef", None)
+    return body
+
+
+def app(tb: Testbed, *args: str, input: str | None = None, check: bool = True) -> subprocess.CompletedProcess[str]:
+    return tb.kubectl(APP_CLUSTER, *args, input=input, check=check)
+
+
+def cp(tb: Testbed, *args: str, input: str | None = None, check: bool = True) -> subprocess.CompletedProcess[str]:
+    return tb.kubectl(CONTROL_PLANE, *args, input=input, check=check)
+
+
+def eventually(check: Callable[[], Any], *, timeout: float = 30, every: float = 0.5) -> Any:
+    """Retry ``check`` until it returns something truthy without raising; fail with the last error."""
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        try:
+            result = check()
+            if result:
+                return result
+            last = result
+        except (AssertionError, subprocess.SubprocessError, RuntimeError, KeyError) as e:
+            last = e
+        time.sleep(every)
+    raise AssertionError(f"condition not met in {timeout}s: {last}")
+
+
+def hashed(tb: Testbed, namespace: str, name: str) -> str:
+    uid = str(tb.kubectl_json(APP_CLUSTER, "get", "namespace", "kube-system")["metadata"]["uid"])
+    return contract.control_plane_name(contract.AppRef(uid, namespace, name))
+
+
+@pytest.fixture(scope="module")
+def conn(testbed: Testbed) -> Iterator[ConnectorProcess]:
+    """The connector serving the app cluster, with its APIServices Available."""
+    app(testbed, "delete", "apiservice", "--ignore-not-found", *SEEDED_APISERVICES)
+    with connected(testbed) as proc:
+        wait_available(testbed, SEEDED_APISERVICES)
+        yield proc
+
+
+@pytest.fixture
+def namespace(testbed: Testbed) -> Iterator[str]:
+    """A fresh app namespace, deleted afterwards (without waiting)."""
+    name = f"e2e-{secrets.token_hex(3)}"
+    app(testbed, "create", "namespace", name)
+    yield name
+    app(testbed, "delete", "namespace", name, "--wait=false", check=False)
+
+
+def test_control_plane_stopped_keeps_discovery_and_recovers_by_itself(
+    testbed: Testbed, conn: ConnectorProcess, namespace: str
+) -> None:
+    app(testbed, "apply", "-f", "-", input=json.dumps(claim("steady", namespace)))
+    with apiserver_stopped(CONTROL_PLANE):
+        resources = app(testbed, "api-resources", f"--api-group={GROUP}", "-o", "name").stdout.split()
+        assert RESOURCE in resources
+        assert app(testbed, "get", "--raw", f"/apis/{GROUP}/{VERSION}").returncode == 0
+        assert conn.raw("GET", "/readyz", cert=False)[0] == 200, "readiness must not follow the control plane"
+        available = testbed.kubectl_json(APP_CLUSTER, "get", "apiservice", f"{VERSION}.{GROUP}")
+        assert {"type": "Available", "status": "True"}.items() <= next(
+            c for c in available["status"]["conditions"] if c["type"] == "Available"
+        ).items()
+        read = app(testbed, "get", PLURAL, "steady", "-n", namespace, check=False)
+        assert read.returncode != 0 and "ServiceUnavailable" in read.stderr, read.stderr
+        status, body = conn.call("GET", f"/apis/{GROUP}/{VERSION}/namespaces/{namespace}/{PLURAL}/steady")
+        assert status == 503 and body["kind"] == "Status" and body["code"] == 503
+    got = eventually(lambda: testbed.kubectl_json(APP_CLUSTER, "get", PLURAL, "steady", "-n", namespace))
+    assert got["spec"]["id"] == "steady"
+    app(testbed, "apply", "-f", "-", input=json.dumps(claim("after", namespace)))
+    watched = app(testbed, "get", PLURAL, "after", "-n", namespace, "-w", "-o", "name", "--request-timeout=3s",
+                  check=False)  # fmt: skip
+    assert f"{RESOURCE}/after" in watched.stdout, watched.stderr
+
+
+def test_admission_policy_denial_reaches_kubectl_in_its_own_words(
+    testbed: Testbed, conn: ConnectorProcess, namespace: str
+) -> None:
+    policy = {
+        "apiVersion": "admissionregistration.k8s.io/v1",
+        "kind": "ValidatingAdmissionPolicy",
+        "metadata": {"name": "e2e-small-clusters"},
+        "spec": {
+            "failurePolicy": "Fail",
+            "matchConstraints": {
+                "resourceRules": [
+                    {
+                        "apiGroups": [GROUP],
+                        "apiVersions": ["*"],
+                        "operations": ["CREATE", "UPDATE"],
+                        "resources": [PLURAL],
+                    }
+                ]
+            },
+            "matchConditions": [{"name": "labelled", "expression": "'e2e-vap' in object.metadata.?labels.orValue({})"}],
+            "validations": [
+                {
+                    "expression": "object.spec.parameters.nodes.count <= 3",
+                    "message": "clusters in this control plane have at most 3 nodes",
+                    "reason": "Forbidden",
+                }
+            ],
+        },
+    }
+    binding = {
+        "apiVersion": "admissionregistration.k8s.io/v1",
+        "kind": "ValidatingAdmissionPolicyBinding",
+        "metadata": {"name": "e2e-small-clusters"},
+        "spec": {"policyName": "e2e-small-clusters", "validationActions": ["Deny"]},
+    }
+    cp(testbed, "apply", "-f", "-", input=json.dumps({"apiVersion": "v1", "kind": "List", "items": [policy, binding]}))
+    try:
+        big = json.dumps(claim("big", namespace, count=5, labels={"e2e-vap": "yes"}))
+
+        def denied() -> str:
+            out = app(testbed, "create", "-f", "-", input=big, check=False)
+            assert out.returncode != 0, "the policy is not in force yet"
+            return out.stderr
+
+        stderr = eventually(denied)
+        assert "Error from server (Forbidden)" in stderr, stderr
+        assert (
+            f"{RESOURCE} \"big\" is forbidden: ValidatingAdmissionPolicy 'e2e-small-clusters' with binding "
+            "'e2e-small-clusters' denied request: clusters in this control plane have at most 3 nodes"
+        ) in stderr
+        assert contract.CLAIM_NAME_PREFIX not in stderr and "credentials" not in stderr
+    finally:
+        cp(testbed, "delete", "validatingadmissionpolicybinding,validatingadmissionpolicy", "e2e-small-clusters",
+           "--ignore-not-found")  # fmt: skip
+
+
+def test_exceeded_quota_reaches_kubectl_in_its_own_words(
+    testbed: Testbed, conn: ConnectorProcess, namespace: str
+) -> None:
+    ns = testbed.claim_namespace
+    used = len(testbed.kubectl_json(CONTROL_PLANE, "get", PLURAL, "-n", ns)["items"])
+    quota = {
+        "apiVersion": "v1",
+        "kind": "ResourceQuota",
+        "metadata": {"name": "e2e-claims", "namespace": ns},
+        "spec": {"hard": {f"count/{RESOURCE}": str(used)}},
+    }
+    cp(testbed, "apply", "-f", "-", input=json.dumps(quota))
+    try:
+        eventually(
+            lambda: testbed.kubectl_json(CONTROL_PLANE, "get", "resourcequota", "e2e-claims", "-n", ns)["status"][
+                "used"
+            ]
+        )
+        out = app(testbed, "create", "-f", "-", input=json.dumps(claim("one-too-many", namespace)), check=False)
+        assert out.returncode != 0
+        assert "Error from server (Forbidden)" in out.stderr, out.stderr
+        assert f'{RESOURCE} "one-too-many" is forbidden: exceeded quota: e2e-claims' in out.stderr
+        assert contract.CLAIM_NAME_PREFIX not in out.stderr
+    finally:
+        cp(testbed, "delete", "resourcequota", "e2e-claims", "-n", ns, "--ignore-not-found")
+
+
+def test_configmap_owned_claim_is_garbage_collected_by_the_app_cluster(
+    testbed: Testbed, conn: ConnectorProcess, namespace: str
+) -> None:
+    app(testbed, "create", "configmap", "owner", "-n", namespace, "--from-literal=a=b")
+    uid = testbed.kubectl_json(APP_CLUSTER, "get", "configmap", "owner", "-n", namespace)["metadata"]["uid"]
+    app(testbed, "apply", "-f", "-", input=json.dumps(claim("owned", namespace)))
+    owner = {"apiVersion": "v1", "kind": "ConfigMap", "name": "owner", "uid": uid, "controller": True,
+             "blockOwnerDeletion": True}  # fmt: skip
+    # What a controller's SetControllerReference + Update does.
+    current = testbed.kubectl_json(APP_CLUSTER, "get", PLURAL, "owned", "-n", namespace)
+    current["metadata"]["ownerReferences"] = [owner]
+    app(testbed, "replace", "-f", "-", input=json.dumps(current))
+    got = testbed.kubectl_json(APP_CLUSTER, "get", PLURAL, "owned", "-n", namespace)
+    assert got["metadata"]["ownerReferences"] == [owner]
+    stored = testbed.kubectl_json(CONTROL_PLANE, "get", PLURAL, hashed(testbed, namespace, "owned"), "-n",
+                                  testbed.claim_namespace)  # fmt: skip
+    assert "ownerReferences" not in stored["metadata"], "the control plane's GC must not see app-side owners"
+    bad = claim("two-controllers", namespace, ownerReferences=[owner, {**owner, "uid": "other", "name": "b"}])
+    refused = app(testbed, "create", "-f", "-", input=json.dumps(bad), check=False)
+    assert "Only one reference can have Controller set to true" in refused.stderr, refused.stderr
+    app(testbed, "delete", "configmap", "owner", "-n", namespace)
+    eventually(lambda: app(testbed, "get", PLURAL, "owned", "-n", namespace, check=False).returncode != 0, timeout=120)
+    gone = cp(testbed, "get", PLURAL, hashed(testbed, namespace, "owned"), "-n", testbed.claim_namespace, check=False)
+    assert gone.returncode != 0 and "NotFound" in gone.stderr
+
+
+def test_server_side_apply_after_client_side_apply_prunes_a_removed_field(
+    testbed: Testbed, conn: ConnectorProcess, namespace: str
+) -> None:
+    body = claim("pruned", namespace)
+    assert body["spec"]["parameters"]["nodes"]["size"] == "small"
+    app(testbed, "apply", "-f", "-", input=json.dumps(body))
+    shown = testbed.kubectl_json(APP_CLUSTER, "get", PLURAL, "pruned", "-n", namespace, "--show-managed-fields")
+    managers = {m["manager"] for m in shown["metadata"]["managedFields"]}
+    assert "kubectl-client-side-apply" in managers, managers
+    assert contract.LABEL_DOMAIN not in json.dumps(shown["metadata"]["managedFields"])
+    del body["spec"]["parameters"]["nodes"]["size"]
+    app(testbed, "apply", "--server-side", "-f", "-", input=json.dumps(body))
+    after = testbed.kubectl_json(APP_CLUSTER, "get", PLURAL, "pruned", "-n", namespace, "--show-managed-fields")
+    assert "size" not in after["spec"]["parameters"]["nodes"], after["spec"]
+    assert {m["manager"] for m in after["metadata"]["managedFields"]} == {"kubectl"}
+
+
+def test_replace_describe_sort_by_and_custom_columns(testbed: Testbed, conn: ConnectorProcess, namespace: str) -> None:
+    for name, count in (("bravo", 3), ("alpha", 7), ("charlie", 1)):
+        app(testbed, "apply", "-f", "-", input=json.dumps(claim(name, namespace, count=count)))
+    rows = app(testbed, "get", PLURAL, "-n", namespace, "--sort-by=.spec.parameters.nodes.count", "--no-headers").stdout
+    assert [line.split()[0] for line in rows.splitlines()] == ["charlie", "bravo", "alpha"]
+    columns = app(testbed, "get", PLURAL, "-n", namespace, "--sort-by=.metadata.name",
+                  "-o", "custom-columns=NAME:.metadata.name,NODES:.spec.parameters.nodes.count").stdout  # fmt: skip
+    assert [line.split() for line in columns.splitlines()] == [
+        ["NAME", "NODES"], ["alpha", "7"], ["bravo", "3"], ["charlie", "1"],
+    ]  # fmt: skip
+    described = app(testbed, "describe", PLURAL, "alpha", "-n", namespace).stdout
+    assert "Name:         alpha" in described and f"Namespace:    {namespace}" in described
+    current = testbed.kubectl_json(APP_CLUSTER, "get", PLURAL, "alpha", "-n", namespace)
+    current["spec"]["parameters"]["nodes"]["count"] = 9
+    app(testbed, "replace", "-f", "-", input=json.dumps(current))
+    assert (
+        testbed.kubectl_json(APP_CLUSTER, "get", PLURAL, "alpha", "-n", namespace)["spec"]["parameters"]["nodes"][
+            "count"
+        ]
+        == 9
+    )
+    path = f"/apis/{GROUP}/{VERSION}/namespaces/{namespace}/{PLURAL}"
+    for include, check in (
+        ("None", lambda o: o is None),
+        ("Metadata", lambda o: o["kind"] == "PartialObjectMetadata" and "spec" not in o),
+        ("Object", lambda o: o["kind"] == "KubernetesCluster" and o["spec"]["id"] == o["metadata"]["name"]),
+    ):
+        status, table = conn.call("GET", f"{path}?includeObject={include}", accept=TABLE)
+        assert status == 200 and table["kind"] == "Table", table
+        assert len(table["rows"]) == 3 and all(check(r["object"]) for r in table["rows"]), (include, table["rows"][0])
+    status, body = conn.call("GET", f"{path}?includeObject=Everything", accept=TABLE)
+    assert status == 400 and "includeObject" in body["message"], body
+
+
+def test_resource_names_role_can_get_watch_wait_and_delete(
+    testbed: Testbed, conn: ConnectorProcess, namespace: str
+) -> None:
+    app(testbed, "apply", "-f", "-", input=json.dumps(claim("mine", namespace)))
+    app(testbed, "apply", "-f", "-", input=json.dumps(claim("theirs", namespace)))
+    app(testbed, "create", "role", "only-mine", "-n", namespace, f"--resource={RESOURCE}", "--resource-name=mine",
+        "--verb=get,list,watch,delete")  # fmt: skip
+    app(testbed, "create", "rolebinding", "only-mine", "-n", namespace, "--role=only-mine", "--user=jane")
+    as_jane = ("--as=jane", "-n", namespace)
+    kubectl = [str(tool_path("kubectl")), "--kubeconfig", str(testbed.app_cluster.kubeconfig)]
+    watch = subprocess.Popen(
+        [*kubectl, "get", PLURAL, "mine", "-w", "-o", "name", *as_jane],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert watch.stdout is not None
+        assert watch.stdout.readline().strip() == f"{RESOURCE}/mine"
+        app(testbed, "wait", f"{PLURAL}/mine", "--for=jsonpath={.spec.id}=mine", "--timeout=20s", *as_jane)
+        assert watch.poll() is None, watch.stderr.read() if watch.stderr else ""
+    finally:
+        watch.terminate()
+        watch.wait(10)
+    assert app(testbed, "get", PLURAL, "theirs", *as_jane, check=False).returncode != 0
+    app(testbed, "delete", PLURAL, "mine", "--timeout=30s", *as_jane)
+    assert app(testbed, "get", PLURAL, "mine", "-n", namespace, check=False).returncode != 0
+
+
+def test_one_request_is_followed_through_both_audit_logs(
+    testbed: Testbed, conn: ConnectorProcess, namespace: str
+) -> None:
+    probe = f"audit-probe-{secrets.token_hex(3)}"
+    app(testbed, "apply", "-f", "-", input=json.dumps(claim(probe, namespace)))
+    app(testbed, "get", PLURAL, probe, "-n", namespace)
+    app_log, cp_log = testbed.app_cluster.logs["audit"], testbed.control_plane.logs["audit"]
+    target = hashed(testbed, namespace, probe)
+
+    def audited() -> tuple[dict[str, Any], dict[str, Any]]:
+        reads = [
+            e for e in map(json.loads, (line for line in app_log.read_text().splitlines() if probe in line))
+            if e["verb"] == "get" and e["stage"] == "ResponseComplete" and e["requestURI"].split("?")[0].endswith(probe)
+        ]  # fmt: skip
+        assert reads, "the app cluster did not audit the read yet"
+        ids = {e["auditID"]: e for e in reads}
+        cp_reads = [
+            e for e in map(json.loads, (line for line in cp_log.read_text().splitlines() if target in line))
+            if e["auditID"] in ids and e["verb"] == "get"
+        ]  # fmt: skip
+        assert cp_reads, "no control-plane read under an audit ID of the app cluster"
+        return ids[cp_reads[-1]["auditID"]], cp_reads[-1]
+
+    read, followed = eventually(audited)
+    uid = str(testbed.kubectl_json(APP_CLUSTER, "get", "namespace", "kube-system")["metadata"]["uid"])
+    assert f"cluster={uid}; user={read['user']['username']}" in followed["userAgent"]
+    assert "kubectl/" in followed["userAgent"]
