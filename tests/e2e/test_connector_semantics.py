@@ -11,8 +11,7 @@ from __future__ import annotations
 import json
 import secrets
 import subprocess
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -25,6 +24,7 @@ from testbed.cluster import apiserver_stopped
 from testbed.harness import Testbed
 from testbed.seed import KUBERNETES_CLUSTER
 from testbed.tools import tool_path
+from testbed.waiting import LineReader, eventually
 
 pytestmark = pytest.mark.e2e
 
@@ -50,22 +50,6 @@ def app(tb: Testbed, *args: str, input: str | None = None, check: bool = True) -
 
 def cp(tb: Testbed, *args: str, input: str | None = None, check: bool = True) -> subprocess.CompletedProcess[str]:
     return tb.kubectl(CONTROL_PLANE, *args, input=input, check=check)
-
-
-def eventually(check: Callable[[], Any], *, timeout: float = 30, every: float = 0.5) -> Any:
-    """Retry ``check`` until it returns something truthy without raising; fail with the last error."""
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        try:
-            result = check()
-            if result:
-                return result
-            last = result
-        except (AssertionError, subprocess.SubprocessError, RuntimeError, KeyError) as e:
-            last = e
-        time.sleep(every)
-    raise AssertionError(f"condition not met in {timeout}s: {last}")
 
 
 def hashed(tb: Testbed, namespace: str, name: str) -> str:
@@ -186,9 +170,12 @@ def test_exceeded_quota_reaches_kubectl_in_its_own_words(
     cp(testbed, "apply", "-f", "-", input=json.dumps(quota))
     try:
         eventually(
-            lambda: testbed.kubectl_json(CONTROL_PLANE, "get", "resourcequota", "e2e-claims", "-n", ns)["status"][
-                "used"
-            ]
+            lambda: (
+                testbed.kubectl_json(CONTROL_PLANE, "get", "resourcequota", "e2e-claims", "-n", ns)
+                .get("status", {})
+                .get("used")
+            ),
+            what="the quota controller to count the claims",
         )
         out = app(testbed, "create", "-f", "-", input=json.dumps(claim("one-too-many", namespace)), check=False)
         assert out.returncode != 0
@@ -294,7 +281,7 @@ def test_resource_names_role_can_get_watch_wait_and_delete(
     )
     try:
         assert watch.stdout is not None
-        assert watch.stdout.readline().strip() == f"{RESOURCE}/mine"
+        LineReader(watch.stdout).wait_for(lambda line: line == f"{RESOURCE}/mine", what="the watched claim")
         app(testbed, "wait", f"{PLURAL}/mine", "--for=jsonpath={.spec.id}=mine", "--timeout=20s", *as_jane)
         assert watch.poll() is None, watch.stderr.read() if watch.stderr else ""
     finally:
