@@ -492,6 +492,7 @@ async def patch(rt: Runtime, call: Call) -> tuple[int, dict[str, Any]]:
         pinned = _asks_for_version(document)
         if not pinned:
             metadata["resourceVersion"] = current["metadata"].get("resourceVersion")
+        keep_stored_managed_fields(patched, current)
         translated = _stored_form(rt, call, patched, ref)
         path = _object_path(rt, call.served, contract.control_plane_name(ref), call.route.subresource)
         try:
@@ -508,6 +509,20 @@ async def patch(rt: Runtime, call: Call) -> tuple[int, dict[str, Any]]:
         f'Operation cannot be fulfilled on {call.served.api.resource} "{ref.name}": '
         "the object kept changing; please retry",
     )
+
+
+def keep_stored_managed_fields(body: dict[str, Any], current: Mapping[str, Any]) -> None:
+    """Leave the control plane's managedFields as they are unless the request changed them.
+
+    The app-side managedFields lack the connector's own fields; written back unchanged they
+    would replace the stored ones and drop those. kube-apiserver keeps the stored set when a
+    write does not set managedFields, so an unchanged set is simply not sent.
+    """
+    metadata = body.get("metadata")
+    if isinstance(metadata, dict) and metadata.get("managedFields") == (current.get("metadata") or {}).get(
+        "managedFields"
+    ):
+        metadata.pop("managedFields", None)
 
 
 def _asks_for_version(document: Any) -> bool:
