@@ -310,11 +310,9 @@ class TcpRelay:
         self._listener: socket.socket | None = None
         self._sockets: list[socket.socket] = []
         self._lock = threading.Lock()
-        self._frozen = threading.Event()
 
     def start(self) -> None:
-        """Listen (again) on the same port, passing data on."""
-        self._frozen.clear()
+        """Listen (again) on the same port."""
         listener = socket.socket()
         listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         listener.bind(("127.0.0.1", self.port))
@@ -338,20 +336,16 @@ class TcpRelay:
             for a, b in ((client, upstream), (upstream, client)):
                 threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
 
-    def _pipe(self, source: socket.socket, sink: socket.socket) -> None:
+    @staticmethod
+    def _pipe(source: socket.socket, sink: socket.socket) -> None:
         try:
             while data := source.recv(65536):
-                if not self._frozen.is_set():
-                    sink.sendall(data)
+                sink.sendall(data)
         except OSError:
             pass
         finally:
             with contextlib.suppress(OSError):
                 sink.shutdown(socket.SHUT_WR)
-
-    def freeze(self) -> None:
-        """Go silent: keep every connection open but pass nothing on (a host that vanished)."""
-        self._frozen.set()
 
     def stop(self) -> None:
         """Refuse new connections and cut the open ones."""

@@ -12,6 +12,7 @@ import pytest
 from connector_fixtures import ConnectorProcess, TcpRelay, kubeconfig_copy, start_connector
 
 from testbed.harness import Testbed
+from testbed.relay import FaultRelay
 from testbed.waiting import eventually
 
 pytestmark = pytest.mark.e2e
@@ -103,7 +104,7 @@ def test_a_silently_dead_control_plane_ends_the_watch(testbed: Testbed) -> None:
     dropped route) must not leave watches hanging: the app client has to see the watch end and
     re-watch, as kube-apiserver's own watches end (issue 8)."""
     target = urlsplit(testbed.control_plane.apiserver_url)
-    relay = TcpRelay(target.hostname or "127.0.0.1", target.port or 443)
+    relay = FaultRelay(target.hostname or "127.0.0.1", target.port or 443)
     relay.start()
     kubeconfig = kubeconfig_copy(testbed.control_plane.kubeconfig, server=f"https://127.0.0.1:{relay.port}")
     proc = start_connector(
@@ -112,16 +113,23 @@ def test_a_silently_dead_control_plane_ends_the_watch(testbed: Testbed) -> None:
         control_plane_kubeconfig=kubeconfig,
         extra_args=["--watch-idle-timeout-seconds", "3"],
     )
+    headers = {"X-Remote-User": "e2e-admin", "X-Remote-Group": "system:masters"}
     try:
         connection = http.client.HTTPSConnection("127.0.0.1", proc.port, context=proc.ssl_context(), timeout=30)
-        connection.request("GET", f"{NS_PATH}?watch=1", headers={"X-Remote-User": "e2e-admin",
-                                                                 "X-Remote-Group": "system:masters"})  # fmt: skip
+        connection.request("GET", f"{NS_PATH}?watch=1", headers=headers)
         response = connection.getresponse()
         assert response.status == 200
-        relay.freeze()  # the control plane goes silent; its connections stay open
+        relay.drop()  # the control plane goes silent; its connections stay open
         started = time.monotonic()
         response.read()  # returns when the connector ends the watch
         assert time.monotonic() - started < 15, "the watch outlived the idle deadline"
+        connection.close()
+        relay.resume()
+        # The client re-watches and is served again.
+        eventually(lambda: proc.call("GET", NS_PATH)[0] == 200, what="requests after the network is back")
+        connection = http.client.HTTPSConnection("127.0.0.1", proc.port, context=proc.ssl_context(), timeout=30)
+        connection.request("GET", f"{NS_PATH}?watch=1&timeoutSeconds=1", headers=headers)
+        assert connection.getresponse().status == 200
         connection.close()
     finally:
         proc.stop()
