@@ -50,12 +50,20 @@ class LineReader:
     def __init__(self, stream: IO[str]) -> None:
         self.lines: list[str] = []
         self._queue: queue.Queue[str | None] = queue.Queue()
-        threading.Thread(target=self._pump, args=(stream,), daemon=True).start()
+        self._thread = threading.Thread(target=self._pump, args=(stream,), daemon=True)
+        self._thread.start()
 
     def _pump(self, stream: IO[str]) -> None:
-        for line in stream:
-            self._queue.put(line.rstrip("\n"))
+        with stream:
+            for line in stream:
+                self._queue.put(line.rstrip("\n"))
         self._queue.put(None)
+
+    def finish(self, timeout: float = 10.0) -> None:
+        """Wait until the stream has ended (the process exited) and is closed."""
+        self._thread.join(timeout)
+        if self._thread.is_alive():
+            raise AssertionError(f"output did not end within {timeout}s")
 
     def wait_for(self, match: Callable[[str], bool], *, timeout: float = 30.0, what: str = "line") -> str:
         """Return the first new line for which ``match`` is true; fail at the deadline or at EOF."""

@@ -190,6 +190,7 @@ def test_watch_sees_added_modified_deleted(testbed: Testbed, conn: ConnectorProc
     finally:
         watcher.terminate()
         watcher.wait(timeout=10)
+        events.finish()
     assert "claim-" not in "\n".join(events.lines) and modified
 
 
