@@ -11,6 +11,7 @@ from urllib.parse import urlsplit
 import pytest
 from connector_fixtures import ConnectorProcess, TcpRelay, kubeconfig_copy, start_connector
 
+from testbed import CONTROL_PLANE
 from testbed.harness import Testbed
 from testbed.relay import FaultRelay
 from testbed.waiting import eventually
@@ -157,3 +158,28 @@ def test_rejected_token_is_a_clear_503_and_never_shown(testbed: Testbed) -> None
     finally:
         proc.stop()
         kubeconfig.unlink()
+
+
+def test_rbac_denial_of_the_connectors_own_identity_is_a_clear_503(testbed: Testbed) -> None:
+    """The connector may read the claim APIs but not the claims: that is the connector's RBAC
+    being wrong (503 naming it), not the user's request being forbidden (issue 8)."""
+    ns, account = testbed.claim_namespace, "mcp-e2e-discovery-only"
+    rules = "--verb=get,list,watch --resource=compositeresourcedefinitions.apiextensions.crossplane.io"
+    testbed.kubectl(CONTROL_PLANE, "create", "serviceaccount", account, "-n", ns, check=False)
+    testbed.kubectl(CONTROL_PLANE, "create", "clusterrole", account, *rules.split(),
+                    "--resource=customresourcedefinitions.apiextensions.k8s.io", check=False)  # fmt: skip
+    testbed.kubectl(CONTROL_PLANE, "create", "clusterrolebinding", account, f"--clusterrole={account}",
+                    f"--serviceaccount={ns}:{account}", check=False)  # fmt: skip
+    token = testbed.kubectl(CONTROL_PLANE, "create", "token", account, "-n", ns, "--duration=1h").stdout.strip()
+    kubeconfig = kubeconfig_copy(testbed.control_plane.kubeconfig, token=token)
+    proc = start_connector(testbed, cluster_id="e2e-rbac-denied", control_plane_kubeconfig=kubeconfig)
+    try:
+        assert proc.call("GET", f"/apis/{GROUP}/{VERSION}")[0] == 200
+        for status, body in (proc.call("GET", NS_PATH), proc.call("POST", NS_PATH, claim("rbac"))):
+            assert status == 503, body
+            assert "denied the connector's own identity" in body["message"], body
+            assert account not in body["message"] and token not in body["message"]
+    finally:
+        proc.stop()
+        kubeconfig.unlink()
+        testbed.kubectl(CONTROL_PLANE, "delete", "clusterrolebinding,clusterrole", account, check=False)

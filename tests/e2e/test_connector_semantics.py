@@ -319,3 +319,19 @@ def test_one_request_is_followed_through_both_audit_logs(
     uid = str(testbed.kubectl_json(APP_CLUSTER, "get", "namespace", "kube-system")["metadata"]["uid"])
     assert f"cluster={uid}; user={read['user']['username']}" in followed["userAgent"]
     assert "kubectl/" in followed["userAgent"]
+
+
+def test_explain_owner_references_warnings_and_legacy_watch_paths(
+    testbed: Testbed, conn: ConnectorProcess, namespace: str
+) -> None:
+    explained = app(testbed, "explain", "kubernetescluster.metadata.ownerReferences").stdout
+    assert "FIELD: ownerReferences <[]OwnerReference>" in explained, explained
+    assert "blockOwnerDeletion" in explained and "uid" in explained
+    body = claim("warned", namespace)
+    body["spec"]["bogus"] = "x"
+    applied = app(testbed, "apply", "--validate=warn", "-f", "-", input=json.dumps(body))
+    assert 'Warning: unknown field "spec.bogus"' in applied.stderr, applied.stderr
+    legacy = app(testbed, "get", "--raw",
+                 f"/apis/{GROUP}/{VERSION}/watch/namespaces/{namespace}/{PLURAL}/warned?timeoutSeconds=1")  # fmt: skip
+    event = json.loads(legacy.stdout.splitlines()[0])
+    assert event["type"] == "ADDED" and event["object"]["metadata"]["name"] == "warned"
