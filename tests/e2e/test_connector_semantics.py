@@ -79,6 +79,20 @@ def test_control_plane_stopped_keeps_discovery_and_recovers_by_itself(
     testbed: Testbed, conn: ConnectorProcess, namespace: str
 ) -> None:
     app(testbed, "apply", "-f", "-", input=json.dumps(claim("steady", namespace)))
+    doomed = f"e2e-doomed-{secrets.token_hex(3)}"
+    app(testbed, "create", "namespace", doomed)
+    app(testbed, "create", "configmap", "owner", "-n", namespace)
+    owner_uid = testbed.kubectl_json(APP_CLUSTER, "get", "configmap", "owner", "-n", namespace)["metadata"]["uid"]
+    dependent = {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {
+            "name": "dependent",
+            "namespace": namespace,
+            "ownerReferences": [{"apiVersion": "v1", "kind": "ConfigMap", "name": "owner", "uid": owner_uid}],
+        },
+    }
+    app(testbed, "create", "-f", "-", input=json.dumps(dependent))
     with apiserver_stopped(CONTROL_PLANE):
         resources = app(testbed, "api-resources", f"--api-group={GROUP}", "-o", "name").stdout.split()
         assert RESOURCE in resources
@@ -92,6 +106,20 @@ def test_control_plane_stopped_keeps_discovery_and_recovers_by_itself(
         assert read.returncode != 0 and "ServiceUnavailable" in read.stderr, read.stderr
         status, body = conn.call("GET", f"/apis/{GROUP}/{VERSION}/namespaces/{namespace}/{PLURAL}/steady")
         assert status == 503 and body["kind"] == "Status" and body["code"] == 503
+        # The app cluster's garbage collector keeps working for its own kinds meanwhile.
+        app(testbed, "delete", "configmap", "owner", "-n", namespace)
+        eventually(
+            lambda: app(testbed, "get", "configmap", "dependent", "-n", namespace, check=False).returncode != 0,
+            timeout=60,
+            what="the garbage collector to delete the dependent ConfigMap",
+        )
+        # A namespace deleted now needs the claim API to list it: it finishes once the control plane is back.
+        app(testbed, "delete", "namespace", doomed, "--wait=false")
+    eventually(
+        lambda: app(testbed, "get", "namespace", doomed, check=False).returncode != 0,
+        timeout=150,
+        what="the namespace deleted during the outage to go",
+    )
     got = eventually(lambda: testbed.kubectl_json(APP_CLUSTER, "get", PLURAL, "steady", "-n", namespace))
     assert got["spec"]["id"] == "steady"
     app(testbed, "apply", "-f", "-", input=json.dumps(claim("after", namespace)))
