@@ -31,9 +31,11 @@ from mcp_connector.connector.routing import (
     ResourceRoute,
     authorized_name,
     parse_path,
+    selectors_authorized,
     verb_of,
 )
 from mcp_connector.connector.runtime import Runtime
+from mcp_connector.connector.selectors import Requirement, field_requirements, label_requirements
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +73,17 @@ def _forbidden(attrs: Attributes, reason: str) -> ApiError:
     return ApiError(
         status_body(403, message, details={"name": attrs.name, "group": attrs.group, "kind": attrs.resource})
     )
+
+
+def _selector_requirements(
+    route: ResourceRoute, verb: str, query: dict[str, str]
+) -> tuple[tuple[Requirement, ...], tuple[Requirement, ...]]:
+    """The selector requirements kube-apiserver authorizes a list, watch or deletecollection with."""
+    if not selectors_authorized(route, verb):
+        return (), ()
+    fields = field_requirements(query.get("fieldSelector", "")) or ()
+    labels = label_requirements(query.get("labelSelector", "")) or ()
+    return fields, labels
 
 
 def _error_response(error: ApiError) -> web.Response:
@@ -141,6 +154,7 @@ async def _resource(request: web.Request, rt: Runtime, route: ResourceRoute, use
         route.subresource or "",
         route.namespace or "",
         authorized_name(route, verb, query),
+        *_selector_requirements(route, verb, query),
     )
     try:
         decision = await rt.authorizer.authorize(attrs)

@@ -16,13 +16,18 @@ from dataclasses import dataclass
 from typing import Any
 
 from mcp_connector.connector.auth import User
+from mcp_connector.connector.selectors import Requirement
 
 SAR_PATH = "/apis/authorization.k8s.io/v1/subjectaccessreviews"
 
 
 @dataclass(frozen=True)
 class Attributes:
-    """What a request does, in the terms RBAC speaks (resource attributes only)."""
+    """What a request does, in the terms RBAC speaks (resource attributes only).
+
+    ``field_selector`` and ``label_selector`` are a list's or watch's selector requirements,
+    which authorizers other than RBAC may grant on (selector authorization).
+    """
 
     user: User
     verb: str
@@ -32,6 +37,17 @@ class Attributes:
     subresource: str = ""
     namespace: str = ""
     name: str = ""
+    field_selector: tuple[Requirement, ...] = ()
+    label_selector: tuple[Requirement, ...] = ()
+
+
+def _requirements(requirements: tuple[Requirement, ...]) -> dict[str, Any]:
+    return {
+        "requirements": [
+            {"key": r.key, "operator": r.operator, **({"values": list(r.values)} if r.values else {})}
+            for r in requirements
+        ]
+    }
 
 
 @dataclass(frozen=True)
@@ -57,6 +73,10 @@ def review_body(attrs: Attributes) -> dict[str, Any]:
             "name": attrs.name,
         },
     }
+    if attrs.field_selector:
+        spec["resourceAttributes"]["fieldSelector"] = _requirements(attrs.field_selector)
+    if attrs.label_selector:
+        spec["resourceAttributes"]["labelSelector"] = _requirements(attrs.label_selector)
     if attrs.user.uid:
         spec["uid"] = attrs.user.uid
     if attrs.user.extra:

@@ -9,6 +9,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from mcp_connector.connector.selectors import exact_field_match
+
 HEALTH_PATHS = frozenset({"/healthz", "/livez", "/readyz"})
 METRICS_PATH = "/metrics"
 
@@ -121,58 +123,6 @@ def verb_of(method: str, route: ResourceRoute, query: Mapping[str, str]) -> str 
     return allowed.get(method)
 
 
-def _split_terms(selector: str) -> list[str]:
-    """Split a field selector at unescaped commas (a backslash escapes the next character)."""
-    terms, start, escaped = [], 0, False
-    for i, char in enumerate(selector):
-        if escaped:
-            escaped = False
-        elif char == "\\":
-            escaped = True
-        elif char == ",":
-            terms.append(selector[start:i])
-            start = i + 1
-    terms.append(selector[start:])
-    return terms
-
-
-def _unescape(value: str) -> str | None:
-    out, escaped = [], False
-    for char in value:
-        if escaped:
-            if char not in "\\,=":
-                return None
-            out.append(char)
-            escaped = False
-        elif char == "\\":
-            escaped = True
-        elif char in ",=":
-            return None
-        else:
-            out.append(char)
-    return None if escaped else "".join(out)
-
-
-def exact_field_match(selector: str, field: str) -> str | None:
-    """The value ``selector`` requires ``field`` to equal, as fields.Selector.RequiresExactMatch finds it.
-
-    Terms are sorted first and the first ``field=value`` or ``field==value`` term wins; a
-    selector that does not parse requires nothing.
-    """
-    found: str | None = None
-    for term in sorted(t for t in _split_terms(selector) if t):
-        operator = next(((i, op) for i in range(len(term)) for op in ("!=", "==", "=") if term.startswith(op, i)), None)
-        if operator is None:
-            return None
-        index, op = operator
-        value = _unescape(term[index + len(op) :])
-        if value is None:
-            return None
-        if found is None and op != "!=" and term[:index] == field:
-            found = value
-    return found
-
-
 def authorized_name(route: ResourceRoute, verb: str, query: Mapping[str, str]) -> str:
     """The object name a request is authorized for, as RequestInfo sets it.
 
@@ -188,3 +138,11 @@ def authorized_name(route: ResourceRoute, verb: str, query: Mapping[str, str]) -
     if name is None or name in (".", "..") or "/" in name or "%" in name:
         return ""
     return name
+
+
+def selectors_authorized(route: ResourceRoute, verb: str) -> bool:
+    """True when a request's selectors go into its authorization (list, watch, deletecollection).
+
+    The deprecated ``/watch/`` paths are left out, as RequestInfo leaves them out.
+    """
+    return not route.watch_path and verb in ("list", "watch", "deletecollection")

@@ -1,0 +1,68 @@
+"""Selectors are read for authorization as kube-apiserver's fields and labels parsers read them."""
+
+from __future__ import annotations
+
+import pytest
+
+from mcp_connector.connector.auth import User
+from mcp_connector.connector.authz import Attributes, review_body
+from mcp_connector.connector.selectors import Requirement, field_requirements, label_requirements
+
+
+@pytest.mark.parametrize(
+    ("selector", "requirements"),
+    [
+        ("", ()),
+        ("metadata.name=x", (Requirement("metadata.name", "In", ("x",)),)),
+        ("status.phase!=Done,metadata.name==x", (Requirement("metadata.name", "In", ("x",)),
+                                                 Requirement("status.phase", "NotIn", ("Done",)))),
+        ("a=b\\,c", (Requirement("a", "In", ("b,c",)),)),
+        ("a=b,c", None),
+        ("a=b\\x", None),
+    ],
+)  # fmt: skip
+def test_field_requirements(selector: str, requirements: tuple[Requirement, ...] | None) -> None:
+    assert field_requirements(selector) == requirements
+
+
+@pytest.mark.parametrize(
+    ("selector", "requirements"),
+    [
+        ("", ()),
+        ("team=a", (Requirement("team", "In", ("a",)),)),
+        ("team==a,tier!=web", (Requirement("team", "In", ("a",)), Requirement("tier", "NotIn", ("web",)))),
+        ("x in (foo,,baz),y,z notin ()", (Requirement("x", "In", ("", "baz", "foo")), Requirement("y", "Exists"),
+                                         Requirement("z", "NotIn"))),
+        ("!gone, example.org/app = web", (Requirement("example.org/app", "In", ("web",)),
+                                          Requirement("gone", "DoesNotExist"))),
+        ("team=", (Requirement("team", "In", ("",)),)),
+        ("replicas>3,team=a", (Requirement("team", "In", ("a",)),)),
+        ("team=a,", None),
+        ("team=a b", None),
+        ("-bad=x", None),
+        ("x in (a", None),
+        ("!a=b", None),
+    ],
+)  # fmt: skip
+def test_label_requirements(selector: str, requirements: tuple[Requirement, ...] | None) -> None:
+    assert label_requirements(selector) == requirements
+
+
+def test_selectors_go_into_the_subject_access_review() -> None:
+    attrs = Attributes(
+        User("jane"),
+        "watch",
+        "k8s.starter.org",
+        "v1alpha1",
+        "kubernetesclusters",
+        namespace="team-a",
+        name="x",
+        field_selector=(Requirement("metadata.name", "In", ("x",)),),
+        label_selector=(Requirement("team", "Exists"),),
+    )
+    resource = review_body(attrs)["spec"]["resourceAttributes"]
+    assert resource["name"] == "x"
+    assert resource["fieldSelector"] == {"requirements": [{"key": "metadata.name", "operator": "In", "values": ["x"]}]}
+    assert resource["labelSelector"] == {"requirements": [{"key": "team", "operator": "Exists"}]}
+    plain = review_body(Attributes(User("jane"), "get", "g", "v", "r"))["spec"]["resourceAttributes"]
+    assert "fieldSelector" not in plain and "labelSelector" not in plain
