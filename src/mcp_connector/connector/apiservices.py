@@ -3,6 +3,10 @@
 For installs without the Pulumi component: as claim APIs appear and disappear in the control
 plane, the matching ``<version>.<group>`` APIServices are created, updated and deleted. Only
 APIServices carrying our managed-by label are ever changed or removed.
+
+With an owner (``--apiservice-owner``, a ClusterRole of the install), every APIService made
+here carries an ownerReference to it, so deleting the install's manifests lets the garbage
+collector remove the APIServices too; while the owner is missing, none are kept.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ log = logging.getLogger(__name__)
 PATH = "/apis/apiregistration.k8s.io/v1/apiservices"
 MANAGED_BY = "app.kubernetes.io/managed-by"
 MANAGER = "mcp-connector"
+OWNER_LIST_PATH = "/apis/rbac.authorization.k8s.io/v1/clusterroles"
 
 
 @dataclass(frozen=True)
@@ -32,6 +37,8 @@ class ServiceRef:
     name: str
     port: int
     ca_bundle: bytes
+    #: ClusterRole owning the APIServices (None: they have no owner).
+    owner: str | None = None
 
 
 def apiservice(gv: GroupVersion, service: ServiceRef, *, preferred: bool) -> dict[str, Any]:
@@ -60,9 +67,33 @@ def desired(catalog: Catalog, service: ServiceRef) -> dict[str, dict[str, Any]]:
     return out
 
 
+async def owner_reference(client: upstream.Client, name: str) -> dict[str, Any] | None:
+    """The ownerReference to ClusterRole ``name``, or None when it does not exist."""
+    try:
+        role = await upstream.request(client, "GET", f"{OWNER_LIST_PATH}/{name}")
+    except upstream.ControlPlaneRejected as e:
+        if e.status == 404:
+            return None
+        raise
+    return {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "ClusterRole",
+        "name": name,
+        "uid": role["metadata"]["uid"],
+    }
+
+
 async def reconcile(client: upstream.Client, catalog: Catalog, service: ServiceRef) -> None:
-    """Create, update and delete our APIServices to match ``catalog``."""
+    """Create, update and delete our APIServices to match ``catalog`` (none while the owner is missing)."""
     wanted = desired(catalog, service)
+    if service.owner is not None:
+        owner = await owner_reference(client, service.owner)
+        if owner is None:
+            if wanted:
+                log.info("owner ClusterRole missing; keeping no APIServices", extra=fields(owner=service.owner))
+            wanted = {}
+        for body in wanted.values():
+            body["metadata"]["ownerReferences"] = [owner]
     ours = {
         a["metadata"]["name"]: a
         for a in await upstream.list_all(client, PATH, params={"labelSelector": f"{MANAGED_BY}={MANAGER}"})
@@ -77,7 +108,9 @@ async def reconcile(client: upstream.Client, catalog: Catalog, service: ServiceR
                 if e.status != 409:
                     raise
                 log.warning("APIService exists and is not managed by us; leaving it", extra=fields(name=name))
-        elif any(current.get("spec", {}).get(k) != v for k, v in body["spec"].items()):
+        elif any(current.get("spec", {}).get(k) != v for k, v in body["spec"].items()) or (
+            current["metadata"].get("ownerReferences") != body["metadata"].get("ownerReferences")
+        ):
             body["metadata"]["resourceVersion"] = current["metadata"]["resourceVersion"]
             await upstream.request(client, "PUT", f"{PATH}/{name}", json_body=body)
             log.info("APIService updated", extra=fields(name=name))

@@ -124,6 +124,7 @@ def build(options: ServeOptions) -> Config:
             name=options.get("service-name") or "mcp-connector",
             port=int(float(options.get("service-port") or 443)),
             ca_bundle=serving.ca_file.read_bytes(),
+            owner=options.get("apiservice-owner"),
         )
     return Config(
         control_plane=control_plane,

@@ -57,6 +57,10 @@ FLAGS = (
     Flag("service-namespace", "namespace of that Service", "kube-system"),
     Flag("service-port", "port of that Service (managed APIServices)", "443"),
     Flag("manage-apiservices", "create/update/delete APIServices for the served claim APIs", boolean=True),
+    Flag(
+        "apiservice-owner",
+        "ClusterRole owning the managed APIServices: deleting it removes them, and none are made while it is missing",
+    ),
     Flag("secret-resync-seconds", "full connection-Secret resync interval", "60"),
     Flag("upstream-timeout-seconds", "timeout of control-plane requests", "30"),
     Flag(
@@ -166,6 +170,8 @@ def validate(options: ServeOptions) -> list[str]:
         errors.append("--cert-dir: required unless --tls-cert-file and --tls-key-file are given")
     if options.manage_apiservices and cert and not options.get("tls-ca-file"):
         errors.append("--tls-ca-file: required with --manage-apiservices and --tls-cert-file (the caBundle)")
+    if options.get("apiservice-owner") and not options.manage_apiservices:
+        errors.append("--apiservice-owner: only with --manage-apiservices")
     _number(options, "port", errors, low=1, high=65535)
     _number(options, "service-port", errors, low=1, high=65535)
     _number(options, "watch-idle-timeout-seconds", errors, low=1, high=86400)

@@ -174,6 +174,18 @@ async def _serve(config: Config, control_plane: upstream.Client, app_cluster: up
             follow.follow(control_plane, f"/api/v1/namespaces/{config.claim_namespace}/secrets", secret_trigger)
         ),
     ]
+    if apiservice_trigger is not None and config.service is not None and config.service.owner:
+        # The owner's appearance (install applied) or removal (install deleted) re-runs the reconcile.
+        tasks.append(
+            asyncio.create_task(
+                follow.follow(
+                    app_cluster,
+                    apiservices.OWNER_LIST_PATH,
+                    apiservice_trigger,
+                    params={"fieldSelector": f"metadata.name={config.service.owner}"},
+                )
+            )
+        )
     runner = web.AppRunner(app.build(rt, Health(rt)), handler_cancellation=True, access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, config.bind_address, config.port, ssl_context=context.listening)
