@@ -82,6 +82,9 @@ class Names:
 
     base: str
     namespace: str
+    #: ``app.kubernetes.io/managed-by`` on every object: Pulumi for the component, the render
+    #: command's own value for manifests applied by kubectl, Argo CD or Flux.
+    managed_by: str = "pulumi"
 
     @property
     def service(self) -> str:
@@ -134,7 +137,7 @@ def labels(names: Names) -> dict[str, str]:
     return {
         "app.kubernetes.io/name": "mcp-connector",
         "app.kubernetes.io/instance": names.base,
-        "app.kubernetes.io/managed-by": "pulumi",
+        "app.kubernetes.io/managed-by": names.managed_by,
     }
 
 
@@ -219,6 +222,15 @@ def cluster_role(names: Names, *, manage_apiservices: bool = False) -> RawObject
         {"apiGroups": [""], "resources": ["namespaces"], "verbs": ["get"]},
     ]
     if manage_apiservices:
+        # Its own ClusterRole owns the APIServices it makes (garbage-collected with the install).
+        rules.append(
+            {
+                "apiGroups": ["rbac.authorization.k8s.io"],
+                "resources": ["clusterroles"],
+                "verbs": ["get", "list", "watch"],
+                "resourceNames": [names.cluster_role],
+            }
+        )
         rules.append(
             {
                 "apiGroups": ["apiregistration.k8s.io"],
@@ -280,7 +292,13 @@ class ConnectorSettings:
     """What the connector process is told on its command line (values may be Outputs)."""
 
     claim_namespace: Any
+    #: None: the connector uses the UID of the app cluster's kube-system namespace itself.
     cluster_id: Any
+    #: The connector creates, updates and deletes the APIServices itself (manifests without
+    #: Pulumi, where nothing else would keep them current); it then needs the CA to publish.
+    manage_apiservices: bool = False
+    #: ClusterRole that owns the APIServices the connector makes (deleting it removes them).
+    apiservice_owner: str | None = None
 
 
 def connector_args(names: Names, settings: ConnectorSettings) -> list[Any]:
@@ -289,7 +307,7 @@ def connector_args(names: Names, settings: ConnectorSettings) -> list[Any]:
     The claim API selection is not passed: the connector can serve every claim API, and
     only the selected ones get an APIService, so only those reach it.
     """
-    return [
+    args: list[Any] = [
         f"--port={CONTAINER_PORT}",
         f"--tls-cert-file={TLS_MOUNT}/tls.crt",
         f"--tls-key-file={TLS_MOUNT}/tls.key",
@@ -298,9 +316,14 @@ def connector_args(names: Names, settings: ConnectorSettings) -> list[Any]:
         f"--service-namespace={names.namespace}",
         "--claim-namespace",
         settings.claim_namespace,
-        "--cluster-id",
-        settings.cluster_id,
     ]
+    if settings.cluster_id is not None:
+        args += ["--cluster-id", settings.cluster_id]
+    if settings.manage_apiservices:
+        args += ["--manage-apiservices", f"--tls-ca-file={TLS_MOUNT}/ca.crt"]
+    if settings.apiservice_owner is not None:
+        args.append(f"--apiservice-owner={settings.apiservice_owner}")
+    return args
 
 
 def config_checksum(*parts: str | Sequence[str] | None) -> str:
