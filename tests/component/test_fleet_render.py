@@ -67,7 +67,9 @@ def test_spaces_keys_and_flags_win_over_files(tmp_path: Path) -> None:
         )
     )
     values = resolve(
-        files=[str(values_file)], sets=["clusterID=a"], flags={"claim_namespace": "from-flag", "cluster_id": "b", "image": IMAGE}
+        files=[str(values_file)],
+        sets=["clusterID=a"],
+        flags={"claim_namespace": "from-flag", "cluster_id": "b", "image": IMAGE},
     )
     assert (values.claim_namespace, values.control_plane_secret, values.cluster_id) == ("from-flag", "s", "b")
 
