@@ -197,7 +197,7 @@ async def _resource(request: web.Request, rt: Runtime, route: ResourceRoute, use
         answer = await handlers[verb](rt, call)
         code, result = answer if isinstance(answer, tuple) else (200, answer)
     response = json_response(result, status=code)
-    for warning in call.warnings:
+    for warning in dict.fromkeys(call.warnings):  # once each, as kube-apiserver's warning recorder does
         response.headers.add("Warning", warning)
     return response
 
