@@ -279,6 +279,7 @@ async def handle(request: web.Request) -> web.StreamResponse:
                 path=request.path,
                 verb=verb,
                 code=code,
+                audit_id=request["audit_id"],
                 seconds=round(time.monotonic() - start, 4),
             ),
         )
