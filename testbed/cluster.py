@@ -28,6 +28,7 @@ import contextlib
 import dataclasses
 import json
 import os
+import random
 import shutil
 import signal
 import socket
@@ -48,7 +49,11 @@ from testbed.tools import CLUSTER_TOOLS, require
 #: Components per cluster, in start order; ``down`` stops them in reverse order.
 COMPONENTS = ("etcd", "kube-apiserver", "kube-controller-manager")
 
-SERVICE_CLUSTER_IP_RANGE = "10.96.0.0/16"  # required by kube-apiserver; nothing is ever sent there
+#: Service ClusterIPs come from a random /16 of the loopback range, so that a ClusterIP (what the
+#: aggregator dials for an in-cluster APIService) is an address of this host, where the pod
+#: runner plays kube-proxy (testbed.kubelet); random so that test beds side by side differ.
+SERVICE_CLUSTER_IP_PREFIX = "127.{}.0.0/16"
+SERVICE_CLUSTER_IP_OCTETS = range(100, 200)
 SERVICE_ACCOUNT_ISSUER = "https://kubernetes.default.svc"
 LOG_DIR = STATE_DIR / "logs"
 
@@ -307,7 +312,7 @@ def _apiserver_args(layout: _Layout, ports: _Ports, certs: _Pki) -> list[str]:
         f"--service-account-issuer={SERVICE_ACCOUNT_ISSUER}",
         f"--service-account-signing-key-file={certs.sa_key}",
         f"--service-account-key-file={certs.sa_pub}",
-        f"--service-cluster-ip-range={SERVICE_CLUSTER_IP_RANGE}",
+        f"--service-cluster-ip-range={SERVICE_CLUSTER_IP_PREFIX.format(random.choice(SERVICE_CLUSTER_IP_OCTETS))}",
         # A loopback advertise address is refused in Endpoints; nothing here needs them.
         "--endpoint-reconciler-type=none",
         "--profiling=false",

@@ -157,7 +157,15 @@ def scrub_namespace(body: dict[str, Any], claim_namespace: str, namespace: str |
 
 
 def describe(error: ControlPlaneError) -> str:
-    """A log-friendly description of an upstream failure; credential refusals say so plainly."""
+    """A log-friendly description of an upstream failure.
+
+    A 403 is shown with the apiserver's own message (which user may not do which verb on which
+    resource): that names the missing RBAC rule, in whichever cluster refused it. A 401 means
+    the credentials themselves were refused.
+    """
+    if isinstance(error, ControlPlaneRejected) and error.status == 403:
+        message = str((error.body or {}).get("message") or "forbidden")[:300]
+        return f"{error.url} forbade the request (HTTP 403): {message}; grant the connector that permission"
     if isinstance(error, ControlPlaneUnauthorized) or (
         isinstance(error, ControlPlaneRejected) and error.refuses_credentials
     ):
