@@ -570,10 +570,17 @@ def _stop(procs: list[tuple[str, str, int]], quiet: bool) -> None:
 def down(*, quiet: bool = False) -> None:
     """Stop every process the test bed started and wipe cluster data, certs and kubeconfigs.
 
-    Components stop in reverse start order (controller-managers, apiservers, then etcd):
+    Pod runners (testbed.kubelet) stop first, with their containers. Components stop in
+    reverse start order (controller-managers, apiservers, then etcd):
     an apiserver whose etcd is already gone hangs in its shutdown instead of exiting.
     Logs under .dev/logs are kept.
     """
+    # Pod runners first: they stop their containers while the app cluster still answers.
+    from testbed.kubelet import PodRunner
+
+    for root in sorted((STATE_DIR / "pods").glob("*.*")):
+        namespace, _, deployment = root.name.partition(".")
+        PodRunner(namespace, deployment, root).stop()
     ours = [(n, c, p) for n, c, p in _recorded_pids() if _is_ours(p, c)]
     for component in reversed(COMPONENTS):
         _stop([t for t in ours if t[1] == component], quiet)

@@ -336,7 +336,9 @@ class Runner:
                 await asyncio.to_thread(self.remove_container, self.pod.grace_seconds)
             self.pod, self.backoff, self.retry_at = pod, BACKOFF_START, 0.0
             checksum = next((v for k, v in pod.annotations.items() if k.endswith("checksum")), "")
-            self.report(revision=pod.revision, image=pod.image, restarts=0, checksum=checksum, pod_name=pod.pod_name)
+            self.report(revision=pod.revision, image=pod.image, restarts=0, checksum=checksum, pod_name=pod.pod_name,
+                        phase="Pending", reason="NewRevision", message="starting the new revision's container",
+                        ready=False, live=None, container_id="", probes={})  # fmt: skip
         if not self.running:
             if now >= self.retry_at:
                 await asyncio.to_thread(self.start, pod)
