@@ -18,7 +18,7 @@ import orjson
 from aiohttp import web
 
 from mcp_connector import upstream
-from mcp_connector.connector import discovery_docs, metrics, openapi, resources, watch
+from mcp_connector.connector import bodies, discovery_docs, metrics, openapi, resources, watch
 from mcp_connector.connector.auth import Headers, Unauthenticated, User, authenticate
 from mcp_connector.connector.authz import Attributes
 from mcp_connector.connector.errors import ApiError, from_control_plane, status_body
@@ -41,7 +41,6 @@ log = logging.getLogger(__name__)
 
 RUNTIME: web.AppKey[Runtime] = web.AppKey("runtime", Runtime)
 HEALTH: web.AppKey[Health] = web.AppKey("health", Health)
-MAX_BODY = 3 * 1024 * 1024
 
 
 def json_response(body: Any, *, status: int = 200, content_type: str = "application/json") -> web.Response:
@@ -166,9 +165,7 @@ async def _resource(request: web.Request, rt: Runtime, route: ResourceRoute, use
     metrics.AUTHZ_DECISIONS.labels(str(decision.allowed).lower()).inc()
     if not decision.allowed:
         raise _forbidden(attrs, decision.reason)
-    if request.content_length is not None and request.content_length > MAX_BODY:
-        raise ApiError.of(413, "the request body is too large")
-    body = await request.read() if request.can_read_body else b""
+    body = await bodies.read(request)
     call = resources.Call(
         route,
         served,
@@ -288,7 +285,7 @@ async def handle(request: web.Request) -> web.StreamResponse:
 
 def build(rt: Runtime, health: Health) -> web.Application:
     """The aiohttp application: one catch-all route into ``handle``."""
-    app = web.Application(client_max_size=MAX_BODY)
+    app = web.Application()  # bodies.read limits bodies (with a Status, where aiohttp's limit is plain text)
     app[RUNTIME] = rt
     app[HEALTH] = health
     app.router.add_route("*", "/{tail:.*}", handle)

@@ -26,8 +26,27 @@ SUPPORTED_PATCH_TYPES = (
 )
 
 
+#: kube-apiserver's limits: operations per JSON patch, and values all ``copy`` operations may add.
+MAX_JSON_PATCH_OPERATIONS = 10_000
+MAX_COPIED_VALUES = 100_000
+
+
 class PatchError(ValueError):
     """The patch cannot be applied; the message is safe to show the user."""
+
+
+def _size(value: Any) -> int:
+    """How many values (keys included) ``value`` holds, counted without recursion."""
+    count, stack = 0, [value]
+    while stack:
+        item = stack.pop()
+        count += 1
+        if isinstance(item, dict):
+            count += len(item)
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return count
 
 
 def merge_patch(target: Any, patch: Any) -> Any:
@@ -114,10 +133,15 @@ def _remove(doc: Any, pointer: str) -> tuple[Any, Any]:
     raise PatchError(f"path {pointer!r} does not exist")
 
 
-def json_patch(target: Any, operations: Any) -> Any:
-    """RFC 6902: apply the operations in order to a copy of ``target``."""
+def json_patch(target: Any, operations: Any, *, max_copied: int = MAX_COPIED_VALUES) -> Any:
+    """RFC 6902: apply the operations in order to a copy of ``target``.
+
+    ``copy`` is the one operation that makes a document grow faster than the patch (each can
+    double it), so what all copies add together is bounded, as kube-apiserver bounds it.
+    """
     if not isinstance(operations, list):
         raise PatchError("a JSON patch must be a list of operations")
+    copied = 0
     doc = copy.deepcopy(target)
     for op in operations:
         if not isinstance(op, dict) or not isinstance(op.get("path"), str):
@@ -143,7 +167,11 @@ def json_patch(target: Any, operations: Any) -> Any:
             if kind == "move":
                 doc, value = _remove(doc, source)
             else:
-                value = copy.deepcopy(_get(doc, source))
+                value = _get(doc, source)
+                copied += _size(value)
+                if copied > max_copied:
+                    raise PatchError(f"the copy operations add more than {max_copied} values")
+                value = copy.deepcopy(value)
             doc = _add(doc, path, value)
         elif kind == "test":
             if _get(doc, path) != op["value"]:

@@ -21,10 +21,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
-import yaml
 
 from mcp_connector import upstream
-from mcp_connector.connector import patches
+from mcp_connector.connector import bodies, patches
 from mcp_connector.connector.auth import User
 from mcp_connector.connector.catalog import ServedResource
 from mcp_connector.connector.errors import (
@@ -186,14 +185,8 @@ def write_params(call: Call, names: tuple[str, ...] = ()) -> dict[str, str]:
 
 
 def parse_body(call: Call) -> dict[str, Any]:
-    """Decode a JSON (or YAML) request body into an object; 400 otherwise."""
-    try:
-        body = yaml.safe_load(call.body) if "yaml" in call.content_type else orjson.loads(call.body)
-    except (orjson.JSONDecodeError, yaml.YAMLError, UnicodeDecodeError):
-        raise bad_request("the request body is not valid JSON or YAML") from None
-    if not isinstance(body, dict):
-        raise bad_request("the request body must be a JSON object")
-    return body
+    """Decode a JSON (or YAML) request body into an object within the body limits; 400/413 otherwise."""
+    return bodies.decode_object(call.body, call.content_type)
 
 
 def _check_kind(call: Call, body: Mapping[str, Any], *, required: bool = False) -> None:
@@ -441,15 +434,44 @@ async def create(rt: Runtime, call: Call) -> tuple[int, dict[str, Any]]:
 
 
 async def update(rt: Runtime, call: Call) -> dict[str, Any]:
-    """PUT a claim or its status."""
+    """PUT a claim or its status, pinned to the object this app ref owns.
+
+    The hashed name alone could name another namespace's claim (see contract.owned_by), and a
+    PUT to it would overwrite and relabel that claim: the owned object is read first (404 when
+    the name is not ours) and its uid goes into the body, so the control plane refuses (409)
+    if the name changed hands in between.
+    """
     body = parse_body(call)
     _check_kind(call, body, required=True)
     _check_identity(call, body, call.route.name)
     ref = app_ref(rt, call.route)
+    owned = await _get_owned(rt, call, ref)
+    _pin_uid(call, ref, body, owned)
     translated = _stored_form(rt, call, body, ref)
     path = _object_path(rt, call.served, contract.control_plane_name(ref), call.route.subresource)
     updated = await _cp(rt, call, "update", "PUT", path, ref=ref, params=write_params(call), json_body=translated)
     return contract.to_app(updated)
+
+
+def _uid_conflict(call: Call, ref: contract.AppRef, given: Any, actual: str) -> ApiError:
+    """The 409 kube-apiserver gives when a uid precondition does not hold."""
+    resource = f"{call.served.api.plural}.{call.served.group}"
+    return ApiError.of(
+        409,
+        f'Operation cannot be fulfilled on {resource} "{ref.name}": '
+        f"Precondition failed: UID in precondition: {given}, UID in object meta: {actual}",
+        details={"name": ref.name, "group": call.served.group, "kind": call.served.api.plural},
+    )
+
+
+def _pin_uid(call: Call, ref: contract.AppRef, body: dict[str, Any], owned: Mapping[str, Any]) -> None:
+    """Make ``body`` carry the owned object's uid; a different uid from the caller is a 409."""
+    metadata = body.setdefault("metadata", {})
+    uid = str(owned["metadata"]["uid"])
+    given = metadata.get("uid")
+    if given and given != uid:
+        raise _uid_conflict(call, ref, given, uid)
+    metadata["uid"] = uid
 
 
 def patch_kind(content_type: str) -> str:
@@ -470,10 +492,14 @@ async def patch(rt: Runtime, call: Call) -> tuple[int, dict[str, Any]]:
     ref = app_ref(rt, call.route)
     if kind == "apply":
         return await _apply(rt, call, ref)
-    try:
-        document = orjson.loads(call.body)
-    except orjson.JSONDecodeError:
-        raise bad_request("the patch is not valid JSON") from None
+    document = bodies.decode(call.body, "application/json")
+    if kind == "json" and isinstance(document, list) and len(document) > patches.MAX_JSON_PATCH_OPERATIONS:
+        raise ApiError.of(
+            413,
+            f"The allowed maximum operations in a JSON patch is {patches.MAX_JSON_PATCH_OPERATIONS}, "
+            f"got {len(document)}",
+            reason="RequestEntityTooLarge",
+        )
     for _ in range(_CONFLICT_RETRIES):
         current = contract.to_app(await _get_owned(rt, call, ref))
         try:
@@ -484,11 +510,13 @@ async def patch(rt: Runtime, call: Call) -> tuple[int, dict[str, Any]]:
             raise ApiError.of(422, f"the JSON patch cannot be applied: {e}") from None
         if not isinstance(patched, dict):
             raise bad_request("the patched object is not a JSON object")
+        bodies.check_shape(patched)
         _check_kind(call, patched, required=True)
         _check_identity(call, patched, ref.name)
         metadata = patched.setdefault("metadata", {})
         if not metadata.get("name"):
             metadata["name"] = ref.name
+        _pin_uid(call, ref, patched, current)
         pinned = _asks_for_version(document)
         if not pinned:
             metadata["resourceVersion"] = current["metadata"].get("resourceVersion")
@@ -533,14 +561,16 @@ def _asks_for_version(document: Any) -> bool:
 
 
 async def _apply(rt: Runtime, call: Call, ref: contract.AppRef) -> tuple[int, dict[str, Any]]:
-    body = parse_body(Call(call.route, call.served, call.verb, call.query, call.accept, "application/yaml", call.body))
+    body = bodies.decode_object(call.body, "application/yaml")
     _check_kind(call, body, required=True)
     _check_identity(call, body, ref.name)
     body.setdefault("metadata", {})["name"] = ref.name
     if call.route.subresource is None:
         await check_namespace(rt, ref.namespace)
+    existing = await _existing_owned(rt, call, ref)
+    if existing is not None:
+        _pin_uid(call, ref, body, existing)
     translated = _stored_form(rt, call, body, ref)
-    await _refuse_name_collision(rt, call, ref)
     path = _object_path(rt, call.served, contract.control_plane_name(ref), call.route.subresource)
     code, applied = await _cp_status(
         rt,
@@ -557,25 +587,35 @@ async def _apply(rt: Runtime, call: Call, ref: contract.AppRef) -> tuple[int, di
     return code, contract.to_app(applied)
 
 
-def _pinned_to(options: Any, owned: Mapping[str, Any]) -> dict[str, Any]:
-    """DeleteOptions with a uid precondition: the control plane refuses if the name changed hands."""
+def _pinned_to(call: Call, ref: contract.AppRef, options: Any, owned: Mapping[str, Any]) -> dict[str, Any]:
+    """DeleteOptions with a uid precondition: the control plane refuses if the name changed hands.
+
+    A caller's own uid precondition is honoured: when it is not the owned object's uid the
+    answer is the 409 kube-apiserver gives, never a delete of whatever holds the name.
+    """
     pinned = dict(options or {"kind": "DeleteOptions", "apiVersion": "v1"})
-    pinned["preconditions"] = {**(pinned.get("preconditions") or {}), "uid": owned["metadata"]["uid"]}
+    preconditions = dict(pinned.get("preconditions") or {})
+    uid = str(owned["metadata"]["uid"])
+    given = preconditions.get("uid")
+    if given and given != uid:
+        raise _uid_conflict(call, ref, given, uid)
+    pinned["preconditions"] = {**preconditions, "uid": uid}
     return pinned
 
 
-async def _refuse_name_collision(rt: Runtime, call: Call, ref: contract.AppRef) -> None:
-    """409 when another app object already holds ``ref``'s hashed name (see contract.owned_by).
+async def _existing_owned(rt: Runtime, call: Call, ref: contract.AppRef) -> dict[str, Any] | None:
+    """The control-plane object ``ref`` owns, None when there is none; 409 when another app object
+    holds ``ref``'s hashed name (see contract.owned_by).
 
     A server-side apply is forwarded as is, and with ``force`` it would take over whatever
-    object sits under the hashed name, so the owner is checked first.
+    object sits under the hashed name, so the owner is checked first and its uid pinned.
     """
     path = _object_path(rt, call.served, contract.control_plane_name(ref))
     try:
         existing = await _cp(rt, call, "get", "GET", path, ref=ref)
     except ApiError as e:
         if e.code == 404:
-            return
+            return None
         raise
     if not contract.owned_by(existing, ref):
         raise ApiError.of(
@@ -584,15 +624,13 @@ async def _refuse_name_collision(rt: Runtime, call: Call, ref: contract.AppRef) 
             "another claim; choose another name",
             reason="AlreadyExists",
         )
+    return existing
 
 
 def _delete_options(call: Call) -> Any:
     if not call.body.strip():
         return None
-    try:
-        options = orjson.loads(call.body)
-    except orjson.JSONDecodeError:
-        raise bad_request("the DeleteOptions body is not valid JSON") from None
+    options = bodies.decode(call.body, call.content_type)
     if not isinstance(options, dict):
         raise bad_request("the DeleteOptions body must be a JSON object")
     return options
@@ -612,7 +650,7 @@ async def delete(rt: Runtime, call: Call) -> tuple[int, dict[str, Any]]:
     options = _delete_options(call)
     ref = app_ref(rt, call.route)
     owned = await _get_owned(rt, call, ref)
-    result = await _delete_one(rt, call, ref, _pinned_to(options, owned))
+    result = await _delete_one(rt, call, ref, _pinned_to(call, ref, options, owned))
     rt.claims_changed()
     return result
 
@@ -636,7 +674,7 @@ async def delete_collection(rt: Runtime, call: Call) -> dict[str, Any]:
         if ref is None or not scope.admits(item):
             continue
         try:
-            _, result = await _delete_one(rt, call, ref, _pinned_to(options, item))
+            _, result = await _delete_one(rt, call, ref, _pinned_to(call, ref, options, item))
         except ApiError as e:
             if e.code == 404:
                 continue

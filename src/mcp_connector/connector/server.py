@@ -186,7 +186,8 @@ async def _serve(config: Config, control_plane: upstream.Client, app_cluster: up
                 )
             )
         )
-    runner = web.AppRunner(app.build(rt, Health(rt)), handler_cancellation=True, access_log=None)
+    # auto_decompress off: kube-apiserver takes request bodies as sent, and a gzip body is no way around the limits.
+    runner = web.AppRunner(app.build(rt, Health(rt)), handler_cancellation=True, access_log=None, auto_decompress=False)
     await runner.setup()
     site = web.TCPSite(runner, config.bind_address, config.port, ssl_context=context.listening)
     await site.start()
