@@ -278,6 +278,36 @@ def wait_available(tb: Testbed, names: Sequence[str], timeout: float = 60) -> No
         tb.kubectl(APP_CLUSTER, "wait", "--for=condition=Available", f"--timeout={left}s", f"apiservice/{name}")
 
 
+def write_connection_secret(tb: Testbed, owner: Mapping[str, Any], name: str, data: Mapping[str, str]) -> None:
+    """Write a control-plane connection Secret for ``owner`` (a stored claim) as Crossplane does.
+
+    crossplane-runtime's LocalConnectionSecretFor makes the claim the Secret's controller; the
+    connector copies a Secret only into the app namespace of the claim that controls it.
+    """
+    meta = owner["metadata"]
+    secret = {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {
+            "name": name,
+            "namespace": tb.claim_namespace,
+            "ownerReferences": [
+                {
+                    "apiVersion": owner["apiVersion"],
+                    "kind": owner["kind"],
+                    "name": meta["name"],
+                    "uid": meta["uid"],
+                    "controller": True,
+                    "blockOwnerDeletion": True,
+                }
+            ],
+        },
+        "type": "connection.crossplane.io/v1alpha1",
+        "stringData": dict(data),
+    }
+    tb.kubectl(CONTROL_PLANE, "apply", "-f", "-", input=json.dumps(secret))
+
+
 def remove_apiservices(tb: Testbed) -> None:
     """Delete every APIService the connector manages (label app.kubernetes.io/managed-by)."""
     tb.kubectl(

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 import yaml
-from connector_fixtures import ConnectorProcess, connected, start_connector, wait_available
+from connector_fixtures import ConnectorProcess, connected, start_connector, wait_available, write_connection_secret
 
 from mcp_connector.core import contract
 from testbed import APP_CLUSTER, CONTROL_PLANE
@@ -110,8 +110,15 @@ def test_connection_secret_is_copied_and_removed(testbed: Testbed, conn: Connect
         "-",
         input=json.dumps(claim("db", namespace, writeConnectionSecretToRef={"name": "db-conn"})),
     )
-    source = contract.connection_secret_name(contract.AppRef(cluster_uid(testbed), namespace, "db-conn"))
-    cp(testbed, "create", "secret", "generic", source, "-n", testbed.claim_namespace, "--from-literal=kubeconfig=abc")
+    uid = cluster_uid(testbed)
+    source = contract.connection_secret_name(contract.AppRef(uid, namespace, "db-conn"))
+    stored = cp_claims(
+        testbed,
+        f"{contract.APP_CLUSTER_LABEL}={uid}",
+        f"{contract.APP_NAMESPACE_LABEL}={namespace}",
+        f"{contract.APP_NAME_LABEL}=db",
+    )
+    write_connection_secret(testbed, stored[0], source, {"kubeconfig": "abc"})
     try:
         secret = eventually(lambda: testbed.kubectl_json(APP_CLUSTER, "get", "secret", "-n", namespace, "db-conn"))
         assert secret["data"]["kubeconfig"] == "YWJj"

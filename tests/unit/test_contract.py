@@ -281,3 +281,20 @@ def test_messages_without_one_claim_name_the_app_namespace_exactly() -> None:
     text = f'quota in namespace "{CLAIM_NAMESPACE}" exceeded; {CLAIM_NAMESPACE}-backup untouched'
     out = contract.hide_claim_namespace(text, claim_namespace=CLAIM_NAMESPACE, namespace="team-a")
     assert out == f'quota in namespace "team-a" exceeded; {CLAIM_NAMESPACE}-backup untouched'
+
+
+def test_connection_secret_goes_only_to_the_claim_that_controls_it() -> None:
+    """``creds-x-team`` in ``prod`` and ``creds`` in ``team-x-prod`` hash to one Secret name."""
+    cluster = "00000000-0000-0000-0000-000000000000"
+    assert contract.connection_secret_name(
+        contract.AppRef(cluster, "prod", "creds-x-team")
+    ) == contract.connection_secret_name(contract.AppRef(cluster, "team-x-prod", "creds"))
+    owner = {"metadata": {"uid": "u-owner"}}
+    other = {"metadata": {"uid": "u-other"}}
+    secret = {"metadata": {"ownerReferences": [{"uid": "u-owner", "controller": True, "kind": "KubernetesCluster"}]}}
+    assert contract.connection_secret_written_for(secret, owner)
+    assert not contract.connection_secret_written_for(secret, other)
+    not_controller = {"metadata": {"ownerReferences": [{"uid": "u-owner", "kind": "KubernetesCluster"}]}}
+    assert not contract.connection_secret_written_for(not_controller, owner)
+    assert not contract.connection_secret_written_for({"metadata": {}}, owner)
+    assert not contract.connection_secret_written_for(secret, {"metadata": {}})

@@ -38,7 +38,7 @@ from mcp_connector.connector.metrics import UPSTREAM_SECONDS
 from mcp_connector.connector.routing import ResourceRoute
 from mcp_connector.connector.runtime import Runtime
 from mcp_connector.connector.translate import Scope, body_to_app, table_is_empty, upstream_include_object
-from mcp_connector.core import contract
+from mcp_connector.core import contract, references
 
 log = logging.getLogger(__name__)
 
@@ -263,6 +263,40 @@ def _invalid_name(call: Call, name: str, reason: str) -> ApiError:
     )
 
 
+def _forbidden_references(call: Call, name: str, found: list[references.Violation]) -> ApiError:
+    """The 422 kube-apiserver gives for forbidden fields, one cause per field."""
+    kind = call.served.api.kind
+    errors = [f"{v.field}: Forbidden: {v.detail}" for v in found]
+    listed = errors[0] if len(errors) == 1 else f"[{', '.join(errors)}]"
+    return ApiError(
+        status_body(
+            422,
+            f'{kind}.{call.served.group} "{name}" is invalid: {listed}',
+            details={
+                "name": name,
+                "group": call.served.group,
+                "kind": kind,
+                "causes": [
+                    {"reason": "FieldValueForbidden", "message": f"Forbidden: {v.detail}", "field": v.field}
+                    for v in found
+                ],
+            },
+        )
+    )
+
+
+def check_references(call: Call, name: str, body: Mapping[str, Any], stored: Mapping[str, Any] | None) -> None:
+    """Refuse (422) references to control-plane objects the app user may not set (core.references).
+
+    The status subresource is exempt: the control plane takes only ``status`` from it.
+    """
+    if call.route.subresource is not None:
+        return
+    found = references.violations(body, stored)
+    if found:
+        raise _forbidden_references(call, name, found)
+
+
 def validate_name(call: Call, name: str) -> None:
     """App names must be DNS subdomains that also fit in a label value (the contract stores them there)."""
     if not name:
@@ -411,6 +445,7 @@ async def create(rt: Runtime, call: Call) -> tuple[int, dict[str, Any]]:
         final = name or (generate_name(prefix) if prefix else "")
         validate_name(call, final)
         metadata["name"] = final
+        check_references(call, final, body, None)
         ref = app_ref(rt, call.route, final)
         translated = _stored_form(rt, call, body, ref)
         try:
@@ -447,6 +482,10 @@ async def update(rt: Runtime, call: Call) -> dict[str, Any]:
     ref = app_ref(rt, call.route)
     owned = await _get_owned(rt, call, ref)
     _pin_uid(call, ref, body, owned)
+    if call.route.subresource is None:
+        stored = contract.to_app(owned)
+        check_references(call, ref.name, body, stored)
+        body = references.restore(body, stored)
     translated = _stored_form(rt, call, body, ref)
     path = _object_path(rt, call.served, contract.control_plane_name(ref), call.route.subresource)
     updated = await _cp(rt, call, "update", "PUT", path, ref=ref, params=write_params(call), json_body=translated)
@@ -517,6 +556,9 @@ async def patch(rt: Runtime, call: Call) -> tuple[int, dict[str, Any]]:
         if not metadata.get("name"):
             metadata["name"] = ref.name
         _pin_uid(call, ref, patched, current)
+        if call.route.subresource is None:
+            check_references(call, ref.name, patched, current)
+            patched = references.restore(patched, current)
         pinned = _asks_for_version(document)
         if not pinned:
             metadata["resourceVersion"] = current["metadata"].get("resourceVersion")
@@ -570,6 +612,7 @@ async def _apply(rt: Runtime, call: Call, ref: contract.AppRef) -> tuple[int, di
     existing = await _existing_owned(rt, call, ref)
     if existing is not None:
         _pin_uid(call, ref, body, existing)
+    check_references(call, ref.name, body, contract.to_app(existing) if existing is not None else None)
     translated = _stored_form(rt, call, body, ref)
     path = _object_path(rt, call.served, contract.control_plane_name(ref), call.route.subresource)
     code, applied = await _cp_status(

@@ -3,9 +3,12 @@
 A claim's ``writeConnectionSecretToRef.name`` is hashed on the way up (``contract``), so
 Crossplane writes the Secret under a control-plane name in the claim namespace. This loop makes
 the app namespace hold the same data under the name the user asked for, and removes copies whose
-claim or source Secret is gone. It reconciles the whole set each time (kicked by a watch on the
-claim namespace's Secrets, by our own claim writes, and periodically), which heals any missed
-event. Copies carry a label naming this cluster so we never touch Secrets we did not make.
+claim or source Secret is gone. A source Secret is copied only when it was written for that very
+claim (``contract.connection_secret_written_for``): the hashed names of two claims' Secrets can
+collide, and the data must never reach the other namespace. It reconciles the whole set each
+time (kicked by a watch on the claim namespace's Secrets, by our own claim writes, and
+periodically), which heals any missed event. Copies carry a label naming this cluster so we never
+touch Secrets we did not make.
 """
 
 from __future__ import annotations
@@ -52,7 +55,7 @@ def _same(a: dict[str, Any], b: dict[str, Any]) -> bool:
 async def reconcile(rt: Runtime) -> None:
     """Make the app cluster's connection Secrets match the control plane's, once."""
     cp, app = rt.control_plane, rt.app_cluster
-    wanted: dict[tuple[str, str], str] = {}
+    wanted: dict[tuple[str, str], tuple[str, dict[str, Any]]] = {}
     for api in rt.catalog.apis:
         version = api.preferred_version.name
         path = f"/apis/{api.group}/{version}/namespaces/{rt.claim_namespace}/{api.plural}"
@@ -60,15 +63,17 @@ async def reconcile(rt: Runtime) -> None:
         for claim in await upstream.list_all(cp, path, params={"labelSelector": selector}):
             found = contract.app_connection_secret(claim)
             if found is not None and found[0].cluster_id == rt.cluster_id:
-                wanted[(found[0].namespace, found[0].name)] = found[1]
+                wanted[(found[0].namespace, found[0].name)] = (found[1], claim)
     desired: dict[tuple[str, str], dict[str, Any]] = {}
-    for (namespace, name), source_name in wanted.items():
+    for (namespace, name), (source_name, claim) in wanted.items():
         try:
             source = await upstream.request(cp, "GET", f"/api/v1/namespaces/{rt.claim_namespace}/secrets/{source_name}")
         except upstream.ControlPlaneRejected as e:
             if e.status == 404:
                 continue
             raise
+        if not contract.connection_secret_written_for(source, claim):
+            continue
         target = contract.AppRef(rt.cluster_id, namespace, name)
         desired[(namespace, name)] = app_secret(source, target, rt.claim_namespace)
     existing = {

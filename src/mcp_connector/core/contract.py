@@ -309,6 +309,22 @@ def app_connection_secret(obj: Mapping[str, Any]) -> tuple[AppRef, str] | None:
     return AppRef(ref.cluster_id, ref.namespace, app_secret), str(secret_ref["name"])
 
 
+def connection_secret_written_for(secret: Mapping[str, Any], obj: Mapping[str, Any]) -> bool:
+    """True when a control-plane connection Secret was written for exactly ``obj`` (a claim or XR).
+
+    Secret names go through the same "-x-" hash as claim names, so two app objects can ask for
+    one control-plane Secret (``creds-x-team`` in ``prod`` and ``creds`` in ``team-x-prod``).
+    Crossplane writes a connection Secret with a controller reference to the object it is for
+    (crossplane-runtime's LocalConnectionSecretFor), so that reference, not the name, decides
+    whose app namespace may get a copy.
+    """
+    uid = (obj.get("metadata") or {}).get("uid")
+    owners = (secret.get("metadata") or {}).get("ownerReferences") or []
+    return bool(uid) and any(
+        isinstance(o, Mapping) and o.get("controller") is True and o.get("uid") == uid for o in owners
+    )
+
+
 def rewrite_message(text: str, ref: AppRef, *, claim_namespace: str) -> str:
     """Replace the control-plane name and namespace of ``ref`` in a message with the app-side ones."""
     hashed = control_plane_name(ref)
