@@ -19,6 +19,7 @@ ROUTE = ResourceRoute("k8s.starter.org", "v1alpha1", "kubernetesclusters", "team
 def runtime(**kwargs: Any) -> Runtime:
     return Runtime(
         control_plane=None,  # type: ignore[arg-type]
+        control_plane_watches=None,  # type: ignore[arg-type]
         app_cluster=None,  # type: ignore[arg-type]
         control_plane_url="https://cp",
         cluster_id=CLUSTER,

@@ -21,6 +21,7 @@ from mcp_connector import upstream
 from mcp_connector.connector import bodies, discovery_docs, metrics, openapi, resources, watch
 from mcp_connector.connector.auth import Headers, Unauthenticated, User, authenticate
 from mcp_connector.connector.authz import Attributes
+from mcp_connector.connector.catalog import ServedResource
 from mcp_connector.connector.errors import ApiError, from_control_plane, status_body
 from mcp_connector.connector.health import Health
 from mcp_connector.connector.logs import fields
@@ -144,6 +145,22 @@ async def _resource(request: web.Request, rt: Runtime, route: ResourceRoute, use
     if verb is None:
         raise ApiError.of(405, f"the server does not allow this method on the requested resource: {request.method}")
     request["verb"] = verb
+    # Fair share before authorization, as kube-apiserver's flow control: a user past their limit
+    # costs no SubjectAccessReview either.
+    with rt.gates.for_verb(verb).admit(user.name):
+        return await _authorized(request, rt, route, served, verb, query, user)
+
+
+async def _authorized(
+    request: web.Request,
+    rt: Runtime,
+    route: ResourceRoute,
+    served: ServedResource,
+    verb: str,
+    query: dict[str, str],
+    user: User,
+) -> web.StreamResponse:
+    """Authorize (SubjectAccessReview), read the body and dispatch to the verb's handler."""
     attrs = Attributes(
         user,
         verb,

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from mcp_connector.connector import tls
 from mcp_connector.connector.apiservices import ServiceRef
+from mcp_connector.connector.fairshare import Limits
 from mcp_connector.connector.options import ServeOptions
 from mcp_connector.core import access
 
@@ -42,6 +43,7 @@ class Config:
     authz_allowed_ttl: float
     authz_denied_ttl: float
     authz_cache_size: int
+    limits: Limits
     log_level: str
 
 
@@ -143,5 +145,11 @@ def build(options: ServeOptions) -> Config:
         authz_allowed_ttl=float(options.get("authz-allowed-ttl-seconds") or 10),
         authz_denied_ttl=float(options.get("authz-denied-ttl-seconds") or 5),
         authz_cache_size=int(float(options.get("authz-cache-size") or 10000)),
+        limits=Limits(
+            requests=int(float(options.get("max-requests-inflight") or 400)),
+            requests_per_user=int(float(options.get("max-requests-inflight-per-user") or 100)),
+            watches=int(float(options.get("max-watches") or 1000)),
+            watches_per_user=int(float(options.get("max-watches-per-user") or 100)),
+        ),
         log_level=(options.get("log-level") or "info").lower(),
     )

@@ -35,6 +35,12 @@ AUTHZ_DECISIONS = Counter(
     ["allowed"],
     registry=REGISTRY,
 )
+THROTTLED = Counter(
+    "mcp_connector_throttled_requests_total",
+    "Requests refused with 429 by the fair-share limits, by kind (requests, watches) and limit (user, total).",
+    ["kind", "limit"],
+    registry=REGISTRY,
+)
 SERVED_APIS = Gauge("mcp_connector_served_claim_apis", "Claim APIs currently served.", registry=REGISTRY)
 
 

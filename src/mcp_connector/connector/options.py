@@ -71,8 +71,15 @@ FLAGS = (
     Flag("authz-allowed-ttl-seconds", "how long an allowed SubjectAccessReview is cached", "10"),
     Flag("authz-denied-ttl-seconds", "how long a denied SubjectAccessReview is cached", "5"),
     Flag("authz-cache-size", "most SubjectAccessReview decisions kept", "10000"),
+    Flag("max-requests-inflight", "requests (not watches) served at once, all users together", "400"),
+    Flag("max-requests-inflight-per-user", "requests (not watches) one user may have in flight", "100"),
+    Flag("max-watches", "watches open at once, all users together", "1000"),
+    Flag("max-watches-per-user", "watches one user may have open", "100"),
     Flag("log-level", "debug, info, warning or error", "info"),
 )
+
+#: The fair-share flags: whole numbers of at least 1 (see fairshare.py).
+LIMIT_FLAGS = ("max-requests-inflight", "max-requests-inflight-per-user", "max-watches", "max-watches-per-user")
 
 
 @dataclass(frozen=True)
@@ -183,6 +190,8 @@ def validate(options: ServeOptions) -> list[str]:
     ):
         _number(options, name, errors, low=0, high=86400)
     _number(options, "authz-cache-size", errors, low=1, high=10_000_000)
+    for name in LIMIT_FLAGS:
+        _number(options, name, errors, low=1, high=100_000)
     if (options.get("log-level") or "").lower() not in ("debug", "info", "warning", "error"):
         errors.append(f"--log-level: {options.get('log-level')!r} is not one of debug, info, warning, error")
     return errors

@@ -13,6 +13,7 @@ from mcp_connector import upstream
 from mcp_connector.connector.auth import FrontProxySettings
 from mcp_connector.connector.authz import Authorizer
 from mcp_connector.connector.catalog import Catalog
+from mcp_connector.connector.fairshare import Gates
 
 
 @dataclass
@@ -20,11 +21,15 @@ class Runtime:
     """Clients, identity and the current snapshots a request needs."""
 
     control_plane: upstream.Client
+    #: The control-plane pool for long-lived watches, apart from ``control_plane`` so that
+    #: requests never wait for a connection a watch holds.
+    control_plane_watches: upstream.Client
     app_cluster: upstream.Client
     control_plane_url: str
     cluster_id: str
     claim_namespace: str
     authorizer: Authorizer
+    gates: Gates = field(default_factory=Gates)
     catalog: Catalog = field(default_factory=Catalog)
     front_proxy: FrontProxySettings | None = None
     catalog_loaded: bool = False

@@ -22,6 +22,7 @@ from mcp_connector.connector.authz import SAR_PATH, Authorizer
 from mcp_connector.connector.catalog import Catalog
 from mcp_connector.connector.config import Config, ConfigError
 from mcp_connector.connector.errors import from_control_plane
+from mcp_connector.connector.fairshare import Gates
 from mcp_connector.connector.health import Health
 from mcp_connector.connector.logs import fields
 from mcp_connector.connector.metrics import SERVED_APIS
@@ -33,14 +34,13 @@ log = logging.getLogger(__name__)
 
 CONFIGMAP_PATH = f"/api/v1/namespaces/{auth.CONFIGMAP_NAMESPACE}/configmaps"
 
+#: Connections beyond the users' share, for the connector's own calls (followers, Secret sync, probes).
+OWN_CONNECTIONS = 50
 
-#: Every open app-side watch holds one upstream connection (HTTP/1.1, see upstream.new_client).
-MAX_UPSTREAM_CONNECTIONS = 2000
 
-
-def _client(access: Any, token_file: str | None, timeout: float) -> upstream.Client:
-    """One pooled client per cluster, shared by requests and watches (see upstream.new_client)."""
-    options: dict[str, Any] = {"timeout": timeout, "max_connections": MAX_UPSTREAM_CONNECTIONS}
+def _client(access: Any, token_file: str | None, timeout: float, connections: int) -> upstream.Client:
+    """A pooled client (see upstream.new_client); over HTTP/1.1 each open watch holds a connection."""
+    options: dict[str, Any] = {"timeout": timeout, "max_connections": connections}
     if token_file:
         return upstream.new_client_with_token_file(access, token_file, **options)
     return upstream.new_client(access, **options)
@@ -73,16 +73,30 @@ def _dump_tasks() -> None:
 
 async def run(config: Config) -> None:
     """Serve until SIGTERM or SIGINT."""
-    control_plane = _client(config.control_plane, config.control_plane_token_file, config.upstream_timeout)
-    app_cluster = _client(config.app_cluster, config.app_token_file, config.upstream_timeout)
+    cp_access, cp_token, timeout, limits = (
+        config.control_plane,
+        config.control_plane_token_file,
+        config.upstream_timeout,
+        config.limits,
+    )
+    # Two control-plane pools: requests never wait for a connection an open watch holds, and
+    # the fair-share limits keep each pool from filling up (fairshare.py).
+    control_plane = _client(cp_access, cp_token, timeout, limits.requests + OWN_CONNECTIONS)
+    control_plane_watches = _client(cp_access, cp_token, timeout, limits.watches + OWN_CONNECTIONS)
+    app_cluster = _client(config.app_cluster, config.app_token_file, timeout, limits.requests + OWN_CONNECTIONS)
     try:
-        await _serve(config, control_plane, app_cluster)
+        await _serve(config, control_plane, control_plane_watches, app_cluster)
     finally:
-        await control_plane.aclose()
-        await app_cluster.aclose()
+        for client in (control_plane, control_plane_watches, app_cluster):
+            await client.aclose()
 
 
-async def _serve(config: Config, control_plane: upstream.Client, app_cluster: upstream.Client) -> None:
+async def _serve(
+    config: Config,
+    control_plane: upstream.Client,
+    control_plane_watches: upstream.Client,
+    app_cluster: upstream.Client,
+) -> None:
     try:
         cluster_id = config.cluster_id or await cluster_id_of(app_cluster)
         front_proxy = await read_front_proxy(app_cluster)
@@ -94,6 +108,7 @@ async def _serve(config: Config, control_plane: upstream.Client, app_cluster: up
 
     rt = Runtime(
         control_plane=control_plane,
+        control_plane_watches=control_plane_watches,
         app_cluster=app_cluster,
         control_plane_url=config.control_plane.url,
         cluster_id=cluster_id,
@@ -106,6 +121,7 @@ async def _serve(config: Config, control_plane: upstream.Client, app_cluster: up
         ),
         front_proxy=front_proxy,
         watch_idle_timeout=config.watch_idle_timeout,
+        gates=Gates(config.limits),
     )
     context = SwappableContext(config.serving, front_proxy.client_ca_pem if front_proxy else None)
 
@@ -160,8 +176,8 @@ async def _serve(config: Config, control_plane: upstream.Client, app_cluster: up
         for t in (catalog_trigger, proxy_trigger, secret_trigger, *([apiservice_trigger] if apiservice_trigger else []))
     ]
     tasks += [
-        asyncio.create_task(follow.follow(control_plane, XRD_LIST_PATH, catalog_trigger)),
-        asyncio.create_task(follow.follow(control_plane, CRD_LIST_PATH, catalog_trigger)),
+        asyncio.create_task(follow.follow(control_plane_watches, XRD_LIST_PATH, catalog_trigger)),
+        asyncio.create_task(follow.follow(control_plane_watches, CRD_LIST_PATH, catalog_trigger)),
         asyncio.create_task(
             follow.follow(
                 app_cluster,
@@ -171,7 +187,9 @@ async def _serve(config: Config, control_plane: upstream.Client, app_cluster: up
             )
         ),
         asyncio.create_task(
-            follow.follow(control_plane, f"/api/v1/namespaces/{config.claim_namespace}/secrets", secret_trigger)
+            follow.follow(
+                control_plane_watches, f"/api/v1/namespaces/{config.claim_namespace}/secrets", secret_trigger
+            )
         ),
     ]
     if apiservice_trigger is not None and config.service is not None and config.service.owner:

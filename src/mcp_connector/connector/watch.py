@@ -70,7 +70,7 @@ async def serve(request: web.Request, rt: Runtime, call: Call) -> web.StreamResp
     bookmarks = query_flag(call.query, "allowWatchBookmarks")
     try:
         opened = upstream.watch(
-            rt.control_plane,
+            rt.control_plane_watches,
             _collection_path(rt, call.served),
             params=params,
             accept=upstream_accept(call.accept),
