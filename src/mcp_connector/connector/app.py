@@ -18,7 +18,7 @@ import orjson
 from aiohttp import web
 
 from mcp_connector import upstream
-from mcp_connector.connector import bodies, discovery_docs, metrics, openapi, resources, watch
+from mcp_connector.connector import bodies, discovery_docs, metrics, openapi, resources, tokens, watch
 from mcp_connector.connector.auth import Headers, Unauthenticated, User, authenticate
 from mcp_connector.connector.authz import Attributes
 from mcp_connector.connector.catalog import ServedResource
@@ -26,6 +26,7 @@ from mcp_connector.connector.errors import ApiError, from_control_plane, status_
 from mcp_connector.connector.health import Health
 from mcp_connector.connector.logs import fields
 from mcp_connector.connector.routing import (
+    METRICS_PATH,
     DiscoveryRoute,
     NonResourceRoute,
     OpenApiRoute,
@@ -60,6 +61,9 @@ def _peer_certificate(request: web.Request) -> bytes | None:
 
 
 def _forbidden(attrs: Attributes, reason: str) -> ApiError:
+    if attrs.path:
+        message = f'forbidden: User "{attrs.user.name}" cannot {attrs.verb} path "{attrs.path}"'
+        return ApiError.of(403, f"{message}: {reason}" if reason else message)
     resource = f"{attrs.resource}.{attrs.group}"
     target = f'{resource} "{attrs.name}"' if attrs.name else resource
     what = f"{attrs.resource}/{attrs.subresource}" if attrs.subresource else attrs.resource
@@ -216,6 +220,44 @@ async def _authorized(
     return response
 
 
+async def _own_endpoint_user(request: web.Request, rt: Runtime) -> User:
+    """Who calls an endpoint of the connector's own: the front proxy's user, or a bearer token's.
+
+    The token is checked by the app cluster (TokenReview): this is how a Prometheus scrapes
+    ``/metrics`` with its service account, as it scrapes Kubernetes components.
+    """
+    peer = _peer_certificate(request)
+    if peer:
+        return authenticate(peer, Headers(request.headers.getall, request.headers.items), rt.front_proxy)
+    token = tokens.bearer_token(request.headers.get("Authorization", ""))
+    if token is None or rt.tokens is None:
+        raise Unauthenticated("no client certificate or bearer token")
+    try:
+        user = await rt.tokens.authenticate(token)
+    except upstream.ControlPlaneError as e:
+        log.warning("TokenReview failed", extra=fields(error=str(e)))
+        raise ApiError.of(503, "authentication is unavailable: the app cluster did not answer a TokenReview") from None
+    if user is None:
+        raise Unauthenticated("the app cluster did not accept the bearer token")
+    return user
+
+
+async def _authorize_own_endpoint(request: web.Request, rt: Runtime, path: str) -> None:
+    """Delegated authorization of a non-resource URL, as Kubernetes components do for ``/metrics``."""
+    user = await _own_endpoint_user(request, rt)
+    attrs = Attributes(user, "get" if request.method in ("GET", "HEAD") else request.method.lower(), path=path)
+    try:
+        decision = await rt.authorizer.authorize(attrs)
+    except upstream.ControlPlaneError as e:
+        log.warning("SubjectAccessReview failed", extra=fields(error=str(e)))
+        raise ApiError.of(
+            503, "authorization is unavailable: the app cluster did not answer a SubjectAccessReview"
+        ) from None
+    metrics.AUTHZ_DECISIONS.labels(str(decision.allowed).lower()).inc()
+    if not decision.allowed:
+        raise _forbidden(attrs, decision.reason)
+
+
 async def _non_resource(request: web.Request, route: NonResourceRoute) -> web.Response:
     if route.path == "/metrics":
         body, content_type = metrics.render()
@@ -238,6 +280,8 @@ async def handle(request: web.Request) -> web.StreamResponse:
         route = parse_path(request.path)
         if isinstance(route, NonResourceRoute):
             request["verb"] = route.path.strip("/").split("/")[0]
+            if route.path == METRICS_PATH:  # health endpoints stay open, as kube-apiserver's do
+                await _authorize_own_endpoint(request, rt, route.path)
             response: web.StreamResponse = await _non_resource(request, route)
         else:
             user = authenticate(

@@ -23,7 +23,7 @@ SAR_PATH = "/apis/authorization.k8s.io/v1/subjectaccessreviews"
 
 @dataclass(frozen=True)
 class Attributes:
-    """What a request does, in the terms RBAC speaks (resource attributes only).
+    """What a request does, in the terms RBAC speaks: a resource, or a non-resource ``path``.
 
     ``field_selector`` and ``label_selector`` are a list's or watch's selector requirements,
     which authorizers other than RBAC may grant on (selector authorization).
@@ -31,14 +31,16 @@ class Attributes:
 
     user: User
     verb: str
-    group: str
-    version: str
-    resource: str
+    group: str = ""
+    version: str = ""
+    resource: str = ""
     subresource: str = ""
     namespace: str = ""
     name: str = ""
     field_selector: tuple[Requirement, ...] = ()
     label_selector: tuple[Requirement, ...] = ()
+    #: Set for non-resource URLs (``/metrics``); the resource fields are then unused.
+    path: str = ""
 
 
 def _requirements(requirements: tuple[Requirement, ...]) -> dict[str, Any]:
@@ -60,10 +62,11 @@ class Decision:
 
 def review_body(attrs: Attributes) -> dict[str, Any]:
     """The SubjectAccessReview to send for ``attrs``."""
-    spec: dict[str, Any] = {
-        "user": attrs.user.name,
-        "groups": list(attrs.user.groups),
-        "resourceAttributes": {
+    spec: dict[str, Any] = {"user": attrs.user.name, "groups": list(attrs.user.groups)}
+    if attrs.path:
+        spec["nonResourceAttributes"] = {"path": attrs.path, "verb": attrs.verb}
+    else:
+        resource: dict[str, Any] = {
             "verb": attrs.verb,
             "group": attrs.group,
             "version": attrs.version,
@@ -71,12 +74,12 @@ def review_body(attrs: Attributes) -> dict[str, Any]:
             "subresource": attrs.subresource,
             "namespace": attrs.namespace,
             "name": attrs.name,
-        },
-    }
-    if attrs.field_selector:
-        spec["resourceAttributes"]["fieldSelector"] = _requirements(attrs.field_selector)
-    if attrs.label_selector:
-        spec["resourceAttributes"]["labelSelector"] = _requirements(attrs.label_selector)
+        }
+        if attrs.field_selector:
+            resource["fieldSelector"] = _requirements(attrs.field_selector)
+        if attrs.label_selector:
+            resource["labelSelector"] = _requirements(attrs.label_selector)
+        spec["resourceAttributes"] = resource
     if attrs.user.uid:
         spec["uid"] = attrs.user.uid
     if attrs.user.extra:

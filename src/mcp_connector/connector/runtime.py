@@ -14,6 +14,7 @@ from mcp_connector.connector.auth import FrontProxySettings
 from mcp_connector.connector.authz import Authorizer
 from mcp_connector.connector.catalog import Catalog
 from mcp_connector.connector.fairshare import Gates
+from mcp_connector.connector.tokens import TokenAuthenticator
 
 
 @dataclass
@@ -30,6 +31,8 @@ class Runtime:
     claim_namespace: str
     authorizer: Authorizer
     gates: Gates = field(default_factory=Gates)
+    #: Checks bearer tokens for the connector's own endpoints (``/metrics``); None accepts none.
+    tokens: TokenAuthenticator | None = None
     catalog: Catalog = field(default_factory=Catalog)
     front_proxy: FrontProxySettings | None = None
     catalog_loaded: bool = False

@@ -28,6 +28,7 @@ from mcp_connector.connector.logs import fields
 from mcp_connector.connector.metrics import SERVED_APIS
 from mcp_connector.connector.runtime import Runtime
 from mcp_connector.connector.tls import SwappableContext
+from mcp_connector.connector.tokens import TOKEN_REVIEW_PATH, TokenAuthenticator
 from mcp_connector.core.discovery import CRD_LIST_PATH, XRD_LIST_PATH
 
 log = logging.getLogger(__name__)
@@ -106,6 +107,9 @@ async def _serve(
     async def review(body: dict[str, Any]) -> dict[str, Any]:
         return await upstream.request(app_cluster, "POST", SAR_PATH, json_body=body)
 
+    async def review_token(body: dict[str, Any]) -> dict[str, Any]:
+        return await upstream.request(app_cluster, "POST", TOKEN_REVIEW_PATH, json_body=body)
+
     rt = Runtime(
         control_plane=control_plane,
         control_plane_watches=control_plane_watches,
@@ -122,6 +126,7 @@ async def _serve(
         front_proxy=front_proxy,
         watch_idle_timeout=config.watch_idle_timeout,
         gates=Gates(config.limits),
+        tokens=TokenAuthenticator(review_token),
     )
     context = SwappableContext(config.serving, front_proxy.client_ca_pem if front_proxy else None)
 
