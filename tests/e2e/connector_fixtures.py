@@ -308,6 +308,81 @@ def write_connection_secret(tb: Testbed, owner: Mapping[str, Any], name: str, da
     tb.kubectl(CONTROL_PLANE, "apply", "-f", "-", input=json.dumps(secret))
 
 
+@dataclass
+class AppApi:
+    """Raw HTTPS to the app cluster's kube-apiserver as the test-bed admin, optionally impersonating.
+
+    For what kubectl cannot send: bodies it would parse first (a YAML alias bomb), DeleteOptions
+    preconditions, watch streams held open. Requests for claim APIs go through the aggregator.
+    """
+
+    tb: Testbed
+
+    def _connection(self, timeout: float) -> http.client.HTTPSConnection:
+        app = self.tb.app_cluster
+        context = ssl.create_default_context(cafile=str(app.ca_cert))
+        context.load_cert_chain(str(app.admin_cert), str(app.admin_key))
+        port = int(app.apiserver_url.rsplit(":", 1)[1])
+        return http.client.HTTPSConnection("127.0.0.1", port, context=context, timeout=timeout)
+
+    def _send(
+        self,
+        conn: http.client.HTTPSConnection,
+        method: str,
+        path: str,
+        body: bytes | None,
+        content_type: str,
+        impersonate: tuple[str, Sequence[str]] | None,
+    ) -> http.client.HTTPResponse:
+        conn.putrequest(method, path)
+        conn.putheader("Accept", "application/json")
+        if impersonate is not None:
+            conn.putheader("Impersonate-User", impersonate[0])
+            for group in impersonate[1]:
+                conn.putheader("Impersonate-Group", group)
+        if body is not None:
+            conn.putheader("Content-Type", content_type)
+            conn.putheader("Content-Length", str(len(body)))
+        conn.endheaders(body)
+        return conn.getresponse()
+
+    def call(
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        *,
+        content_type: str = "application/json",
+        impersonate: tuple[str, Sequence[str]] | None = None,
+        timeout: float = 30.0,
+    ) -> tuple[int, dict[str, str], Any]:
+        """One request; returns (status, headers, decoded JSON or text)."""
+        data = body if isinstance(body, bytes) or body is None else json.dumps(body).encode()
+        conn = self._connection(timeout)
+        try:
+            response = self._send(conn, method, path, data, content_type, impersonate)
+            raw = response.read()
+            headers = {k.lower(): v for k, v in response.getheaders()}
+        finally:
+            conn.close()
+        try:
+            return response.status, headers, json.loads(raw) if raw else None
+        except json.JSONDecodeError:
+            return response.status, headers, raw.decode(errors="replace")
+
+    @contextlib.contextmanager
+    def watch(
+        self, path: str, *, impersonate: tuple[str, Sequence[str]] | None = None, timeout: float = 30.0
+    ) -> Iterator[tuple[int, dict[str, str], http.client.HTTPResponse]]:
+        """Open a watch and keep it open for the block; yields (status, headers, response)."""
+        conn = self._connection(timeout)
+        try:
+            response = self._send(conn, "GET", path, None, "", impersonate)
+            yield response.status, {k.lower(): v for k, v in response.getheaders()}, response
+        finally:
+            conn.close()
+
+
 def remove_apiservices(tb: Testbed) -> None:
     """Delete every APIService the connector manages (label app.kubernetes.io/managed-by)."""
     tb.kubectl(

@@ -1,0 +1,280 @@
+"""Issue 8, isolation: hostile bodies and fair share.
+
+A connector with small fair-share limits serves the app cluster through the aggregator. Bodies
+that would cost the connector memory (a YAML alias bomb, deep nesting, a copy-doubling JSON
+patch, an oversized or gzip-wrapped body) get a Kubernetes Status and the connector keeps
+serving in bounded memory; one user holding all their watches gets 429 while others go on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gzip
+import http.client
+import json
+import secrets
+import time
+from collections.abc import Iterator
+from contextlib import ExitStack
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+from connector_fixtures import ADMIN, AppApi, ConnectorProcess, connected, wait_available
+
+from testbed import APP_CLUSTER
+from testbed.harness import Testbed
+
+pytestmark = pytest.mark.e2e
+
+GROUP, VERSION, PLURAL = "k8s.starter.org", "v1alpha1", "kubernetesclusters"
+APISERVICES = ("v1alpha1.k8s.starter.org", "v1alpha1.db.example.org", "v1beta1.db.example.org")
+WATCHES_PER_USER = 3
+REQUESTS_PER_USER = 4
+GREEDY = ("greedy", ("system:masters", "system:authenticated"))
+MODEST = ("modest", ("system:masters", "system:authenticated"))
+
+
+def claim(name: str, namespace: str, **spec: Any) -> dict[str, Any]:
+    return {
+        "apiVersion": f"{GROUP}/{VERSION}",
+        "kind": "KubernetesCluster",
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": {"id": spec.pop("id", name), "parameters": {"nodes": {"count": 1}}, **spec},
+    }
+
+
+def path(namespace: str | None, name: str = "") -> str:
+    base = f"/apis/{GROUP}/{VERSION}" + (f"/namespaces/{namespace}" if namespace else "") + f"/{PLURAL}"
+    return base + (f"/{name}" if name else "")
+
+
+def bomb(levels: int = 7, width: int = 10) -> bytes:
+    """A "billion laughs" claim: each level lists the one before ``width`` times (width**levels leaves)."""
+    lines = [
+        "apiVersion: k8s.starter.org/v1alpha1",
+        "kind: KubernetesCluster",
+        "metadata: {name: bomb}",
+        'l0: &l0 "lol"',
+    ]
+    lines += [f"l{i}: &l{i} [{', '.join([f'*l{i - 1}'] * width)}]" for i in range(1, levels + 1)]
+    lines.append(f"spec: {{id: bomb, parameters: {{nodes: {{count: 1}}}}, x: *l{levels}}}")
+    return "\n".join(lines).encode()
+
+
+def peak_rss_kib(proc: ConnectorProcess) -> int:
+    """The connector process's peak resident memory (VmHWM), in KiB."""
+    assert proc.proc is not None
+    for line in Path(f"/proc/{proc.proc.pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1])
+    raise AssertionError("no VmHWM in /proc status")
+
+
+@pytest.fixture(scope="module")
+def limited(testbed: Testbed) -> Iterator[ConnectorProcess]:
+    testbed.kubectl(APP_CLUSTER, "delete", "apiservice", "--ignore-not-found", *APISERVICES)
+    extra = [
+        "--max-watches-per-user", str(WATCHES_PER_USER),
+        "--max-requests-inflight-per-user", str(REQUESTS_PER_USER),
+    ]  # fmt: skip
+    with connected(testbed, extra_args=extra) as proc:
+        wait_available(testbed, [APISERVICES[0]])
+        yield proc
+
+
+@pytest.fixture(scope="module")
+def namespace(testbed: Testbed, limited: ConnectorProcess) -> Iterator[str]:
+    ns = f"limits-{secrets.token_hex(3)}"
+    testbed.kubectl(APP_CLUSTER, "create", "namespace", ns)
+    testbed.kubectl(APP_CLUSTER, "apply", "-f", "-", input=json.dumps(claim("kept", ns)))
+    yield ns
+    testbed.kubectl(APP_CLUSTER, "delete", "namespace", ns, "--wait=false", check=False)
+
+
+def assert_status(code: int, body: Any, expected: int) -> None:
+    assert code == expected, (code, body)
+    assert isinstance(body, dict) and body.get("kind") == "Status" and body.get("code") == expected, body
+
+
+# --- hostile bodies -----------------------------------------------------------------------------
+
+
+def test_alias_bomb_is_400_and_memory_stays_bounded(
+    testbed: Testbed, limited: ConnectorProcess, namespace: str
+) -> None:
+    data = bomb()
+    assert len(data) < 600  # ten million "lol"s once expanded
+    before = peak_rss_kib(limited)
+    api = AppApi(testbed)
+    code, _, body = api.call("POST", path(namespace), data, content_type="application/yaml")
+    assert_status(code, body, 400)
+    assert "aliases count as expanded" in body["message"]
+    code, _, body = api.call(
+        "PATCH", path(namespace, "bomb") + "?fieldManager=e2e", data, content_type="application/apply-patch+yaml"
+    )
+    assert_status(code, body, 400)
+    grown_mib = (peak_rss_kib(limited) - before) / 1024
+    assert grown_mib < 20, f"the connector's peak memory grew by {grown_mib:.0f} MiB"
+    # It keeps serving.
+    assert testbed.kubectl_json(APP_CLUSTER, "get", PLURAL, "-n", namespace, "kept")["metadata"]["name"] == "kept"
+
+
+def test_deep_wide_and_growing_bodies_are_refused_with_a_status(
+    testbed: Testbed, limited: ConnectorProcess, namespace: str
+) -> None:
+    api = AppApi(testbed)
+    merge = "application/merge-patch+json"
+    deep: Any = "x"
+    for _ in range(900):  # within orjson's limit, deep enough to exhaust a recursive merge
+        deep = {"a": deep}
+    code, _, body = api.call("PATCH", path(namespace, "kept"), {"spec": deep}, content_type=merge)
+    assert_status(code, body, 400)
+    wide = {"spec": {"parameters": {"labels": list(range(200_000))}}}
+    code, _, body = api.call("PATCH", path(namespace, "kept"), wide, content_type=merge)
+    assert_status(code, body, 400)
+    # Each copy doubles the document: 40 of them would be 2**40 values.
+    doubling = [{"op": "add", "path": "/spec/x", "value": {"a": [0] * 100}}]
+    doubling += [{"op": "copy", "from": "/spec/x", "path": f"/spec/x/{i}"} for i in range(40)]
+    code, _, body = api.call(
+        "PATCH", path(namespace, "kept"), doubling, content_type="application/json-patch+json"
+    )
+    assert_status(code, body, 422)
+    assert "copy operations add more than" in body["message"]
+    # gzip is not decoded (kube-apiserver does not either): no way around the limits.
+    packed = gzip.compress(json.dumps(claim("zipped", namespace)).encode() + b" " * 50_000_000)
+    assert len(packed) < 100_000
+    status, raw = limited.raw(
+        "POST",
+        path(namespace),
+        body=packed,
+        headers={"Content-Type": "application/json", "Content-Encoding": "gzip", "X-Remote-User": ADMIN[0],
+                 "X-Remote-Group": "system:masters"},
+    )  # fmt: skip
+    assert_status(status, json.loads(raw), 400)
+    assert testbed.kubectl_json(APP_CLUSTER, "get", PLURAL, "-n", namespace, "kept")["spec"]["id"] == "kept"
+
+
+def test_oversized_chunked_body_is_413_status(limited: ConnectorProcess, namespace: str) -> None:
+    """The connector's own limit (3 MiB, as kube-apiserver's), also when no Content-Length is sent."""
+    conn = http.client.HTTPSConnection("127.0.0.1", limited.port, context=limited.ssl_context(), timeout=30)
+    try:
+        conn.putrequest("POST", path(namespace))
+        for name, value in (("Content-Type", "application/json"), ("Transfer-Encoding", "chunked"),
+                            ("X-Remote-User", ADMIN[0]), ("X-Remote-Group", "system:masters")):  # fmt: skip
+            conn.putheader(name, value)
+        conn.endheaders()
+        chunk = b" " * 65536
+        try:
+            for _ in range(64):  # 4 MiB
+                conn.send(b"%x\r\n%s\r\n" % (len(chunk), chunk))
+            conn.send(b"0\r\n\r\n")
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the connector may answer and close before the rest arrives
+        response = conn.getresponse()
+        body = json.loads(response.read())
+    finally:
+        conn.close()
+    assert_status(response.status, body, 413)
+    assert body["reason"] == "RequestEntityTooLarge"
+
+
+# --- fair share ---------------------------------------------------------------------------------
+
+
+def test_one_user_past_the_watch_limit_gets_429_while_others_go_on(
+    testbed: Testbed, limited: ConnectorProcess, namespace: str
+) -> None:
+    api = AppApi(testbed)
+    watch = path(namespace) + "?watch=1&timeoutSeconds=60"
+    with ExitStack() as held:
+        for _ in range(WATCHES_PER_USER):
+            code, _, _ = held.enter_context(api.watch(watch, impersonate=GREEDY))
+            assert code == 200
+        code, headers, body = api.call("GET", watch, impersonate=GREEDY)
+        assert_status(code, body, 429)
+        assert headers.get("retry-after") == "5" and body["reason"] == "TooManyRequests", (headers, body)
+        assert body["details"]["retryAfterSeconds"] == 5
+        # Another user's requests and watches are unaffected.
+        code, _, body = api.call("GET", path(namespace, "kept"), impersonate=MODEST)
+        assert code == 200 and body["metadata"]["name"] == "kept", body
+        code, _, body = api.call("GET", path(namespace), impersonate=MODEST)
+        assert code == 200 and [i["metadata"]["name"] for i in body["items"]] == ["kept"]
+        with api.watch(watch, impersonate=MODEST) as (code, _, _):
+            assert code == 200
+        # The greedy user's plain requests are a separate allowance.
+        assert api.call("GET", path(namespace, "kept"), impersonate=GREEDY)[0] == 200
+    # Watches given back: the greedy user may watch again.
+    with api.watch(watch, impersonate=GREEDY) as (code, _, _):
+        assert code == 200
+
+
+def test_requests_in_flight_are_limited_per_user(limited: ConnectorProcess, namespace: str) -> None:
+    """Requests stalled on their bodies hold their slots; past the limit the same user gets 429, others not."""
+    stalled: list[http.client.HTTPSConnection] = []
+    try:
+        for _ in range(REQUESTS_PER_USER):
+            conn = http.client.HTTPSConnection("127.0.0.1", limited.port, context=limited.ssl_context(), timeout=30)
+            conn.putrequest("PUT", path(namespace, "kept"))
+            for name, value in (("Content-Type", "application/json"), ("Content-Length", "1000"),
+                                ("X-Remote-User", GREEDY[0]), ("X-Remote-Group", "system:masters")):  # fmt: skip
+                conn.putheader(name, value)
+            conn.endheaders(b"{")  # and never the rest
+            stalled.append(conn)
+        deadline = time.monotonic() + 15
+        while True:  # the stalled requests are admitted asynchronously: wait for the limit to bite
+            status, body = limited.call("GET", path(namespace, "kept"), user=GREEDY)
+            if status == 429 or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
+        assert_status(status, body, 429)
+        status, body = limited.call("GET", path(namespace, "kept"), user=MODEST)
+        assert status == 200, body
+    finally:
+        for conn in stalled:
+            conn.close()
+    deadline = time.monotonic() + 15
+    while limited.call("GET", path(namespace, "kept"), user=GREEDY)[0] == 429:
+        assert time.monotonic() < deadline, "the greedy user's slots were never given back"
+        time.sleep(0.2)
+
+
+async def test_thousands_of_watches_from_one_user_do_not_starve_others(
+    limited: ConnectorProcess, namespace: str
+) -> None:
+    """One user fires 1000 watches at once: all but their share are refused, and a second
+    user's gets are answered throughout."""
+    context = limited.ssl_context()
+    url = limited.url + path(namespace) + "?watch=1&timeoutSeconds=30"
+
+    def headers(user: tuple[str, tuple[str, ...]]) -> list[tuple[str, str]]:
+        return [("X-Remote-User", user[0]), *(("X-Remote-Group", g) for g in user[1])]
+
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=context, limit=0)) as session:
+
+        async def storm() -> tuple[int, int]:
+            async def one() -> int:
+                response = await session.get(url, headers=headers(GREEDY))
+                if response.status != 200:
+                    await response.read()
+                    response.release()
+                return response.status
+
+            codes = await asyncio.gather(*(one() for _ in range(1000)), return_exceptions=True)
+            return sum(c == 200 for c in codes), sum(c == 429 for c in codes)
+
+        async def modest_gets() -> list[float]:
+            latencies = []
+            for _ in range(20):
+                start = time.monotonic()
+                async with session.get(limited.url + path(namespace, "kept"), headers=headers(MODEST)) as r:
+                    assert r.status == 200, await r.text()
+                latencies.append(time.monotonic() - start)
+            return latencies
+
+        (opened, refused), latencies = await asyncio.gather(storm(), modest_gets())
+    assert opened == WATCHES_PER_USER and refused == 1000 - WATCHES_PER_USER, (opened, refused)
+    latencies.sort()
+    print(f"modest user's gets during the storm: median {latencies[10]:.3f}s, max {latencies[-1]:.3f}s")
+    assert latencies[-1] < 10
