@@ -212,7 +212,9 @@ async def _serve(
     # auto_decompress off: kube-apiserver takes request bodies as sent, and a gzip body is no way around the limits.
     runner = web.AppRunner(app.build(rt, Health(rt)), handler_cancellation=True, access_log=None, auto_decompress=False)
     await runner.setup()
-    site = web.TCPSite(runner, config.bind_address, config.port, ssl_context=context.listening)
+    # A deep accept queue (the kernel caps it at somaxconn, as for Go servers): a burst of new
+    # connections from one client must not push other clients' connects into SYN retries.
+    site = web.TCPSite(runner, config.bind_address, config.port, ssl_context=context.listening, backlog=4096)
     await site.start()
     log.info(
         "serving",
