@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import secrets
-import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -21,6 +20,7 @@ from connector_fixtures import AppApi, ConnectorProcess, connected, wait_availab
 from mcp_connector.core import contract
 from testbed import APP_CLUSTER, CONTROL_PLANE
 from testbed.harness import Testbed
+from testbed.waiting import eventually
 
 pytestmark = pytest.mark.e2e
 
@@ -77,21 +77,6 @@ def app(tb: Testbed, *args: str, input: str | None = None, check: bool = True) -
 def stored(tb: Testbed, ref: contract.AppRef) -> dict[str, Any]:
     name = contract.control_plane_name(ref)
     return dict(tb.kubectl_json(CONTROL_PLANE, "get", PLURAL, "-n", tb.claim_namespace, name))
-
-
-def eventually(check: Any, *, timeout: float = 30, every: float = 0.3) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            result = check()
-            if result:
-                return result
-            error = "condition not met"
-        except Exception as e:  # the condition raises until it holds
-            error = str(e)
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not true after {timeout}s: {error}")
-        time.sleep(every)
 
 
 # --- updates pin ownership --------------------------------------------------------------------

@@ -25,6 +25,7 @@ from connector_fixtures import ADMIN, AppApi, ConnectorProcess, connected, wait_
 
 from testbed import APP_CLUSTER
 from testbed.harness import Testbed
+from testbed.waiting import eventually
 
 pytestmark = pytest.mark.e2e
 
@@ -78,6 +79,10 @@ def limited(testbed: Testbed) -> Iterator[ConnectorProcess]:
     extra = [
         "--max-watches-per-user", str(WATCHES_PER_USER),
         "--max-requests-inflight-per-user", str(REQUESTS_PER_USER),
+        # The production defaults, not the other suites' short ones: under a storm of a thousand
+        # TLS handshakes on a shared 2-core machine the connector's own calls take seconds.
+        "--authz-allowed-ttl-seconds", "10",
+        "--upstream-timeout-seconds", "30",
     ]  # fmt: skip
     with connected(testbed, extra_args=extra) as proc:
         wait_available(testbed, [APISERVICES[0]])
@@ -222,22 +227,23 @@ def test_requests_in_flight_are_limited_per_user(limited: ConnectorProcess, name
                 conn.putheader(name, value)
             conn.endheaders(b"{")  # and never the rest
             stalled.append(conn)
-        deadline = time.monotonic() + 15
-        while True:  # the stalled requests are admitted asynchronously: wait for the limit to bite
+
+        def refused() -> Any:
             status, body = limited.call("GET", path(namespace, "kept"), user=GREEDY)
-            if status == 429 or time.monotonic() > deadline:
-                break
-            time.sleep(0.2)
-        assert_status(status, body, 429)
+            return body if status == 429 else None
+
+        # The stalled requests are admitted asynchronously: wait for the limit to bite.
+        body = eventually(refused, what="429 for the user holding all their request slots")
+        assert_status(429, body, 429)
         status, body = limited.call("GET", path(namespace, "kept"), user=MODEST)
         assert status == 200, body
     finally:
         for conn in stalled:
             conn.close()
-    deadline = time.monotonic() + 15
-    while limited.call("GET", path(namespace, "kept"), user=GREEDY)[0] == 429:
-        assert time.monotonic() < deadline, "the greedy user's slots were never given back"
-        time.sleep(0.2)
+    eventually(
+        lambda: limited.call("GET", path(namespace, "kept"), user=GREEDY)[0] == 200,
+        what="the slots of closed requests given back",
+    )
 
 
 async def test_thousands_of_watches_from_one_user_do_not_starve_others(
@@ -256,7 +262,7 @@ async def test_thousands_of_watches_from_one_user_do_not_starve_others(
     modest = aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=context, limit=0))
     opened: list[aiohttp.ClientResponse] = []
 
-    async def storm() -> tuple[int, int, float]:
+    async def storm() -> tuple[list[int | BaseException], float]:
         async def one() -> int:
             response = await greedy.get(url, headers=headers(GREEDY))
             if response.status == 200:
@@ -268,7 +274,7 @@ async def test_thousands_of_watches_from_one_user_do_not_starve_others(
 
         start = time.monotonic()
         codes = await asyncio.gather(*(one() for _ in range(1000)), return_exceptions=True)
-        return sum(c == 200 for c in codes), sum(c == 429 for c in codes), time.monotonic() - start
+        return codes, time.monotonic() - start
 
     async def modest_gets() -> list[float]:
         latencies = []
@@ -281,13 +287,15 @@ async def test_thousands_of_watches_from_one_user_do_not_starve_others(
 
     try:
         await modest_gets()  # the other user's connection is open already, as the aggregator keeps it
-        (accepted, refused, took), latencies = await asyncio.gather(storm(), modest_gets())
+        (codes, took), latencies = await asyncio.gather(storm(), modest_gets())
     finally:
         for response in opened:
             response.close()
         await greedy.close()
         await modest.close()
-    assert accepted == WATCHES_PER_USER and refused == 1000 - WATCHES_PER_USER, (accepted, refused)
+    accepted, refused = codes.count(200), codes.count(429)
+    failed = [c for c in codes if c not in (200, 429)]
+    assert accepted == WATCHES_PER_USER and refused == len(codes) - WATCHES_PER_USER, (accepted, failed[:5])
     latencies.sort()
     print(
         f"1000 watches from one user answered in {took:.1f}s; the other user's gets meanwhile: "

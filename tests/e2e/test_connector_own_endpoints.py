@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import secrets
-import time
 from collections.abc import Iterator
 
 import pytest
@@ -19,6 +18,7 @@ from connector_fixtures import ADMIN, ConnectorProcess, start_connector
 
 from testbed import APP_CLUSTER
 from testbed.harness import Testbed
+from testbed.waiting import eventually
 
 pytestmark = pytest.mark.e2e
 
@@ -68,13 +68,14 @@ def test_metrics_with_a_service_account_token(testbed: Testbed, direct: Connecto
         testbed.kubectl(
             APP_CLUSTER, "create", "clusterrolebinding", role, f"--clusterrole={role}", f"--serviceaccount={ns}:{sa}"
         )
-        deadline = time.monotonic() + 15
-        while True:  # the connector caches the denial for a second (--authz-denied-ttl-seconds)
+
+        def scraped() -> bytes | None:
             status, raw = direct.raw("GET", "/metrics", headers=auth, cert=False)
-            if status == 200 or time.monotonic() > deadline:
-                break
-            time.sleep(0.2)
-        assert status == 200 and b"mcp_connector_authorization_decisions_total" in raw
+            return raw if status == 200 else None
+
+        # The connector caches the denial for a second (--authz-denied-ttl-seconds).
+        raw = eventually(scraped, what="/metrics allowed once the ClusterRoleBinding exists")
+        assert b"mcp_connector_authorization_decisions_total" in raw
         status, raw = direct.raw("GET", "/metrics", headers={"Authorization": "Bearer not-a-token"}, cert=False)
         assert status == 401 and json.loads(raw)["kind"] == "Status"
         assert token not in direct.logs()
