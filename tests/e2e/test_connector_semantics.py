@@ -221,15 +221,17 @@ def test_configmap_owned_claim_is_garbage_collected_by_the_app_cluster(
     app(testbed, "apply", "-f", "-", input=json.dumps(claim("owned", namespace)))
     owner = {"apiVersion": "v1", "kind": "ConfigMap", "name": "owner", "uid": uid, "controller": True,
              "blockOwnerDeletion": True}  # fmt: skip
-    # What a controller's SetControllerReference + Update does.
-    current = testbed.kubectl_json(APP_CLUSTER, "get", PLURAL, "owned", "-n", namespace)
+    # What a controller's SetControllerReference + Update does (client-go keeps managedFields).
+    current = testbed.kubectl_json(APP_CLUSTER, "get", PLURAL, "owned", "-n", namespace, "--show-managed-fields")
     current["metadata"]["ownerReferences"] = [owner]
     app(testbed, "replace", "-f", "-", input=json.dumps(current))
     got = testbed.kubectl_json(APP_CLUSTER, "get", PLURAL, "owned", "-n", namespace)
     assert got["metadata"]["ownerReferences"] == [owner]
     stored = testbed.kubectl_json(CONTROL_PLANE, "get", PLURAL, hashed(testbed, namespace, "owned"), "-n",
-                                  testbed.claim_namespace)  # fmt: skip
+                                  testbed.claim_namespace, "--show-managed-fields")  # fmt: skip
     assert "ownerReferences" not in stored["metadata"], "the control plane's GC must not see app-side owners"
+    owned_labels = [m for m in stored["metadata"]["managedFields"] if contract.APP_CLUSTER_LABEL in json.dumps(m)]
+    assert owned_labels, "an update that leaves managedFields alone keeps the control plane's as they were"
     bad = claim("two-controllers", namespace, ownerReferences=[owner, {**owner, "uid": "other", "name": "b"}])
     refused = app(testbed, "create", "-f", "-", input=json.dumps(bad), check=False)
     assert "Only one reference can have Controller set to true" in refused.stderr, refused.stderr

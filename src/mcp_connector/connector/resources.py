@@ -482,10 +482,11 @@ async def update(rt: Runtime, call: Call) -> dict[str, Any]:
     ref = app_ref(rt, call.route)
     owned = await _get_owned(rt, call, ref)
     _pin_uid(call, ref, body, owned)
+    stored = contract.to_app(owned)
     if call.route.subresource is None:
-        stored = contract.to_app(owned)
         check_references(call, ref.name, body, stored)
         body = references.restore(body, stored)
+    keep_stored_managed_fields(body, stored)
     translated = _stored_form(rt, call, body, ref)
     path = _object_path(rt, call.served, contract.control_plane_name(ref), call.route.subresource)
     updated = await _cp(rt, call, "update", "PUT", path, ref=ref, params=write_params(call), json_body=translated)
