@@ -167,12 +167,14 @@ def test_admission_policy_denial_reaches_kubectl_in_its_own_words(
     try:
         big = json.dumps(claim("big", namespace, count=5, labels={"e2e-vap": "yes"}))
 
-        def denied() -> str:
-            out = app(testbed, "create", "-f", "-", input=big, check=False)
-            assert out.returncode != 0, "the policy is not in force yet"
-            return out.stderr
+        def in_force() -> bool:
+            # A server-side dry run goes through admission without creating anything.
+            return app(testbed, "create", "--dry-run=server", "-f", "-", input=big, check=False).returncode != 0
 
-        stderr = eventually(denied)
+        eventually(in_force, what="the admission policy to be in force")
+        out = app(testbed, "create", "-f", "-", input=big, check=False)
+        assert out.returncode != 0
+        stderr = out.stderr
         assert "Error from server (Forbidden)" in stderr, stderr
         assert (
             f"{RESOURCE} \"big\" is forbidden: ValidatingAdmissionPolicy 'e2e-small-clusters' with binding "
@@ -196,15 +198,12 @@ def test_exceeded_quota_reaches_kubectl_in_its_own_words(
     }
     cp(testbed, "apply", "-f", "-", input=json.dumps(quota))
     try:
+        body = json.dumps(claim("one-too-many", namespace))
         eventually(
-            lambda: (
-                testbed.kubectl_json(CONTROL_PLANE, "get", "resourcequota", "e2e-claims", "-n", ns)
-                .get("status", {})
-                .get("used")
-            ),
-            what="the quota controller to count the claims",
+            lambda: app(testbed, "create", "--dry-run=server", "-f", "-", input=body, check=False).returncode != 0,
+            what="the quota to be enforced",
         )
-        out = app(testbed, "create", "-f", "-", input=json.dumps(claim("one-too-many", namespace)), check=False)
+        out = app(testbed, "create", "-f", "-", input=body, check=False)
         assert out.returncode != 0
         assert "Error from server (Forbidden)" in out.stderr, out.stderr
         assert f'{RESOURCE} "one-too-many" is forbidden: exceeded quota: e2e-claims' in out.stderr
