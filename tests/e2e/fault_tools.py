@@ -30,13 +30,13 @@ class Write:
     rv: int
 
 
-def claim_body(name: str, namespace: str, *, nodes: int = 1) -> dict[str, Any]:
+def claim_body(name: str, namespace: str, *, nodes: int = 1, spec_id: str = "") -> dict[str, Any]:
     """An app-side KubernetesCluster claim."""
     return {
         "apiVersion": f"{GROUP}/{VERSION}",
         "kind": KIND,
         "metadata": {"name": name, "namespace": namespace},
-        "spec": {"id": name, "parameters": {"nodes": {"count": nodes}}},
+        "spec": {"id": spec_id or name, "parameters": {"nodes": {"count": nodes}}},
     }
 
 
@@ -75,11 +75,24 @@ class ControlPlaneClaims:
         """The app-side identity of a claim of this cluster."""
         return contract.AppRef(self.cluster_id, namespace, name)
 
-    def create(self, namespace: str, name: str) -> Write:
-        """Create a claim as the connector would store it."""
+    def create(self, namespace: str, name: str, *, spec_id: str = "") -> dict[str, Any]:
+        """Create a claim as the connector would store it; returns the stored object."""
         ref = self.ref(namespace, name)
-        stored = contract.to_control_plane(claim_body(name, namespace), ref, claim_namespace=self.tb.claim_namespace)
-        return self._record("ADDED", ref, self._call("POST", self._path(), stored))
+        body = claim_body(name, namespace, spec_id=spec_id)
+        stored = self._call(
+            "POST", self._path(), contract.to_control_plane(body, ref, claim_namespace=self.tb.claim_namespace)
+        )
+        self._record("ADDED", ref, stored)
+        return stored  # type: ignore[no-any-return]
+
+    def get(self, name: str) -> dict[str, Any] | None:
+        """A stored claim by its control-plane name (None if gone)."""
+        try:
+            return self._call("GET", self._path(name))  # type: ignore[no-any-return]
+        except AssertionError as e:
+            if "HTTP 404" in str(e):
+                return None
+            raise
 
     def modify(self, namespace: str, name: str, nodes: int) -> Write:
         """Change a claim's spec (a merge patch)."""

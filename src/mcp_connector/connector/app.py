@@ -186,6 +186,7 @@ async def _authorized(
     metrics.AUTHZ_DECISIONS.labels(str(decision.allowed).lower()).inc()
     if not decision.allowed:
         raise _forbidden(attrs, decision.reason)
+    resources.check_resource_version(query)
     body = await bodies.read(request)
     call = resources.Call(
         route,
@@ -344,9 +345,35 @@ async def handle(request: web.Request) -> web.StreamResponse:
     return response
 
 
+#: kube-apiserver's words for the refusals aiohttp makes before ``handle`` runs.
+_FRAMEWORK_MESSAGES = {
+    404: "the server could not find the requested resource",
+    405: "the server does not allow this method on the requested resource",
+}
+
+
+@web.middleware
+async def framework_refusals(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
+    """aiohttp's own refusals as a Status, like every other error.
+
+    Some requests never reach ``handle``: a CONNECT's authority-form target matches no route,
+    and aiohttp would answer with a plain-text 404.
+    """
+    try:
+        return await handler(request)
+    except web.HTTPException as e:
+        if e.status < 400:
+            raise
+        message = _FRAMEWORK_MESSAGES.get(e.status, e.reason)
+        return json_response(status_body(e.status, message), status=e.status)
+
+
 def build(rt: Runtime, health: Health) -> web.Application:
     """The aiohttp application: one catch-all route into ``handle``."""
-    app = web.Application()  # bodies.read limits bodies (with a Status, where aiohttp's limit is plain text)
+    # bodies.read limits bodies (with a Status, where aiohttp's limit is plain text)
+    app = web.Application(middlewares=[framework_refusals])
     app[RUNTIME] = rt
     app[HEALTH] = health
     app.router.add_route("*", "/{tail:.*}", handle)

@@ -731,3 +731,28 @@ async def delete_collection(rt: Runtime, call: Call) -> dict[str, Any]:
         "metadata": {"resourceVersion": str((listed.get("metadata") or {}).get("resourceVersion") or "")},
         "items": deleted,
     }
+
+
+_DIGITS = re.compile(r"[0-9]+")
+
+
+def check_resource_version(query: Mapping[str, str]) -> None:
+    """400 for a resourceVersion the control plane cannot parse.
+
+    The control plane's resourceVersions are etcd revisions (uint64). For a list it refuses any
+    other value with a 400, but for a get or a watch it answers 500: a client error must not
+    reach the app user as a server failure, so every verb gets the list's 400 here.
+    """
+    value = query.get("resourceVersion", "")
+    if not value:
+        return
+    if not _DIGITS.fullmatch(value):
+        reason = "invalid syntax"
+    elif len(value) > 20 or int(value) >= 2**64:
+        reason = "value out of range"
+    else:
+        return
+    raise bad_request(
+        f'invalid resource version: resourceVersion: Invalid value: "{value}": '
+        f'strconv.ParseUint: parsing "{value}": {reason}'
+    )
