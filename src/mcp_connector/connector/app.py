@@ -21,6 +21,7 @@ from mcp_connector import upstream
 from mcp_connector.connector import bodies, discovery_docs, metrics, openapi, resources, tokens, watch
 from mcp_connector.connector.auth import Headers, Unauthenticated, User, authenticate
 from mcp_connector.connector.authz import Attributes
+from mcp_connector.connector.cache import serving as cached
 from mcp_connector.connector.catalog import ServedResource
 from mcp_connector.connector.errors import ApiError, from_control_plane, status_body
 from mcp_connector.connector.health import Health
@@ -200,6 +201,9 @@ async def _authorized(
         user=user,
         user_agent=request.headers.get("User-Agent", ""),
     )
+    answered = await cached.serve(request, rt, call)
+    if answered is not None:
+        return answered
     if verb == "watch":
         return await watch.serve(request, rt, call)
     handlers: dict[str, Callable[[Runtime, resources.Call], Awaitable[Any]]] = {

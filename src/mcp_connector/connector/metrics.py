@@ -41,6 +41,12 @@ THROTTLED = Counter(
     ["kind", "limit"],
     registry=REGISTRY,
 )
+CACHE_READS = Counter(
+    "mcp_connector_cache_reads_total",
+    "Gets, lists and watches answered from the connector's cache (the rest go to the control plane).",
+    ["verb"],
+    registry=REGISTRY,
+)
 SERVED_APIS = Gauge("mcp_connector_served_claim_apis", "Claim APIs currently served.", registry=REGISTRY)
 
 

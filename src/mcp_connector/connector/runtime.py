@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from mcp_connector import upstream
 from mcp_connector.connector.auth import FrontProxySettings
 from mcp_connector.connector.authz import Authorizer
+from mcp_connector.connector.cache.registry import Caches
 from mcp_connector.connector.catalog import Catalog
 from mcp_connector.connector.fairshare import Gates
 from mcp_connector.connector.tokens import TokenAuthenticator
@@ -40,5 +41,7 @@ class Runtime:
     catalog_error: str = "the claim APIs have not been read yet"
     #: Called after the connector itself created or deleted claims (connection Secrets follow).
     claims_changed: Callable[[], None] = lambda: None
+    #: The caches that answer reads and watches (None: every request goes to the control plane).
+    caches: Caches | None = None
     #: Seconds a control-plane watch may stay silent before it counts as dead (see upstream.watch).
     watch_idle_timeout: float = upstream.WATCH_IDLE_TIMEOUT

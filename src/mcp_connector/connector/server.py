@@ -19,6 +19,8 @@ from aiohttp import web
 from mcp_connector import upstream
 from mcp_connector.connector import apiservices, app, auth, follow, secrets_sync
 from mcp_connector.connector.authz import SAR_PATH, Authorizer
+from mcp_connector.connector.cache import reflector
+from mcp_connector.connector.cache.registry import Caches
 from mcp_connector.connector.catalog import Catalog
 from mcp_connector.connector.config import Config, ConfigError
 from mcp_connector.connector.errors import from_control_plane
@@ -127,6 +129,12 @@ async def _serve(
         watch_idle_timeout=config.watch_idle_timeout,
         gates=Gates(config.limits),
         tokens=TokenAuthenticator(review_token),
+        caches=Caches(
+            reflector.Upstream(
+                control_plane, control_plane_watches, config.claim_namespace, config.watch_idle_timeout
+            ),
+            cluster_id,
+        ),
     )
     context = SwappableContext(config.serving, front_proxy.client_ca_pem if front_proxy else None)
 
@@ -156,6 +164,8 @@ async def _serve(
         changed = apis != rt.catalog.apis or not rt.catalog_loaded
         rt.catalog, rt.catalog_loaded = Catalog.of(apis), True
         SERVED_APIS.set(len(apis))
+        if rt.caches is not None:
+            rt.caches.sync(rt.catalog)
         if changed:
             log.info("serving claim APIs", extra=fields(apis=[a.resource for a in apis]))
             secret_trigger.kick()
@@ -237,4 +247,6 @@ async def _serve(
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        if rt.caches is not None:
+            await rt.caches.close()
         await runner.cleanup()

@@ -1,0 +1,162 @@
+"""The cache of one claim API at one version: store, history, watchers, and how fresh it is.
+
+Fed by its reflector (one upstream list and watch), read by GETs and LISTs, fanned out to
+every client watch. Everything runs on the event loop: a change is applied, recorded and
+offered to every watcher in one step, so a snapshot taken and a watcher registered between
+two awaits see exactly the same version of the world.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from mcp_connector import upstream
+from mcp_connector.connector.cache.fanout import Watcher
+from mcp_connector.connector.cache.history import Event, History
+from mcp_connector.connector.cache.selection import Selection
+from mcp_connector.connector.cache.store import Entry, NotOurs, Store, resource_version
+from mcp_connector.connector.catalog import ServedResource
+
+log = logging.getLogger(__name__)
+
+#: Events kept for resuming watches (kube-apiserver keeps 100 to 102,400, and at least 75 s).
+HISTORY_CAPACITY = 10_000
+
+
+class Cache:
+    """One served resource's cached objects (see module docstring)."""
+
+    def __init__(self, served: ServedResource, cluster_id: str, *, capacity: int = HISTORY_CAPACITY) -> None:
+        self.served = served
+        self.cluster_id = cluster_id
+        self.store = Store()
+        self.history = History(capacity)
+        self.rv = 0
+        self.watchers: set[Watcher] = set()
+        #: True while the upstream watch is open and the store follows it.
+        self.ready = False
+        #: Why the cache is not ready (the last upstream failure), if it failed.
+        self.error: upstream.ControlPlaneError | None = None
+        self._progress = asyncio.Event()
+        self._became_ready = asyncio.Event()
+        #: Called with every change applied (after the watchers got it).
+        self.listeners: list[Callable[[Event], None]] = []
+
+    # -- fed by the reflector ------------------------------------------------------------
+
+    def replace(self, items: list[dict[str, Any]], rv: int) -> None:
+        """A fresh list: the store becomes exactly ``items`` at ``rv``; open watches end.
+
+        kube-apiserver's cacher ends every watch when it relists; the clients re-watch from
+        the last version they saw, which the control plane answers if the cache cannot.
+        """
+        self.close_watchers("the connector's cache relisted; re-watch")
+        store = Store()
+        for raw in items:
+            with contextlib.suppress(NotOurs):
+                store.put(Entry.of(raw, self.cluster_id))
+        self.store = store
+        self.history.reset(rv)
+        self.rv = rv
+        self._advanced()
+
+    def apply(self, kind: str, raw: dict[str, Any]) -> None:
+        """One ADDED, MODIFIED or DELETED event from the control plane."""
+        try:
+            entry = Entry.of(raw, self.cluster_id)
+        except NotOurs:
+            return
+        if kind == "DELETED":
+            prev = self.store.remove(entry.namespace, entry.name)
+        else:
+            prev = self.store.put(entry)
+            if kind == "ADDED" and prev is not None:
+                kind = "MODIFIED"
+            elif kind == "MODIFIED" and prev is None:
+                kind = "ADDED"
+        event = Event(kind, entry.rv, entry, prev)
+        self.history.add(event)
+        self.rv = max(self.rv, entry.rv)
+        for watcher in list(self.watchers):
+            watcher.offer(event)
+        for listener in self.listeners:
+            listener(event)
+        self._advanced()
+
+    def progress(self, rv: int) -> None:
+        """A BOOKMARK from the control plane: nothing for us happened up to ``rv``."""
+        if rv > self.rv:
+            self.rv = rv
+            self._advanced()
+
+    def set_ready(self) -> None:
+        """The upstream watch is open: reads and watches may be served."""
+        self.ready, self.error = True, None
+        self._became_ready.set()
+
+    def fail(self, error: upstream.ControlPlaneError | None) -> None:
+        """The upstream watch broke: stop serving and end open watches until it is back."""
+        self.ready, self.error = False, error
+        self._became_ready.clear()
+        self.close_watchers("the connector lost its watch on the control plane; re-watch")
+
+    def close_watchers(self, reason: str) -> None:
+        """End every open client watch."""
+        for watcher in list(self.watchers):
+            watcher.close(reason)
+        self.watchers.clear()
+
+    def _advanced(self) -> None:
+        self._progress.set()
+        self._progress = asyncio.Event()
+
+    # -- read by requests ----------------------------------------------------------------
+
+    async def wait_ready(self, timeout: float) -> bool:
+        """Wait up to ``timeout`` seconds for the cache to be ready."""
+        if self.ready:
+            return True
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(timeout):
+                await self._became_ready.wait()
+        return self.ready
+
+    async def wait_for(self, rv: int, timeout: float) -> bool:
+        """Wait up to ``timeout`` seconds until the cache has seen ``rv``."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while self.rv < rv:
+            left = deadline - loop.time()
+            if left <= 0 or not self.ready:
+                return False
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(left):
+                    await self._progress.wait()
+        return True
+
+    async def changed(self, timeout: float) -> None:
+        """Return after the next change (or bookmark), or after ``timeout`` seconds."""
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(timeout):
+                await self._progress.wait()
+
+    def select(self, selection: Selection) -> list[Entry]:
+        """The entries a selection admits, in control-plane order."""
+        name = selection.exact_name
+        if name is not None and selection.namespace is not None:
+            entry = self.store.get(selection.namespace, name)
+            candidates = [entry] if entry is not None else []
+        else:
+            candidates = self.store.ordered()
+        return [e for e in candidates if selection.matches(e.namespace, e.name, e.labels)]
+
+    def get(self, namespace: str, name: str) -> Entry | None:
+        """One cached object by its app-side namespace and name."""
+        return self.store.get(namespace, name)
+
+
+__all__ = ["Cache", "resource_version"]

@@ -1,0 +1,183 @@
+"""One client watch served from the cache: its filter, its bounded queue, the stream it writes.
+
+Each watcher sees every change of its claim API (``offer``), keeps what its selection admits
+(an object that starts or stops matching becomes ADDED or DELETED, as kube-apiserver's
+cacheWatcher does) and queues the already encoded line. The queue is bounded: a client that
+reads slower than changes arrive is cut off (its watch ends; it re-watches from the last
+version it saw) instead of holding memory or other watchers back. BOOKMARKs go out about once
+a minute and shortly before the watch's deadline, to clients that allow them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable, Iterable
+
+import orjson
+
+from mcp_connector.connector.cache.forms import Form, event_line
+from mcp_connector.connector.cache.history import Event
+from mcp_connector.connector.cache.selection import Selection
+from mcp_connector.connector.cache.store import Entry
+
+#: How often a watch that allows bookmarks gets one (kube-apiserver: about once a minute).
+BOOKMARK_SECONDS = 60.0
+#: The last bookmark goes out this long before the deadline, as kube-apiserver sends it.
+BOOKMARK_BEFORE_DEADLINE = 2.0
+#: Pending events one watcher may hold before it is cut off.
+QUEUE_LIMIT = 1000
+#: Initial events are written in chunks of about this many bytes.
+_CHUNK = 64 * 1024
+
+
+class Watcher:
+    """A client watch's view of one cache: selection, form, queue of encoded lines."""
+
+    def __init__(
+        self,
+        selection: Selection,
+        form: Form,
+        *,
+        bookmarks: bool,
+        bookmark: Callable[[int, bool], bytes],
+        limit: int = QUEUE_LIMIT,
+    ) -> None:
+        self.selection = selection
+        self.form = form
+        self.bookmarks = bookmarks
+        self._bookmark = bookmark
+        self.limit = limit
+        self.queue: deque[bytes] = deque()
+        self.wake = asyncio.Event()
+        self.closed = False
+        #: Changes up to this version are not for this watcher (it started after them).
+        self.after = 0
+        #: Why the watch ended early ("" while open or when it ended normally).
+        self.reason = ""
+
+    def _selects(self, entry: Entry) -> bool:
+        return self.selection.matches(entry.namespace, entry.name, entry.labels)
+
+    def offer(self, event: Event) -> None:
+        """Queue what this watcher should see of ``event``; cut the watcher off when it lags."""
+        if self.closed or event.rv <= self.after:
+            return
+        now = self._selects(event.entry)
+        if event.type == "MODIFIED":
+            before = event.prev is not None and self._selects(event.prev)
+            if now and not before:
+                kind = "ADDED"
+            elif before and not now:
+                assert event.prev is not None
+                self._push(event_line("DELETED", _with_version(self.form, event.prev, event.rv)))
+                return
+            elif not now:
+                return
+            else:
+                kind = "MODIFIED"
+        elif not now:
+            return
+        else:
+            kind = event.type
+        line = event.lines.get((self.form.key, kind))
+        if line is None:
+            line = event.lines[(self.form.key, kind)] = event_line(kind, self.form.object_bytes(event.entry))
+        self._push(line)
+
+    def _push(self, line: bytes) -> None:
+        if len(self.queue) >= self.limit:
+            self.close("the client read too slowly; re-watch from the last resourceVersion seen")
+            return
+        self.queue.append(line)
+        self.wake.set()
+
+    def close(self, reason: str = "") -> None:
+        """End the watch once what is queued is written (nothing more is queued)."""
+        if not self.closed:
+            self.closed = True
+            self.reason = reason
+            if reason:
+                self.queue.clear()
+            self.wake.set()
+
+    def bookmark_line(self, rv: int, initial_end: bool = False) -> bytes:
+        """A BOOKMARK at ``rv`` in this watcher's form."""
+        return self._bookmark(rv, initial_end)
+
+
+def _with_version(form: Form, entry: Entry, rv: int) -> bytes:
+    """The object of ``entry`` with another resourceVersion (an object leaving a selection)."""
+    obj = dict(entry.obj)
+    obj["metadata"] = {**(obj.get("metadata") or {}), "resourceVersion": str(rv)}
+    return orjson.dumps(form.render(obj))
+
+
+def deadline_of(timeout_seconds: str | None, *, min_request_timeout: float = 1800.0) -> float:
+    """When a watch ends: its timeoutSeconds, or kube-apiserver's random 1-2x min-request-timeout."""
+    try:
+        seconds = float(timeout_seconds) if timeout_seconds else 0.0
+    except ValueError:
+        seconds = 0.0
+    if seconds <= 0:
+        seconds = min_request_timeout * (1 + random.random())
+    return time.monotonic() + seconds
+
+
+async def pump(
+    write: Callable[[bytes], Awaitable[None]],
+    watcher: Watcher,
+    initial: Iterable[bytes],
+    *,
+    deadline: float,
+    current: Callable[[], int],
+    bookmark_every: float = BOOKMARK_SECONDS,
+) -> None:
+    """Write the initial lines, then queued events and bookmarks until the deadline or close.
+
+    ``current`` gives the cache's resourceVersion: with the queue empty every change up to it
+    has been written, so it is what a bookmark may carry.
+    """
+    chunk: list[bytes] = []
+    size = 0
+    for line in initial:
+        chunk.append(line)
+        size += len(line)
+        if size >= _CHUNK:
+            await write(b"".join(chunk))
+            chunk, size = [], 0
+    if chunk:
+        await write(b"".join(chunk))
+    next_bookmark = time.monotonic() + bookmark_every * random.uniform(0.9, 1.1)
+    final_bookmark_sent = False
+    while True:
+        if watcher.queue:
+            lines = list(watcher.queue)
+            watcher.queue.clear()
+            await write(b"".join(lines))
+            continue
+        if watcher.closed:
+            return
+        now = time.monotonic()
+        if now >= deadline:
+            return
+        if watcher.bookmarks and not final_bookmark_sent and now >= deadline - BOOKMARK_BEFORE_DEADLINE:
+            final_bookmark_sent = True
+            await write(watcher.bookmark_line(current()))
+            continue
+        if watcher.bookmarks and now >= next_bookmark:
+            next_bookmark = now + bookmark_every
+            await write(watcher.bookmark_line(current()))
+            continue
+        wake_at = deadline
+        if watcher.bookmarks:
+            wake_at = min(
+                wake_at, next_bookmark, deadline - BOOKMARK_BEFORE_DEADLINE if not final_bookmark_sent else deadline
+            )
+        watcher.wake.clear()
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(max(0.0, wake_at - now)):
+                await watcher.wake.wait()

@@ -1,0 +1,109 @@
+"""How cached objects are written out: as themselves or as PartialObjectMetadata, lists and events.
+
+Each object is serialized once per form and the bytes are shared by every read and every
+watcher that asks for that form, so a change fanned out to a thousand watches is encoded once,
+not a thousand times. Lists are joined from those bytes, never re-encoded. Pure.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from mcp_connector.connector.cache.store import Entry
+
+META_API_VERSION = "meta.k8s.io/v1"
+INITIAL_EVENTS_END = "k8s.io/initial-events-end"
+
+
+@dataclass(frozen=True)
+class Form:
+    """One representation: ``key`` names it in the per-object byte caches."""
+
+    key: str
+    #: Set for the metadata-only form: the kind of one object and of a list.
+    meta_kinds: tuple[str, str] | None = None
+
+    def object_bytes(self, entry: Entry) -> bytes:
+        """The object in this form, serialized once per entry."""
+        found = entry.encoded.get(self.key)
+        if found is None:
+            found = orjson.dumps(self.render(entry.obj))
+            entry.encoded[self.key] = found
+        return found
+
+    def render(self, obj: dict[str, Any]) -> dict[str, Any]:
+        """The object in this form (not serialized)."""
+        if self.meta_kinds is None:
+            return obj
+        return {"kind": self.meta_kinds[0], "apiVersion": META_API_VERSION, "metadata": obj.get("metadata") or {}}
+
+    def list_bytes(self, entries: Iterable[Entry], *, kind: str, api_version: str, resource_version: int) -> bytes:
+        """A list of ``entries`` in this form, as kube-apiserver writes a list of custom resources."""
+        if self.meta_kinds is not None:
+            kind, api_version = self.meta_kinds[1], META_API_VERSION
+        head = orjson.dumps({"apiVersion": api_version, "kind": kind})[:-1]
+        meta = orjson.dumps({"continue": "", "resourceVersion": str(resource_version)})
+        items = b",".join(self.object_bytes(e) for e in entries)
+        return head + b',"metadata":' + meta + b',"items":[' + items + b"]}"
+
+    def bookmark(self, resource_version: int, *, kind: str, api_version: str, initial_end: bool = False) -> bytes:
+        """A BOOKMARK event line: only the resourceVersion (and the initial-events-end mark)."""
+        metadata: dict[str, Any] = {"resourceVersion": str(resource_version), "creationTimestamp": None}
+        if initial_end:
+            metadata["annotations"] = {INITIAL_EVENTS_END: "true"}
+        if self.meta_kinds is not None:
+            kind, api_version = self.meta_kinds[0], META_API_VERSION
+        return (
+            orjson.dumps(
+                {"type": "BOOKMARK", "object": {"kind": kind, "apiVersion": api_version, "metadata": metadata}}
+            )
+            + b"\n"
+        )
+
+
+OBJECT = Form("object")
+METADATA = Form("metadata", ("PartialObjectMetadata", "PartialObjectMetadataList"))
+
+_EVENT_HEADS = {t: f'{{"type":"{t}","object":'.encode() for t in ("ADDED", "MODIFIED", "DELETED")}
+
+
+def event_line(event_type: str, object_bytes: bytes) -> bytes:
+    """One watch event line around an already serialized object."""
+    return _EVENT_HEADS[event_type] + object_bytes + b"}\n"
+
+
+def _media_params(entry: str) -> tuple[str, dict[str, str]]:
+    parts = [p.strip() for p in entry.split(";")]
+    params = {}
+    for p in parts[1:]:
+        name, _, value = p.partition("=")
+        params[name.strip().lower()] = value.strip()
+    return parts[0].lower(), params
+
+
+def negotiate(accept: str, *, listing: bool) -> Form | None:
+    """The form an Accept header asks for, or None when the cache does not serve it.
+
+    Entries are read in order, as kube-apiserver's negotiation reads them: the first the
+    connector can answer wins. Table and v1beta1 metadata forms go to the control plane.
+    """
+    entries = [e.strip() for e in (accept or "").split(",") if e.strip()]
+    if not entries:
+        return OBJECT
+    for entry in entries:
+        media, params = _media_params(entry)
+        if media not in ("application/json", "*/*", "application/*"):
+            continue
+        wanted = params.get("as")
+        if wanted is None:
+            return OBJECT
+        if params.get("g") != "meta.k8s.io" or params.get("v") != "v1":
+            return None
+        if wanted in ("PartialObjectMetadata", "PartialObjectMetadataList"):
+            return METADATA if (wanted == "PartialObjectMetadataList") == listing or not listing else None
+        return None
+    return None

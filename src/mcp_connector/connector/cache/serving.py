@@ -1,0 +1,321 @@
+"""The one seam between the request handlers and the cache: answer a get, list or watch, or decline.
+
+``serve`` answers from the cache exactly when kube-apiserver's watch cache would (its
+delegation rules, k8s.io/apiserver pkg/storage/cacher/delegator), in the same words, and
+returns None otherwise so the request goes to the control plane as before:
+
+* ``resourceVersion=0`` reads and ``resourceVersion=N`` reads (after waiting up to 3 s for the
+  cache to reach N; then 504 "Too large resource version", as kube-apiserver answers);
+* consistent reads (no resourceVersion): the control plane is asked which objects of the
+  request's scope it holds at which version (a metadata-only read), and the cache answers only
+  once it holds exactly those versions, so the answer is the control plane's state at that
+  moment. kube-apiserver checks freshness the same way against etcd (consistent-list-from-
+  cache); it can ask etcd for watch progress, the control plane offers no such thing, so the
+  versions themselves are compared;
+* watches from the cache's state, from a version in its history, or as a WatchList
+  (``sendInitialEvents=true``, ending with the ``k8s.io/initial-events-end`` bookmark).
+
+Declined: exact-version and continued lists (the control plane pages them), lists larger
+than their limit, other versions' forms the cache does not make (Tables until tables.py),
+selectors it cannot evaluate exactly, watches from a version older than its history (the
+control plane still has it, or answers 410 Expired), and everything while the cache is not
+ready (starting, or its upstream watch broken).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+from aiohttp import web
+
+from mcp_connector import upstream
+from mcp_connector.connector.cache import fanout, forms
+from mcp_connector.connector.cache.cache import Cache
+from mcp_connector.connector.cache.selection import Selection, parse
+from mcp_connector.connector.cache.store import resource_version
+from mcp_connector.connector.errors import ApiError, from_control_plane, not_found, status_body
+from mcp_connector.connector.metrics import CACHE_READS, OPEN_WATCHES
+from mcp_connector.connector.resources import Call, _collection_path, app_ref, list_params, upstream_headers
+from mcp_connector.connector.routing import query_flag
+from mcp_connector.connector.runtime import Runtime
+from mcp_connector.core import contract
+
+log = logging.getLogger(__name__)
+
+#: How long a read waits for the cache to reach a requested version (kube-apiserver: 3 s).
+BLOCK_SECONDS = 3.0
+#: How long a consistent read waits for the cache to catch up with the control plane.
+CONSISTENT_SECONDS = 1.0
+#: How long a watch waits for a starting cache before going to the control plane.
+READY_SECONDS = 3.0
+_PARTIAL_LIST = "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1"
+_PARTIAL = "application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1"
+
+
+def too_large(wanted: int, current: int) -> ApiError:
+    """kube-apiserver's answer when the cache did not reach a requested version in time."""
+    message = f"Too large resource version: {wanted}, current: {current}"
+    return ApiError(
+        status_body(
+            504,
+            f"Timeout: {message}",
+            reason="Timeout",
+            details={
+                "causes": [{"reason": "ResourceVersionTooLarge", "message": "Too large resource version"}],
+                "retryAfterSeconds": 1,
+            },
+        ),
+        headers=(("Retry-After", "1"),),
+    )
+
+
+def _selection(rt: Runtime, call: Call) -> Selection | None:
+    list_params(rt, call, ())  # the 400s the proxied path gives for field selectors it cannot map
+    return parse(
+        call.route.namespace,
+        call.route.name,
+        call.query.get("labelSelector", ""),
+        call.query.get("fieldSelector", ""),
+    )
+
+
+def _response(body: bytes, call: Call) -> web.Response:
+    response = web.Response(body=body, headers={"Content-Type": "application/json"})
+    for warning in dict.fromkeys(call.warnings):
+        response.headers.add("Warning", warning)
+    return response
+
+
+async def _version(cache: Cache, rv: str) -> int | None:
+    """The version a non-consistent read is served at; None when the request is not for the cache."""
+    if rv == "0":
+        return cache.rv
+    try:
+        wanted = resource_version(rv)
+    except ValueError:
+        return None  # the control plane refuses it in its own words
+    if wanted <= 0:
+        return None
+    if not await cache.wait_for(wanted, BLOCK_SECONDS):
+        if not cache.ready:
+            return None
+        raise too_large(wanted, cache.rv)
+    return cache.rv
+
+
+async def _consistent(rt: Runtime, call: Call, cache: Cache, name: str | None) -> int | None:
+    """The control plane's current version, once the cache holds exactly its state of the request's
+    scope (one object, one namespace or the whole cluster); None when it does not catch up in time.
+    """
+    path = _collection_path(rt, call.served)
+    params = {"labelSelector": contract.scope_selector(rt.cluster_id, call.route.namespace)}
+    if name is not None:
+        params["labelSelector"] += f",{contract.APP_NAME_LABEL}={name}"
+    try:
+        reply = await upstream.exchange(
+            rt.control_plane, "GET", path, params=params, accept=_PARTIAL_LIST, headers=upstream_headers(rt, call)
+        )
+    except upstream.ControlPlaneError as e:
+        raise from_control_plane(
+            e, ref=None, claim_namespace=rt.claim_namespace, namespace=call.route.namespace
+        ) from None
+    body = reply.body
+    at = resource_version((body.get("metadata") or {}).get("resourceVersion"))
+    want = {}
+    for item in body.get("items") or []:
+        meta = item.get("metadata") or {}
+        ref = contract.app_ref_of(item)
+        if ref is not None and ref.cluster_id == rt.cluster_id:
+            want[(ref.namespace, ref.name)] = resource_version(meta.get("resourceVersion"))
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + CONSISTENT_SECONDS
+    while cache.ready:
+        if _holds(cache, call.route.namespace, name, want):
+            return at
+        left = deadline - loop.time()
+        if left <= 0:
+            break
+        await cache.changed(left)
+    return None
+
+
+def _holds(cache: Cache, namespace: str | None, name: str | None, want: dict[tuple[str, str], int]) -> bool:
+    if name is not None and namespace is not None:
+        entry = cache.get(namespace, name)
+        have = {(namespace, name): entry.rv} if entry is not None else {}
+    else:
+        have = {(e.namespace, e.name): e.rv for e in cache.store if namespace is None or e.namespace == namespace}
+    return have == want
+
+
+async def _get(rt: Runtime, call: Call, cache: Cache, form: forms.Form) -> web.StreamResponse | None:
+    ref = app_ref(rt, call.route)
+    rv = call.query.get("resourceVersion", "")
+    if rv == "":
+        if await _consistent(rt, call, cache, ref.name) is None:
+            return None
+    elif await _version(cache, rv) is None:
+        return None
+    entry = cache.get(ref.namespace, ref.name)
+    if entry is None:
+        raise not_found(call.served.group, call.served.api.plural, ref.name)
+    CACHE_READS.labels("get").inc()
+    return _response(form.object_bytes(entry), call)
+
+
+def _limit(call: Call) -> int:
+    try:
+        return max(0, int(call.query.get("limit") or 0))
+    except ValueError:
+        return -1
+
+
+async def _list(rt: Runtime, call: Call, cache: Cache, form: forms.Form) -> web.StreamResponse | None:
+    rv, match = call.query.get("resourceVersion", ""), call.query.get("resourceVersionMatch", "")
+    limit = _limit(call)
+    if limit < 0 or call.query.get("continue") or match not in ("", "NotOlderThan"):
+        return None
+    if match == "NotOlderThan" and rv == "":
+        return None
+    if match == "" and limit > 0 and rv not in ("", "0"):
+        return None  # the legacy exact-version list
+    selection = _selection(rt, call)
+    if selection is None:
+        return None
+    if rv == "":
+        at = await _consistent(rt, call, cache, None)
+    else:
+        at = await _version(cache, rv)
+    if at is None:
+        return None
+    entries = cache.select(selection)
+    if limit and rv != "0" and len(entries) > limit:
+        return None  # the control plane pages it (its continue tokens stay its own)
+    CACHE_READS.labels("list").inc()
+    served = call.served
+    body = form.list_bytes(entries, kind=served.api.list_kind, api_version=served.api_version, resource_version=at)
+    return _response(body, call)
+
+
+def _bookmark(cache: Cache, form: forms.Form) -> Any:
+    served = cache.served
+
+    def line(rv: int, initial_end: bool) -> bytes:
+        return form.bookmark(rv, kind=served.api.kind, api_version=served.api_version, initial_end=initial_end)
+
+    return line
+
+
+async def _watch(
+    request: web.Request, rt: Runtime, call: Call, cache: Cache, form: forms.Form
+) -> web.StreamResponse | None:
+    query = call.query
+    rv, match = query.get("resourceVersion", ""), query.get("resourceVersionMatch", "")
+    initial_events = query.get("sendInitialEvents")
+    bookmarks = query_flag(query, "allowWatchBookmarks")
+    if initial_events is not None:
+        if (
+            initial_events not in ("true", "false")
+            or match != "NotOlderThan"
+            or (initial_events == "true" and not bookmarks)
+        ):
+            return None  # refused by the control plane in its own words
+    elif match:
+        return None
+    selection = _selection(rt, call)
+    if selection is None:
+        return None
+    if call.route.name is not None:
+        app_ref(rt, call.route)
+    if not await cache.wait_ready(READY_SECONDS):
+        return None
+    send_initial = initial_events == "true" or (initial_events is None and rv in ("", "0"))
+    start = cache.rv
+    if initial_events == "true" and rv == "":
+        at = await _consistent(rt, call, cache, selection.exact_name if call.route.namespace else None)
+        if at is None:
+            return None
+        start = max(at, cache.rv)
+    elif rv not in ("", "0"):
+        try:
+            wanted = resource_version(rv)
+        except ValueError:
+            return None
+        if initial_events == "true":
+            if not await cache.wait_for(wanted, BLOCK_SECONDS):
+                if not cache.ready:
+                    return None
+                raise too_large(wanted, cache.rv)
+            start = cache.rv
+        else:
+            if not cache.history.covers(wanted):
+                return None  # older than the cache's history: the control plane answers it
+            start = wanted
+    if not cache.ready:
+        return None
+    # From here to the watcher's registration nothing awaits: the snapshot, the history
+    # replayed and the registration see one version of the cache.
+    watcher = fanout.Watcher(selection, form, bookmarks=bookmarks, bookmark=_bookmark(cache, form))
+    initial: list[bytes] = []
+    if send_initial:
+        initial = [forms.event_line("ADDED", form.object_bytes(e)) for e in cache.select(selection)]
+        if initial_events == "true" and bookmarks:
+            initial.append(watcher.bookmark_line(start, True))
+        after = start
+    else:
+        after = start
+        for event in cache.history.since(after):
+            watcher.offer(event)
+    watcher.after = after
+    cache.watchers.add(watcher)
+    response = web.StreamResponse(
+        status=200,
+        headers={"Content-Type": "application/json", "Cache-Control": "no-cache", "Audit-ID": call.audit_id},
+    )
+    response.enable_chunked_encoding()
+    OPEN_WATCHES.inc()
+    CACHE_READS.labels("watch").inc()
+    try:
+        await response.prepare(request)
+        await fanout.pump(
+            response.write,
+            watcher,
+            initial,
+            deadline=fanout.deadline_of(query.get("timeoutSeconds")),
+            current=lambda: max(cache.rv, watcher.after),
+        )
+    except (ConnectionResetError, BrokenPipeError, asyncio.CancelledError) as e:
+        if isinstance(e, asyncio.CancelledError):
+            raise
+    finally:
+        OPEN_WATCHES.dec()
+        watcher.close()
+        cache.watchers.discard(watcher)
+    if watcher.reason:
+        log.info("watch ended early", extra={"fields": {"reason": watcher.reason}})
+    return response
+
+
+async def serve(request: web.Request, rt: Runtime, call: Call) -> web.StreamResponse | None:
+    """Answer a get, list or watch from the cache, or return None to send it to the control plane."""
+    if rt.caches is None or call.route.subresource not in (None, "status"):
+        return None
+    if call.verb not in ("get", "list", "watch"):
+        return None
+    form = forms.negotiate(call.accept, listing=call.verb == "list")
+    if form is None:
+        return None
+    cache = rt.caches.of(call.served)
+    if call.verb == "watch":
+        return await _watch(request, rt, call, cache, form)
+    if not cache.ready:
+        return None
+    if call.verb == "get":
+        return await _get(rt, call, cache, form)
+    return await _list(rt, call, cache, form)
+
+
+__all__ = ["serve", "too_large"]
+
