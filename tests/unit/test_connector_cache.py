@@ -1,0 +1,190 @@
+"""The cache's parts on their own: selection, store and history, fan-out, forms, the pump."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from typing import Any
+
+import pytest
+from connector_samples import CLUSTER, OTHER_CLUSTER, catalog, cp_claim
+
+from mcp_connector.connector.cache import fanout, forms
+from mcp_connector.connector.cache.cache import Cache
+from mcp_connector.connector.cache.selection import Selection, parse, parse_labels
+from mcp_connector.connector.catalog import ServedResource
+
+
+def served() -> ServedResource:
+    found = catalog().resource("k8s.starter.org", "v1alpha1", "kubernetesclusters")
+    assert found is not None
+    return found
+
+
+def claim(name: str, rv: int, namespace: str = "default", labels: dict[str, str] | None = None) -> dict[str, Any]:
+    obj = cp_claim(name, namespace)
+    obj["metadata"]["resourceVersion"] = str(rv)
+    if labels is not None:
+        obj["metadata"]["labels"] = {
+            **{k: v for k, v in obj["metadata"]["labels"].items() if k.startswith("mcp-connector")},
+            **labels,
+        }
+    return obj
+
+
+@pytest.mark.parametrize(
+    ("selector", "labels", "expected"),
+    [
+        ("team=a", {"team": "a"}, True),
+        ("team==a", {"team": "b"}, False),
+        ("team!=a", {}, True),
+        ("team in (a,b)", {"team": "b"}, True),
+        ("team notin (a,b)", {"team": "c"}, True),
+        ("team notin (a,b)", {"team": "a"}, False),
+        ("team", {"team": ""}, True),
+        ("!team", {"team": "a"}, False),
+        ("size>3", {"size": "4"}, True),
+        ("size<3", {"size": "4"}, False),
+        ("size>3", {"size": "x"}, False),
+        ("team=a,tier=web", {"team": "a", "tier": "web"}, True),
+        ("team=a,tier=web", {"team": "a"}, False),
+    ],
+)
+def test_label_selectors_match_as_kube_apiserver_matches(selector: str, labels: dict[str, str], expected: bool) -> None:
+    tests = parse_labels(selector)
+    assert tests is not None
+    assert all(t(labels) for t in tests) is expected
+
+
+@pytest.mark.parametrize("selector", ["team=", "team=a,", "=a", "team in a", "team in (a", "a b", "x>y", "in (a)"])
+def test_selectors_that_do_not_parse_go_to_the_control_plane(selector: str) -> None:
+    if selector == "team=":
+        assert parse_labels(selector) is not None  # an empty value is valid
+        return
+    assert parse_labels(selector) is None
+
+
+def test_field_selectors_on_other_fields_are_not_evaluated_by_the_cache() -> None:
+    assert parse("ns", None, "", "spec.id=x") is None
+    selection = parse(None, None, "", "metadata.name=a,metadata.namespace!=b")
+    assert selection is not None
+    assert (
+        selection.matches("c", "a", {}) and not selection.matches("b", "a", {}) and not selection.matches("c", "d", {})
+    )
+    assert selection.exact_name == "a"
+
+
+def test_cache_keeps_this_clusters_objects_in_control_plane_order_and_history() -> None:
+    cache = Cache(served(), CLUSTER, capacity=3)
+    cache.replace([claim("b", 5), claim("a", 6), cp_claim("x", "default", OTHER_CLUSTER)], 10)
+    assert {e.name for e in cache.store} == {"a", "b"}
+    ordered = cache.select(Selection())
+    assert [e.cp_name for e in ordered] == sorted(e.cp_name for e in ordered)
+    assert ordered[0].obj["metadata"]["name"] in ("a", "b") and "labels" in ordered[0].obj["metadata"]
+    for rv in (11, 12, 13, 14):
+        cache.apply("MODIFIED", claim("a", rv))
+    assert cache.rv == 14
+    assert not cache.history.covers(10) and cache.history.covers(11)
+    assert [e.rv for e in cache.history.since(12)] == [13, 14]
+    cache.apply("DELETED", claim("b", 15))
+    assert cache.get("default", "b") is None and cache.rv == 15
+
+
+def test_a_watcher_sees_objects_enter_and_leave_its_selection() -> None:
+    cache = Cache(served(), CLUSTER)
+    cache.replace([], 1)
+    selection = parse("default", None, "team=a", "")
+    assert selection is not None
+    watcher = fanout.Watcher(selection, forms.OBJECT, bookmarks=False, bookmark=lambda rv, end: b"")
+    cache.watchers.add(watcher)
+    cache.apply("ADDED", claim("w", 2, labels={"team": "b"}))
+    cache.apply("MODIFIED", claim("w", 3, labels={"team": "a"}))
+    cache.apply("MODIFIED", claim("w", 4, labels={"team": "a", "x": "y"}))
+    cache.apply("MODIFIED", claim("w", 5, labels={"team": "b"}))
+    cache.apply("ADDED", claim("other-ns", 6, namespace="elsewhere", labels={"team": "a"}))
+    events = [json.loads(line) for line in watcher.queue]
+    assert [(e["type"], e["object"]["metadata"]["resourceVersion"]) for e in events] == [
+        ("ADDED", "3"),
+        ("MODIFIED", "4"),
+        ("DELETED", "5"),
+    ]
+    assert all(e["object"]["metadata"]["name"] == "w" for e in events)
+
+
+def test_a_watcher_that_lags_is_cut_off_with_bounded_memory() -> None:
+    cache = Cache(served(), CLUSTER)
+    cache.replace([], 1)
+    watcher = fanout.Watcher(Selection(), forms.OBJECT, bookmarks=False, bookmark=lambda rv, end: b"", limit=5)
+    cache.watchers.add(watcher)
+    for rv in range(2, 20):
+        cache.apply("MODIFIED", claim("busy", rv))
+    assert watcher.closed and watcher.reason and not watcher.queue
+
+
+def test_one_encoding_per_object_and_form_is_shared_by_every_watcher() -> None:
+    cache = Cache(served(), CLUSTER)
+    cache.replace([], 1)
+    watchers = [
+        fanout.Watcher(Selection(), forms.OBJECT, bookmarks=False, bookmark=lambda rv, end: b"") for _ in range(3)
+    ]
+    cache.watchers.update(watchers)
+    cache.apply("ADDED", claim("shared", 2))
+    lines = [w.queue[0] for w in watchers]
+    assert lines[0] is lines[1] is lines[2]
+
+
+def test_lists_and_metadata_forms_look_like_kube_apiservers() -> None:
+    cache = Cache(served(), CLUSTER)
+    cache.replace([claim("a", 3), claim("b", 4)], 9)
+    entries = cache.select(Selection())
+    listed = json.loads(
+        forms.OBJECT.list_bytes(
+            entries, kind="KubernetesClusterList", api_version="k8s.starter.org/v1alpha1", resource_version=9
+        )
+    )
+    assert listed["kind"] == "KubernetesClusterList" and listed["metadata"]["resourceVersion"] == "9"
+    assert [i["metadata"]["name"] for i in listed["items"]] == [e.name for e in entries]
+    meta = json.loads(forms.METADATA.list_bytes(entries, kind="x", api_version="y", resource_version=9))
+    assert meta["kind"] == "PartialObjectMetadataList" and meta["apiVersion"] == "meta.k8s.io/v1"
+    assert "spec" not in meta["items"][0] and meta["items"][0]["kind"] == "PartialObjectMetadata"
+    assert forms.negotiate("application/json;as=Table;v=v1;g=meta.k8s.io,application/json", listing=True) is None
+    assert forms.negotiate("application/json", listing=False) is forms.OBJECT
+    assert forms.negotiate("", listing=False) is forms.OBJECT
+    assert (
+        forms.negotiate("application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1", listing=True)
+        is forms.METADATA
+    )
+    assert (
+        forms.negotiate("application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1", listing=False) is forms.METADATA
+    )
+
+
+async def test_the_pump_writes_initial_events_then_changes_and_a_bookmark_before_the_deadline() -> None:
+    written: list[bytes] = []
+
+    async def write(data: bytes) -> None:
+        written.append(data)
+
+    watcher = fanout.Watcher(
+        Selection(), forms.OBJECT, bookmarks=True, bookmark=lambda rv, end: f"BOOKMARK {rv}\n".encode()
+    )
+    task = asyncio.create_task(
+        fanout.pump(write, watcher, [b"initial\n"], deadline=time.monotonic() + 2.5, current=lambda: 42)
+    )
+    await asyncio.sleep(0.05)
+    watcher.queue.append(b"change\n")
+    watcher.wake.set()
+    await asyncio.wait_for(task, 5)
+    assert b"".join(written) == b"initial\nchange\nBOOKMARK 42\n"
+
+
+async def test_a_cache_read_waits_for_a_version_until_its_bound() -> None:
+    cache = Cache(served(), CLUSTER)
+    cache.replace([], 1)
+    cache.set_ready()
+    waiting = asyncio.create_task(cache.wait_for(3, 2.0))
+    await asyncio.sleep(0.01)
+    cache.progress(3)
+    assert await waiting
+    assert not await cache.wait_for(10, 0.05)
