@@ -12,12 +12,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import random
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterable
-
-import orjson
 
 from mcp_connector.connector.cache.forms import Form, event_line
 from mcp_connector.connector.cache.history import Event
@@ -54,6 +53,8 @@ class Watcher:
         self.queue: deque[bytes] = deque()
         self.wake = asyncio.Event()
         self.closed = False
+        #: Forms with column headers put them in the first event only.
+        self.first = form.headers_once
         #: Changes up to this version are not for this watcher (it started after them).
         self.after = 0
         #: Why the watch ended early ("" while open or when it ended normally).
@@ -73,7 +74,7 @@ class Watcher:
                 kind = "ADDED"
             elif before and not now:
                 assert event.prev is not None
-                self._push(event_line("DELETED", _with_version(self.form, event.prev, event.rv)))
+                self._push(event_line("DELETED", self._event_object(_with_version(event.prev, event.rv))))
                 return
             elif not now:
                 return
@@ -83,10 +84,19 @@ class Watcher:
             return
         else:
             kind = event.type
+        if self.first:
+            self._push(event_line(kind, self._event_object(event.entry)))
+            return
         line = event.lines.get((self.form.key, kind))
         if line is None:
-            line = event.lines[(self.form.key, kind)] = event_line(kind, self.form.object_bytes(event.entry))
+            line = event.lines[(self.form.key, kind)] = event_line(
+                kind, self.form.event_bytes(event.entry, headers=False)
+            )
         self._push(line)
+
+    def _event_object(self, entry: Entry) -> bytes:
+        headers, self.first = self.first, False
+        return self.form.event_bytes(entry, headers=headers)
 
     def _push(self, line: bytes) -> None:
         if len(self.queue) >= self.limit:
@@ -109,11 +119,11 @@ class Watcher:
         return self._bookmark(rv, initial_end)
 
 
-def _with_version(form: Form, entry: Entry, rv: int) -> bytes:
-    """The object of ``entry`` with another resourceVersion (an object leaving a selection)."""
-    obj = dict(entry.obj)
-    obj["metadata"] = {**(obj.get("metadata") or {}), "resourceVersion": str(rv)}
-    return orjson.dumps(form.render(obj))
+def _with_version(entry: Entry, rv: int) -> Entry:
+    """``entry`` at another resourceVersion (an object leaving a selection is deleted at the change's)."""
+    obj = {**entry.obj, "metadata": {**(entry.obj.get("metadata") or {}), "resourceVersion": str(rv)}}
+    raw = {**entry.raw, "metadata": {**(entry.raw.get("metadata") or {}), "resourceVersion": str(rv)}}
+    return dataclasses.replace(entry, rv=rv, obj=obj, raw=raw, encoded={})
 
 
 def deadline_of(timeout_seconds: str | None, *, min_request_timeout: float = 1800.0) -> float:

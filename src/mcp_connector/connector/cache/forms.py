@@ -7,8 +7,7 @@ not a thousand times. Lists are joined from those bytes, never re-encoded. Pure.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import orjson
@@ -19,13 +18,22 @@ META_API_VERSION = "meta.k8s.io/v1"
 INITIAL_EVENTS_END = "k8s.io/initial-events-end"
 
 
-@dataclass(frozen=True)
 class Form:
-    """One representation: ``key`` names it in the per-object byte caches."""
+    """One representation: ``key`` names it in the per-object byte caches.
 
-    key: str
-    #: Set for the metadata-only form: the kind of one object and of a list.
-    meta_kinds: tuple[str, str] | None = None
+    ``meta_kinds`` is set for the metadata-only form: the kind of one object and of a list.
+    ``headers_once`` marks forms whose first watch event differs from the rest (Tables).
+    """
+
+    headers_once = False
+
+    def __init__(self, key: str, meta_kinds: tuple[str, str] | None = None) -> None:
+        self.key = key
+        self.meta_kinds = meta_kinds
+
+    def event_bytes(self, entry: Entry, *, headers: bool) -> bytes:
+        """The object of a watch event in this form."""
+        return self.object_bytes(entry)
 
     def object_bytes(self, entry: Entry) -> bytes:
         """The object in this form, serialized once per entry."""
@@ -85,11 +93,12 @@ def _media_params(entry: str) -> tuple[str, dict[str, str]]:
     return parts[0].lower(), params
 
 
-def negotiate(accept: str, *, listing: bool) -> Form | None:
+def negotiate(accept: str, *, listing: bool, table: Callable[[str], Form | None]) -> Form | None:
     """The form an Accept header asks for, or None when the cache does not serve it.
 
     Entries are read in order, as kube-apiserver's negotiation reads them: the first the
-    connector can answer wins. Table and v1beta1 metadata forms go to the control plane.
+    connector can answer wins. ``table`` makes the Table form for a meta.k8s.io version (or
+    None); v1beta1 metadata forms go to the control plane.
     """
     entries = [e.strip() for e in (accept or "").split(",") if e.strip()]
     if not entries:
@@ -101,7 +110,11 @@ def negotiate(accept: str, *, listing: bool) -> Form | None:
         wanted = params.get("as")
         if wanted is None:
             return OBJECT
-        if params.get("g") != "meta.k8s.io" or params.get("v") != "v1":
+        if params.get("g") != "meta.k8s.io":
+            return None
+        if wanted == "Table" and params.get("v") in ("v1", "v1beta1"):
+            return table(f"meta.k8s.io/{params['v']}")
+        if params.get("v") != "v1":
             return None
         if wanted in ("PartialObjectMetadata", "PartialObjectMetadataList"):
             return METADATA if (wanted == "PartialObjectMetadataList") == listing or not listing else None

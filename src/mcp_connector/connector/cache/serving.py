@@ -25,13 +25,14 @@ ready (starting, or its upstream watch broken).
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from typing import Any
 
 from aiohttp import web
 
 from mcp_connector import upstream
-from mcp_connector.connector.cache import fanout, forms
+from mcp_connector.connector.cache import fanout, forms, tables
 from mcp_connector.connector.cache.cache import Cache
 from mcp_connector.connector.cache.selection import Selection, parse
 from mcp_connector.connector.cache.store import resource_version
@@ -199,6 +200,11 @@ async def _list(rt: Runtime, call: Call, cache: Cache, form: forms.Form) -> web.
     return _response(body, call)
 
 
+def _table(call: Call, api_version: str) -> forms.Form | None:
+    columns = call.served.version.printer_columns
+    return tables.table_form(columns, call.query.get("includeObject"), api_version)
+
+
 def _bookmark(cache: Cache, form: forms.Form) -> Any:
     served = cache.served
 
@@ -224,6 +230,8 @@ async def _watch(
             return None  # refused by the control plane in its own words
     elif match:
         return None
+    if form.headers_once and bookmarks:
+        return None  # bookmarks as Table rows: the control plane's own conversion
     selection = _selection(rt, call)
     if selection is None:
         return None
@@ -260,7 +268,12 @@ async def _watch(
     watcher = fanout.Watcher(selection, form, bookmarks=bookmarks, bookmark=_bookmark(cache, form))
     initial: list[bytes] = []
     if send_initial:
-        initial = [forms.event_line("ADDED", form.object_bytes(e)) for e in cache.select(selection)]
+        initial = [
+            forms.event_line("ADDED", form.event_bytes(e, headers=i == 0 and form.headers_once))
+            for i, e in enumerate(cache.select(selection))
+        ]
+        if initial:
+            watcher.first = False
         if initial_events == "true" and bookmarks:
             initial.append(watcher.bookmark_line(start, True))
         after = start
@@ -304,7 +317,7 @@ async def serve(request: web.Request, rt: Runtime, call: Call) -> web.StreamResp
         return None
     if call.verb not in ("get", "list", "watch"):
         return None
-    form = forms.negotiate(call.accept, listing=call.verb == "list")
+    form = forms.negotiate(call.accept, listing=call.verb == "list", table=functools.partial(_table, call))
     if form is None:
         return None
     cache = rt.caches.of(call.served)
@@ -318,4 +331,3 @@ async def serve(request: web.Request, rt: Runtime, call: Call) -> web.StreamResp
 
 
 __all__ = ["serve", "too_large"]
-
