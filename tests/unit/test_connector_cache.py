@@ -16,6 +16,10 @@ from mcp_connector.connector.cache.selection import Selection, parse, parse_labe
 from mcp_connector.connector.catalog import ServedResource
 
 
+def no_table(api_version: str) -> None:
+    return None
+
+
 def served() -> ServedResource:
     found = catalog().resource("k8s.starter.org", "v1alpha1", "kubernetesclusters")
     assert found is not None
@@ -148,15 +152,21 @@ def test_lists_and_metadata_forms_look_like_kube_apiservers() -> None:
     meta = json.loads(forms.METADATA.list_bytes(entries, kind="x", api_version="y", resource_version=9))
     assert meta["kind"] == "PartialObjectMetadataList" and meta["apiVersion"] == "meta.k8s.io/v1"
     assert "spec" not in meta["items"][0] and meta["items"][0]["kind"] == "PartialObjectMetadata"
-    assert forms.negotiate("application/json;as=Table;v=v1;g=meta.k8s.io,application/json", listing=True, table=lambda v: None) is None
-    assert forms.negotiate("application/json", listing=False, table=lambda v: None) is forms.OBJECT
-    assert forms.negotiate("", listing=False, table=lambda v: None) is forms.OBJECT
     assert (
-        forms.negotiate("application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1", listing=True, table=lambda v: None)
+        forms.negotiate("application/json;as=Table;v=v1;g=meta.k8s.io,application/json", listing=True, table=no_table)
+        is None
+    )
+    assert forms.negotiate("application/json", listing=False, table=no_table) is forms.OBJECT
+    assert forms.negotiate("", listing=False, table=no_table) is forms.OBJECT
+    assert (
+        forms.negotiate(
+            "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1", listing=True, table=no_table
+        )
         is forms.METADATA
     )
     assert (
-        forms.negotiate("application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1", listing=False, table=lambda v: None) is forms.METADATA
+        forms.negotiate("application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1", listing=False, table=no_table)
+        is forms.METADATA
     )
 
 
