@@ -35,10 +35,17 @@ from mcp_connector import upstream
 from mcp_connector.connector.cache import fanout, forms, tables
 from mcp_connector.connector.cache.cache import Cache
 from mcp_connector.connector.cache.selection import Selection, parse
-from mcp_connector.connector.cache.store import resource_version
+from mcp_connector.connector.cache.store import Entry, resource_version
 from mcp_connector.connector.errors import ApiError, from_control_plane, not_found, status_body
 from mcp_connector.connector.metrics import CACHE_READS, OPEN_WATCHES
-from mcp_connector.connector.resources import Call, _collection_path, app_ref, list_params, upstream_headers
+from mcp_connector.connector.resources import (
+    Call,
+    _collection_path,
+    app_ref,
+    app_warnings,
+    list_params,
+    upstream_headers,
+)
 from mcp_connector.connector.routing import query_flag
 from mcp_connector.connector.runtime import Runtime
 from mcp_connector.core import contract
@@ -108,7 +115,7 @@ async def _version(cache: Cache, rv: str) -> int | None:
 
 async def _consistent(rt: Runtime, call: Call, cache: Cache, name: str | None) -> int | None:
     """The control plane's current version, once the cache holds exactly its state of the request's
-    scope (one object, one namespace or the whole cluster); None when it does not catch up in time.
+    scope (one namespace or the whole cluster); None when it does not catch up in time.
     """
     path = _collection_path(rt, call.served)
     params = {"labelSelector": contract.scope_selector(rt.cluster_id, call.route.namespace)}
@@ -122,6 +129,7 @@ async def _consistent(rt: Runtime, call: Call, cache: Cache, name: str | None) -
         raise from_control_plane(
             e, ref=None, claim_namespace=rt.claim_namespace, namespace=call.route.namespace
         ) from None
+    call.warnings.extend(app_warnings(rt, reply.warnings, None, call.route.namespace))
     body = reply.body
     at = resource_version((body.get("metadata") or {}).get("resourceVersion"))
     want = {}
@@ -151,17 +159,55 @@ def _holds(cache: Cache, namespace: str | None, name: str | None, want: dict[tup
     return have == want
 
 
+async def _consistent_entry(rt: Runtime, call: Call, cache: Cache, ref: contract.AppRef) -> Entry | None:
+    """The cached object as the control plane holds it now, or None when the cache cannot show it.
+
+    A consistent GET reads the object's metadata from the control plane (a GET of its
+    control-plane name, as kube-apiserver reads storage for a GET without resourceVersion) and
+    answers from the cache once the cache holds that version.
+    """
+    entry = cache.get(ref.namespace, ref.name)
+    if entry is None:
+        return None
+    path = f"{_collection_path(rt, call.served)}/{entry.cp_name}"
+    try:
+        reply = await upstream.exchange(
+            rt.control_plane, "GET", path, accept=_PARTIAL, headers=upstream_headers(rt, call)
+        )
+    except upstream.ControlPlaneError as e:
+        if isinstance(e, upstream.ControlPlaneRejected) and e.status == 404:
+            raise not_found(call.served.group, call.served.api.plural, ref.name) from None
+        raise from_control_plane(e, ref=ref, claim_namespace=rt.claim_namespace) from None
+    call.warnings.extend(app_warnings(rt, reply.warnings, ref, ref.namespace))
+    if not contract.owned_by(reply.body, ref):
+        return None
+    wanted = resource_version((reply.body.get("metadata") or {}).get("resourceVersion"))
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + CONSISTENT_SECONDS
+    while cache.ready:
+        entry = cache.get(ref.namespace, ref.name)
+        if entry is not None and entry.rv == wanted:
+            return entry
+        left = deadline - loop.time()
+        if left <= 0 or (entry is not None and entry.rv > wanted):
+            break
+        await cache.changed(left)
+    return None
+
+
 async def _get(rt: Runtime, call: Call, cache: Cache, form: forms.Form) -> web.StreamResponse | None:
     ref = app_ref(rt, call.route)
     rv = call.query.get("resourceVersion", "")
     if rv == "":
-        if await _consistent(rt, call, cache, ref.name) is None:
+        entry = await _consistent_entry(rt, call, cache, ref)
+        if entry is None:
             return None
-    elif await _version(cache, rv) is None:
-        return None
-    entry = cache.get(ref.namespace, ref.name)
-    if entry is None:
-        raise not_found(call.served.group, call.served.api.plural, ref.name)
+    else:
+        if await _version(cache, rv) is None:
+            return None
+        entry = cache.get(ref.namespace, ref.name)
+        if entry is None:
+            raise not_found(call.served.group, call.served.api.plural, ref.name)
     CACHE_READS.labels("get").inc()
     return _response(form.object_bytes(entry), call)
 
