@@ -1,10 +1,11 @@
 """Local test bed: two real Kubernetes control planes run as processes, plus Pulumi helpers.
 
-The project's end-to-end tests need a Crossplane-shaped control plane and an app cluster
-with the aggregation layer, but our machines have no container runtime. So the test bed runs
-etcd, kube-apiserver and kube-controller-manager as plain local processes (see
-``testbed.cluster``), seeds the Crossplane claim APIs as test data (``testbed/crossplane``),
-and drives Pulumi offline through the Automation API (``testbed.pulumi_env``).
+The project's end-to-end tests need a Crossplane control plane and an app cluster with the
+aggregation layer, but our machines have no container runtime. So the test bed runs etcd,
+kube-apiserver, kube-controller-manager and real Crossplane core as plain local processes
+(see ``testbed.cluster`` and ``testbed.crossplane_core``), applies example XRDs and
+Compositions (``testbed/crossplane``), and drives Pulumi offline through the Automation API
+(``testbed.pulumi_env``).
 """
 
 from __future__ import annotations

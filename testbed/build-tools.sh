@@ -3,7 +3,7 @@
 # Idempotent: a tool whose cache folder is complete is only linked again. A failed build
 # names the tool, the version and the command, and leaves nothing in the cache.
 #
-# Usage: build-tools.sh [etcd|kubernetes|pulumi|pulumi-kubernetes|pulumi-yaml|crossplane ...]   (default: all, in that order)
+# Usage: build-tools.sh [etcd|kubernetes|pulumi|pulumi-kubernetes|pulumi-yaml|crossplane|crossplane-function ...]   (default: all, in that order)
 # MCP_TOOLS_CACHE overrides the cache folder, MCP_TOOLS_BIN the folder the tools are linked into.
 # Go builds run one at a time: two at once on a small machine only makes both slower.
 set -euo pipefail
@@ -125,10 +125,22 @@ build_crossplane() {
   chmod -R u+w "$out/crossplane-crds"
 }
 
+build_crossplane_function() {
+  local out="$1" version="$2"
+  cd "$repo/testbed/gomod/crossplane"
+  run crossplane-function "$version" go build -trimpath -ldflags "-s -w" \
+    -o "$out/function-testbed-compose" ./function
+}
+
+# The test bed's own composition function is versioned by its source and the wrapper's lock files.
+function_version() {
+  cat "$repo/testbed/gomod/crossplane/"{go.mod,go.sum,function/main.go} | sha256sum | cut -c1-12
+}
+
 link() { ln -sfn "$cache/$1-$2/$3" "$bin_dir/$3"; }
 
 wanted=("$@")
-[[ ${#wanted[@]} -gt 0 ]] || wanted=(etcd kubernetes pulumi pulumi-kubernetes pulumi-yaml crossplane)
+[[ ${#wanted[@]} -gt 0 ]] || wanted=(etcd kubernetes pulumi pulumi-kubernetes pulumi-yaml crossplane crossplane-function)
 for tool in "${wanted[@]}"; do
   case "$tool" in
     etcd)
@@ -151,8 +163,12 @@ for tool in "${wanted[@]}"; do
       build crossplane "$CROSSPLANE_VERSION" build_crossplane
       link crossplane "$CROSSPLANE_VERSION" crossplane
       link crossplane "$CROSSPLANE_VERSION" crossplane-crds ;;
+    crossplane-function)
+      version="$(function_version)"
+      build crossplane-function "$version" build_crossplane_function
+      link crossplane-function "$version" function-testbed-compose ;;
     *)
-      say "unknown tool '$tool' (expected etcd, kubernetes, pulumi, pulumi-kubernetes, pulumi-yaml, crossplane)" >&2
+      say "unknown tool '$tool' (expected etcd, kubernetes, pulumi, pulumi-kubernetes, pulumi-yaml, crossplane, crossplane-function)" >&2
       exit 2 ;;
   esac
 done

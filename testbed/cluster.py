@@ -2,8 +2,10 @@
 
 Each cluster ("control-plane", "app-cluster") is etcd + kube-apiserver +
 kube-controller-manager running as ordinary processes on 127.0.0.1 with fresh certificates
-and free ports. No kubelet, scheduler or container runtime: the project only needs the API
-machinery (CRDs, the aggregation layer, RBAC, namespace deletion, garbage collection).
+and free ports; the control plane also runs real Crossplane core (``testbed.crossplane_core``).
+No kubelet, scheduler or container runtime: the project only needs the API machinery (CRDs,
+the aggregation layer, RBAC, namespace deletion, garbage collection) and Crossplane's
+controllers.
 
 Design choices, and why:
 
@@ -41,13 +43,25 @@ from pathlib import Path
 
 import yaml
 
-from testbed import APP_CLUSTER, CLAIM_NAMESPACE, CLUSTERS, CONTROL_PLANE, STATE_DIR, STATE_FILE, pki, seed
+from testbed import (
+    APP_CLUSTER,
+    CLAIM_NAMESPACE,
+    CLUSTERS,
+    CONTROL_PLANE,
+    STATE_DIR,
+    STATE_FILE,
+    crossplane_core,
+    pki,
+    seed,
+)
 from testbed.kube import https_get
 from testbed.state import ClusterState, TestbedState, load, save
-from testbed.tools import CLUSTER_TOOLS, require
+from testbed.tools import CLUSTER_TOOLS, crossplane_crds, require
 
-#: Components per cluster, in start order; ``down`` stops them in reverse order.
-COMPONENTS = ("etcd", "kube-apiserver", "kube-controller-manager")
+#: Components per cluster, in start order; ``down`` stops them in reverse order. Crossplane and
+#: its composition function run on the control plane only.
+COMPONENTS = ("etcd", "kube-apiserver", "kube-controller-manager", "crossplane", crossplane_core.FUNCTION)
+_PORTS_PER_CLUSTER = 8
 
 #: Service ClusterIPs come from a random /16 of the loopback range, so that a ClusterIP (what the
 #: aggregator dials for an in-cluster APIService) is an address of this host, where the pod
@@ -68,6 +82,8 @@ rules:
 _ETCD_TIMEOUT_S = 30.0
 _APISERVER_TIMEOUT_S = 90.0
 _KCM_TIMEOUT_S = 60.0
+_CROSSPLANE_INIT_TIMEOUT_S = 120.0
+_CROSSPLANE_READY_TIMEOUT_S = 90.0
 _STOP_GRACE_S = 5.0
 
 
@@ -129,6 +145,10 @@ class _Ports:
     etcd_peer: int
     apiserver: int
     controller_manager: int
+    crossplane_metrics: int
+    crossplane_health: int
+    function_grpc: int
+    function_package: int
 
 
 #: Start-up attempts when a chosen port was taken by someone else before our server bound it.
@@ -230,13 +250,15 @@ def _write_kubeconfig(path: Path, cluster: str, user: str, server: str, ca: Path
 _DETACH = 'log=$1; shift; "$@" </dev/null >"$log" 2>&1 & echo $!'
 
 
-def _spawn(layout: _Layout, component: str, binary: Path, args: list[str]) -> int:
+def _spawn(
+    layout: _Layout, component: str, binary: Path, args: list[str], env: dict[str, str] | None = None
+) -> int:
     """Start a detached component process and record its pid file before anything else."""
     log = layout.log(component)
     log.parent.mkdir(parents=True, exist_ok=True)
     out = subprocess.run(
         ["/bin/sh", "-c", _DETACH, "sh", str(log), str(binary), *args],
-        capture_output=True, text=True, check=True, start_new_session=True,
+        capture_output=True, text=True, check=True, start_new_session=True, env=env,
     )
     pid = int(out.stdout.strip())
     layout.pid_file(component).write_text(f"{pid}\n")
@@ -272,7 +294,14 @@ def _log_tail(path: Path, lines: int = 25) -> str:
 
 
 def _wait_until(
-    what: str, probe: Callable[[], bool], *, pid: int, component: str, log: Path, timeout_s: float
+    what: str,
+    probe: Callable[[], bool],
+    *,
+    pid: int,
+    component: str,
+    log: Path,
+    timeout_s: float,
+    interval_s: float = 0.1,
 ) -> None:
     """Poll ``probe`` until it returns True; fail fast with the log tail if the process died."""
     deadline = time.monotonic() + timeout_s
@@ -284,7 +313,7 @@ def _wait_until(
             raise RuntimeError(f"{what}: {component} (pid {pid}) exited; last log lines of {log}:\n{_log_tail(log)}")
         if time.monotonic() > deadline:
             raise TimeoutError(f"{what}: not ready after {timeout_s:.0f}s; last log lines of {log}:\n{_log_tail(log)}")
-        time.sleep(0.1)
+        time.sleep(interval_s)
 
 
 # --------------------------------------------------------------------------------------------
@@ -405,18 +434,77 @@ def _start_cluster(name: str, ports: _Ports, tools: dict[str, Path]) -> ClusterS
     )
     phase("controller-manager")
     if name == CONTROL_PLANE:
-        seed.seed(layout.admin_kubeconfig, CLAIM_NAMESPACE)
+        pids["crossplane"] = _start_crossplane(layout, ports, tools["crossplane"], phase)
+        pids[crossplane_core.FUNCTION] = _start_function(layout, ports, tools[crossplane_core.FUNCTION])
+        phase("function")
+        seed.apply(layout.admin_kubeconfig, CLAIM_NAMESPACE)
+        _wait_until(
+            f"{name} crossplane installs {crossplane_core.FUNCTION}",
+            lambda: crossplane_core.register_function(layout.admin_kubeconfig, ports.function_grpc),
+            pid=pids["crossplane"], component="crossplane", log=layout.log("crossplane"),
+            timeout_s=_CROSSPLANE_READY_TIMEOUT_S, interval_s=0.3,
+        )
+        _wait_until(
+            f"{name} crossplane offers the seeded APIs",
+            lambda: seed.offered(layout.admin_kubeconfig),
+            pid=pids["crossplane"], component="crossplane", log=layout.log("crossplane"),
+            timeout_s=_CROSSPLANE_READY_TIMEOUT_S, interval_s=0.3,
+        )
         phase("seed")
     _say(f"{name}: ready at {url} in {time.monotonic() - started:.1f}s ({', '.join(phases)})")
     return ClusterState(
         name=name, apiserver_url=url, kubeconfig=layout.admin_kubeconfig,
         ca_cert=certs.ca[0], ca_key=certs.ca[1], admin_cert=certs.admin[0], admin_key=certs.admin[1],
-        etcd_url=etcd_url, pids=pids, logs={**{c: layout.log(c) for c in COMPONENTS}, "audit": layout.audit_log},
+        etcd_url=etcd_url, pids=pids, logs={**{c: layout.log(c) for c in pids}, "audit": layout.audit_log},
         front_proxy_ca_cert=certs.front_proxy_ca[0] if certs.front_proxy_ca else None,
         front_proxy_ca_key=certs.front_proxy_ca[1] if certs.front_proxy_ca else None,
         proxy_client_cert=certs.proxy_client[0] if certs.proxy_client else None,
         proxy_client_key=certs.proxy_client[1] if certs.proxy_client else None,
     )
+
+
+def _start_crossplane(layout: _Layout, ports: _Ports, binary: Path, phase: Callable[[str], None]) -> int:
+    """Install Crossplane into the control plane (its init) and start its controllers."""
+    crds = crossplane_crds()
+    paths = crossplane_core.Paths(layout.root / "crossplane")
+    crossplane_core.install_crds(layout.admin_kubeconfig, crds)
+    phase("crossplane CRDs")
+    log = layout.log("crossplane-init")
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with log.open("w") as out:
+        init = subprocess.run(
+            [str(binary), *crossplane_core.init_args(crds)], stdout=out, stderr=subprocess.STDOUT,
+            env=crossplane_core.init_env(layout.admin_kubeconfig), timeout=_CROSSPLANE_INIT_TIMEOUT_S, check=False,
+        )
+    if init.returncode != 0:
+        raise RuntimeError(
+            f"crossplane core init failed ({init.returncode}); last log lines of {log}:\n{_log_tail(log)}"
+        )
+    crossplane_core.write_client_certs(layout.admin_kubeconfig, paths)
+    phase("crossplane init")
+    args = crossplane_core.start_args(
+        paths, metrics_port=ports.crossplane_metrics, health_port=ports.crossplane_health
+    )
+    return _spawn(layout, "crossplane", binary, args, env=crossplane_core.start_env(layout.admin_kubeconfig))
+
+
+def _start_function(layout: _Layout, ports: _Ports, binary: Path) -> int:
+    """Start the composition function (gRPC and its package registry) and create its Function object."""
+    paths = crossplane_core.Paths(layout.root / "crossplane")
+    crossplane_core.write_function_certs(layout.admin_kubeconfig, paths)
+    args = crossplane_core.function_args(paths, grpc_port=ports.function_grpc, package_port=ports.function_package)
+    pid = _spawn(layout, crossplane_core.FUNCTION, binary, args)
+    package = (
+        f"http://127.0.0.1:{ports.function_package}/v2/{crossplane_core.FUNCTION_REPOSITORY}"
+        f"/manifests/{crossplane_core.FUNCTION_TAG}"
+    )
+    _wait_until(
+        f"{layout.name} {crossplane_core.FUNCTION} serves its package",
+        lambda: https_get(package, ca_cert=None)[0] == 200,
+        pid=pid, component=crossplane_core.FUNCTION, log=layout.log(crossplane_core.FUNCTION), timeout_s=30,
+    )
+    crossplane_core.install_function(layout.admin_kubeconfig, ports.function_package)
+    return pid
 
 
 def _apiserver_ready(url: str, ca: Path, cert: Path, key: Path) -> bool:
@@ -495,8 +583,9 @@ def up() -> TestbedState:
     down(quiet=True)  # leftovers of a crashed or partial run
     started = time.monotonic()
     for attempt in range(1, _PORT_ATTEMPTS + 1):
-        ports = _free_ports(4 * len(CLUSTERS))
-        plans = {name: _Ports(*ports[i * 4:(i + 1) * 4]) for i, name in enumerate(CLUSTERS)}
+        n = _PORTS_PER_CLUSTER
+        ports = _free_ports(n * len(CLUSTERS))
+        plans = {name: _Ports(*ports[i * n:(i + 1) * n]) for i, name in enumerate(CLUSTERS)}
         try:
             with concurrent.futures.ThreadPoolExecutor(max_workers=len(CLUSTERS)) as pool:
                 futures = {name: pool.submit(_start_cluster, name, p, tools) for name, p in plans.items()}

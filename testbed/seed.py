@@ -1,14 +1,16 @@
-"""Crossplane claim APIs as test data: the XRD API, example XRDs and the claim CRDs.
+"""Crossplane test data: example XRDs of both generations, applied to the control plane.
 
-Crossplane itself cannot run here (no kubelet), so the control plane gets what Crossplane would
-have produced: the CompositeResourceDefinition CRD, XRD objects with the Established/Offered
-conditions Crossplane sets, and the generated claim CRDs. The connector and the component
-discover claim APIs from exactly these objects, so tests exercise the real discovery path.
+Real Crossplane runs against the control plane (``testbed.crossplane_core``), so the test bed
+only applies what a platform team would: XRDs (and the claim namespace). Crossplane's XRD
+controller makes the claim and XR CRDs and sets the XRDs' ``Established``/``Offered``
+conditions; the connector and the component discover the APIs from exactly those objects.
+
+Two generations are seeded: v1 XRDs with ``claimNames`` (claims, ``LegacyCluster``) and a v2
+XRD with ``scope: Namespaced`` (namespaced XRs).
 """
 
 from __future__ import annotations
 
-import datetime
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,16 +19,16 @@ from testbed.kube import kubectl
 
 CROSSPLANE_DIR = Path(__file__).resolve().parent / "crossplane"
 
-#: The CRD that defines CompositeResourceDefinition (apiextensions.crossplane.io/v1).
-XRD_CRD_FILE = CROSSPLANE_DIR / "crds" / "apiextensions.crossplane.io_compositeresourcedefinitions.yaml"
+#: The CRD that defines CompositeResourceDefinition (installed by Crossplane's init).
 XRD_CRD_NAME = "compositeresourcedefinitions.apiextensions.crossplane.io"
 
 _FIELD_MANAGER = "mcp-testbed"
+_WAIT_S = 60
 
 
 @dataclass(frozen=True)
 class ClaimApi:
-    """One claim API: an XRD with claimNames and the claim CRD Crossplane generates for it."""
+    """One API the connector serves: a claim (v1 XRD) or a namespaced XR (v2 XRD)."""
 
     folder: str  # under testbed/crossplane/
     group: str
@@ -35,16 +37,22 @@ class ClaimApi:
     versions: tuple[str, ...]  # served versions, in XRD order
     storage_version: str  # the XRD's referenceable version
     short_names: tuple[str, ...] = ()
+    namespaced_xr: bool = False  # a v2 XRD's namespaced XR, not a claim
 
     @property
     def xrd_name(self) -> str:
-        """Name of the XRD object (``x<plural-of-composite>.<group>``)."""
-        return f"x{self.plural}.{self.group}"
+        """Name of the XRD: ``<XR plural>.<group>`` (claims' XRs are named ``x<plural>``)."""
+        return f"{self.plural}.{self.group}" if self.namespaced_xr else f"x{self.plural}.{self.group}"
 
     @property
     def crd_name(self) -> str:
-        """Name of the generated claim CRD (``<plural>.<group>``)."""
+        """Name of the claim or XR CRD Crossplane generates (``<plural>.<group>``)."""
         return f"{self.plural}.{self.group}"
+
+    @property
+    def offered_condition(self) -> str:
+        """The XRD condition Crossplane sets once this API is served: ``Offered`` (claims) or ``Established``."""
+        return "Established" if self.namespaced_xr else "Offered"
 
     @property
     def xrd_file(self) -> Path:
@@ -52,14 +60,15 @@ class ClaimApi:
         return CROSSPLANE_DIR / self.folder / "xrd.yaml"
 
     @property
-    def claim_crd_file(self) -> Path:
-        """YAML of the claim CRD."""
-        return CROSSPLANE_DIR / self.folder / "claim-crd.yaml"
+    def composition_file(self) -> Path | None:
+        """YAML of the Composition that composes this API's XRs with the test bed's function, if any."""
+        path = CROSSPLANE_DIR / self.folder / "composition.yaml"
+        return path if path.is_file() else None
 
     @property
     def example_claim_file(self) -> Path:
-        """YAML of one example claim (no namespace set), for tests and manual checks."""
-        return CROSSPLANE_DIR / self.folder / "claim.yaml"
+        """YAML of one example claim or XR (no namespace set), for tests and manual checks."""
+        return CROSSPLANE_DIR / self.folder / ("xr.yaml" if self.namespaced_xr else "claim.yaml")
 
 
 KUBERNETES_CLUSTER = ClaimApi(
@@ -75,11 +84,19 @@ REDIS_CACHE = ClaimApi(
     folder="rediscache", group="cache.example.org", kind="RedisCache",
     plural="rediscaches", versions=("v1",), storage_version="v1",
 )
+BUCKET = ClaimApi(
+    folder="bucket", group="storage.example.org", kind="Bucket",
+    plural="buckets", versions=("v1alpha1",), storage_version="v1alpha1", namespaced_xr=True,
+)
+QUEUE = ClaimApi(
+    folder="queue", group="messaging.example.org", kind="Queue",
+    plural="queues", versions=("v1",), storage_version="v1", namespaced_xr=True,
+)
 
-#: Claim APIs present in the control plane right after ``cluster up``.
-SEEDED: tuple[ClaimApi, ...] = (KUBERNETES_CLUSTER, POSTGRESQL_INSTANCE)
-#: Claim APIs left out on purpose, for tests that add a claim API later.
-UNSEEDED: tuple[ClaimApi, ...] = (REDIS_CACHE,)
+#: APIs present in the control plane right after ``cluster up``.
+SEEDED: tuple[ClaimApi, ...] = (KUBERNETES_CLUSTER, POSTGRESQL_INSTANCE, BUCKET)
+#: APIs left out on purpose, for tests that add an API later.
+UNSEEDED: tuple[ClaimApi, ...] = (REDIS_CACHE, QUEUE)
 
 
 def _namespace_manifest(name: str) -> str:
@@ -95,52 +112,46 @@ def _apply(kubeconfig: Path, *files: Path, extra_stdin: str | None = None) -> No
     kubectl(kubeconfig, *args, input=extra_stdin)
 
 
-def _wait_established(kubeconfig: Path, crd_names: list[str], timeout_s: int = 60) -> None:
-    kubectl(
-        kubeconfig, "wait", "--for=condition=Established", f"--timeout={timeout_s}s",
-        *[f"crd/{name}" for name in crd_names],
-    )
+def _conditions(obj: dict[str, object]) -> dict[str, str]:
+    status = obj.get("status")
+    conditions = status.get("conditions") if isinstance(status, dict) else None
+    return {str(c.get("type")): str(c.get("status")) for c in conditions or [] if isinstance(c, dict)}
 
 
-def _mark_xrds_ready(kubeconfig: Path, apis: tuple[ClaimApi, ...]) -> None:
-    """Set the conditions Crossplane's XRD controllers would set once both CRDs exist."""
-    now = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-    conditions = [
-        {"type": "Established", "status": "True", "reason": "WatchingCompositeResource", "lastTransitionTime": now},
-        {"type": "Offered", "status": "True", "reason": "WatchingCompositeResourceClaim", "lastTransitionTime": now},
-    ]
-    patch = json.dumps({"status": {"conditions": conditions}})
-    for api in apis:
-        kubectl(
-            kubeconfig, "patch", "compositeresourcedefinition", api.xrd_name,
-            "--subresource=status", "--type=merge", "-p", patch,
-        )
+def _files(api: ClaimApi) -> list[Path]:
+    return [api.xrd_file, *([api.composition_file] if api.composition_file else [])]
 
 
-def seed(kubeconfig: Path, claim_namespace: str, apis: tuple[ClaimApi, ...] = SEEDED) -> None:
-    """Install the XRD API, the given claim APIs and the claim namespace into a control plane.
+def apply(kubeconfig: Path, claim_namespace: str, apis: tuple[ClaimApi, ...] = SEEDED) -> None:
+    """Apply the claim namespace, the XRDs of ``apis`` and their Compositions; Crossplane does the rest."""
+    _apply(kubeconfig, *[f for a in apis for f in _files(a)], extra_stdin=_namespace_manifest(claim_namespace))
 
-    CRDs go first and must be Established before the XRD objects (custom resources of the XRD
-    CRD) can be created; batching keeps this to four kubectl calls plus one per XRD status.
-    """
-    _apply(
-        kubeconfig, XRD_CRD_FILE, *[a.claim_crd_file for a in apis],
-        extra_stdin=_namespace_manifest(claim_namespace),
-    )
-    _wait_established(kubeconfig, [XRD_CRD_NAME, *[a.crd_name for a in apis]])
-    _apply(kubeconfig, *[a.xrd_file for a in apis])
-    _mark_xrds_ready(kubeconfig, apis)
+
+def offered(kubeconfig: Path, apis: tuple[ClaimApi, ...] = SEEDED) -> bool:
+    """True once Crossplane serves every API of ``apis`` (one kubectl call, for polling)."""
+    found = json.loads(kubectl(kubeconfig, "get", "compositeresourcedefinitions", "-o", "json").stdout)
+    by_name = {x["metadata"]["name"]: _conditions(x) for x in found.get("items") or []}
+    return all(by_name.get(a.xrd_name, {}).get(a.offered_condition) == "True" for a in apis)
 
 
 def apply_claim_api(kubeconfig: Path, api: ClaimApi) -> None:
-    """Add one claim API to a running control plane (as Crossplane would on a new XRD)."""
-    _apply(kubeconfig, api.claim_crd_file)
-    _wait_established(kubeconfig, [api.crd_name])
-    _apply(kubeconfig, api.xrd_file)
-    _mark_xrds_ready(kubeconfig, (api,))
+    """Add one API to a running control plane and wait until Crossplane serves it."""
+    _apply(kubeconfig, *_files(api))
+    kubectl(
+        kubeconfig, "wait", f"--for=condition={api.offered_condition}", f"--timeout={_WAIT_S}s",
+        f"compositeresourcedefinition/{api.xrd_name}",
+    )
+    kubectl(kubeconfig, "wait", "--for=condition=Established", f"--timeout={_WAIT_S}s", f"crd/{api.crd_name}")
 
 
 def delete_claim_api(kubeconfig: Path, api: ClaimApi) -> None:
-    """Remove a claim API again (XRD and claim CRD), waiting until both are gone."""
-    kubectl(kubeconfig, "delete", "--ignore-not-found", "--wait=true", "compositeresourcedefinition", api.xrd_name)
-    kubectl(kubeconfig, "delete", "--ignore-not-found", "--wait=true", "crd", api.crd_name)
+    """Remove an API again: delete its XRD (and Composition) and wait until Crossplane removed its CRD."""
+    if api.composition_file:
+        kubectl(kubeconfig, "delete", "--ignore-not-found", "-f", str(api.composition_file))
+    kubectl(
+        kubeconfig, "delete", "--ignore-not-found", "--wait=true", f"--timeout={_WAIT_S}s",
+        "compositeresourcedefinition", api.xrd_name,
+    )
+    kubectl(kubeconfig, "wait", "--for=delete", f"--timeout={_WAIT_S}s", f"crd/{api.crd_name}", check=False)
+    if kubectl(kubeconfig, "get", "crd", api.crd_name, check=False).returncode == 0:
+        raise RuntimeError(f"CRD {api.crd_name} still exists {_WAIT_S}s after its XRD {api.xrd_name} was deleted")

@@ -22,13 +22,20 @@ BUILT_TOOLS = (
     "etcd",
     "kube-apiserver",
     "kube-controller-manager",
+    "crossplane",
+    "function-testbed-compose",
     "pulumi",
     "pulumi-resource-kubernetes",
     "pulumi-language-yaml",
 )
 
-#: Tools the clusters need.
-CLUSTER_TOOLS = ("etcd", "kube-apiserver", "kube-controller-manager", "kubectl")
+#: Tools the clusters need (Crossplane runs against the control plane).
+CLUSTER_TOOLS = (
+    "etcd", "kube-apiserver", "kube-controller-manager", "crossplane", "function-testbed-compose", "kubectl",
+)
+
+#: Crossplane's CRDs (its module's ``cluster/crds``), kept beside the binary by build-tools.sh.
+CROSSPLANE_CRDS_DIR = BIN_DIR / "crossplane-crds"
 
 #: Tools a Pulumi run against the test bed needs (only the Pulumi tests need them).
 PULUMI_TOOLS = ("pulumi", "pulumi-resource-kubernetes")
@@ -61,6 +68,13 @@ def tool_path(name: str) -> Path:
     if found:
         return Path(found)
     raise MissingToolError(f"test-bed tool {name!r} not found in the venv or on PATH: run make tools")
+
+
+def crossplane_crds() -> Path:
+    """The folder of Crossplane's CRDs that ``crossplane core init`` installs, or MissingToolError."""
+    if not any(CROSSPLANE_CRDS_DIR.glob("*.yaml")):
+        raise MissingToolError(f"Crossplane's CRDs not found at {CROSSPLANE_CRDS_DIR}: run make tools")
+    return CROSSPLANE_CRDS_DIR
 
 
 def require(*names: str) -> dict[str, Path]:

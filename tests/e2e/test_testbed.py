@@ -89,23 +89,35 @@ def test_control_plane_crd_and_custom_object_round_trip(testbed: Testbed) -> Non
         testbed.kubectl(CONTROL_PLANE, "delete", "--ignore-not-found", "crd", "widgets.testbed.example.org")
 
 
-def test_control_plane_is_seeded_with_claim_apis(testbed: Testbed) -> None:
+def test_control_plane_runs_crossplane_which_serves_the_seeded_apis(testbed: Testbed) -> None:
+    """Real Crossplane made the claim and XR CRDs from the XRDs and set their conditions."""
     namespace = testbed.kubectl_json(CONTROL_PLANE, "get", "namespace", testbed.claim_namespace)
     assert namespace["status"]["phase"] == "Active"
     for api in seed.SEEDED:
         xrd = testbed.kubectl_json(CONTROL_PLANE, "get", "compositeresourcedefinition", api.xrd_name)
-        assert xrd["spec"]["claimNames"]["kind"] == api.kind
-        conditions = {c["type"]: c["status"] for c in xrd["status"]["conditions"]}
-        assert conditions == {"Established": "True", "Offered": "True"}
+        conditions = {c["type"]: (c["status"], c["reason"]) for c in xrd["status"]["conditions"]}
         crd = testbed.kubectl_json(CONTROL_PLANE, "get", "crd", api.crd_name)
-        assert crd["spec"]["names"]["categories"] == ["claim"]
+        owner = next(o for o in crd["metadata"]["ownerReferences"] if o.get("controller"))
+        assert (owner["kind"], owner["uid"]) == ("CompositeResourceDefinition", xrd["metadata"]["uid"])
+        if api.namespaced_xr:
+            assert xrd["spec"]["scope"] == "Namespaced" and xrd["spec"]["names"]["kind"] == api.kind
+            assert conditions == {"Established": ("True", "WatchingCompositeResource")}
+            assert crd["spec"]["scope"] == "Namespaced" and crd["spec"]["names"]["categories"] == ["composite"]
+        else:
+            assert xrd["spec"]["claimNames"]["kind"] == api.kind
+            assert conditions == {
+                "Established": ("True", "WatchingCompositeResource"),
+                "Offered": ("True", "WatchingCompositeResourceClaim"),
+            }
+            assert crd["spec"]["names"]["categories"] == ["claim"]
         assert [v["name"] for v in crd["spec"]["versions"] if v["served"]] == list(api.versions)
         assert [v["name"] for v in crd["spec"]["versions"] if v["storage"]] == [api.storage_version]
     for api in seed.UNSEEDED:
         missing = testbed.kubectl(CONTROL_PLANE, "get", "crd", api.crd_name, check=False)
         assert missing.returncode != 0, f"{api.crd_name} must not be seeded"
 
-    # An example claim validates against the generated schema and shows Crossplane's columns.
+    # An example claim validates against the generated schema, shows Crossplane's columns, and
+    # Crossplane's claim controller binds it to an XR it creates.
     claim = seed.KUBERNETES_CLUSTER.example_claim_file.read_text()
     testbed.kubectl(CONTROL_PLANE, "apply", "-n", testbed.claim_namespace, "-f", "-", input=claim)
     try:
@@ -122,6 +134,15 @@ def test_control_plane_is_seeded_with_claim_apis(testbed: Testbed) -> None:
             input=claim.replace("size: small", "size: huge").replace("name: my-cluster\n", "name: bad\n", 1),
         )
         assert bad.returncode != 0 and "Unsupported value" in bad.stderr
+        testbed.kubectl(
+            CONTROL_PLANE, "wait", "--for=condition=Synced", "--timeout=60s",
+            "-n", testbed.claim_namespace, "kubernetesclusters/my-cluster",
+        )
+        bound = testbed.kubectl_json(
+            CONTROL_PLANE, "get", "kubernetesclusters", "-n", testbed.claim_namespace, "my-cluster"
+        )
+        xr = testbed.kubectl_json(CONTROL_PLANE, "get", "xkubernetesclusters", bound["spec"]["resourceRef"]["name"])
+        assert xr["spec"]["claimRef"]["name"] == "my-cluster"
     finally:
         testbed.kubectl(CONTROL_PLANE, "delete", "-n", testbed.claim_namespace, "kubernetesclusters", "--all")
 

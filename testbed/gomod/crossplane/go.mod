@@ -3,7 +3,12 @@ module mcp-connector.dev/testbed/crossplane
 
 go 1.26.0
 
-require github.com/crossplane/crossplane/v2 v2.1.0
+require (
+	github.com/crossplane/crossplane/v2 v2.1.0
+	github.com/google/go-containerregistry v0.20.6
+	google.golang.org/grpc v1.72.1
+	google.golang.org/protobuf v1.36.6
+)
 
 require (
 	cloud.google.com/go/compute/metadata v0.7.0 // indirect
@@ -82,7 +87,6 @@ require (
 	github.com/google/certificate-transparency-go v1.2.1 // indirect
 	github.com/google/gnostic-models v0.7.0 // indirect
 	github.com/google/go-cmp v0.7.0 // indirect
-	github.com/google/go-containerregistry v0.20.6 // indirect
 	github.com/google/go-containerregistry/pkg/authn/k8schain v0.0.0-20230919002926-dbcd01c402b2 // indirect
 	github.com/google/go-containerregistry/pkg/authn/kubernetes v0.0.0-20230919002926-dbcd01c402b2 // indirect
 	github.com/google/uuid v1.6.0 // indirect
@@ -161,8 +165,6 @@ require (
 	gomodules.xyz/jsonpatch/v2 v2.4.0 // indirect
 	google.golang.org/genproto/googleapis/api v0.0.0-20250303144028-a0af3efb3deb // indirect
 	google.golang.org/genproto/googleapis/rpc v0.0.0-20250303144028-a0af3efb3deb // indirect
-	google.golang.org/grpc v1.72.1 // indirect
-	google.golang.org/protobuf v1.36.6 // indirect
 	gopkg.in/evanphx/json-patch.v4 v4.12.0 // indirect
 	gopkg.in/inf.v0 v0.9.1 // indirect
 	gopkg.in/yaml.v2 v2.4.0 // indirect
