@@ -25,7 +25,7 @@ import orjson
 from httpx_aiohttp import AiohttpTransport
 
 from mcp_connector.core.access import ControlPlaneAccess
-from mcp_connector.core.discovery import CRD_LIST_PATH, XRD_LIST_PATH, ClaimApi, claim_apis_from
+from mcp_connector.core.discovery import CRD_LIST_PATH, XRD_LIST_PATH, ClaimApi, Discovered, discover
 
 USER_AGENT = "mcp-connector/0.1"
 
@@ -337,8 +337,8 @@ async def list_all(
         query["continue"] = token
 
 
-async def fetch_claim_apis(client: httpx.AsyncClient) -> tuple[ClaimApi, ...]:
-    """Ask the control plane which claim APIs it offers (XRDs with claim names + their CRDs).
+async def discover_apis(client: httpx.AsyncClient) -> Discovered:
+    """Ask the control plane which claim and namespaced XR APIs it offers (XRDs + their CRDs).
 
     A 401/403 here means the connector's own credentials were refused, which is reported as
     ControlPlaneUnauthorized rather than passed on as the app user's error.
@@ -355,7 +355,12 @@ async def fetch_claim_apis(client: httpx.AsyncClient) -> tuple[ClaimApi, ...]:
                 url, 404, {"message": "no CompositeResourceDefinition API: is Crossplane installed?"}
             ) from None
         raise
-    return claim_apis_from(xrds, crds)
+    return discover(xrds, crds)
+
+
+async def fetch_claim_apis(client: httpx.AsyncClient) -> tuple[ClaimApi, ...]:
+    """The claim and namespaced XR APIs the control plane offers (``discover_apis(...).apis``)."""
+    return (await discover_apis(client)).apis
 
 
 #: How long a watch may go without a byte before it counts as dead. kube-apiserver sends a

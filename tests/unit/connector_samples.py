@@ -1,4 +1,4 @@
-"""Shared sample data for the connector's unit tests: the seed's claim CRD as a Catalog."""
+"""Shared sample data for the connector's unit tests: the claim CRD Crossplane made for the seed's XRD, as a Catalog."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from mcp_connector.core import contract
 from mcp_connector.core.discovery import claim_apis_from
 
 REPO = Path(__file__).resolve().parents[2]
-CRD_FILE = REPO / "testbed" / "crossplane" / "kubernetescluster" / "claim-crd.yaml"
+CRD_FILE = Path(__file__).resolve().parent / "data" / "kubernetescluster-claim-crd.yaml"
 XRD_FILE = REPO / "testbed" / "crossplane" / "kubernetescluster" / "xrd.yaml"
 CLUSTER = "00000000-0000-0000-0000-000000000000"
 OTHER_CLUSTER = "11111111-1111-1111-1111-111111111111"
@@ -24,6 +24,7 @@ def catalog() -> Catalog:
     crd: dict[str, Any] = yaml.safe_load(CRD_FILE.read_text())
     crd["status"] = {"conditions": [{"type": "Established", "status": "True"}]}
     xrd = yaml.safe_load(XRD_FILE.read_text())
+    xrd["metadata"]["uid"] = crd["metadata"]["ownerReferences"][0]["uid"] = "xrd-uid"  # Crossplane's XRD owns the CRD
     return Catalog.of(claim_apis_from([xrd], [crd]))
 
 

@@ -17,6 +17,7 @@ label_values = st.text(alphabet=string.ascii_lowercase + string.digits + "-", mi
     lambda s: s[0].isalnum() and s[-1].isalnum()
 )
 refs = st.builds(AppRef, cluster_id=label_values, namespace=label_values, name=label_values)
+flavors = st.sampled_from(contract.Flavor)
 
 
 def claim(name: str, namespace: str, **spec: object) -> dict[str, object]:
@@ -31,19 +32,35 @@ def claim(name: str, namespace: str, **spec: object) -> dict[str, object]:
 def test_known_vector() -> None:
     ref = AppRef("00000000-0000-0000-0000-000000000000", "test", "my-bucket")
     assert contract.control_plane_name(ref) == "claim-c603e518969b413e"
+    assert contract.control_plane_name(ref, flavor=contract.Flavor.CLAIM) == "claim-c603e518969b413e"
 
 
-@given(refs)
-def test_round_trip(ref: AppRef) -> None:
+def test_namespaced_xrs_share_the_hash_under_their_own_prefix() -> None:
+    """Upbound's connector stores namespaced XRs as ``nxr-`` + the same 16 hex characters."""
+    ref = AppRef("00000000-0000-0000-0000-000000000000", "test", "my-bucket")
+    assert contract.control_plane_name(ref, flavor=contract.Flavor.NAMESPACED_XR) == "nxr-c603e518969b413e"
+    assert contract.control_plane_names(ref) == ("claim-c603e518969b413e", "nxr-c603e518969b413e")
+
+
+@given(refs, flavors)
+def test_names_are_prefix_and_sixteen_hex(ref: AppRef, flavor: contract.Flavor) -> None:
+    name = contract.control_plane_name(ref, flavor=flavor)
+    prefix, digest = name[: len(flavor.prefix)], name[len(flavor.prefix) :]
+    assert prefix == flavor.prefix and len(digest) == 16 and set(digest) <= set(string.hexdigits.lower())
+    assert len(name) <= 63, "a control-plane name is also a valid label value and DNS label"
+
+
+@given(refs, flavors)
+def test_round_trip(ref: AppRef, flavor: contract.Flavor) -> None:
     body = claim(ref.name, ref.namespace, writeConnectionSecretToRef={"name": "conn"})
     body["metadata"]["annotations"] = {"note": "kept"}  # type: ignore[index]
     body["metadata"]["ownerReferences"] = [{"apiVersion": "v1", "kind": "ConfigMap", "name": "o", "uid": "u"}]  # type: ignore[index]
     body_before = copy.deepcopy(body)
-    stored = contract.to_control_plane(body, ref, claim_namespace=CLAIM_NAMESPACE)
+    stored = contract.to_control_plane(body, ref, claim_namespace=CLAIM_NAMESPACE, flavor=flavor)
     stored_before = copy.deepcopy(stored)
     assert contract.to_app(stored) == body
     assert (body, stored) == (body_before, stored_before), "the contract never changes its input"
-    assert stored["metadata"]["name"] == contract.control_plane_name(ref)
+    assert stored["metadata"]["name"] == contract.control_plane_name(ref, flavor=flavor)
     assert stored["metadata"]["namespace"] == CLAIM_NAMESPACE
     assert contract.app_ref_of(stored) == ref
     assert contract.to_app(stored) == body
@@ -54,19 +71,40 @@ def unambiguous(value: str) -> bool:
     return not (value.startswith("x-") or value.endswith("-x") or "-x-" in value)
 
 
-@given(refs.filter(lambda r: all(map(unambiguous, (r.cluster_id, r.namespace, r.name)))), refs)
-def test_distinct_refs_never_share_a_name(a: AppRef, b: AppRef) -> None:
-    if a != b and all(map(unambiguous, (b.cluster_id, b.namespace, b.name))):
-        assert contract.control_plane_name(a) != contract.control_plane_name(b)
+@given(refs.filter(lambda r: all(map(unambiguous, (r.cluster_id, r.namespace, r.name)))), refs, flavors, flavors)
+def test_distinct_refs_never_share_a_name(a: AppRef, b: AppRef, fa: contract.Flavor, fb: contract.Flavor) -> None:
+    if (a, fa) != (b, fb) and all(map(unambiguous, (b.cluster_id, b.namespace, b.name))):
+        assert contract.control_plane_name(a, flavor=fa) != contract.control_plane_name(b, flavor=fb)
 
 
-@given(refs, refs)
-def test_distinct_refs_never_share_an_identity(a: AppRef, b: AppRef) -> None:
+@given(refs, refs, flavors)
+def test_distinct_refs_never_share_an_identity(a: AppRef, b: AppRef, flavor: contract.Flavor) -> None:
     """The stored identity is the hashed name AND the ownership labels, and that is injective."""
     if a != b:
-        identity_a = (contract.control_plane_name(a), contract.ownership_labels(a))
-        identity_b = (contract.control_plane_name(b), contract.ownership_labels(b))
+        identity_a = (contract.control_plane_name(a, flavor=flavor), contract.ownership_labels(a))
+        identity_b = (contract.control_plane_name(b, flavor=flavor), contract.ownership_labels(b))
         assert identity_a != identity_b
+
+
+@given(refs)
+def test_a_claim_and_an_xr_of_one_app_name_never_share_a_control_plane_name(ref: AppRef) -> None:
+    claim_name = contract.control_plane_name(ref, flavor=contract.Flavor.CLAIM)
+    assert claim_name != contract.control_plane_name(ref, flavor=contract.Flavor.NAMESPACED_XR)
+
+
+def test_spec_crossplane_passes_through() -> None:
+    """A v2 XR's Crossplane machinery (composition ref/selector/policy) is the user's to set."""
+    ref = AppRef("c1", "team-a", "bkt")
+    machinery = {
+        "compositionRef": {"name": "buckets-eu"},
+        "compositionSelector": {"matchLabels": {"tier": "gold"}},
+        "compositionUpdatePolicy": "Manual",
+    }
+    body = claim("bkt", "team-a", region="eu", crossplane=machinery)
+    stored = contract.to_control_plane(body, ref, claim_namespace=CLAIM_NAMESPACE, flavor=contract.Flavor.NAMESPACED_XR)
+    assert stored["spec"]["crossplane"] == machinery
+    assert stored["metadata"]["name"] == contract.control_plane_name(ref, flavor=contract.Flavor.NAMESPACED_XR)
+    assert contract.to_app(stored) == body
 
 
 def test_separator_ambiguity_is_caught_by_the_labels() -> None:
@@ -121,9 +159,10 @@ def test_names_too_long_for_a_label_are_refused() -> None:
         contract.ownership_labels(AppRef("c", "ns", "n" * 64))
 
 
-def test_status_messages_name_the_app_object() -> None:
+@pytest.mark.parametrize("flavor", list(contract.Flavor))
+def test_status_messages_name_the_app_object(flavor: contract.Flavor) -> None:
     ref = AppRef("c1", "team-a", "db")
-    hashed = contract.control_plane_name(ref)
+    hashed = contract.control_plane_name(ref, flavor=flavor)
     status = {
         "kind": "Status",
         "message": f'KubernetesCluster.k8s.starter.org "{hashed}" is invalid: spec.parameters.nodes.count: Invalid',
@@ -298,3 +337,16 @@ def test_connection_secret_goes_only_to_the_claim_that_controls_it() -> None:
     assert not contract.connection_secret_written_for(not_controller, owner)
     assert not contract.connection_secret_written_for({"metadata": {}}, owner)
     assert not contract.connection_secret_written_for(secret, {"metadata": {}})
+
+
+@given(refs, flavors)
+def test_crossplanes_own_name_label_is_mapped_like_the_name(ref: AppRef, flavor: contract.Flavor) -> None:
+    """A namespaced XR carries ``crossplane.io/composite: <its name>``: the app sees its own name there."""
+    hashed = contract.control_plane_name(ref, flavor=flavor)
+    body = claim(ref.name, ref.namespace)
+    stored = contract.to_control_plane(body, ref, claim_namespace=CLAIM_NAMESPACE, flavor=flavor)
+    stored["metadata"]["labels"]["crossplane.io/composite"] = hashed  # as Crossplane sets it
+    seen = contract.to_app(stored)
+    assert seen["metadata"]["labels"]["crossplane.io/composite"] == ref.name
+    written_back = contract.to_control_plane(seen, ref, claim_namespace=CLAIM_NAMESPACE, flavor=flavor)
+    assert written_back["metadata"]["labels"]["crossplane.io/composite"] == hashed

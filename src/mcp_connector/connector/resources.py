@@ -131,6 +131,11 @@ def _object_path(rt: Runtime, served: ServedResource, hashed: str, subresource: 
     return f"{path}/{subresource}" if subresource else path
 
 
+def _hashed(call: Call, ref: contract.AppRef) -> str:
+    """The control-plane name of ``ref`` for the kind being served (``claim-`` or ``nxr-``)."""
+    return contract.control_plane_name(ref, flavor=call.served.api.flavor)
+
+
 def app_ref(rt: Runtime, route: ResourceRoute, name: str | None = None) -> contract.AppRef:
     """The app object a request names; invalid names cannot exist, so they are simply not found."""
     name = name or route.name or ""
@@ -320,7 +325,7 @@ def _stored_form(rt: Runtime, call: Call, body: Mapping[str, Any], ref: contract
     problems = contract.owner_reference_problems(metadata.get("ownerReferences"))
     if problems:
         raise invalid(call, ref.name, problems)
-    return contract.to_control_plane(body, ref, claim_namespace=rt.claim_namespace)
+    return contract.to_control_plane(body, ref, claim_namespace=rt.claim_namespace, flavor=call.served.api.flavor)
 
 
 def invalid(call: Call, name: str, problems: list[tuple[str, Any, str]]) -> ApiError:
@@ -369,7 +374,7 @@ def _to_app_or_404(call: Call, body: dict[str, Any], ref: contract.AppRef) -> di
 async def _get_owned(
     rt: Runtime, call: Call, ref: contract.AppRef, *, subresource: str | None = None
 ) -> dict[str, Any]:
-    path = _object_path(rt, call.served, contract.control_plane_name(ref), subresource)
+    path = _object_path(rt, call.served, _hashed(call, ref), subresource)
     body = await _cp(rt, call, "get", "GET", path, ref=ref)
     if not Scope(ref.cluster_id, ref.namespace).admits_ref(body, ref):
         raise not_found(call.served.group, call.served.api.plural, ref.name)
@@ -379,7 +384,7 @@ async def _get_owned(
 async def get(rt: Runtime, call: Call) -> dict[str, Any]:
     """GET one claim (or its status), as an object or a Table."""
     ref = app_ref(rt, call.route)
-    path = _object_path(rt, call.served, contract.control_plane_name(ref), call.route.subresource)
+    path = _object_path(rt, call.served, _hashed(call, ref), call.route.subresource)
     body = await _cp(
         rt,
         call,
@@ -488,7 +493,7 @@ async def update(rt: Runtime, call: Call) -> dict[str, Any]:
         body = references.restore(body, stored)
     keep_stored_managed_fields(body, stored)
     translated = _stored_form(rt, call, body, ref)
-    path = _object_path(rt, call.served, contract.control_plane_name(ref), call.route.subresource)
+    path = _object_path(rt, call.served, _hashed(call, ref), call.route.subresource)
     updated = await _cp(rt, call, "update", "PUT", path, ref=ref, params=write_params(call), json_body=translated)
     return contract.to_app(updated)
 
@@ -565,7 +570,7 @@ async def patch(rt: Runtime, call: Call) -> tuple[int, dict[str, Any]]:
             metadata["resourceVersion"] = current["metadata"].get("resourceVersion")
         keep_stored_managed_fields(patched, current)
         translated = _stored_form(rt, call, patched, ref)
-        path = _object_path(rt, call.served, contract.control_plane_name(ref), call.route.subresource)
+        path = _object_path(rt, call.served, _hashed(call, ref), call.route.subresource)
         try:
             updated = await _cp(
                 rt, call, "patch", "PUT", path, ref=ref, params=write_params(call), json_body=translated
@@ -615,7 +620,7 @@ async def _apply(rt: Runtime, call: Call, ref: contract.AppRef) -> tuple[int, di
         _pin_uid(call, ref, body, existing)
     check_references(call, ref.name, body, contract.to_app(existing) if existing is not None else None)
     translated = _stored_form(rt, call, body, ref)
-    path = _object_path(rt, call.served, contract.control_plane_name(ref), call.route.subresource)
+    path = _object_path(rt, call.served, _hashed(call, ref), call.route.subresource)
     code, applied = await _cp_status(
         rt,
         call,
@@ -654,7 +659,7 @@ async def _existing_owned(rt: Runtime, call: Call, ref: contract.AppRef) -> dict
     A server-side apply is forwarded as is, and with ``force`` it would take over whatever
     object sits under the hashed name, so the owner is checked first and its uid pinned.
     """
-    path = _object_path(rt, call.served, contract.control_plane_name(ref))
+    path = _object_path(rt, call.served, _hashed(call, ref))
     try:
         existing = await _cp(rt, call, "get", "GET", path, ref=ref)
     except ApiError as e:
@@ -681,7 +686,7 @@ def _delete_options(call: Call) -> Any:
 
 
 async def _delete_one(rt: Runtime, call: Call, ref: contract.AppRef, options: Any) -> tuple[int, dict[str, Any]]:
-    path = _object_path(rt, call.served, contract.control_plane_name(ref))
+    path = _object_path(rt, call.served, _hashed(call, ref))
     params = _pick(call.query, DELETE_PARAMS)
     code, body = await _cp_status(rt, call, "delete", "DELETE", path, ref=ref, params=params, json_body=options)
     if body.get("kind") == "Status":

@@ -31,7 +31,7 @@ from mcp_connector.connector.metrics import SERVED_APIS
 from mcp_connector.connector.runtime import Runtime
 from mcp_connector.connector.tls import SwappableContext
 from mcp_connector.connector.tokens import TOKEN_REVIEW_PATH, TokenAuthenticator
-from mcp_connector.core.discovery import CRD_LIST_PATH, XRD_LIST_PATH
+from mcp_connector.core.discovery import CRD_LIST_PATH, XRD_LIST_PATH, Unserved
 
 log = logging.getLogger(__name__)
 
@@ -155,19 +155,27 @@ async def _serve(
     secret_trigger = follow.Trigger("connection-secrets", sync_secrets, every=config.secret_resync_seconds)
     rt.claims_changed = secret_trigger.kick
 
+    unserved: tuple[Unserved, ...] = ()
+
     async def refresh_catalog() -> None:
+        nonlocal unserved
         try:
-            apis = await upstream.fetch_claim_apis(control_plane)
+            found = await upstream.discover_apis(control_plane)
         except upstream.ControlPlaneError as e:
             rt.catalog_error = str(from_control_plane(e, ref=None, claim_namespace=config.claim_namespace))
             raise
+        apis = found.apis
+        if found.unserved != unserved:
+            unserved = found.unserved
+            for entry in unserved:
+                log.info("XRD not served", extra=fields(xrd=entry.xrd_name, reason=entry.reason))
         changed = apis != rt.catalog.apis or not rt.catalog_loaded
         rt.catalog, rt.catalog_loaded = Catalog.of(apis), True
         SERVED_APIS.set(len(apis))
         if rt.caches is not None:
             rt.caches.sync(rt.catalog)
         if changed:
-            log.info("serving claim APIs", extra=fields(apis=[a.resource for a in apis]))
+            log.info("serving claim and XR APIs", extra=fields(apis=[a.resource for a in apis]))
             secret_trigger.kick()
             if apiservice_trigger is not None:
                 apiservice_trigger.kick()

@@ -50,7 +50,7 @@ def cell_replacements(obj: Mapping[str, Any]) -> dict[str, str]:
     ref = contract.app_ref_of(obj)
     if ref is None:
         return {}
-    out = {contract.control_plane_name(ref): ref.name}
+    out = dict.fromkeys(contract.control_plane_names(ref), ref.name)
     annotations = (obj.get("metadata") or {}).get("annotations") or {}
     app_secret = annotations.get(contract.APP_SECRET_NAME_ANNOTATION)
     if isinstance(app_secret, str):

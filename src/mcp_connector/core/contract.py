@@ -1,9 +1,10 @@
-"""The translation contract between app-cluster claims and control-plane claims.
+"""The translation contract between app-cluster objects and control-plane objects.
 
-Claims from every app cluster share one control-plane namespace, so an app claim
-``(namespace X, name N)`` from cluster ``C`` is stored under a hashed name with
-three ownership labels. The scheme is Upbound's connector's, byte for byte, so a
-cluster can switch between their connector and ours without losing claims.
+Claims and Crossplane v2 namespaced XRs from every app cluster share one control-plane
+namespace, so an app object ``(namespace X, name N)`` from cluster ``C`` is stored under a
+hashed name (``claim-`` or ``nxr-`` + hash) with three ownership labels. The scheme is
+Upbound's connector's, byte for byte, so a cluster can switch between their connector and
+ours without losing claims or XRs.
 
 Everything here is pure: the connector, the component and the disconnect hook
 all import these functions and never re-implement them.
@@ -11,6 +12,7 @@ all import these functions and never re-implement them.
 
 from __future__ import annotations
 
+import enum
 import hashlib
 import json
 import re
@@ -36,7 +38,12 @@ CONTRACT_ANNOTATIONS = (APP_SECRET_NAME_ANNOTATION, APP_OWNERS_ANNOTATION)
 #: Prefix of the annotations a released claim keeps in place of the ownership labels.
 RELEASED_ANNOTATION_PREFIX = f"{LABEL_DOMAIN}/released-from-"
 
+#: Labels Crossplane sets to an object's own (control-plane) name: a namespaced XR carries
+#: ``crossplane.io/composite: <its name>``. Their values are mapped like the name itself.
+SELF_NAME_LABELS = ("crossplane.io/composite",)
+
 CLAIM_NAME_PREFIX = "claim-"
+NAMESPACED_XR_NAME_PREFIX = "nxr-"
 _HASH_CHARS = 16
 #: Label values are at most 63 characters, which bounds the app names the contract can carry.
 MAX_LABEL_VALUE = 63
@@ -49,6 +56,23 @@ class ContractError(ValueError):
     """An app-side value the contract cannot represent in the control plane."""
 
 
+class Flavor(enum.Enum):
+    """Which kind of Crossplane object an app object is stored as; it picks the name prefix.
+
+    Claims belong to v1 (``LegacyCluster``) XRDs with ``claimNames``; namespaced XRs to
+    v2 XRDs with ``scope: Namespaced``. Both share the hash and the labels, so only the
+    prefix tells them apart, as in Upbound's connector.
+    """
+
+    CLAIM = CLAIM_NAME_PREFIX
+    NAMESPACED_XR = NAMESPACED_XR_NAME_PREFIX
+
+    @property
+    def prefix(self) -> str:
+        """The control-plane name prefix, ``claim-`` or ``nxr-``."""
+        return str(self.value)
+
+
 @dataclass(frozen=True, order=True)
 class AppRef:
     """Where a claim lives as the app cluster sees it."""
@@ -58,10 +82,26 @@ class AppRef:
     name: str
 
 
-def control_plane_name(ref: AppRef) -> str:
-    """Return the control-plane name of an app object (Upbound-compatible hash)."""
-    digest = hashlib.sha256(f"{ref.name}-x-{ref.namespace}-x-{ref.cluster_id}".encode()).hexdigest()
-    return CLAIM_NAME_PREFIX + digest[:_HASH_CHARS]
+def _digest(ref: AppRef) -> str:
+    return hashlib.sha256(f"{ref.name}-x-{ref.namespace}-x-{ref.cluster_id}".encode()).hexdigest()[:_HASH_CHARS]
+
+
+def control_plane_name(ref: AppRef, *, flavor: Flavor = Flavor.CLAIM) -> str:
+    """Return the control-plane name of an app object (Upbound-compatible hash).
+
+    The connector always names the flavor of the API it serves; the default is for claims.
+    """
+    return flavor.prefix + _digest(ref)
+
+
+def control_plane_names(ref: AppRef) -> tuple[str, ...]:
+    """Every control-plane name ``ref`` may be stored under, one per flavor.
+
+    Messages and Table cells are rewritten with all of them, which needs no knowledge
+    of the kind the text came from.
+    """
+    digest = _digest(ref)
+    return tuple(f.prefix + digest for f in Flavor)
 
 
 def check_label_value(value: str, *, what: str) -> None:
@@ -206,8 +246,10 @@ def _owners_from(annotation: Any) -> list[dict[str, Any]]:
     return [o for o in owners if isinstance(o, dict)] if isinstance(owners, list) else []
 
 
-def to_control_plane(obj: Mapping[str, Any], ref: AppRef, *, claim_namespace: str) -> RawObject:
-    """Translate an app-side claim body into the control-plane object it is stored as.
+def to_control_plane(
+    obj: Mapping[str, Any], ref: AppRef, *, claim_namespace: str, flavor: Flavor = Flavor.CLAIM
+) -> RawObject:
+    """Translate an app-side claim or namespaced XR body into the control-plane object it is stored as.
 
     The ownership labels are set here on every write, whatever the body says, so no
     request can move a claim to another cluster or namespace. Owner references are kept in
@@ -216,9 +258,12 @@ def to_control_plane(obj: Mapping[str, Any], ref: AppRef, *, claim_namespace: st
     out = _editable(obj)
     metadata = out["metadata"]
     labels = {k: v for k, v in (metadata.get("labels") or {}).items() if not k.startswith(LABEL_DOMAIN)}
+    for key in SELF_NAME_LABELS:
+        if labels.get(key) == ref.name:
+            labels[key] = control_plane_name(ref, flavor=flavor)
     labels.update(ownership_labels(ref))
     metadata["labels"] = labels
-    metadata["name"] = control_plane_name(ref)
+    metadata["name"] = control_plane_name(ref, flavor=flavor)
     metadata["namespace"] = claim_namespace
     metadata.pop("generateName", None)
     owners = metadata.pop("ownerReferences", None)
@@ -259,6 +304,9 @@ def to_app(obj: Mapping[str, Any]) -> RawObject:
     metadata["name"] = ref.name
     metadata["namespace"] = ref.namespace
     labels = {k: v for k, v in (metadata.get("labels") or {}).items() if k not in OWNERSHIP_LABELS}
+    for key in SELF_NAME_LABELS:
+        if labels.get(key) in control_plane_names(ref):
+            labels[key] = ref.name
     if labels:
         metadata["labels"] = labels
     else:
@@ -294,8 +342,12 @@ def to_app(obj: Mapping[str, Any]) -> RawObject:
 
 
 def connection_secret_name(secret_ref: AppRef) -> str:
-    """Return the control-plane name of a connection Secret the app user asked for."""
-    return control_plane_name(secret_ref)
+    """Return the control-plane name of a connection Secret the app user asked for.
+
+    Claims and namespaced XRs alike (``spec.writeConnectionSecretToRef.name``) hash it with
+    the ``claim-`` prefix, as Upbound's connector does for claims.
+    """
+    return control_plane_name(secret_ref, flavor=Flavor.CLAIM)
 
 
 def app_connection_secret(obj: Mapping[str, Any]) -> tuple[AppRef, str] | None:
@@ -327,9 +379,10 @@ def connection_secret_written_for(secret: Mapping[str, Any], obj: Mapping[str, A
 
 def rewrite_message(text: str, ref: AppRef, *, claim_namespace: str) -> str:
     """Replace the control-plane name and namespace of ``ref`` in a message with the app-side ones."""
-    hashed = control_plane_name(ref)
     text = text.replace(f'namespace "{claim_namespace}"', f'namespace "{ref.namespace}"')
-    return text.replace(hashed, ref.name)
+    for hashed in control_plane_names(ref):
+        text = text.replace(hashed, ref.name)
+    return text
 
 
 def hide_claim_namespace(text: str, *, claim_namespace: str, namespace: str | None) -> str:
@@ -353,7 +406,7 @@ def rewrite_status(status: Mapping[str, Any], ref: AppRef, *, claim_namespace: s
         out["message"] = rewrite_message(out["message"], ref, claim_namespace=claim_namespace)
     details = out.get("details")
     if isinstance(details, dict):
-        if details.get("name") == control_plane_name(ref):
+        if details.get("name") in control_plane_names(ref):
             details["name"] = ref.name
         for cause in details.get("causes") or []:
             if isinstance(cause, dict) and isinstance(cause.get("message"), str):

@@ -1,10 +1,17 @@
-"""Control-plane discovery: which claim APIs a Crossplane control plane offers.
+"""Control-plane discovery: which claim and namespaced XR APIs a Crossplane control plane offers.
 
-A claim API exists where a CompositeResourceDefinition names ``spec.claimNames``;
-its names, versions, schema and printer columns come from the claim CRD Crossplane
-generates for it. The connector (to serve them), the component (one APIService per
-group/version) and the disconnect hook (which claims to migrate) all ask this module,
-so they always agree. Pure: the caller fetches the two lists.
+Two generations of CompositeResourceDefinition are served:
+
+* ``LegacyCluster`` XRDs (every v1 XRD) that name ``spec.claimNames``: their claims;
+* v2 XRDs with ``scope: Namespaced``: their namespaced composite resources (XRs).
+
+Cluster-scoped XRs (``scope: Cluster``, and the XRs of legacy XRDs) have no namespace
+to map and are not served. Names, versions, schema and printer columns come from the
+CRD Crossplane generates, and only once that CRD is Established and controlled by the
+XRD, so a kind another XRD already took is never served twice. The connector (to serve
+them), the component (one APIService per group/version) and the disconnect hook (what
+to migrate) all ask this module, so they always agree. Pure: the caller fetches the two
+lists.
 """
 
 from __future__ import annotations
@@ -14,6 +21,8 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypedDict
+
+from mcp_connector.core.contract import Flavor
 
 XRD_LIST_PATH = "/apis/apiextensions.crossplane.io/v1/compositeresourcedefinitions"
 CRD_LIST_PATH = "/apis/apiextensions.k8s.io/v1/customresourcedefinitions"
@@ -64,7 +73,10 @@ class GroupVersion:
 
 @dataclass(frozen=True)
 class ClaimApi:
-    """A claim kind offered by the control plane, with everything needed to serve it."""
+    """A claim or namespaced XR kind offered by the control plane, with everything needed to serve it.
+
+    ``flavor`` says which of the two it is, which picks the contract's name prefix.
+    """
 
     group: str
     kind: str
@@ -75,6 +87,7 @@ class ClaimApi:
     short_names: tuple[str, ...] = ()
     categories: tuple[str, ...] = ()
     xrd_name: str = ""
+    flavor: Flavor = Flavor.CLAIM
 
     @property
     def group_versions(self) -> tuple[GroupVersion, ...]:
@@ -161,42 +174,126 @@ def _is_established(crd: RawCrd) -> bool:
     return any(c.get("type") == "Established" and c.get("status") == "True" for c in conditions)
 
 
-def claim_apis_from(xrds: Iterable[RawXrd], crds: Iterable[RawCrd]) -> tuple[ClaimApi, ...]:
-    """Derive the claim APIs from the control plane's XRDs and CRDs, sorted by group and kind.
+def _controller_uid(obj: Mapping[str, Any]) -> str | None:
+    for owner in (obj.get("metadata") or {}).get("ownerReferences") or []:
+        if owner.get("controller"):
+            return str(owner.get("uid") or "")
+    return None
 
-    An XRD offers a claim API only once its claim CRD exists and is Established: until
-    then the control plane would answer 404 for it, so it is not served (nor given an
-    APIService) yet.
+
+#: ``spec.scope`` of a v2 XRD; v1 XRDs have none and are all ``LegacyCluster``.
+SCOPE_NAMESPACED = "Namespaced"
+SCOPE_CLUSTER = "Cluster"
+SCOPE_LEGACY_CLUSTER = "LegacyCluster"
+
+
+@dataclass(frozen=True)
+class Unserved:
+    """An XRD (or one of its APIs) the connector does not serve, and why, for logs and previews."""
+
+    xrd_name: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class Discovered:
+    """Everything discovery found: the APIs to serve and the XRDs left out, with reasons."""
+
+    apis: tuple[ClaimApi, ...]
+    unserved: tuple[Unserved, ...] = ()
+
+
+def _api_of(xrd: RawXrd, crd: RawCrd, flavor: Flavor, fallback_names: Mapping[str, Any]) -> ClaimApi | None:
+    names = crd.get("spec", {}).get("names") or fallback_names
+    versions = _served_crd_versions(crd) or _served_xrd_versions(xrd)
+    if not versions:
+        return None
+    return ClaimApi(
+        group=str(xrd["spec"]["group"]),
+        kind=names["kind"],
+        plural=names["plural"],
+        singular=names.get("singular") or names["kind"].lower(),
+        list_kind=names.get("listKind") or f"{names['kind']}List",
+        versions=versions,
+        short_names=tuple(names.get("shortNames") or ()),
+        categories=tuple(names.get("categories") or ()),
+        xrd_name=str(xrd.get("metadata", {}).get("name", "")),
+        flavor=flavor,
+    )
+
+
+def _candidate(xrd: RawXrd) -> tuple[Flavor, Mapping[str, Any]] | str:
+    """Which API an XRD offers to app clusters (flavor and names), or why it offers none."""
+    spec = xrd.get("spec") or {}
+    scope = spec.get("scope") or SCOPE_LEGACY_CLUSTER
+    if scope == SCOPE_NAMESPACED:
+        names = spec.get("names")
+        return (Flavor.NAMESPACED_XR, names) if names and names.get("plural") else "the XRD names no XR kind"
+    if scope == SCOPE_CLUSTER:
+        return "cluster-scoped composite resources (scope: Cluster) are not served; use scope: Namespaced"
+    if scope != SCOPE_LEGACY_CLUSTER:
+        return f"unknown XRD scope {scope!r}"
+    claim_names = spec.get("claimNames")
+    if not claim_names or not claim_names.get("plural"):
+        return "a LegacyCluster XRD without claimNames offers only cluster-scoped XRs, which are not served"
+    return Flavor.CLAIM, claim_names
+
+
+def _age_order(xrd: RawXrd) -> tuple[str, str]:
+    """Oldest first, as Kubernetes gives a contested kind to the CRD made first; then by name."""
+    metadata = xrd.get("metadata") or {}
+    return str(metadata.get("creationTimestamp") or ""), str(metadata.get("name") or "")
+
+
+def discover(xrds: Iterable[RawXrd], crds: Iterable[RawCrd]) -> Discovered:
+    """Derive the served APIs from the control plane's XRDs and CRDs, sorted by group and kind.
+
+    An XRD's API is served once Crossplane made its CRD, the CRD is Established and the XRD
+    is its controller: until then the control plane would answer 404 for it, and a CRD
+    controlled by another XRD means two XRDs asked for the same kind (the second one is not
+    served; Crossplane reports it on that XRD too). No resource or kind is served twice.
     """
     crds_by_name = {c.get("metadata", {}).get("name"): c for c in crds}
-    apis = []
-    for xrd in xrds:
-        spec = xrd.get("spec") or {}
-        claim_names = spec.get("claimNames")
-        group = spec.get("group")
-        if not claim_names or not group:
+    apis: list[ClaimApi] = []
+    unserved: list[Unserved] = []
+    taken: dict[tuple[str, str, str], str] = {}
+    for xrd in sorted(xrds, key=_age_order):
+        xrd_name = str((xrd.get("metadata") or {}).get("name", ""))
+        group = (xrd.get("spec") or {}).get("group")
+        candidate = _candidate(xrd)
+        if not group or isinstance(candidate, str):
+            unserved.append(Unserved(xrd_name, candidate if isinstance(candidate, str) else "the XRD names no group"))
             continue
-        crd = crds_by_name.get(f"{claim_names['plural']}.{group}")
+        flavor, names = candidate
+        crd_name = f"{names['plural']}.{group}"
+        crd = crds_by_name.get(crd_name)
         if crd is None or not _is_established(crd):
+            unserved.append(Unserved(xrd_name, f"waiting for Crossplane to establish CRD {crd_name}"))
             continue
-        names = crd.get("spec", {}).get("names") or claim_names
-        versions = _served_crd_versions(crd) or _served_xrd_versions(xrd)
-        if not versions:
+        xrd_uid = str((xrd.get("metadata") or {}).get("uid") or "")
+        if _controller_uid(crd) != xrd_uid:
+            unserved.append(Unserved(xrd_name, f"CRD {crd_name} is not controlled by this XRD (another XRD took it)"))
             continue
-        apis.append(
-            ClaimApi(
-                group=group,
-                kind=names["kind"],
-                plural=names["plural"],
-                singular=names.get("singular") or names["kind"].lower(),
-                list_kind=names.get("listKind") or f"{names['kind']}List",
-                versions=versions,
-                short_names=tuple(names.get("shortNames") or ()),
-                categories=tuple(names.get("categories") or ()),
-                xrd_name=str(xrd.get("metadata", {}).get("name", "")),
-            )
-        )
-    return tuple(sorted(apis, key=lambda a: (a.group, a.kind)))
+        if flavor is Flavor.NAMESPACED_XR and crd.get("spec", {}).get("scope") != "Namespaced":
+            unserved.append(Unserved(xrd_name, f"CRD {crd_name} is not namespaced"))
+            continue
+        api = _api_of(xrd, crd, flavor, names)
+        if api is None:
+            unserved.append(Unserved(xrd_name, "no served version"))
+            continue
+        keys = (("resource", api.group, api.plural), ("kind", api.group, api.kind))
+        clash = next((taken[k] for k in keys if k in taken), None)
+        if clash is not None:
+            unserved.append(Unserved(xrd_name, f"{api.kind}.{api.group} is already served for XRD {clash}"))
+            continue
+        taken.update(dict.fromkeys(keys, xrd_name))
+        apis.append(api)
+    return Discovered(tuple(sorted(apis, key=lambda a: (a.group, a.kind))), tuple(unserved))
+
+
+def claim_apis_from(xrds: Iterable[RawXrd], crds: Iterable[RawCrd]) -> tuple[ClaimApi, ...]:
+    """The served claim and namespaced XR APIs (``discover(...).apis``)."""
+    return discover(xrds, crds).apis
 
 
 @dataclass(frozen=True)
