@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 import yaml
-from connector_fixtures import ConnectorProcess, connected, start_connector, wait_available, write_connection_secret
+from connector_fixtures import ConnectorProcess, connected, start_connector, wait_available
 
 from mcp_connector.core import contract
 from testbed import APP_CLUSTER, CONTROL_PLANE
@@ -103,45 +103,21 @@ def test_seed_claim_applied_lands_hashed_with_labels_and_shows_columns(
 
 
 def test_connection_secret_is_copied_and_removed(testbed: Testbed, conn: ConnectorProcess, namespace: str) -> None:
-    app(
-        testbed,
-        "apply",
-        "-f",
-        "-",
-        input=json.dumps(claim("db", namespace, writeConnectionSecretToRef={"name": "db-conn"})),
-    )
-    uid = cluster_uid(testbed)
-    source = contract.connection_secret_name(contract.AppRef(uid, namespace, "db-conn"))
-    stored = cp_claims(
-        testbed,
-        f"{contract.APP_CLUSTER_LABEL}={uid}",
-        f"{contract.APP_NAMESPACE_LABEL}={namespace}",
-        f"{contract.APP_NAME_LABEL}=db",
-    )
-    write_connection_secret(testbed, stored[0], source, {"kubeconfig": "abc"})
-    try:
-        secret = eventually(lambda: testbed.kubectl_json(APP_CLUSTER, "get", "secret", "-n", namespace, "db-conn"))
-        assert secret["data"]["kubeconfig"] == "YWJj"
-        cp(
-            testbed,
-            "patch",
-            "secret",
-            source,
-            "-n",
-            testbed.claim_namespace,
-            "-p",
-            '{"stringData":{"kubeconfig":"xyz"}}',
-        )
-        eventually(
-            lambda: (
-                testbed.kubectl_json(APP_CLUSTER, "get", "secret", "-n", namespace, "db-conn")["data"]["kubeconfig"]
-                == "eHl6"
-            )
-        )
-        app(testbed, "delete", PLURAL, "-n", namespace, "db")
-        eventually(lambda: app(testbed, "get", "secret", "-n", namespace, "db-conn", check=False).returncode != 0)
-    finally:
-        cp(testbed, "delete", "secret", source, "-n", testbed.claim_namespace, "--ignore-not-found")
+    """Crossplane writes the claim's connection Secret (the function's details); the connector copies it."""
+    body = claim("db", namespace, id="first", writeConnectionSecretToRef={"name": "db-conn"})
+    app(testbed, "apply", "-f", "-", input=json.dumps(body))
+    source = contract.connection_secret_name(contract.AppRef(cluster_uid(testbed), namespace, "db-conn"))
+
+    def copied() -> str:
+        return str(testbed.kubectl_json(APP_CLUSTER, "get", "secret", "-n", namespace, "db-conn")["data"]["kubeconfig"])
+
+    assert eventually(copied, timeout=60) == "Zmlyc3Q="  # "first": the composition's detail is the claim's spec.id
+    written = testbed.kubectl_json(CONTROL_PLANE, "get", "secret", "-n", testbed.claim_namespace, source)
+    assert written["type"] == "connection.crossplane.io/v1alpha1"  # written by Crossplane's claim controller
+    app(testbed, "patch", PLURAL, "db", "-n", namespace, "--type=merge", "-p", '{"spec":{"id":"second"}}')
+    eventually(lambda: copied() == "c2Vjb25k", timeout=60)  # "second"
+    app(testbed, "delete", PLURAL, "-n", namespace, "db")
+    eventually(lambda: app(testbed, "get", "secret", "-n", namespace, "db-conn", check=False).returncode != 0)
 
 
 def test_watch_sees_added_modified_deleted(testbed: Testbed, conn: ConnectorProcess, namespace: str) -> None:

@@ -220,10 +220,14 @@ def test_configmap_owned_claim_is_garbage_collected_by_the_app_cluster(
     app(testbed, "apply", "-f", "-", input=json.dumps(claim("owned", namespace)))
     owner = {"apiVersion": "v1", "kind": "ConfigMap", "name": "owner", "uid": uid, "controller": True,
              "blockOwnerDeletion": True}  # fmt: skip
-    # What a controller's SetControllerReference + Update does (client-go keeps managedFields).
-    current = testbed.kubectl_json(APP_CLUSTER, "get", PLURAL, "owned", "-n", namespace, "--show-managed-fields")
-    current["metadata"]["ownerReferences"] = [owner]
-    app(testbed, "replace", "-f", "-", input=json.dumps(current))
+    # What a controller's SetControllerReference + Update does (client-go keeps managedFields), retrying on 409 as controllers
+    # do: Crossplane is updating the claim (finalizer, binding, status) at the same time.
+    def set_owner() -> bool:
+        current = testbed.kubectl_json(APP_CLUSTER, "get", PLURAL, "owned", "-n", namespace, "--show-managed-fields")
+        current["metadata"]["ownerReferences"] = [owner]
+        return app(testbed, "replace", "-f", "-", input=json.dumps(current), check=False).returncode == 0
+
+    eventually(set_owner, what="the owner reference set")
     got = testbed.kubectl_json(APP_CLUSTER, "get", PLURAL, "owned", "-n", namespace)
     assert got["metadata"]["ownerReferences"] == [owner]
     stored = testbed.kubectl_json(CONTROL_PLANE, "get", PLURAL, hashed(testbed, namespace, "owned"), "-n",

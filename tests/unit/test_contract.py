@@ -350,3 +350,35 @@ def test_crossplanes_own_name_label_is_mapped_like_the_name(ref: AppRef, flavor:
     assert seen["metadata"]["labels"]["crossplane.io/composite"] == ref.name
     written_back = contract.to_control_plane(seen, ref, claim_namespace=CLAIM_NAMESPACE, flavor=flavor)
     assert written_back["metadata"]["labels"]["crossplane.io/composite"] == hashed
+
+
+@given(refs, flavors, st.text(alphabet=string.ascii_lowercase + string.digits, min_size=5, max_size=12))
+def test_names_crossplane_derives_from_the_hashed_name_read_as_the_app_name(
+    ref: AppRef, flavor: contract.Flavor, suffix: str
+) -> None:
+    """A claim's XR and an XR's composed resources are named after the hashed name; the app sees its own.
+
+    Both directions, so a body read and written back (kubectl replace) stores what Crossplane wrote.
+    """
+    hashed = contract.control_plane_name(ref, flavor=flavor)
+    body = claim(ref.name, ref.namespace, writeConnectionSecretToRef={"name": "conn"})
+    stored = contract.to_control_plane(body, ref, claim_namespace=CLAIM_NAMESPACE, flavor=flavor)
+    secret = stored["spec"]["writeConnectionSecretToRef"]["name"]
+    stored["spec"]["resourceRef"] = {"apiVersion": "g/v1", "kind": "XThing", "name": f"{hashed}-{suffix}"}
+    stored["spec"]["crossplane"] = {
+        "resourceRefs": [
+            {"apiVersion": "v1", "kind": "ConfigMap", "name": f"{hashed}-{suffix}"},
+            {"apiVersion": "v1", "kind": "Secret", "name": secret},
+            {"apiVersion": "v1", "kind": "Secret", "name": "fixed-by-the-composition"},
+        ]
+    }
+    seen = contract.to_app(stored)
+    assert seen["spec"]["resourceRef"]["name"] == f"{ref.name}-{suffix}"
+    assert [r["name"] for r in seen["spec"]["crossplane"]["resourceRefs"]] == [
+        f"{ref.name}-{suffix}",
+        "conn",
+        "fixed-by-the-composition",
+    ]
+    assert hashed not in str(seen) and secret not in str(seen)
+    back = contract.to_control_plane(seen, ref, claim_namespace=CLAIM_NAMESPACE, flavor=flavor)
+    assert back["spec"] == stored["spec"]

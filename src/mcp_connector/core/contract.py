@@ -16,7 +16,7 @@ import enum
 import hashlib
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -197,6 +197,42 @@ def _editable(obj: Mapping[str, Any]) -> RawObject:
     return out
 
 
+def _map_derived_names(out: RawObject, rename: Callable[[str], str]) -> None:
+    """Rename the control-plane objects Crossplane names after this one, in place (on an ``_editable`` copy).
+
+    Crossplane names a claim's XR ``<claim name>-<5 characters>`` and an XR's composed resources
+    ``<XR name>-<suffix>``, and records them in ``spec.resourceRef`` and
+    ``spec.crossplane.resourceRefs``; those hold the hashed name, which the app user never sees.
+    """
+    spec = out.get("spec")
+    if not isinstance(spec, dict):
+        return
+    if isinstance(spec.get("resourceRef"), dict) and isinstance(spec["resourceRef"].get("name"), str):
+        spec["resourceRef"] = {**spec["resourceRef"], "name": rename(spec["resourceRef"]["name"])}
+    machinery = spec.get("crossplane")
+    if isinstance(machinery, dict) and isinstance(machinery.get("resourceRefs"), list):
+        spec["crossplane"] = {
+            **machinery,
+            "resourceRefs": [
+                {**r, "name": rename(r["name"])} if isinstance(r, dict) and isinstance(r.get("name"), str) else r
+                for r in machinery["resourceRefs"]
+            ],
+        }
+
+
+def _renamer(old_self: str, new_self: str, secrets: Mapping[str, str]) -> Callable[[str], str]:
+    """Map a derived name from one side's own name (and connection Secret names) to the other's."""
+
+    def rename(name: str) -> str:
+        if name in secrets:
+            return secrets[name]
+        if name.startswith(f"{old_self}-"):
+            return new_self + name[len(old_self) :]
+        return name
+
+    return rename
+
+
 def _secret_ref(obj: Mapping[str, Any]) -> dict[str, Any] | None:
     ref = (obj.get("spec") or {}).get("writeConnectionSecretToRef")
     return ref if isinstance(ref, dict) else None
@@ -271,11 +307,14 @@ def to_control_plane(
     if owners:
         annotations[APP_OWNERS_ANNOTATION] = json.dumps(owners, separators=(",", ":"), sort_keys=True)
     secret_ref = _secret_ref(out)
+    secrets: dict[str, str] = {}
     if secret_ref is not None and secret_ref.get("name"):
         app_secret = str(secret_ref["name"])
         annotations[APP_SECRET_NAME_ANNOTATION] = app_secret
         secret_ref["name"] = connection_secret_name(AppRef(ref.cluster_id, ref.namespace, app_secret))
         secret_ref.pop("namespace", None)
+        secrets[app_secret] = secret_ref["name"]
+    _map_derived_names(out, _renamer(ref.name, metadata["name"], secrets))
     if annotations:
         metadata["annotations"] = annotations
     else:
@@ -301,6 +340,7 @@ def to_app(obj: Mapping[str, Any]) -> RawObject:
         raise ContractError("control-plane object carries no connector ownership labels")
     out = _editable(obj)
     metadata = out["metadata"]
+    stored_name = str(metadata.get("name") or "")
     metadata["name"] = ref.name
     metadata["namespace"] = ref.namespace
     labels = {k: v for k, v in (metadata.get("labels") or {}).items() if k not in OWNERSHIP_LABELS}
@@ -323,8 +363,11 @@ def to_app(obj: Mapping[str, Any]) -> RawObject:
     else:
         metadata.pop("ownerReferences", None)
     secret_ref = _secret_ref(out)
+    secrets: dict[str, str] = {}
     if secret_ref is not None and app_secret is not None:
+        secrets[str(secret_ref.get("name"))] = app_secret
         secret_ref["name"] = app_secret
+    _map_derived_names(out, _renamer(stored_name, ref.name, secrets))
     if isinstance(metadata.get("managedFields"), list):
         entries = (
             managed_fields.entry_to_app(
