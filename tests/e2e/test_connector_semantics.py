@@ -274,9 +274,13 @@ def test_replace_describe_sort_by_and_custom_columns(testbed: Testbed, conn: Con
     ]  # fmt: skip
     described = app(testbed, "describe", PLURAL, "alpha", "-n", namespace).stdout
     assert "Name:         alpha" in described and f"Namespace:    {namespace}" in described
-    current = testbed.kubectl_json(APP_CLUSTER, "get", PLURAL, "alpha", "-n", namespace)
-    current["spec"]["parameters"]["nodes"]["count"] = 9
-    app(testbed, "replace", "-f", "-", input=json.dumps(current))
+
+    def replace() -> bool:  # retried on 409, as kubectl users do: Crossplane is writing the claim too
+        current = testbed.kubectl_json(APP_CLUSTER, "get", PLURAL, "alpha", "-n", namespace)
+        current["spec"]["parameters"]["nodes"]["count"] = 9
+        return app(testbed, "replace", "-f", "-", input=json.dumps(current), check=False).returncode == 0
+
+    eventually(replace, what="kubectl replace")
     assert (
         testbed.kubectl_json(APP_CLUSTER, "get", PLURAL, "alpha", "-n", namespace)["spec"]["parameters"]["nodes"][
             "count"

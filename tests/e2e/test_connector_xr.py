@@ -246,15 +246,37 @@ def test_v2_xrd_created_while_running_becomes_usable(testbed: Testbed, conn: Con
 def test_an_xr_naming_a_missing_composition_is_accepted_and_says_so(
     testbed: Testbed, conn: ConnectorProcess, namespace: str
 ) -> None:
-    """``spec.crossplane`` passes through; Crossplane reports what it cannot do, in app-side words."""
-    body = bucket("lost", namespace, crossplane={"compositionRef": {"name": "no-such-composition"}})
-    app(testbed, "apply", "-f", "-", input=json.dumps(body))
+    """``spec.crossplane`` passes through; Crossplane reports what it cannot do, in app-side words.
 
-    def synced_message() -> str:
-        got = testbed.kubectl_json(APP_CLUSTER, "get", PLURAL, "-n", namespace, "lost")
-        synced = next(c for c in got["status"]["conditions"] if c["type"] == "Synced")
-        return str(synced["message"]) if synced["status"] == "False" else ""
+    Nothing composes this XR's connection Secret, so a Secret of that name that the XR does not
+    control (here made by hand) is never copied to the app namespace.
+    """
+    body = bucket(
+        "lost", namespace, crossplane={"compositionRef": {"name": "no-such-composition"}},
+        writeConnectionSecretToRef={"name": "lost-conn"},
+    )
+    source = contract.connection_secret_name(contract.AppRef(cluster_uid(testbed), namespace, "lost-conn"))
+    testbed.kubectl(
+        CONTROL_PLANE, "create", "secret", "generic", source, "-n", testbed.claim_namespace, "--from-literal=k=v"
+    )
+    try:
+        app(testbed, "apply", "-f", "-", input=json.dumps(body))
 
-    message = eventually(synced_message, timeout=60, what="Crossplane's Synced=False on the XR")
-    assert "no-such-composition" in message and NXR.prefix not in message
-    app(testbed, "delete", PLURAL, "-n", namespace, "lost", "--timeout=60s")
+        def synced_message() -> str:
+            got = testbed.kubectl_json(APP_CLUSTER, "get", PLURAL, "-n", namespace, "lost")
+            synced = next(c for c in got["status"]["conditions"] if c["type"] == "Synced")
+            return str(synced["message"]) if synced["status"] == "False" else ""
+
+        message = eventually(synced_message, timeout=60, what="Crossplane's Synced=False on the XR")
+        assert "no-such-composition" in message and NXR.prefix not in message
+        # A Bucket whose Secret is composed shows up within seconds (the test above); this one never does.
+        app(testbed, "apply", "-f", "-", input=json.dumps(bucket("found", namespace)))
+        app(testbed, "wait", "--for=condition=Ready", "--timeout=60s", "-n", namespace, f"{PLURAL}/found")
+        eventually(
+            lambda: testbed.kubectl_json(APP_CLUSTER, "get", "secret", "-n", namespace, "my-bucket-conn"),
+            timeout=60, what="the composed Secret of the other XR",
+        )
+        assert app(testbed, "get", "secret", "-n", namespace, "lost-conn", check=False).returncode != 0
+        app(testbed, "delete", PLURAL, "-n", namespace, "lost", "found", "--timeout=60s")
+    finally:
+        testbed.kubectl(CONTROL_PLANE, "delete", "secret", source, "-n", testbed.claim_namespace, "--ignore-not-found")
