@@ -220,8 +220,8 @@ def test_configmap_owned_claim_is_garbage_collected_by_the_app_cluster(
     app(testbed, "apply", "-f", "-", input=json.dumps(claim("owned", namespace)))
     owner = {"apiVersion": "v1", "kind": "ConfigMap", "name": "owner", "uid": uid, "controller": True,
              "blockOwnerDeletion": True}  # fmt: skip
-    # What a controller's SetControllerReference + Update does (client-go keeps managedFields), retrying on 409 as controllers
-    # do: Crossplane is updating the claim (finalizer, binding, status) at the same time.
+    # What a controller's SetControllerReference + Update does (client-go keeps managedFields),
+    # retrying on 409 as controllers do: Crossplane is updating the claim at the same time.
     def set_owner() -> bool:
         current = testbed.kubectl_json(APP_CLUSTER, "get", PLURAL, "owned", "-n", namespace, "--show-managed-fields")
         current["metadata"]["ownerReferences"] = [owner]

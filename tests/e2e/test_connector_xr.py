@@ -196,6 +196,7 @@ def test_same_xr_name_in_two_namespaces_and_two_clusters_stays_apart(
         listed = testbed.kubectl_json(
             CONTROL_PLANE, "get", PLURAL, "-n", testbed.claim_namespace, "-l", f"{contract.APP_NAME_LABEL}=same"
         )["items"]
+        listed = [i for i in listed if i["metadata"]["labels"][contract.APP_NAMESPACE_LABEL] in (namespace, other_ns)]
         assert sorted(i["spec"]["region"] for i in listed) == ["one", "three", "two"]
         names = {i["metadata"]["name"] for i in listed}
         assert len(names) == 3 and all(n.startswith("nxr-") for n in names)
@@ -204,13 +205,16 @@ def test_same_xr_name_in_two_namespaces_and_two_clusters_stays_apart(
         status, got = other.call("GET", f"{path}/same")
         assert status == 200 and got["spec"]["region"] == "three"
         status, everything = other.call("GET", f"/apis/{GROUP}/{VERSION}/{PLURAL}")
-        assert [i["spec"]["region"] for i in everything["items"]] == ["three"]
+        seen = {(i["metadata"]["namespace"], i["spec"]["region"]) for i in everything["items"]}
+        assert (namespace, "three") in seen and not {r for _, r in seen} & {"one", "two"}
         status, _ = other.call("DELETE", f"{path}/same")
         assert status == 200
         assert testbed.kubectl_json(APP_CLUSTER, "get", PLURAL, "-n", namespace, "same")["spec"]["region"] == "one"
     finally:
+        other.call("DELETE", f"{path}/same")
         other.stop()
-        app(testbed, "delete", PLURAL, "-n", namespace, "same", "--ignore-not-found", "--wait=false")
+        for ns in (namespace, other_ns):
+            app(testbed, "delete", PLURAL, "-n", ns, "same", "--ignore-not-found", "--timeout=60s")
         app(testbed, "delete", "namespace", other_ns, "--wait=false", check=False)
 
 
