@@ -198,3 +198,24 @@ def test_sealing_is_deterministic_and_hides_the_credential() -> None:
     assert hook.seal(text, key) == hook.seal(text, key), "same plan, same annotation: no diff"
     assert "token" not in hook.seal(text, key) and "cp.test" not in hook.seal(text, key)
     assert hook.unseal(hook.seal(text, key), key) == text
+
+
+async def test_namespaced_xrs_are_kept_and_released_like_claims(cp: FakeControlPlane) -> None:
+    """A v2 XR API in the plan (``nxr-`` names, same labels) goes through Keep and Release as claims do."""
+    buckets = ClaimResource("storage.example.org", "v1alpha1", "buckets", "Bucket")
+    cp.claims["buckets"] = {}
+    ref = AppRef(CLUSTER, "team-a", "assets")
+    obj = contract.to_control_plane(
+        {"spec": {"region": "eu"}}, ref, claim_namespace=NS, flavor=contract.Flavor.NAMESPACED_XR
+    )
+    hashed = obj["metadata"]["name"]
+    assert hashed.startswith("nxr-")
+    cp.claims["buckets"][hashed] = obj
+    plan = _plan("Keep", (CLUSTERS, DATABASES, buckets))
+    kept = await disconnect(plan, log=lambda _: None)
+    assert f"Bucket team-a/assets ({hashed})" in kept.kept and cp.patches == 0
+    released = await disconnect(DisconnectPlan(KUBECONFIG, NS, CLUSTER, "Release", plan.claims), log=lambda _: None)
+    assert f"Bucket team-a/assets ({hashed})" in released.released
+    stored = cp.claims["buckets"][hashed]
+    assert stored["metadata"]["annotations"] == contract.release_annotations(ref)
+    assert not any(k.startswith(contract.LABEL_DOMAIN) for k in stored["metadata"].get("labels") or {})

@@ -35,8 +35,12 @@ from testbed.harness import Testbed
 pytestmark = pytest.mark.e2e
 
 REPO = Path(__file__).resolve().parents[2]
-SEEDED_APISERVICES = ["v1alpha1.db.example.org", "v1beta1.db.example.org", "v1alpha1.k8s.starter.org"]
+SEEDED_APISERVICES = [
+    "v1alpha1.db.example.org", "v1beta1.db.example.org", "v1alpha1.k8s.starter.org", "v1alpha1.storage.example.org",
+]
 REDIS_APISERVICE = "v1.cache.example.org"
+QUEUE_APISERVICE = "v1.messaging.example.org"
+BUCKET_XR = REPO / "testbed" / "crossplane" / "bucket" / "xr.yaml"
 CLUSTER_CLAIM = REPO / "testbed" / "crossplane" / "kubernetescluster" / "claim.yaml"
 DB_CLAIM = REPO / "testbed" / "crossplane" / "postgresqlinstance" / "claim.yaml"
 SA = "mcp-e2e-component"
@@ -153,11 +157,13 @@ def apply_claim(testbed: Testbed, namespace: str, file: Path, name: str) -> None
         time.sleep(1)
 
 
-def cp_claim(testbed: Testbed, resource: str, ref: contract.AppRef) -> dict[str, Any] | None:
-    """The control-plane claim for an app-side claim, or None."""
+def cp_claim(
+    testbed: Testbed, resource: str, ref: contract.AppRef, flavor: contract.Flavor = contract.Flavor.CLAIM
+) -> dict[str, Any] | None:
+    """The control-plane claim (or namespaced XR) for an app-side one, or None."""
     done = testbed.kubectl(
-        CONTROL_PLANE, "get", resource, contract.control_plane_name(ref), "-n", testbed.claim_namespace,
-        "-o", "json", check=False,
+        CONTROL_PLANE, "get", resource, contract.control_plane_name(ref, flavor=flavor), "-n",
+        testbed.claim_namespace, "-o", "json", check=False,
     )  # fmt: skip
     if done.returncode != 0:
         return None
@@ -199,6 +205,8 @@ def test_connect_preview_new_claim_api_keep_reconnect_and_remove(
     program = Program(setting)
     app_ns = f"e2e-{cluster_id[:8]}"
     ref = contract.AppRef(cluster_id, app_ns, "c1-cluster")
+    xr_ref = contract.AppRef(cluster_id, app_ns, "c1-bucket")
+    nxr = contract.Flavor.NAMESPACED_XR
     cp = testbed.control_plane.kubeconfig
     try:
         with stack_for(tmp_path, program) as stack:
@@ -210,22 +218,29 @@ def test_connect_preview_new_claim_api_keep_reconnect_and_remove(
             # A second run changes nothing (the CLI fails the preview otherwise).
             stack.preview(diff=True, expect_no_changes=True, on_output=_log)
 
-            # A claim API appears in the control plane: preview shows + APIService.
+            # A claim API (v1 XRD) and a namespaced XR API (v2 XRD) appear in the control plane:
+            # preview shows + APIService for each.
             seed.apply_claim_api(cp, seed.REDIS_CACHE)
+            seed.apply_claim_api(cp, seed.QUEUE)
             preview = stack.preview(diff=True, on_output=_log)
-            # + the APIService; ~ the guard, whose disconnect plan now covers the new claim kind.
-            assert _changes(preview) == {"create": 1, "update": 1}, preview.change_summary
+            # + the APIServices; ~ the guard, whose disconnect plan now covers the new kinds.
+            assert _changes(preview) == {"create": 2, "update": 1}, preview.change_summary
             assert "+ kubernetes:apiregistration.k8s.io/v1:APIService" in preview.stdout
-            assert REDIS_APISERVICE in preview.stdout
+            assert REDIS_APISERVICE in preview.stdout and QUEUE_APISERVICE in preview.stdout
             up = stack.up(on_output=_log)
-            assert REDIS_APISERVICE in up.outputs["apiserviceNames"].value
+            assert {REDIS_APISERVICE, QUEUE_APISERVICE} <= set(up.outputs["apiserviceNames"].value)
             assert "cache.example.org/v1/RedisCache" in up.outputs["claimApis"].value
+            assert "messaging.example.org/v1/Queue" in up.outputs["claimApis"].value
 
-            # A claim applied through the app cluster lands in the control plane.
+            # A claim and a namespaced XR applied through the app cluster land in the control plane.
             wait_available(testbed, "v1alpha1.k8s.starter.org")
             apply_claim(testbed, app_ns, CLUSTER_CLAIM, "c1")
             claim = cp_claim(testbed, "kubernetesclusters.k8s.starter.org", ref)
             assert claim is not None and is_labelled(claim, ref)
+            wait_available(testbed, "v1alpha1.storage.example.org")
+            apply_claim(testbed, app_ns, BUCKET_XR, "c1")
+            xr = cp_claim(testbed, "buckets.storage.example.org", xr_ref, nxr)
+            assert xr is not None and is_labelled(xr, xr_ref)
 
             # Without --run-program Pulumi refuses: the hook lives in the program.
             with pytest.raises(auto.errors.CommandError):
@@ -234,11 +249,12 @@ def test_connect_preview_new_claim_api_keep_reconnect_and_remove(
 
             # Disconnect with Keep: the claim stays, labelled; the APIServices go.
             destroyed = stack.destroy(run_program=True, on_output=_log)
-            assert "Keep: 1 claim(s) stay with their labels" in destroyed.stdout
+            assert "Keep: 2 claim(s) stay with their labels" in destroyed.stdout
             assert f"KubernetesCluster {app_ns}/c1-cluster" in destroyed.stdout
+            assert f"Bucket {app_ns}/c1-bucket" in destroyed.stdout
             claim = cp_claim(testbed, "kubernetesclusters.k8s.starter.org", ref)
             assert claim is not None and is_labelled(claim, ref)
-            for name in [*SEEDED_APISERVICES, REDIS_APISERVICE]:
+            for name in [*SEEDED_APISERVICES, REDIS_APISERVICE, QUEUE_APISERVICE]:
                 assert not apiservice_exists(testbed, name), name
             again = stack.destroy(run_program=True, on_output=_log)
             assert "mcp-connector disconnect" not in again.stdout
@@ -257,12 +273,15 @@ def test_connect_preview_new_claim_api_keep_reconnect_and_remove(
             # Removing the component from the program and running up disconnects too (Release).
             setting.connect = False
             removed = stack.up(on_output=_log)
-            assert "Release: released 1 claim(s)" in removed.stdout
+            assert "Release: released 2 claim(s)" in removed.stdout
             claim = cp_claim(testbed, "kubernetesclusters.k8s.starter.org", ref)
             assert claim is not None and is_released(claim, ref), "released, never deleted"
+            xr = cp_claim(testbed, "buckets.storage.example.org", xr_ref, nxr)
+            assert xr is not None and is_released(xr, xr_ref), "the XR is released too, never deleted"
             assert not apiservice_exists(testbed, "v1alpha1.k8s.starter.org")
     finally:
         seed.delete_claim_api(cp, seed.REDIS_CACHE)
+        seed.delete_claim_api(cp, seed.QUEUE)
         testbed.kubectl(APP_CLUSTER, "delete", "namespace", app_ns, "--wait=false", check=False)
 
 
