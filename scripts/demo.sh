@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # make demo: local clusters + connector (out-of-cluster) + `pulumi up` on stack `local`
-# + a claim applied through the app cluster, shown in the control plane under its hashed name.
+# + a claim and a Crossplane v2 namespaced XR applied through the app cluster, made Ready by real
+# Crossplane, shown in the control plane under their hashed names.
 # Leaves everything running. `scripts/demo.sh down` stops the connector and the clusters.
 set -euo pipefail
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -46,7 +47,7 @@ fi
 
 started=$(date +%s)
 
-step "1/6 Local clusters (control plane with Crossplane claim APIs, app cluster with the aggregation layer)"
+step "1/6 Local clusters (control plane with Crossplane core and XRDs, app cluster with the aggregation layer)"
 "$PY" -m testbed.cluster up
 app_uid="$(kubectl --kubeconfig "$APP_KUBECONFIG" get namespace kube-system -o jsonpath='{.metadata.uid}')"
 info "app cluster ID (kube-system UID): $app_uid"
@@ -91,28 +92,43 @@ step "3/6 Stack 'local': configuration (file backend in .dev/pulumi-state)"
 step "4/6 pulumi up: connect the app cluster (McpConnector)"
 "$PULUMI" up --yes
 
-step "5/6 A claim applied through the app cluster"
-kubectl --kubeconfig "$APP_KUBECONFIG" wait --for=condition=Available --timeout=60s apiservice/v1alpha1.k8s.starter.org
+step "5/6 A claim and a namespaced XR applied through the app cluster; Crossplane makes them Ready"
+kubectl --kubeconfig "$APP_KUBECONFIG" wait --for=condition=Available --timeout=60s \
+  apiservice/v1alpha1.k8s.starter.org apiservice/v1alpha1.storage.example.org
 kubectl --kubeconfig "$APP_KUBECONFIG" create namespace "$APP_NS" --dry-run=client -o yaml \
   | kubectl --kubeconfig "$APP_KUBECONFIG" apply -f - >/dev/null
-for i in $(seq 30); do
-  if kubectl --kubeconfig "$APP_KUBECONFIG" apply -n "$APP_NS" -f testbed/crossplane/kubernetescluster/claim.yaml; then break; fi
-  [[ $i == 30 ]] && exit 1
-  sleep 1
+for file in testbed/crossplane/kubernetescluster/claim.yaml testbed/crossplane/bucket/xr.yaml; do
+  for i in $(seq 30); do
+    if kubectl --kubeconfig "$APP_KUBECONFIG" apply -n "$APP_NS" -f "$file"; then break; fi
+    [[ $i == 30 ]] && exit 1
+    sleep 1
+  done
 done
-kubectl --kubeconfig "$APP_KUBECONFIG" get kubernetesclusters -n "$APP_NS"
+kubectl --kubeconfig "$APP_KUBECONFIG" wait -n "$APP_NS" --for=condition=Ready --timeout=90s \
+  kubernetesclusters/my-cluster buckets/my-bucket
+kubectl --kubeconfig "$APP_KUBECONFIG" get kubernetesclusters,buckets -n "$APP_NS"
+for i in $(seq 60); do
+  kubectl --kubeconfig "$APP_KUBECONFIG" get secret -n "$APP_NS" my-cluster-kubeconfig my-bucket-conn >/dev/null 2>&1 && break
+  [[ $i == 60 ]] && { echo "connection Secrets not copied after 30s"; exit 1; }
+  sleep 0.5
+done
+info "connection Secrets in $APP_NS (written by Crossplane / composed, copied by the connector):"
+kubectl --kubeconfig "$APP_KUBECONFIG" get secret -n "$APP_NS" my-cluster-kubeconfig my-bucket-conn
 
-step "6/6 The same claim in the control plane, under its hashed name"
-hashed="$("$PY" -c "
-from mcp_connector.core.contract import AppRef, control_plane_name
-print(control_plane_name(AppRef('$app_uid', '$APP_NS', 'my-cluster')))")"
-info "app-side $APP_NS/my-cluster  ->  control-plane $CLAIM_NS/$hashed"
-kubectl --kubeconfig "$CP_KUBECONFIG" get kubernetesclusters -n "$CLAIM_NS" "$hashed" --show-labels
+step "6/6 The same claim and XR in the control plane, under their hashed names"
+read -r claim_name xr_name < <("$PY" -c "
+from mcp_connector.core.contract import AppRef, Flavor, control_plane_name
+print(control_plane_name(AppRef('$app_uid', '$APP_NS', 'my-cluster'), flavor=Flavor.CLAIM),
+      control_plane_name(AppRef('$app_uid', '$APP_NS', 'my-bucket'), flavor=Flavor.NAMESPACED_XR))")
+info "app-side $APP_NS/my-cluster  ->  control-plane $CLAIM_NS/$claim_name"
+info "app-side $APP_NS/my-bucket   ->  control-plane $CLAIM_NS/$xr_name"
+kubectl --kubeconfig "$CP_KUBECONFIG" get kubernetesclusters -n "$CLAIM_NS" "$claim_name" --show-labels
+kubectl --kubeconfig "$CP_KUBECONFIG" get buckets -n "$CLAIM_NS" "$xr_name" --show-labels
 
 step "Done in $(( $(date +%s) - started ))s. Everything is still running. Next:"
 cat <<EOT
     export KUBECONFIG=.dev/app-cluster.kubeconfig    # the app cluster, with the claim APIs
-    kubectl get kubernetesclusters -A ; kubectl explain kubernetescluster.spec
+    kubectl get kubernetesclusters,buckets -A ; kubectl explain bucket.spec
     scripts/pulumi preview --diff                    # no changes
     scripts/pulumi stack output
     scripts/pulumi destroy --run-program             # disconnect; the hook keeps (or releases) the claims
