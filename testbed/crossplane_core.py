@@ -136,6 +136,9 @@ def start_args(paths: Paths, *, metrics_port: int, health_port: int) -> list[str
         f"--xpkg-cache-dir={paths.xpkg_cache}",
         f"--metrics-port={metrics_port}",
         f"--health-probe-port={health_port}",
+        # Resync every object every 30 s (default 1 h): once, a claim missed the event of its XR
+        # turning Ready under load and waited until a restart; a resync heals that in seconds.
+        "--sync-interval=30s",
     ]
 
 

@@ -214,14 +214,20 @@ class McpConnector(pulumi.ComponentResource):
         return pulumi.Output.secret(existing.data.apply(guard(lambda d: kubeconfig_from_secret_data(d, secret=where))))
 
     async def _discover(self, kubeconfig: str) -> tuple[ClaimApi, ...]:
-        """Ask the control plane which claim APIs it offers, then apply the selection."""
+        """Ask the control plane which claim and XR APIs it offers, then apply the selection.
+
+        XRDs that offer nothing to serve (cluster-scoped XRs, a kind another XRD took) are
+        reported, so a preview says why an expected APIService is missing.
+        """
         try:
             access = from_kubeconfig(kubeconfig)
             async with upstream.connected(access, timeout=DISCOVERY_TIMEOUT) as client:
-                found = await upstream.fetch_claim_apis(client)
+                found = await upstream.discover_apis(client)
         except (AccessError, upstream.ControlPlaneError) as e:
             raise McpConnectorError(f"McpConnector {self._name}: cannot discover claim APIs: {e}") from None
-        return select(found, self._plain.selection)
+        for entry in found.unserved:
+            pulumi.log.info(f"McpConnector {self._name}: XRD {entry.xrd_name} is not served: {entry.reason}", self)
+        return select(found.apis, self._plain.selection)
 
     def _build(
         self,

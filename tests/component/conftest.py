@@ -18,7 +18,7 @@ import pytest
 from component_testdata import CLAIM_APIS, CP_KUBECONFIG, KUBE_SYSTEM_UID, Registered, Render, Rendered
 
 from mcp_connector import upstream
-from mcp_connector.core.discovery import ClaimApi
+from mcp_connector.core.discovery import Discovered, Unserved
 
 
 class RecordingMocks(pulumi.runtime.Mocks):
@@ -77,11 +77,11 @@ def discovered(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[Any]]:
     """Stub control-plane discovery; yields the list of access objects it was called with."""
     calls: list[Any] = []
 
-    async def fake_fetch(client: Any) -> tuple[ClaimApi, ...]:
+    async def fake_discover(client: Any) -> Discovered:
         calls.append(str(client.base_url).rstrip("/"))
-        return CLAIM_APIS
+        return Discovered(CLAIM_APIS, (Unserved("things.example.org", "scope: Cluster is not served"),))
 
-    monkeypatch.setattr(upstream, "fetch_claim_apis", fake_fetch)
+    monkeypatch.setattr(upstream, "discover_apis", fake_discover)
     yield calls
 
 
