@@ -16,12 +16,12 @@ from typing import Any
 from urllib.parse import urlencode
 
 import pytest
-from connector_fixtures import ConnectorProcess, connected, wait_available
-from fault_tools import GROUP, PLURAL, VERSION, ControlPlaneClaims, check_deliveries
+from connector_fixtures import ConnectorProcess, connected, start_connector, wait_available, write_connection_secret
+from fault_tools import GROUP, PLURAL, VERSION, ControlPlaneClaims, check_deliveries, claim_body
 from informer import Informer, https_connection
 
 from mcp_connector.core import contract
-from testbed import APP_CLUSTER
+from testbed import APP_CLUSTER, CONTROL_PLANE
 from testbed.harness import Testbed
 from testbed.waiting import eventually
 
@@ -30,6 +30,8 @@ pytestmark = pytest.mark.e2e
 NAMESPACE = "e2e-cache"
 CLUSTER_ID = "e2e-cache-cluster"
 NS_PATH = f"/apis/{GROUP}/{VERSION}/namespaces/{NAMESPACE}/{PLURAL}"
+SECRETS_NS = "e2e-cache-secrets"
+SECRETS_PATH = f"/apis/{GROUP}/{VERSION}/namespaces/{SECRETS_NS}/{PLURAL}"
 APISERVICE = f"{VERSION}.{GROUP}"
 TABLE = "application/json;as=Table;v=v1;g=meta.k8s.io,application/json"
 
@@ -235,3 +237,60 @@ def test_a_version_too_old_is_410_expired_and_a_relist_recovers(testbed: Testbed
         assert event["type"] == "MODIFIED" and int(event["object"]["metadata"]["resourceVersion"]) == write.rv
     finally:
         conn.close()
+
+
+def _syncs(proc: ConnectorProcess, kind: str) -> float:
+    status, raw = proc.raw(
+        "GET", "/metrics", headers={"X-Remote-User": "e2e-admin", "X-Remote-Group": "system:masters"}
+    )
+    assert status == 200, raw[:300]
+    prefix = f'mcp_connector_connection_secret_syncs_total{{kind="{kind}"}} '
+    return sum(float(line[len(prefix) :]) for line in raw.decode().splitlines() if line.startswith(prefix))
+
+
+def test_connection_secrets_follow_their_claims_and_sources_without_full_resyncs(
+    testbed: Testbed, served: ConnectorProcess
+) -> None:
+    testbed.kubectl(APP_CLUSTER, "create", "namespace", SECRETS_NS, check=False)
+    proc = start_connector(testbed, cluster_id="e2e-cache-secrets", extra_args=["--secret-resync-seconds", "3600"])
+    proc.call("DELETE", SECRETS_PATH)  # a claim an interrupted run left
+    ns = testbed.claim_namespace
+    unrelated = [f"e2e-unrelated-{i}" for i in range(5)]
+    try:
+        body = claim_body("with-secret", SECRETS_NS)
+        body["spec"]["writeConnectionSecretToRef"] = {"name": "conn"}
+        status, created = proc.call("POST", SECRETS_PATH, body)
+        assert status == 201, created
+        ref = contract.AppRef("e2e-cache-secrets", SECRETS_NS, "with-secret")
+        stored = testbed.kubectl_json(CONTROL_PLANE, "get", PLURAL, "-n", ns, contract.control_plane_name(ref))
+        source = stored["spec"]["writeConnectionSecretToRef"]["name"]
+        write_connection_secret(testbed, stored, source, {"password": "one"})
+        copy = eventually(lambda: testbed.kubectl_json(APP_CLUSTER, "get", "secret", "conn", "-n", SECRETS_NS),
+                          timeout=20, what="the copy made on the Secret's own event")  # fmt: skip
+        assert copy["data"]["password"] == "b25l"
+        full = _syncs(proc, "full")
+        for name in unrelated:  # other clusters' writes in the shared claim namespace
+            testbed.kubectl(CONTROL_PLANE, "create", "secret", "generic", name, "-n", ns, "--from-literal=a=b")
+        write_connection_secret(testbed, stored, source, {"password": "two"})
+        eventually(
+            lambda: (
+                testbed.kubectl_json(APP_CLUSTER, "get", "secret", "conn", "-n", SECRETS_NS)["data"]["password"]
+                == "dHdv"
+            ),
+            timeout=20,
+            what="the copy updated on the Secret's own event",
+        )
+        assert _syncs(proc, "full") == full, "Secrets written elsewhere in the claim namespace caused a full resync"
+        assert _syncs(proc, "targeted") >= 2
+        assert proc.call("DELETE", f"{SECRETS_PATH}/with-secret")[0] == 200
+        eventually(
+            lambda: (
+                testbed.kubectl(APP_CLUSTER, "get", "secret", "conn", "-n", SECRETS_NS, check=False).returncode != 0
+            ),
+            timeout=20,
+            what="the copy removed with its claim",
+        )
+    finally:
+        proc.stop()
+        testbed.kubectl(CONTROL_PLANE, "delete", "secret", "-n", ns, "--ignore-not-found", *unrelated)
+        testbed.kubectl(APP_CLUSTER, "delete", "namespace", SECRETS_NS, "--wait=false", check=False)

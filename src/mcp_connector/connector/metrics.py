@@ -47,6 +47,12 @@ CACHE_READS = Counter(
     ["verb"],
     registry=REGISTRY,
 )
+SECRET_SYNCS = Counter(
+    "mcp_connector_connection_secret_syncs_total",
+    "Connection-Secret syncs: full reconciles, and copies synced one by one after a claim or Secret changed.",
+    ["kind"],
+    registry=REGISTRY,
+)
 SERVED_APIS = Gauge("mcp_connector_served_claim_apis", "Claim APIs currently served.", registry=REGISTRY)
 
 

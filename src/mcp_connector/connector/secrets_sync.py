@@ -1,23 +1,33 @@
 """Connection Secrets: copy what the control plane writes for a claim into the app namespace.
 
 A claim's ``writeConnectionSecretToRef.name`` is hashed on the way up (``contract``), so
-Crossplane writes the Secret under a control-plane name in the claim namespace. This loop makes
-the app namespace hold the same data under the name the user asked for, and removes copies whose
-claim or source Secret is gone. A source Secret is copied only when it was written for that very
-claim (``contract.connection_secret_written_for``): the hashed names of two claims' Secrets can
-collide, and the data must never reach the other namespace. It reconciles the whole set each
-time (kicked by a watch on the claim namespace's Secrets, by our own claim writes, and
-periodically), which heals any missed event. Copies carry a label naming this cluster so we never
-touch Secrets we did not make.
+Crossplane writes the Secret under a control-plane name in the claim namespace. The app
+namespace gets the same data under the name the user asked for, and copies whose claim or
+source Secret is gone are removed. A source Secret is copied only when it was written for that
+very claim (``contract.connection_secret_written_for``): the hashed names of two claims'
+Secrets can collide, and the data must never reach the other namespace. Copies carry a label
+naming this cluster so we never touch Secrets we did not make.
+
+Event-driven: the claims come from the connector's cache, whose changes name the copies to
+redo; a metadata-only watch on the claim namespace's Secrets names the sources that changed
+(other clusters' Secrets are ignored by name and their data never travels here). Only those
+copies are synced. The whole set is reconciled at start, when the served APIs change, after a
+lost watch and every ``--secret-resync-seconds``, which heals anything missed.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
+from collections.abc import Iterable
 from typing import Any
 
 from mcp_connector import upstream
+from mcp_connector.connector.cache.cache import Cache
+from mcp_connector.connector.cache.history import Event
+from mcp_connector.connector.errors import describe
 from mcp_connector.connector.logs import fields
+from mcp_connector.connector.metrics import SECRET_SYNCS
 from mcp_connector.connector.runtime import Runtime
 from mcp_connector.core import contract
 
@@ -25,6 +35,11 @@ log = logging.getLogger(__name__)
 
 MANAGED_LABEL = f"{contract.LABEL_DOMAIN}/connection-secret-for"
 SOURCE_ANNOTATION = f"{contract.LABEL_DOMAIN}/source"
+_METADATA = "application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1"
+_METADATA_LIST = "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1"
+
+#: An app-side Secret: (namespace, name).
+Key = tuple[str, str]
 
 
 def app_secret(source: dict[str, Any], target: contract.AppRef, claim_namespace: str) -> dict[str, Any]:
@@ -52,41 +67,99 @@ def _same(a: dict[str, Any], b: dict[str, Any]) -> bool:
     )
 
 
-async def reconcile(rt: Runtime) -> None:
-    """Make the app cluster's connection Secrets match the control plane's, once."""
-    cp, app = rt.control_plane, rt.app_cluster
-    wanted: dict[tuple[str, str], tuple[str, dict[str, Any]]] = {}
+def _ours(secret: dict[str, Any], cluster_id: str) -> bool:
+    return ((secret.get("metadata") or {}).get("labels") or {}).get(MANAGED_LABEL) == cluster_id
+
+
+def wanted_copies(claims: Iterable[dict[str, Any]], cluster_id: str) -> dict[Key, tuple[str, dict[str, Any]]]:
+    """Which app Secrets this cluster's claims ask for: key -> (control-plane Secret name, claim)."""
+    wanted: dict[Key, tuple[str, dict[str, Any]]] = {}
+    for claim in claims:
+        found = contract.app_connection_secret(claim)
+        if found is not None and found[0].cluster_id == cluster_id:
+            wanted[(found[0].namespace, found[0].name)] = (found[1], claim)
+    return wanted
+
+
+def _cached_claims(rt: Runtime) -> list[dict[str, Any]] | None:
+    """Every claim from the caches of the served APIs' preferred versions; None if one is not ready."""
+    if rt.caches is None:
+        return None
+    claims: list[dict[str, Any]] = []
     for api in rt.catalog.apis:
-        version = api.preferred_version.name
-        path = f"/apis/{api.group}/{version}/namespaces/{rt.claim_namespace}/{api.plural}"
+        served = rt.catalog.resource(api.group, api.preferred_version.name, api.plural)
+        if served is None:
+            continue
+        cache = rt.caches.of(served)
+        if not cache.ready:
+            return None
+        claims.extend(entry.raw for entry in cache.store)
+    return claims
+
+
+async def _listed_claims(rt: Runtime) -> list[dict[str, Any]]:
+    claims: list[dict[str, Any]] = []
+    for api in rt.catalog.apis:
+        path = f"/apis/{api.group}/{api.preferred_version.name}/namespaces/{rt.claim_namespace}/{api.plural}"
         selector = contract.scope_selector(rt.cluster_id, None)
-        for claim in await upstream.list_all(cp, path, params={"labelSelector": selector}):
-            found = contract.app_connection_secret(claim)
-            if found is not None and found[0].cluster_id == rt.cluster_id:
-                wanted[(found[0].namespace, found[0].name)] = (found[1], claim)
-    desired: dict[tuple[str, str], dict[str, Any]] = {}
-    for (namespace, name), (source_name, claim) in wanted.items():
+        claims.extend(await upstream.list_all(rt.control_plane, path, params={"labelSelector": selector}))
+    return claims
+
+
+async def _desired(rt: Runtime, key: Key, wanted: dict[Key, tuple[str, dict[str, Any]]]) -> dict[str, Any] | None:
+    if key not in wanted:
+        return None
+    source_name, claim = wanted[key]
+    try:
+        source = await upstream.request(
+            rt.control_plane, "GET", f"/api/v1/namespaces/{rt.claim_namespace}/secrets/{source_name}"
+        )
+    except upstream.ControlPlaneRejected as e:
+        if e.status == 404:
+            return None
+        raise
+    if not contract.connection_secret_written_for(source, claim):
+        return None
+    return app_secret(source, contract.AppRef(rt.cluster_id, *key), rt.claim_namespace)
+
+
+async def _existing(rt: Runtime, keys: set[Key] | None) -> dict[Key, dict[str, Any]]:
+    """This cluster's copies now in the app cluster: all of them, or those of ``keys``."""
+    if keys is None:
+        listed = await upstream.list_all(
+            rt.app_cluster, "/api/v1/secrets", params={"labelSelector": f"{MANAGED_LABEL}={rt.cluster_id}"}
+        )
+        return {(s["metadata"]["namespace"], s["metadata"]["name"]): s for s in listed}
+    found: dict[Key, dict[str, Any]] = {}
+    for namespace, name in keys:
         try:
-            source = await upstream.request(cp, "GET", f"/api/v1/namespaces/{rt.claim_namespace}/secrets/{source_name}")
+            secret = await upstream.request(rt.app_cluster, "GET", f"/api/v1/namespaces/{namespace}/secrets/{name}")
         except upstream.ControlPlaneRejected as e:
             if e.status == 404:
                 continue
             raise
-        if not contract.connection_secret_written_for(source, claim):
-            continue
-        target = contract.AppRef(rt.cluster_id, namespace, name)
-        desired[(namespace, name)] = app_secret(source, target, rt.claim_namespace)
-    existing = {
-        (s["metadata"]["namespace"], s["metadata"]["name"]): s
-        for s in await upstream.list_all(
-            app, "/api/v1/secrets", params={"labelSelector": f"{MANAGED_LABEL}={rt.cluster_id}"}
-        )
-    }
-    for key, secret in desired.items():
+        if _ours(secret, rt.cluster_id):
+            found[(namespace, name)] = secret
+    return found
+
+
+async def reconcile(rt: Runtime, only: set[Key] | None = None) -> None:
+    """Make the app cluster's copies match the control plane's Secrets: all, or those of ``only``."""
+    claims = _cached_claims(rt)
+    wanted = wanted_copies(claims if claims is not None else await _listed_claims(rt), rt.cluster_id)
+    keys = set(wanted) if only is None else set(only)
+    existing = await _existing(rt, None if only is None else keys)
+    app = rt.app_cluster
+    for key in sorted(keys | (existing.keys() if only is None else set())):
+        secret = await _desired(rt, key, wanted)
         current = existing.get(key)
         path = f"/api/v1/namespaces/{key[0]}/secrets"
         try:
-            if current is None:
+            if secret is None:
+                if current is not None:
+                    await upstream.request(app, "DELETE", f"{path}/{key[1]}")
+                    log.info("connection secret removed", extra=fields(namespace=key[0], name=key[1]))
+            elif current is None:
                 await upstream.request(app, "POST", path, json_body=secret)
                 log.info("connection secret copied", extra=fields(namespace=key[0], name=key[1]))
             elif not _same(current, secret):
@@ -95,16 +168,116 @@ async def reconcile(rt: Runtime) -> None:
                 log.info("connection secret updated", extra=fields(namespace=key[0], name=key[1]))
         except upstream.ControlPlaneRejected as e:
             # 409 on create: a Secret of that name exists and is not ours; 404: namespace is gone.
+            if e.status not in (404, 409):
+                raise
             log.warning(
                 "connection secret not written",
                 extra=fields(
                     namespace=key[0], name=key[1], status=e.status, reason=str(e.body and e.body.get("reason"))
                 ),
             )
-    for key in existing.keys() - desired.keys():
+
+
+class SecretSync:
+    """Which copies to redo, collected from claim and Secret changes, and the loop that redoes them."""
+
+    def __init__(self, rt: Runtime, *, every: float) -> None:
+        self._rt = rt
+        self._every = every
+        self._pending: set[Key] = set()
+        self._full = True
+        self._kick = asyncio.Event()
+
+    def request_full(self) -> None:
+        """Reconcile every copy soon (start, served APIs changed, a watch was lost)."""
+        self._full = True
+        self._kick.set()
+
+    def claim_changed(self, cache: Cache, event: Event) -> None:
+        """A cached claim changed: redo the copies its old and new form ask for."""
+        for entry in (event.prev, event.entry):
+            found = contract.app_connection_secret(entry.raw) if entry is not None else None
+            if found is not None and found[0].cluster_id == self._rt.cluster_id:
+                self._pending.add((found[0].namespace, found[0].name))
+                self._kick.set()
+
+    def secret_changed(self, name: str) -> None:
+        """A Secret in the claim namespace changed: redo the copies made from it, if any."""
+        claims = _cached_claims(self._rt)
+        if claims is None:
+            self.request_full()
+            return
+        for key, (source, _) in wanted_copies(claims, self._rt.cluster_id).items():
+            if source == name:
+                self._pending.add(key)
+                self._kick.set()
+
+    async def run(self, *, debounce: float = 0.1) -> None:
+        """Sync what was asked for, forever; a full reconcile at least every ``every`` seconds."""
+        while True:
+            timed_out = False
+            try:
+                async with asyncio.timeout(self._every):
+                    await self._kick.wait()
+            except TimeoutError:
+                timed_out = True
+            await asyncio.sleep(debounce)
+            self._kick.clear()
+            full = self._full or timed_out
+            pending, self._pending, self._full = self._pending, set(), False
+            if not self._rt.catalog_loaded:
+                continue
+            try:
+                if full:
+                    SECRET_SYNCS.labels("full").inc()
+                    await reconcile(self._rt)
+                elif pending:
+                    SECRET_SYNCS.labels("targeted").inc(len(pending))
+                    await reconcile(self._rt, pending)
+            except upstream.ControlPlaneError as e:
+                log.warning("connection secret sync failed", extra=fields(error=describe(e)))
+                self._pending |= pending
+                self._full = self._full or full
+                await asyncio.sleep(2.0)
+                self._kick.set()
+            except Exception:
+                log.exception("connection secret sync crashed")
+                self._full = True
+                await asyncio.sleep(5.0)
+                self._kick.set()
+
+
+async def follow_secrets(rt: Runtime, sync: SecretSync) -> None:
+    """Tell ``sync`` which claim-namespace Secrets change, by name, from a metadata-only watch."""
+    path = f"/api/v1/namespaces/{rt.claim_namespace}/secrets"
+    backoff = 1.0
+    first = True
+    while True:
         try:
-            await upstream.request(app, "DELETE", f"/api/v1/namespaces/{key[0]}/secrets/{key[1]}")
-            log.info("connection secret removed", extra=fields(namespace=key[0], name=key[1]))
-        except upstream.ControlPlaneRejected as e:
-            if e.status != 404:
-                raise
+            page = await upstream.request(rt.control_plane, "GET", path, params={"limit": "1"}, accept=_METADATA_LIST)
+            version = str((page.get("metadata") or {}).get("resourceVersion") or "")
+            if not first:
+                sync.request_full()  # changes while the watch was down are unknown
+            first = False
+            query = {"resourceVersion": version, "allowWatchBookmarks": "true", "timeoutSeconds": "300"}
+            while True:
+                async with upstream.watch(rt.control_plane_watches, path, params=query, accept=_METADATA) as events:
+                    backoff = 1.0
+                    async for event in events:
+                        obj = event.get("object") or {}
+                        meta = obj.get("metadata") or {}
+                        if event.get("type") == "ERROR":
+                            raise upstream.ControlPlaneRejected(path, int(obj.get("code") or 500), obj)
+                        if meta.get("resourceVersion"):
+                            query["resourceVersion"] = str(meta["resourceVersion"])
+                        if event.get("type") != "BOOKMARK" and meta.get("name"):
+                            sync.secret_changed(str(meta["name"]))
+        except asyncio.CancelledError:
+            raise
+        except upstream.ControlPlaneError as e:
+            log.warning("secret watch failed; retrying", extra=fields(path=path, error=describe(e), retry_in=backoff))
+            await asyncio.sleep(backoff)
+            backoff = min(backoff * 2, 30.0)
+        except Exception:
+            log.exception("secret watch crashed; retrying", extra=fields(path=path))
+            await asyncio.sleep(5.0)

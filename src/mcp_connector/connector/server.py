@@ -130,9 +130,7 @@ async def _serve(
         gates=Gates(config.limits),
         tokens=TokenAuthenticator(review_token),
         caches=Caches(
-            reflector.Upstream(
-                control_plane, control_plane_watches, config.claim_namespace, config.watch_idle_timeout
-            ),
+            reflector.Upstream(control_plane, control_plane_watches, config.claim_namespace, config.watch_idle_timeout),
             cluster_id,
         ),
     )
@@ -148,12 +146,9 @@ async def _serve(
 
         apiservice_trigger = follow.Trigger("apiservices", sync_apiservices, every=120)
 
-    async def sync_secrets() -> None:
-        if rt.catalog_loaded:
-            await secrets_sync.reconcile(rt)
-
-    secret_trigger = follow.Trigger("connection-secrets", sync_secrets, every=config.secret_resync_seconds)
-    rt.claims_changed = secret_trigger.kick
+    secrets = secrets_sync.SecretSync(rt, every=config.secret_resync_seconds)
+    if rt.caches is not None:
+        rt.caches.listeners.append(secrets.claim_changed)
 
     unserved: tuple[Unserved, ...] = ()
 
@@ -176,7 +171,7 @@ async def _serve(
             rt.caches.sync(rt.catalog)
         if changed:
             log.info("serving claim and XR APIs", extra=fields(apis=[a.resource for a in apis]))
-            secret_trigger.kick()
+            secrets.request_full()
             if apiservice_trigger is not None:
                 apiservice_trigger.kick()
 
@@ -196,8 +191,9 @@ async def _serve(
         await refresh_catalog()
     tasks = [
         asyncio.create_task(t.run())
-        for t in (catalog_trigger, proxy_trigger, secret_trigger, *([apiservice_trigger] if apiservice_trigger else []))
+        for t in (catalog_trigger, proxy_trigger, *([apiservice_trigger] if apiservice_trigger else []))
     ]
+    tasks += [asyncio.create_task(secrets.run()), asyncio.create_task(secrets_sync.follow_secrets(rt, secrets))]
     tasks += [
         asyncio.create_task(follow.follow(control_plane_watches, XRD_LIST_PATH, catalog_trigger)),
         asyncio.create_task(follow.follow(control_plane_watches, CRD_LIST_PATH, catalog_trigger)),
@@ -207,11 +203,6 @@ async def _serve(
                 CONFIGMAP_PATH,
                 proxy_trigger,
                 params={"fieldSelector": f"metadata.name={auth.CONFIGMAP_NAME}"},
-            )
-        ),
-        asyncio.create_task(
-            follow.follow(
-                control_plane_watches, f"/api/v1/namespaces/{config.claim_namespace}/secrets", secret_trigger
             )
         ),
     ]
