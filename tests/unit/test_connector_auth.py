@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime
 from typing import Any
 
@@ -119,6 +120,28 @@ async def test_authorizer_caches_allowed_and_denied_separately_and_bounded() -> 
     for i in range(5):
         await authz.authorize(Attributes(User(f"u{i}"), "list", "g", "v", "r"))
     assert len(authz) == 3
+
+
+async def test_concurrent_askers_share_one_review_and_a_caller_giving_up_cancels_it_for_nobody() -> None:
+    calls = 0
+    release = asyncio.Event()
+
+    async def review(body: dict[str, Any]) -> dict[str, Any]:
+        nonlocal calls
+        calls += 1
+        await release.wait()
+        return {"status": {"allowed": True}}
+
+    authz = Authorizer(review)
+    attrs = Attributes(User("alice"), "watch", "g", "v", "r", namespace="ns")
+    quitter = asyncio.ensure_future(authz.authorize(attrs))
+    askers = [asyncio.ensure_future(authz.authorize(attrs)) for _ in range(20)]
+    await asyncio.sleep(0)
+    quitter.cancel()
+    release.set()
+    decisions = await asyncio.gather(*askers)
+    assert calls == 1 and all(d.allowed for d in decisions)
+    assert (await authz.authorize(attrs)).allowed and calls == 1  # then from the cache
 
 
 def test_review_body_names_the_request() -> None:

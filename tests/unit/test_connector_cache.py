@@ -198,3 +198,16 @@ async def test_a_cache_read_waits_for_a_version_until_its_bound() -> None:
     cache.progress(3)
     assert await waiting
     assert not await cache.wait_for(10, 0.05)
+
+
+def test_openapi_documents_are_built_once_per_catalog() -> None:
+    from mcp_connector.connector import openapi
+
+    first = catalog()
+    doc = openapi.document(first, "v3", "k8s.starter.org", "v1alpha1")
+    assert doc is not None
+    assert openapi.document(first, "v3", "k8s.starter.org", "v1alpha1") is not None
+    assert openapi.document(first, "v3", "k8s.starter.org", "v1alpha1")[0] is doc[0]  # type: ignore[index]
+    again = openapi.document(catalog(), "v3", "k8s.starter.org", "v1alpha1")
+    assert again is not None and again[0] is not doc[0] and again == doc
+    assert openapi.document(first, "v3", "no.such.group", "v1") is None

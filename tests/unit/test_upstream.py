@@ -62,26 +62,45 @@ async def serving(app: web.Application, sans: tuple[str, ...] = ("127.0.0.1",)) 
         await runner.cleanup()
 
 
+KINDS = ("httpx", "aiohttp")
+
+
+@contextlib.asynccontextmanager
+async def client_of(kind: str, access: ControlPlaneAccess, **kwargs: Any) -> AsyncIterator[upstream.Client]:
+    """The component's httpx client or the connector's aiohttp client: both behave the same."""
+    if kind == "httpx":
+        async with upstream.connected(access, timeout=5, **kwargs) as client:
+            yield client
+        return
+    aio = upstream.AioClient(access, timeout=5, **kwargs)
+    try:
+        yield aio
+    finally:
+        await aio.aclose()
+
+
 def json_app(handler: Any) -> web.Application:
     app = web.Application()
     app.router.add_route("*", "/{tail:.*}", handler)
     return app
 
 
-async def test_tls_server_name_is_verified_instead_of_the_url_host() -> None:
+@pytest.mark.parametrize("kind", KINDS)
+async def test_tls_server_name_is_verified_instead_of_the_url_host(kind: str) -> None:
     async def ok(request: web.Request) -> web.Response:
         return web.json_response({"kind": "Status", "status": "Success"})
 
     async with serving(json_app(ok), sans=("cp.internal",)) as (url, ca):
         named = ControlPlaneAccess(url=url, token=TOKEN, ca_pem=ca, tls_server_name="cp.internal")
-        async with upstream.connected(named, timeout=5) as client:
+        async with client_of(kind, named) as client:
             assert (await upstream.request(client, "GET", "/version"))["status"] == "Success"
-        async with upstream.connected(ControlPlaneAccess(url=url, token=TOKEN, ca_pem=ca), timeout=5) as client:
+        async with client_of(kind, ControlPlaneAccess(url=url, token=TOKEN, ca_pem=ca)) as client:
             with pytest.raises(upstream.ControlPlaneUnreachable, match="TLS certificate not trusted"):
                 await upstream.request(client, "GET", "/version")
 
 
-async def test_headers_go_up_and_warnings_and_retry_after_come_back() -> None:
+@pytest.mark.parametrize("kind", KINDS)
+async def test_headers_go_up_and_warnings_and_retry_after_come_back(kind: str) -> None:
     seen: list[CIMultiDict[str]] = []
 
     async def handler(request: web.Request) -> web.Response:
@@ -95,7 +114,7 @@ async def test_headers_go_up_and_warnings_and_retry_after_come_back() -> None:
 
     async with (
         serving(json_app(handler)) as (url, ca),
-        upstream.connected(ControlPlaneAccess(url=url, ca_pem=ca), timeout=5) as client,
+        client_of(kind, ControlPlaneAccess(url=url, ca_pem=ca)) as client,
     ):
         reply = await upstream.exchange(client, "GET", "/x", headers={"Audit-ID": "a-1", "User-Agent": "ua/1"})
         assert reply.warnings == ('299 - "deprecated"',)
@@ -106,7 +125,8 @@ async def test_headers_go_up_and_warnings_and_retry_after_come_back() -> None:
     assert seen[0]["Audit-ID"] == "a-1" and seen[0]["User-Agent"] == "ua/1"
 
 
-async def test_a_silent_watch_ends_after_the_idle_timeout() -> None:
+@pytest.mark.parametrize("kind", KINDS)
+async def test_a_silent_watch_ends_after_the_idle_timeout(kind: str) -> None:
     async def stalls(request: web.Request) -> web.StreamResponse:
         response = web.StreamResponse()
         await response.prepare(request)
@@ -117,7 +137,7 @@ async def test_a_silent_watch_ends_after_the_idle_timeout() -> None:
     got = []
     async with (
         serving(json_app(stalls)) as (url, ca),
-        upstream.connected(ControlPlaneAccess(url=url, ca_pem=ca), timeout=5) as client,
+        client_of(kind, ControlPlaneAccess(url=url, ca_pem=ca)) as client,
     ):
         started = time.monotonic()
         with pytest.raises(upstream.ControlPlaneUnreachable, match="no answer in time"):
@@ -126,6 +146,49 @@ async def test_a_silent_watch_ends_after_the_idle_timeout() -> None:
                     got.append(event)
     assert got == [{"type": "ADDED", "object": {"kind": "Thing"}}]
     assert time.monotonic() - started < 5
+
+
+async def test_the_aiohttp_client_reads_events_split_anyhow_and_rereads_its_token_file() -> None:
+    big = "x" * 200_000
+    tokens: list[str] = []
+
+    async def stream(request: web.Request) -> web.StreamResponse:
+        tokens.append(request.headers.get("Authorization", ""))
+        if request.query.get("watch") != "true":
+            return web.json_response({"kind": "Status", "code": 404, "message": "nope"}, status=404)
+        response = web.StreamResponse()
+        await response.prepare(request)
+        data = b'{"type":"ADDED","object":{"big":"' + big.encode() + b'"}}\n\n{"type":"DELETED","object":{}}\n'
+        for i in range(0, len(data), 7_000):
+            await response.write(data[i : i + 7_000])
+        return response
+
+    with tempfile.TemporaryDirectory() as folder:
+        token_file = Path(folder, "token")
+        token_file.write_text("first\n")
+        async with serving(json_app(stream)) as (url, ca):
+            aio = upstream.AioClient(ControlPlaneAccess(url=url, ca_pem=ca), timeout=5, token_file=str(token_file))
+            try:
+                async with upstream.watch(aio, "/w", params={}) as events:
+                    got = [e async for e in events]
+                with pytest.raises(upstream.ControlPlaneRejected) as caught:
+                    await upstream.request(aio, "GET", "/missing")
+            finally:
+                await aio.aclose()
+    assert [e["type"] for e in got] == ["ADDED", "DELETED"] and got[0]["object"]["big"] == big
+    assert caught.value.status == 404 and caught.value.body is not None and caught.value.body["message"] == "nope"
+    assert tokens == ["Bearer first", "Bearer first"]
+
+
+async def test_the_aiohttp_client_names_an_unreachable_control_plane_without_the_token() -> None:
+    url = f"https://127.0.0.1:{free_port()}"
+    aio = upstream.AioClient(ControlPlaneAccess(url=url, token=TOKEN), timeout=2)
+    try:
+        with pytest.raises(upstream.ControlPlaneUnreachable) as caught:
+            await upstream.request(aio, "GET", "/version")
+    finally:
+        await aio.aclose()
+    assert url in str(caught.value) and "cannot connect" in str(caught.value) and TOKEN not in str(caught.value)
 
 
 def test_upstream_sockets_keep_alive() -> None:

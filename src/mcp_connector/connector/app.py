@@ -120,21 +120,14 @@ async def _discovery(request: web.Request, rt: Runtime, route: DiscoveryRoute) -
 
 
 async def _openapi(request: web.Request, rt: Runtime, route: OpenApiRoute) -> web.Response:
-    if route.spec == "v2":
-        doc = openapi.v2(rt.catalog)
-    elif route.group is None:
-        doc = openapi.v3_index(rt.catalog)
-    else:
-        found = openapi.v3_group_version(rt.catalog, route.group, route.version or "")
-        if found is None:
-            raise ApiError.of(404, "the server could not find the requested resource")
-        doc = found
-    tag = f'"{openapi.etag(doc)}"'
+    found = openapi.document(rt.catalog, route.spec, route.group or "", route.version or "")
+    if found is None:
+        raise ApiError.of(404, "the server could not find the requested resource")
+    doc, digest = found
+    tag = f'"{digest}"'
     if request.headers.get("If-None-Match") == tag:
         return web.Response(status=304, headers={"ETag": tag})
-    response = json_response(doc)
-    response.headers["ETag"] = tag
-    return response
+    return web.Response(body=doc, headers={"Content-Type": "application/json", "ETag": tag})
 
 
 async def _resource(request: web.Request, rt: Runtime, route: ResourceRoute, user: User) -> web.StreamResponse:

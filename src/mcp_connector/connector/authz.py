@@ -9,6 +9,7 @@ storm does not become a SubjectAccessReview storm.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
@@ -97,7 +98,13 @@ Reviewer = Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]
 
 
 class Authorizer:
-    """SubjectAccessReviews with a bounded, two-lifetime decision cache."""
+    """SubjectAccessReviews with a bounded, two-lifetime decision cache and one review in flight per question.
+
+    Concurrent requests asking the same question (a burst of watches or gets from one client)
+    share one SubjectAccessReview instead of sending one each (single flight). The review runs
+    as its own task, so a caller that gives up (its client went away) does not cancel it for
+    the others.
+    """
 
     def __init__(
         self,
@@ -114,15 +121,24 @@ class Authorizer:
         self._max = max_entries
         self._clock = clock
         self._cache: OrderedDict[Attributes, tuple[float, Decision]] = OrderedDict()
+        self._in_flight: dict[Attributes, asyncio.Task[Decision]] = {}
 
     async def authorize(self, attrs: Attributes) -> Decision:
-        """Return the cached decision, or ask the app cluster and cache its answer."""
-        now = self._clock()
+        """Return the cached decision, or ask the app cluster (once for concurrent askers) and cache it."""
         hit = self._cache.get(attrs)
-        if hit is not None and hit[0] > now:
+        if hit is not None and hit[0] > self._clock():
             self._cache.move_to_end(attrs)
             return hit[1]
+        task = self._in_flight.get(attrs)
+        if task is None:
+            task = asyncio.ensure_future(self._ask(attrs))
+            self._in_flight[attrs] = task
+            task.add_done_callback(lambda _: self._in_flight.pop(attrs, None))
+        return await asyncio.shield(task)
+
+    async def _ask(self, attrs: Attributes) -> Decision:
         decision = decision_of(await self._review(review_body(attrs)))
+        now = self._clock()
         ttl = self._allowed_ttl if decision.allowed else self._denied_ttl
         self._cache[attrs] = (now + ttl, decision)
         self._cache.move_to_end(attrs)

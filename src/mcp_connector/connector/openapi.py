@@ -264,3 +264,26 @@ def v3_index(catalog: Catalog) -> dict[str, Any]:
             key = f"apis/{gv.group}/{gv.version}"
             paths[key] = {"serverRelativeURL": f"/openapi/v3/{key}?hash={etag(document)}"}
     return {"paths": paths}
+
+
+#: Documents already built, by catalog snapshot: the catalog is replaced whole whenever discovery
+#: reads the APIs again, so a document is built (and hashed) once per schema change, not per request.
+_BUILT: dict[tuple[str, str, str], tuple[Catalog, bytes | None, str]] = {}
+
+
+def document(catalog: Catalog, spec: str, group: str = "", version: str = "") -> tuple[bytes, str] | None:
+    """The OpenAPI document at a route, serialized, and its ETag, built once per catalog; None when not served."""
+    key = (spec, group, version)
+    built = _BUILT.get(key)
+    if built is None or built[0] is not catalog:
+        if spec == "v2":
+            doc: dict[str, Any] | None = v2(catalog)
+        elif not group:
+            doc = v3_index(catalog)
+        else:
+            doc = v3_group_version(catalog, group, version)
+        built = (catalog, orjson.dumps(doc) if doc is not None else None, etag(doc) if doc is not None else "")
+        if len(_BUILT) > 1024:
+            _BUILT.clear()
+        _BUILT[key] = built
+    return (built[1], built[2]) if built[1] is not None else None

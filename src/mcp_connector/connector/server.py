@@ -42,11 +42,8 @@ OWN_CONNECTIONS = 50
 
 
 def _client(access: Any, token_file: str | None, timeout: float, connections: int) -> upstream.Client:
-    """A pooled client (see upstream.new_client); over HTTP/1.1 each open watch holds a connection."""
-    options: dict[str, Any] = {"timeout": timeout, "max_connections": connections}
-    if token_file:
-        return upstream.new_client_with_token_file(access, token_file, **options)
-    return upstream.new_client(access, **options)
+    """A pooled aiohttp client (see upstream.AioClient); over HTTP/1.1 each open watch holds a connection."""
+    return upstream.AioClient(access, timeout=timeout, max_connections=connections, token_file=token_file)
 
 
 async def cluster_id_of(app_cluster: upstream.Client) -> str:
