@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 export PATH := $(CURDIR)/.dev/bin:$(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: help venv tools image dev-up dev-down demo test lint unit e2e clean
+.PHONY: help venv tools image dev-up dev-down demo test lint unit e2e bench clean
 
 help:
 	@echo "make demo     local clusters + connector + pulumi up + a claim through the app cluster"
@@ -13,6 +13,7 @@ help:
 	@echo "make tools    build and cache kube-apiserver, etcd, crossplane, pulumi, pulumi-resource-kubernetes, pulumi-language-yaml"
 	@echo "make image    build the connector image (Containerfile) with no registry: .dev/image/*.oci.tar"
 	@echo "make dev-up   start the local control plane and app cluster; make dev-down stops them"
+	@echo "make bench    reads and watches through the aggregator vs the app cluster's own CRD and the control plane"
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt pyproject.toml components/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -47,6 +48,10 @@ lint: venv
 
 unit: venv
 	$(PY) -m pytest tests/unit tests/component -q
+
+# Issue 12's side-by-side benchmark against the running test bed (make dev-up first).
+bench: venv
+	$(PY) bench/bench_cache.py
 
 # The e2e suite gets a test bed of its own, started fresh: never a running demo's clusters.
 E2E_ENV := MCP_TESTBED_DIR=$(CURDIR)/.dev/test-bed MCP_TESTBED_FRESH=1

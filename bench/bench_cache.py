@@ -1,0 +1,407 @@
+"""Issue 12: reads and watches through the app cluster's aggregator, side by side with two floors.
+
+Three paths serve the same 2 KB claim, measured in one run with the rounds interleaved, so the
+figures that matter are the ratios (the machine's 2 cores are shared with everything else):
+
+* ``aggregator``: client -> app kube-apiserver -> connector (its cache) -> control plane;
+* ``app CRD``: the same CRD (group renamed) served by the app cluster's kube-apiserver itself,
+  the floor for the aggregation hop;
+* ``control plane``: the claim read straight from the control plane, label-selected.
+
+GETs (consistent, and ``resourceVersion=0``), LISTs of 1,000 and 10,000 claims, then 1,000
+watches through the aggregator while the control plane changes the watched claim: connector
+RSS per watch, how late each event arrives (against 1,000 watches of the app cluster's own
+CRD), events lost, and how many watches the control plane sees. Claims carry Crossplane's
+``crossplane.io/paused`` annotation so the test bed's Crossplane leaves them alone.
+
+    make dev-up && make bench          # or: .venv/bin/python bench/bench_cache.py [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import ssl
+import statistics
+import sys
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(REPO), str(REPO / "tests" / "e2e")]
+
+from connector_fixtures import expose, start_connector, wait_available  # noqa: E402
+
+from mcp_connector.core import contract  # noqa: E402
+from testbed import APP_CLUSTER, CONTROL_PLANE  # noqa: E402
+from testbed.harness import Testbed  # noqa: E402
+from testbed.state import ClusterState  # noqa: E402
+
+GROUP, LOCAL_GROUP, VERSION, PLURAL, KIND = (
+    "k8s.starter.org",
+    "k8s.starter.local",
+    "v1alpha1",
+    "kubernetesclusters",
+    "KubernetesCluster",
+)
+CLUSTER_ID = "bench-cache"
+NAMESPACES = {"bench-get": 1, "bench-1k": 1000, "bench-10k": 10000, "bench-watch": 1}
+PAUSED = {"crossplane.io/paused": "true"}
+FILLER = "x" * 1300  # brings a claim to about 2 KB
+
+
+def context(cluster: ClusterState) -> ssl.SSLContext:
+    ctx = ssl.create_default_context(cafile=str(cluster.ca_cert))
+    ctx.load_cert_chain(str(cluster.admin_cert), str(cluster.admin_key))
+    return ctx
+
+
+def session(cluster: ClusterState, limit: int) -> aiohttp.ClientSession:
+    return aiohttp.ClientSession(
+        base_url=cluster.apiserver_url,
+        connector=aiohttp.TCPConnector(ssl=context(cluster), limit=limit),
+        headers={"Accept": "application/json"},
+        timeout=aiohttp.ClientTimeout(total=None, sock_connect=30),
+    )
+
+
+def claim(name: str, namespace: str) -> dict[str, Any]:
+    return {
+        "apiVersion": f"{GROUP}/{VERSION}",
+        "kind": KIND,
+        "metadata": {"name": name, "namespace": namespace, "annotations": {**PAUSED, "bench/filler": FILLER}},
+        "spec": {"id": name, "parameters": {"nodes": {"count": 1, "size": "small"}}},
+    }
+
+
+class Paths:
+    """URLs of one namespace's claims on each of the three paths."""
+
+    def __init__(self, tb: Testbed, namespace: str) -> None:
+        self.namespace = namespace
+        self.agg = f"/apis/{GROUP}/{VERSION}/namespaces/{namespace}/{PLURAL}"
+        self.local = f"/apis/{LOCAL_GROUP}/{VERSION}/namespaces/{namespace}/{PLURAL}"
+        self.cp = f"/apis/{GROUP}/{VERSION}/namespaces/{tb.claim_namespace}/{PLURAL}"
+        self.selector = contract.scope_selector(CLUSTER_ID, namespace)
+
+    def cp_name(self, name: str) -> str:
+        return contract.control_plane_name(contract.AppRef(CLUSTER_ID, self.namespace, name))
+
+
+async def _status(response: aiohttp.ClientResponse) -> int:
+    await response.read()
+    return response.status
+
+
+async def seed(tb: Testbed, cp: aiohttp.ClientSession, app: aiohttp.ClientSession) -> None:
+    """The claims on both sides (skipped when already there from an earlier run)."""
+    for namespace, count in NAMESPACES.items():
+        tb.kubectl(APP_CLUSTER, "create", "namespace", namespace, check=False)
+        paths = Paths(tb, namespace)
+        async with cp.get(paths.cp, params={"labelSelector": paths.selector, "limit": "1"}) as r:
+            listed = await r.json()
+        have_cp = len(listed.get("items") or []) + int(listed["metadata"].get("remainingItemCount") or 0)
+        async with app.get(paths.local, params={"limit": "1"}) as r:
+            listed = await r.json()
+        have_local = len(listed.get("items") or []) + int(listed["metadata"].get("remainingItemCount") or 0)
+        queue = list(range(count))
+        need_cp, need_local = have_cp < count, have_local < count
+
+        async def worker(
+            queue: list[int] = queue,
+            paths: Paths = paths,
+            namespace: str = namespace,
+            need_cp: bool = need_cp,
+            need_local: bool = need_local,
+        ) -> None:
+            while queue:
+                i = queue.pop()
+                body = claim(f"bench-{i}", namespace)
+                if need_cp:
+                    ref = contract.AppRef(CLUSTER_ID, namespace, f"bench-{i}")
+                    stored = contract.to_control_plane(body, ref, claim_namespace=tb.claim_namespace)
+                    async with cp.post(paths.cp, json=stored) as r:
+                        assert r.status in (201, 409), await r.text()
+                if need_local:
+                    local = {**body, "apiVersion": f"{LOCAL_GROUP}/{VERSION}"}
+                    async with app.post(paths.local, json=local) as r:
+                        assert r.status in (201, 409), await r.text()
+
+        if need_cp or need_local:
+            started = time.monotonic()
+            await asyncio.gather(*(worker() for _ in range(24)))
+            print(f"  seeded {namespace}: {count} claims per side in {time.monotonic() - started:.0f}s", flush=True)
+
+
+def local_crd(tb: Testbed) -> None:
+    """The control plane's claim CRD, regrouped, installed in the app cluster itself."""
+    crd = tb.kubectl_json(CONTROL_PLANE, "get", "crd", f"{PLURAL}.{GROUP}")
+    crd["metadata"] = {"name": f"{PLURAL}.{LOCAL_GROUP}"}
+    crd["spec"]["group"] = LOCAL_GROUP
+    crd.pop("status", None)
+    tb.kubectl(APP_CLUSTER, "apply", "-f", "-", input=json.dumps(crd))
+    tb.kubectl(APP_CLUSTER, "wait", "--for=condition=Established", "--timeout=60s", f"crd/{PLURAL}.{LOCAL_GROUP}")
+
+
+def proc_stats(pid: int) -> tuple[float, int]:
+    """(CPU seconds, RSS bytes) of a process."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    ticks = os.sysconf("SC_CLK_TCK")
+    cpu = (int(fields[11]) + int(fields[12])) / ticks
+    rss = int(fields[21]) * os.sysconf("SC_PAGE_SIZE")
+    return cpu, rss
+
+
+def pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+async def latencies(send: Callable[[], Awaitable[int]], n: int) -> list[float]:
+    out = []
+    for _ in range(n):
+        started = time.perf_counter()
+        assert await send() == 200
+        out.append(time.perf_counter() - started)
+    return out
+
+
+async def rate(send: Callable[[], Awaitable[int]], n: int, concurrency: int) -> float:
+    left = n
+
+    async def worker() -> None:
+        nonlocal left
+        while left > 0:
+            left -= 1
+            assert await send() == 200
+
+    started = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    return n / (time.perf_counter() - started)
+
+
+def getter(s: aiohttp.ClientSession, path: str, **params: str) -> Callable[[], Awaitable[int]]:
+    async def send() -> int:
+        async with s.get(path, params=params) as r:
+            return await _status(r)
+
+    return send
+
+
+async def cp_watches(cp: aiohttp.ClientSession) -> float:
+    async with cp.get("/metrics") as r:
+        text = await r.text()
+    return sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line.startswith("apiserver_longrunning_requests{")
+        and f'resource="{PLURAL}"' in line
+        and 'verb="WATCH"' in line
+        and f'group="{GROUP}"' in line
+    )
+
+
+async def measure(tb: Testbed, pid: int, args: argparse.Namespace) -> list[str]:
+    rows: list[str] = []
+    cp, app = session(tb.control_plane, 64), session(tb.app_cluster, 64)
+    await seed(tb, cp, app)
+    g = Paths(tb, "bench-get")
+    one = {
+        "aggregator": getter(app, f"{g.agg}/bench-0"),
+        "aggregator RV=0": getter(app, f"{g.agg}/bench-0", resourceVersion="0"),
+        "app CRD": getter(app, f"{g.local}/bench-0"),
+        "control plane": getter(cp, f"{g.cp}/{g.cp_name('bench-0')}"),
+    }
+    for send in one.values():  # warm pools, TLS, caches
+        await rate(send, 200, 16)
+    lat: dict[str, list[float]] = {k: [] for k in one}
+    rates: dict[str, list[float]] = {k: [] for k in one}
+    cpu: dict[str, float] = {"aggregator": 0.0, "aggregator RV=0": 0.0}
+    counts: dict[str, int] = {"aggregator": 0, "aggregator RV=0": 0}
+    for _ in range(args.rounds):
+        for name, send in one.items():
+            before = proc_stats(pid)[0]
+            lat[name] += await latencies(send, args.sequential)
+            rates[name].append(await rate(send, args.requests, 16))
+            if name in cpu:
+                cpu[name] += proc_stats(pid)[0] - before
+                counts[name] += args.sequential + args.requests
+    rows.append("| GET one 2 KB claim | p50 ms | p99 ms | req/s (16 clients) | ratio to app CRD (p50, req/s) |")
+    rows.append("|---|---|---|---|---|")
+    floor_p50, floor_rate = pct(lat["app CRD"], 0.5), statistics.median(rates["app CRD"])
+    for name in one:
+        p50, p99, r = pct(lat[name], 0.5), pct(lat[name], 0.99), statistics.median(rates[name])
+        ratios = f"{p50 / floor_p50:.2f}x, {r / floor_rate:.2f}x"
+        rows.append(f"| {name} | {p50 * 1000:.1f} | {p99 * 1000:.1f} | {r:.0f} | {ratios} |")
+    for name in cpu:
+        rows.append(f"| connector CPU per 1,000 GETs ({name}) | {cpu[name] / counts[name] * 1000:.2f} s | | | |")
+
+    rows.append("")
+    rows.append("| LIST | p50 ms | p99 ms | ratio to control plane | ratio to app CRD |")
+    rows.append("|---|---|---|---|---|")
+    for namespace, n in (("bench-1k", args.list_1k), ("bench-10k", args.list_10k)):
+        p = Paths(tb, namespace)
+        sends = {
+            "aggregator": getter(app, p.agg),
+            "aggregator RV=0": getter(app, p.agg, resourceVersion="0"),
+            "app CRD": getter(app, p.local),
+            "control plane": getter(cp, p.cp, labelSelector=p.selector),
+        }
+        for send in sends.values():
+            await send()
+        ll: dict[str, list[float]] = {k: [] for k in sends}
+        for _ in range(n):
+            for name, send in sends.items():
+                ll[name] += await latencies(send, 1)
+        for name in sends:
+            p50, p99 = pct(ll[name], 0.5), pct(ll[name], 0.99)
+            rows.append(
+                f"| {NAMESPACES[namespace]:,} claims, {name} | {p50 * 1000:.0f} | {p99 * 1000:.0f} | "
+                f"{p50 / pct(ll['control plane'], 0.5):.2f}x | {p50 / pct(ll['app CRD'], 0.5):.2f}x |"
+            )
+    await cp.close()
+    await app.close()
+    rows.append("")
+    rows += await watches(tb, pid, args)
+    return rows
+
+
+async def watch_set(s: aiohttp.ClientSession, path: str, n: int) -> tuple[list[aiohttp.ClientResponse], str]:
+    async with s.get(path) as r:
+        rv = (await r.json())["metadata"]["resourceVersion"]
+
+    async def open_one() -> aiohttp.ClientResponse:
+        r = await s.get(path, params={"watch": "1", "resourceVersion": rv, "timeoutSeconds": "600"})
+        assert r.status == 200, await r.text()
+        return r
+
+    opened: list[aiohttp.ClientResponse] = []
+    for i in range(0, n, 50):
+        opened += await asyncio.gather(*(open_one() for _ in range(min(50, n - i))))
+    return opened, rv
+
+
+async def watches(tb: Testbed, pid: int, args: argparse.Namespace) -> list[str]:
+    n, writes = args.watches, args.writes
+    w = Paths(tb, "bench-watch")
+    cp = session(tb.control_plane, 8)
+    agg_s, local_s = session(tb.app_cluster, n + 10), session(tb.app_cluster, n + 10)
+    upstream_before = await cp_watches(cp)
+    _, rss_before = proc_stats(pid)
+    agg, _ = await watch_set(agg_s, w.agg, n)
+    local, _ = await watch_set(local_s, w.local, n)
+    await asyncio.sleep(2)  # let the connector settle its per-watch buffers before sampling RSS
+    _, rss_after = proc_stats(pid)
+    upstream_during = await cp_watches(cp)
+    seen: dict[str, list[list[float]]] = {"aggregator": [[] for _ in agg], "app CRD": [[] for _ in local]}
+    sent: dict[str, dict[int, float]] = {"aggregator": {}, "app CRD": {}}
+
+    async def reader(kind: str, i: int, response: aiohttp.ClientResponse) -> None:
+        async for line in response.content:
+            if not line.strip():
+                continue
+            event = json.loads(line)
+            count = ((event.get("object") or {}).get("spec") or {}).get("parameters", {}).get("nodes", {}).get("count")
+            at = sent[kind].get(count)
+            if event.get("type") == "MODIFIED" and at is not None:
+                seen[kind][i].append(time.perf_counter() - at)
+
+    readers = [asyncio.create_task(reader("aggregator", i, r)) for i, r in enumerate(agg)]
+    readers += [asyncio.create_task(reader("app CRD", i, r)) for i, r in enumerate(local)]
+    app = session(tb.app_cluster, 8)
+    merge = {"Content-Type": "application/merge-patch+json"}
+    for k in range(writes):
+        count = 100 + k
+        for kind, s, url in (
+            ("aggregator", cp, f"{w.cp}/{w.cp_name('bench-0')}"),
+            ("app CRD", app, f"{w.local}/bench-0"),
+        ):
+            sent[kind][count] = time.perf_counter()
+            patch = {"spec": {"parameters": {"nodes": {"count": count}}}}
+            async with s.patch(url, data=json.dumps(patch), headers=merge) as r:
+                assert r.status == 200, await r.text()
+            deadline = time.monotonic() + 30
+            while any(len(v) <= k for v in seen[kind]) and time.monotonic() < deadline:
+                await asyncio.sleep(0.01)
+    for task in readers:
+        task.cancel()
+    for r in (*agg, *local):
+        r.close()
+    await asyncio.gather(*readers, return_exceptions=True)
+    rows = [
+        f"| {n:,} watches, {writes} control-plane writes | p50 ms | p99 ms | events lost |",
+        "|---|---|---|---|",
+    ]
+    floor = [x for v in seen["app CRD"] for x in v]
+    for kind in seen:
+        values = [x for v in seen[kind] for x in v]
+        lost = n * writes - len(values)
+        rows.append(
+            f"| event latency, {kind} | {pct(values, 0.5) * 1000:.1f} | {pct(values, 0.99) * 1000:.1f} | {lost} |"
+        )
+    values = [x for v in seen["aggregator"] for x in v]
+    rows.append(
+        f"| added by the connector path | {(pct(values, 0.5) - pct(floor, 0.5)) * 1000:.1f} | "
+        f"{(pct(values, 0.99) - pct(floor, 0.99)) * 1000:.1f} | |"
+    )
+    rows.append(f"| connector RSS per watch | {(rss_after - rss_before) / n / 1024:.0f} KB | | |")
+    rows.append(
+        f"| control-plane watches on the claim API | {upstream_before:.0f} before, {upstream_during:.0f} "
+        f"with {n:,} client watches open | | |"
+    )
+    for s in (cp, agg_s, local_s, app):
+        await s.close()
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--sequential", type=int, default=200, help="GETs one at a time per round (latency)")
+    parser.add_argument("--requests", type=int, default=1000, help="GETs per round at 16 clients (rate)")
+    parser.add_argument("--list-1k", type=int, default=15, help="lists of 1,000 per path")
+    parser.add_argument("--list-10k", type=int, default=5, help="lists of 10,000 per path")
+    parser.add_argument("--watches", type=int, default=1000)
+    parser.add_argument("--writes", type=int, default=20)
+    parser.add_argument("--quick", action="store_true", help="a short run to check the benchmark works")
+    args = parser.parse_args()
+    if args.quick:
+        args.rounds, args.sequential, args.requests, args.list_1k, args.list_10k = 1, 30, 100, 2, 1
+        args.watches, args.writes = 50, 3
+    tb = Testbed.from_state_file()
+    local_crd(tb)
+    tb.kubectl(APP_CLUSTER, "delete", "apiservice", "--ignore-not-found", f"{VERSION}.{GROUP}")
+    connector = start_connector(
+        tb,
+        cluster_id=CLUSTER_ID,
+        manage_apiservices=True,
+        service_name=f"bench-{uuid.uuid4().hex[:6]}",
+        extra_args=[
+            "--max-watches", str(args.watches + 500), "--max-watches-per-user", str(args.watches + 500),
+            "--max-requests-inflight", "1000", "--max-requests-inflight-per-user", "1000",
+            "--authz-allowed-ttl-seconds", "10", "--log-level", "warning",
+        ],
+    )  # fmt: skip
+    try:
+        expose(tb, connector)
+        wait_available(tb, [f"{VERSION}.{GROUP}"])
+        assert connector.proc is not None
+        started = time.monotonic()
+        rows = asyncio.run(measure(tb, connector.proc.pid, args))
+        print(f"\n`{' '.join(['bench/bench_cache.py', *sys.argv[1:]])}` ({time.monotonic() - started:.0f}s):\n")
+        print("\n".join(rows))
+    finally:
+        connector.stop()
+        tb.kubectl(APP_CLUSTER, "delete", "apiservice", "-l", "app.kubernetes.io/managed-by=mcp-connector",
+                   "--ignore-not-found")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
