@@ -259,6 +259,7 @@ def expand(text: str, env: Mapping[str, str]) -> str:
 
 
 def clean(root: Path) -> None:
-    """Remove every volume folder of a stopped pod."""
+    """Remove what a stopped pod was given: its volumes and its environment file (Secrets)."""
     shutil.rmtree(root / "volumes", ignore_errors=True)
+    (root / "env").unlink(missing_ok=True)
     os.makedirs(root, exist_ok=True)
