@@ -9,6 +9,7 @@ export PATH := $(CURDIR)/.dev/bin:$(CURDIR)/$(VENV)/bin:$(PATH)
 
 help:
 	@echo "make demo     local clusters + connector + pulumi up + a claim through the app cluster"
+	@echo "              (IN_CLUSTER=1: the connector runs in-cluster from make image's image)"
 	@echo "make test     lint, unit, component and e2e tests (builds the tools if needed)"
 	@echo "make tools    build and cache kube-apiserver, etcd, crossplane, pulumi, pulumi-resource-kubernetes, pulumi-language-yaml"
 	@echo "make image    build the connector image (Containerfile) with no registry: .dev/image/*.oci.tar"
@@ -38,8 +39,9 @@ dev-up: tools
 dev-down: venv
 	bash scripts/demo.sh down
 
+# make demo IN_CLUSTER=1: the connector in-cluster, from the image, run by the test bed's pod runner.
 demo: tools
-	bash scripts/demo.sh
+	IN_CLUSTER="$(IN_CLUSTER)" bash scripts/demo.sh
 
 lint: venv
 	$(VENV)/bin/ruff check src components tests testbed provider scripts bench __main__.py

@@ -3,6 +3,8 @@
 # + a claim and a Crossplane v2 namespaced XR applied through the app cluster, made Ready by real
 # Crossplane, shown in the control plane under their hashed names.
 # Leaves everything running. `scripts/demo.sh down` stops the connector and the clusters.
+# IN_CLUSTER=1 (make demo IN_CLUSTER=1): the connector runs in-cluster instead, from the image
+# `make image` builds, as the Deployment `pulumi up` renders, run by the test bed's pod runner.
 set -euo pipefail
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$repo"
@@ -38,9 +40,14 @@ stop_connector() {
   rm -f "$CONN/pid"
 }
 
+IN_CLUSTER="${IN_CLUSTER:-}"
+[[ "$IN_CLUSTER" == 0 || "$IN_CLUSTER" == false ]] && IN_CLUSTER=""
+IMAGE=localhost/mcp-connector:0.1.0
+
 if [[ "${1:-}" == "down" ]]; then
   step "Stopping the connector and the local clusters"
   stop_connector
+  "$PY" -m testbed.kubelet stop --namespace kube-system --deployment mcp-connector
   "$PY" -m testbed.cluster down
   exit 0
 fi
@@ -52,45 +59,75 @@ step "1/6 Local clusters (control plane with Crossplane core and XRDs, app clust
 app_uid="$(kubectl --kubeconfig "$APP_KUBECONFIG" get namespace kube-system -o jsonpath='{.metadata.uid}')"
 info "app cluster ID (kube-system UID): $app_uid"
 
-step "2/6 Connector, running out-of-cluster on this machine"
-mkdir -p "$CONN" "$DEV/logs"
-if [[ -n "$(connector_pid)" && "$(cat "$CONN/cluster-id" 2>/dev/null)" == "$app_uid" ]]; then
-  info "already running (pid $(connector_pid), port $(cat "$CONN/port"))"
-else
+if [[ -n "$IN_CLUSTER" ]]; then
+  step "2/6 Connector image (make image: Debian base from Debian's packages, buildah, no registry)"
   stop_connector
-  port="$("$PY" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
-  setsid "$repo/.venv/bin/mcp-connector" serve \
-    --control-plane-kubeconfig "$CP_KUBECONFIG" --app-kubeconfig "$APP_KUBECONFIG" \
-    --claim-namespace "$CLAIM_NS" --cert-dir "$CONN" --bind-address 127.0.0.1 --port "$port" \
-    --service-name mcp-connector --service-namespace kube-system \
-    >"$DEV/logs/connector.log" 2>&1 </dev/null &
-  echo $! >"$CONN/pid"
-  echo "$port" >"$CONN/port"
-  echo "$app_uid" >"$CONN/cluster-id"
-  for i in $(seq 120); do
-    if [[ -f "$CONN/ca.crt" ]] && "$PY" -c "
-import sys; from testbed.kube import https_get
-sys.exit(0 if https_get('https://127.0.0.1:$port/readyz', ca_cert=None)[0] == 200 else 1)" 2>/dev/null; then break; fi
-    if [[ -z "$(connector_pid)" ]]; then echo "connector exited:"; tail -20 "$DEV/logs/connector.log"; exit 1; fi
-    sleep 0.5
-    [[ $i == 120 ]] && { echo "connector not ready after 60s"; tail -20 "$DEV/logs/connector.log"; exit 1; }
-  done
-  info "listening on 127.0.0.1:$port (pid $(connector_pid)); log: .dev/logs/connector.log"
-fi
-port="$(cat "$CONN/port")"
+  bash scripts/install-image-tools.sh
+  PY="$PY" bash scripts/image.sh
 
-step "3/6 Stack 'local': configuration (file backend in .dev/pulumi-state)"
-"$PULUMI" config set mcp-connector:claimNamespace "$CLAIM_NS"
-"$PULUMI" config set --secret mcp-connector:controlPlaneKubeconfig -- "$(cat "$CP_KUBECONFIG")"
-"$PULUMI" config set mcp-connector:mode "localhost:$port"
-"$PULUMI" config set mcp-connector:caBundle -- "$(cat "$CONN/ca.crt")"
-"$PULUMI" config set kubernetes:kubeconfig "$APP_KUBECONFIG"
-"$PULUMI" config
-# Clusters restarted since the last demo are empty: drop what the stack remembers of the old ones.
-"$PULUMI" refresh --yes --skip-preview --suppress-outputs >/dev/null
+  step "3/6 Stack 'local': configuration, in-cluster mode (file backend in .dev/pulumi-state)"
+  "$PULUMI" config set mcp-connector:claimNamespace "$CLAIM_NS"
+  "$PULUMI" config set --secret mcp-connector:controlPlaneKubeconfig -- "$(cat "$CP_KUBECONFIG")"
+  "$PULUMI" config set mcp-connector:mode in-cluster
+  "$PULUMI" config set mcp-connector:image "$IMAGE"
+  "$PULUMI" config set mcp-connector:skipAwait true   # no kubelet reports the Deployment's status
+  "$PULUMI" config rm mcp-connector:caBundle >/dev/null 2>&1 || true
+  "$PULUMI" config set kubernetes:kubeconfig "$APP_KUBECONFIG"
+  "$PULUMI" config
+  "$PULUMI" refresh --yes --skip-preview --suppress-outputs >/dev/null
+else
+  step "2/6 Connector, running out-of-cluster on this machine"
+  "$PY" -m testbed.kubelet stop --namespace kube-system --deployment mcp-connector
+  mkdir -p "$CONN" "$DEV/logs"
+  if [[ -n "$(connector_pid)" && "$(cat "$CONN/cluster-id" 2>/dev/null)" == "$app_uid" ]]; then
+    info "already running (pid $(connector_pid), port $(cat "$CONN/port"))"
+  else
+    stop_connector
+    port="$("$PY" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
+    setsid "$repo/.venv/bin/mcp-connector" serve \
+      --control-plane-kubeconfig "$CP_KUBECONFIG" --app-kubeconfig "$APP_KUBECONFIG" \
+      --claim-namespace "$CLAIM_NS" --cert-dir "$CONN" --bind-address 127.0.0.1 --port "$port" \
+      --service-name mcp-connector --service-namespace kube-system \
+      >"$DEV/logs/connector.log" 2>&1 </dev/null &
+    echo $! >"$CONN/pid"
+    echo "$port" >"$CONN/port"
+    echo "$app_uid" >"$CONN/cluster-id"
+    for i in $(seq 120); do
+      if [[ -f "$CONN/ca.crt" ]] && "$PY" -c "
+  import sys; from testbed.kube import https_get
+  sys.exit(0 if https_get('https://127.0.0.1:$port/readyz', ca_cert=None)[0] == 200 else 1)" 2>/dev/null; then break; fi
+      if [[ -z "$(connector_pid)" ]]; then echo "connector exited:"; tail -20 "$DEV/logs/connector.log"; exit 1; fi
+      sleep 0.5
+      [[ $i == 120 ]] && { echo "connector not ready after 60s"; tail -20 "$DEV/logs/connector.log"; exit 1; }
+    done
+    info "listening on 127.0.0.1:$port (pid $(connector_pid)); log: .dev/logs/connector.log"
+  fi
+  port="$(cat "$CONN/port")"
+
+  step "3/6 Stack 'local': configuration (file backend in .dev/pulumi-state)"
+  "$PULUMI" config set mcp-connector:claimNamespace "$CLAIM_NS"
+  "$PULUMI" config set --secret mcp-connector:controlPlaneKubeconfig -- "$(cat "$CP_KUBECONFIG")"
+  "$PULUMI" config set mcp-connector:mode "localhost:$port"
+  "$PULUMI" config set mcp-connector:caBundle -- "$(cat "$CONN/ca.crt")"
+  "$PULUMI" config set kubernetes:kubeconfig "$APP_KUBECONFIG"
+  "$PULUMI" config
+  # Clusters restarted since the last demo are empty: drop what the stack remembers of the old ones.
+  "$PULUMI" refresh --yes --skip-preview --suppress-outputs >/dev/null
+
+fi
 
 step "4/6 pulumi up: connect the app cluster (McpConnector)"
 "$PULUMI" up --yes
+if [[ -n "$IN_CLUSTER" ]]; then
+  info "running the rendered Deployment's pod (python -m testbed.kubelet; status in .dev/pods/)"
+  "$PY" -c "
+from testbed.kubelet import PodRunner
+runner = PodRunner.start('kube-system', 'mcp-connector')
+status = runner.wait(lambda s: s['ready'] or s['reason'] in ('ErrImageNeverPull', 'CreateContainerConfigError'),
+                     timeout=120, what='the connector pod to be ready')
+print('    pod', status['pod_name'], 'on', status['pod_ip'], '-', status['reason'], status['message'])
+raise SystemExit(0 if status['ready'] else 1)"
+fi
 
 step "5/6 A claim and a namespaced XR applied through the app cluster; Crossplane makes them Ready"
 kubectl --kubeconfig "$APP_KUBECONFIG" wait --for=condition=Available --timeout=60s \
