@@ -94,8 +94,8 @@ else
     echo "$app_uid" >"$CONN/cluster-id"
     for i in $(seq 120); do
       if [[ -f "$CONN/ca.crt" ]] && "$PY" -c "
-  import sys; from testbed.kube import https_get
-  sys.exit(0 if https_get('https://127.0.0.1:$port/readyz', ca_cert=None)[0] == 200 else 1)" 2>/dev/null; then break; fi
+import sys; from testbed.kube import https_get
+sys.exit(0 if https_get('https://127.0.0.1:$port/readyz', ca_cert=None)[0] == 200 else 1)" 2>/dev/null; then break; fi
       if [[ -z "$(connector_pid)" ]]; then echo "connector exited:"; tail -20 "$DEV/logs/connector.log"; exit 1; fi
       sleep 0.5
       [[ $i == 120 ]] && { echo "connector not ready after 60s"; tail -20 "$DEV/logs/connector.log"; exit 1; }
