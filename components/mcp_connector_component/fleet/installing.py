@@ -148,6 +148,7 @@ class ClusterState:
         """A workspace whose backend and secrets live in this folder, whatever the caller's login."""
         backend = "file://" + str((self.dir / "state").resolve())
         (self.dir / "state").mkdir(parents=True, exist_ok=True)
+        (self.dir / "project").mkdir(parents=True, exist_ok=True)
         return auto.LocalWorkspaceOptions(
             work_dir=str(self.dir / "project"),
             project_settings=auto.ProjectSettings(
@@ -170,7 +171,6 @@ class ClusterState:
 
     def stack(self, name: str, program: Callable[[], None]) -> auto.Stack:
         """Create or select the install's stack with ``program``."""
-        (self.dir / "project").mkdir(parents=True, exist_ok=True)
         return auto.create_or_select_stack(stack_name=name, project_name=PROJECT, program=program, opts=self.options())
 
 

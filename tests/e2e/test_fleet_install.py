@@ -1,0 +1,209 @@
+"""``mcp-connector install`` / ``uninstall`` against the test bed, with the real Pulumi engine.
+
+The connector runs as a local process (external mode, as everywhere in e2e); install gets
+its address through Helm-style values. Claims are made through the app cluster, then
+uninstall must run the disconnect hook (Keep, or Release when asked), remove everything it
+installed, and a second uninstall must do nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import connector_fixtures
+import pytest
+import yaml
+from fleet_fixtures import fleet, fleet_env, output
+
+from mcp_connector.core import contract
+from testbed import APP_CLUSTER, CONTROL_PLANE
+from testbed.harness import Testbed
+from testbed.waiting import eventually
+
+pytestmark = pytest.mark.e2e
+
+REPO = Path(__file__).resolve().parents[2]
+CLAIM = REPO / "testbed" / "crossplane" / "kubernetescluster" / "claim.yaml"
+NAMESPACE = "mcp-fleet-install"
+APISERVICES = ("v1alpha1.k8s.starter.org", "v1alpha1.db.example.org", "v1beta1.db.example.org")
+CP_SECRET = "ctp-kubeconfig"
+
+
+@pytest.fixture
+def cluster_id() -> str:
+    return str(uuid.uuid4())
+
+
+@pytest.fixture
+def connector(testbed: Testbed, cluster_id: str) -> Iterator[connector_fixtures.ConnectorProcess]:
+    """A local connector whose serving name is the one install's Service gets (mcp-connector in NAMESPACE)."""
+    testbed.kubectl(APP_CLUSTER, "create", "namespace", NAMESPACE, check=False)
+    secret = {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": CP_SECRET, "namespace": NAMESPACE},
+        "stringData": {"kubeconfig": testbed.control_plane.kubeconfig.read_text()},
+    }
+    testbed.kubectl(APP_CLUSTER, "apply", "-f", "-", input=json.dumps(secret))
+    process = connector_fixtures.start_connector(
+        testbed, cluster_id=cluster_id, extra_args=["--service-namespace", NAMESPACE]
+    )
+    yield process
+    process.stop()
+
+
+def values_file(tmp_path: Path, connector: connector_fixtures.ConnectorProcess, cluster_id: str) -> Path:
+    """Upbound chart keys plus our own: where the external connector is and which cluster ID to use."""
+    path = tmp_path / "values.yaml"
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "mcp": {"secret": {"name": CP_SECRET}},
+                "clusterID": cluster_id,
+                "mode": f"localhost:{connector.port}",
+                "caBundle": connector.ca_bundle.decode(),
+            }
+        )
+    )
+    return path
+
+
+def apply_claim(testbed: Testbed, namespace: str, name: str) -> contract.AppRef:
+    testbed.kubectl(APP_CLUSTER, "create", "namespace", namespace, check=False)
+    text = CLAIM.read_text().replace("name: my-cluster", f"name: {name}", 1)
+    eventually(
+        lambda: testbed.kubectl(APP_CLUSTER, "apply", "-n", namespace, "-f", "-", input=text),
+        timeout=60,
+        what="a claim applied through the app cluster",
+    )
+    return contract.AppRef("", namespace, name)
+
+
+def cp_claim(testbed: Testbed, ref: contract.AppRef) -> dict:
+    return testbed.kubectl_json(
+        CONTROL_PLANE, "get", "kubernetesclusters", contract.control_plane_name(ref), "-n", testbed.claim_namespace
+    )
+
+
+def gone(testbed: Testbed, *resource: str) -> bool:
+    return testbed.kubectl(APP_CLUSTER, "get", *resource, check=False).returncode != 0
+
+
+@pytest.mark.timeout(600)
+def test_install_claim_uninstall_keep_then_noop(
+    testbed: Testbed,
+    pulumi_tools: None,
+    connector: connector_fixtures.ConnectorProcess,
+    cluster_id: str,
+    tmp_path: Path,
+) -> None:
+    env = fleet_env(tmp_path, {"KUBECONFIG": str(testbed.app_cluster.kubeconfig)})
+    state = ["--state-dir", str(tmp_path / "installs")]
+    claim_ns = testbed.claim_namespace
+    values = values_file(tmp_path, connector, cluster_id)
+
+    done = fleet("install", "ctp", claim_ns, "-n", NAMESPACE, "-f", str(values), *state, env=env)
+    assert done.returncode == 0, output(done)
+    assert f"cluster ID {cluster_id}" in done.stdout
+    for name in APISERVICES:
+        assert name in done.stdout
+        testbed.kubectl(APP_CLUSTER, "wait", "--for=condition=Available", "--timeout=60s", f"apiservice/{name}")
+
+    again = fleet("install", "ctp", claim_ns, "-n", NAMESPACE, "-f", str(values), *state, env=env)
+    assert again.returncode == 0, output(again)
+    assert "changes: +0 ~0 -0 +-0" in again.stdout, "installing again changes nothing"
+
+    ref = apply_claim(testbed, f"fleet-{cluster_id[:8]}", "kept")
+    ref = contract.AppRef(cluster_id, ref.namespace, ref.name)
+    assert contract.app_ref_of(eventually(lambda: cp_claim(testbed, ref), what="the claim in the control plane")) == ref
+
+    down = fleet("uninstall", claim_ns, *state, env=env)
+    assert down.returncode == 0, output(down)
+    assert f"Keep: 1 claim(s) stay with their labels (cluster {cluster_id}" in down.stdout, output(down)
+    for name in APISERVICES:
+        assert gone(testbed, "apiservice", name), f"{name} still there"
+    assert gone(testbed, "service", "mcp-connector", "-n", NAMESPACE)
+    assert gone(testbed, "secret", "mcp-connector-disconnect", "-n", "kube-system")
+    assert testbed.kubectl(APP_CLUSTER, "get", "secret", CP_SECRET, "-n", NAMESPACE).returncode == 0, (
+        "the user's own Secret stays"
+    )
+    assert contract.app_ref_of(cp_claim(testbed, ref)) == ref, "Keep leaves the claim labelled for a reconnect"
+
+    second = fleet("uninstall", claim_ns, *state, env=env)
+    assert second.returncode == 0, output(second)
+    assert "nothing to uninstall" in second.stdout
+    testbed.kubectl(CONTROL_PLANE, "delete", "kubernetesclusters", contract.control_plane_name(ref), "-n", claim_ns)
+    testbed.kubectl(APP_CLUSTER, "delete", "namespace", ref.namespace, "--wait=false")
+
+
+@pytest.mark.timeout(600)
+def test_uninstall_with_release_hands_claims_to_the_control_plane(
+    testbed: Testbed,
+    pulumi_tools: None,
+    connector: connector_fixtures.ConnectorProcess,
+    cluster_id: str,
+    tmp_path: Path,
+) -> None:
+    env = fleet_env(tmp_path)
+    cluster = ["--kubeconfig", str(testbed.app_cluster.kubeconfig), "--state-dir", str(tmp_path / "installs")]
+    claim_ns = testbed.claim_namespace
+    values = values_file(tmp_path, connector, cluster_id)
+    done = fleet(
+        "install", "ctp", claim_ns, "-n", NAMESPACE, "-f", str(values), "--cluster-name", "dev-1", *cluster, env=env
+    )
+    assert done.returncode == 0, output(done)
+    testbed.kubectl(APP_CLUSTER, "wait", "--for=condition=Available", "--timeout=60s", f"apiservice/{APISERVICES[0]}")
+    ref = apply_claim(testbed, f"fleet-{cluster_id[:8]}", "released")
+    ref = contract.AppRef(cluster_id, ref.namespace, ref.name)
+    eventually(lambda: cp_claim(testbed, ref), what="the claim in the control plane")
+
+    wrong = fleet("uninstall", "other-namespace", "--cluster-name", "dev-1", *cluster, env=env)
+    assert wrong.returncode == 1 and f"connects claim namespace {claim_ns!r}, not 'other-namespace'" in wrong.stderr
+
+    down = fleet("uninstall", claim_ns, "--cluster-name", "dev-1", "--on-disconnect", "Release", *cluster, env=env)
+    assert down.returncode == 0, output(down)
+    assert "Release: released 1 claim(s)" in down.stdout, output(down)
+    claim = cp_claim(testbed, ref)
+    assert contract.app_ref_of(claim) is None, "ownership labels removed"
+    assert claim["metadata"]["annotations"] == {**claim["metadata"]["annotations"], **contract.release_annotations(ref)}
+    assert gone(testbed, "apiservice", APISERVICES[0])
+    testbed.kubectl(CONTROL_PLANE, "delete", "kubernetesclusters", contract.control_plane_name(ref), "-n", claim_ns)
+    testbed.kubectl(APP_CLUSTER, "delete", "namespace", ref.namespace, "--wait=false")
+
+
+def test_bad_input_is_named_and_never_prints_the_token(testbed: Testbed, pulumi_tools: None, tmp_path: Path) -> None:
+    env = fleet_env(tmp_path)
+    token = "upbound-token-" + uuid.uuid4().hex
+    state = ["--state-dir", str(tmp_path / "installs")]
+    kubeconfig = ["--kubeconfig", str(testbed.app_cluster.kubeconfig)]
+    app = [*kubeconfig, "--set", "image=registry.example/mcp-connector:e2e"]
+
+    missing = fleet("install", "ctp", "team-a", *app, *state, env=env)
+    assert missing.returncode == 2
+    assert "missing credential: give --token" in missing.stderr
+
+    unknown = fleet("install", "ctp", "team-a", "--tokn", token, *app, *state, env=env)
+    assert unknown.returncode == 2 and "unknown flag: --tokn" in unknown.stderr
+
+    dead = connector_fixtures.kubeconfig_copy(testbed.app_cluster.kubeconfig, server="https://127.0.0.1:1")
+    unreachable = fleet("install", "ctp", "team-a", "--account", "acme", "--token", token, "--kubeconfig", str(dead),
+                        "--set", "image=registry.example/mcp-connector:e2e", *state, env=env)  # fmt: skip
+    assert unreachable.returncode == 1
+    assert "cannot reach the app cluster at https://127.0.0.1:1" in unreachable.stderr
+
+    # Reachable app cluster, but an Upbound host that is not there: the component fails discovery.
+    bad_host = fleet("install", "ctp", "team-a", "--account", "acme", "--token", token, "--set",
+                     "upbound.host=127.0.0.1:1", *app, *state, env=env, timeout=300)  # fmt: skip
+    assert bad_host.returncode == 1, output(bad_host)
+    assert "install failed" in bad_host.stderr and "cannot discover claim APIs" in bad_host.stderr, output(bad_host)
+    for done in (missing, unknown, unreachable, bad_host):
+        assert token not in done.stdout + done.stderr
+    logs = "".join(p.read_text() for p in (tmp_path / "installs").rglob("*.log"))
+    assert token not in logs, "Pulumi's output masks the token"
+    assert testbed.kubectl(APP_CLUSTER, "get", "apiservices", "-l", "app.kubernetes.io/instance=mcp-connector",
+                           "-o", "name").stdout.strip() == ""  # fmt: skip
+    leftover = fleet("uninstall", "team-a", *kubeconfig, *state, env=env)
+    assert leftover.returncode == 0, output(leftover)
