@@ -13,7 +13,7 @@ import yaml
 from pulumi.automation import events
 
 from mcp_connector_component.fleet import engine
-from mcp_connector_component.fleet.progress import FAILED, SUCCEEDED, StackRun, summary
+from mcp_connector_component.fleet.progress import FAILED, SUCCEEDED, StackRun, summary_text
 from mcp_connector_component.fleet.project import ProjectError, load, stack_folder
 from mcp_connector_component.fleet.rolling import PlanError, plan, use_inline
 
@@ -128,15 +128,13 @@ def test_only_locks_of_dead_processes_on_this_host_are_stale() -> None:
 
 
 def test_summary_table_names_failures_and_logs() -> None:
-    import io
-
-    from rich.console import Console
-
     ok = StackRun("dev-1", 1, state=SUCCEEDED, started=0.0, ended=2.0, changes={"create": 3})
-    bad = StackRun("dev-2", 1, state=FAILED, started=0.0, ended=1.0, error="boom", log_file="/tmp/dev-2.log")
-    out = io.StringIO()
-    Console(width=200, file=out).print(summary([ok, bad], preview=False, terminal=False))
-    lines = [line for line in out.getvalue().splitlines() if line.startswith("| dev-")]
-    rows = {cells[0]: cells for cells in ([c.strip() for c in line.split("|")[1:-1]] for line in lines)}
+    bad = StackRun("dev-2", 1, state=FAILED, started=0.0, ended=1.0, error="boom " * 40, log_file="/tmp/dev-2.log")
+    text = summary_text([ok, bad], preview=False)
+    lines = text.splitlines()
+    assert len(lines) == 4, "one line per stack, never wrapped"
+    rows = {cells[0]: cells for cells in ([c.strip() for c in line.split("|")[1:-1]] for line in lines[2:])}
     assert rows["dev-1"] == ["dev-1", "1", "succeeded", "3", "2.0s", ""]
-    assert rows["dev-2"] == ["dev-2", "1", "failed", "-", "1.0s", "boom (log: /tmp/dev-2.log)"]
+    assert rows["dev-2"] == ["dev-2", "1", "failed", "-", "1.0s", ("boom " * 40) + " (log: /tmp/dev-2.log)"]
+    preview = summary_text([StackRun("p", 2, state=SUCCEEDED, new_apiservices=["v1.a.b"])], preview=True)
+    assert preview.splitlines()[2].split("|")[6].strip() == "v1.a.b"

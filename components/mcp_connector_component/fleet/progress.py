@@ -68,7 +68,7 @@ class Display(Protocol):
     def __exit__(self, *exc: object) -> None: ...
     def wave(self, index: int, total: int, pattern: str, runs: Sequence[StackRun]) -> None: ...
     def started(self, run: StackRun) -> None: ...
-    def step(self, run: StackRun) -> None: ...
+    def step(self, run: StackRun, *, done: bool) -> None: ...
     def note(self, run: StackRun | None, text: str) -> None: ...
     def finished(self, run: StackRun) -> None: ...
 
@@ -104,9 +104,9 @@ class PlainDisplay:
         """A stack started."""
         self._line(f"{run.name}: {self.operation} started")
 
-    def step(self, run: StackRun) -> None:
-        """A stack finished a step."""
-        self._line(f"{run.name}: [{run.steps}] {run.current}")
+    def step(self, run: StackRun, *, done: bool) -> None:
+        """A step of a stack started (``... ``) or finished (``done [n]``, n steps done so far)."""
+        self._line(f"{run.name}: {run.current} done [{run.steps}]" if done else f"{run.name}: {run.current} ...")
 
     def note(self, run: StackRun | None, text: str) -> None:
         """Anything else worth a line."""
@@ -147,9 +147,9 @@ class RichDisplay:
         """A stack started."""
         self.tasks[run.name] = self.progress.add_task(f"{self.operation}…", stack=run.name, total=None)
 
-    def step(self, run: StackRun) -> None:
-        """A stack finished a step."""
-        self.progress.update(self.tasks[run.name], description=f"{run.steps} step(s) · {run.current}")
+    def step(self, run: StackRun, *, done: bool) -> None:
+        """A step of a stack started or finished."""
+        self.progress.update(self.tasks[run.name], description=f"{run.steps} done · {run.current}")
 
     def note(self, run: StackRun | None, text: str) -> None:
         """Anything else worth a line."""
@@ -161,27 +161,39 @@ class RichDisplay:
         self.progress.update(self.tasks[run.name], description=f"[{colour}]{_outcome(run)}", total=1, completed=1)
 
 
-def summary(runs: Sequence[StackRun], *, preview: bool, terminal: bool) -> Table:
-    """The closing table: stack, wave, result, resources changed, duration, error (and new APIServices)."""
-    table = Table(
-        title="rollout summary" if not preview else "preview summary", box=box.SIMPLE if terminal else box.ASCII
-    )
-    for column in ("stack", "wave", "result", "changes" if preview else "changed", "duration"):
-        table.add_column(column)
-    if preview:
-        table.add_column("new APIServices")
-    table.add_column("error", overflow="fold")
+def summary_rows(runs: Sequence[StackRun], *, preview: bool) -> list[list[str]]:
+    """The closing table: a header, then stack, wave, result, changes, duration, (new APIServices,) error."""
+    header = ["stack", "wave", "result", "changes" if preview else "changed", "duration"]
+    header += ["new APIServices"] if preview else []
+    rows = [[*header, "error"]]
     for run in runs:
         changed = run.change_text() if preview else (str(run.changed) if run.state == SUCCEEDED else "-")
-        row = [
-            run.name,
-            str(run.wave),
-            run.state,
-            changed,
-            f"{run.duration:.1f}s" if run.duration is not None else "-",
-        ]
+        row = [run.name, str(run.wave), run.state, changed, f"{run.duration:.1f}s" if run.duration is not None else "-"]
         if preview:
             row.append(", ".join(run.new_apiservices) or "-")
         row.append(run.error + (f" (log: {run.log_file})" if run.error and run.log_file else ""))
+        rows.append(row)
+    return rows
+
+
+def summary_table(runs: Sequence[StackRun], *, preview: bool) -> Table:
+    """The closing table for a terminal."""
+    header, *rows = summary_rows(runs, preview=preview)
+    table = Table(title="preview summary" if preview else "rollout summary", box=box.SIMPLE)
+    for column in header:
+        table.add_column(column, overflow="fold")
+    for row in rows:
         table.add_row(*row)
     return table
+
+
+def summary_text(runs: Sequence[StackRun], *, preview: bool) -> str:
+    """The closing table for logs: one unwrapped line per stack, cells between ``|``."""
+    rows = summary_rows(runs, preview=preview)
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+
+    def line(cells: Sequence[str]) -> str:
+        return "| " + " | ".join(c.ljust(w) for c, w in zip(cells, widths, strict=True)) + " |"
+
+    rule = "|" + "|".join("-" * (w + 2) for w in widths) + "|"
+    return "\n".join([line(rows[0]), rule, *(line(r) for r in rows[1:])]) + "\n"

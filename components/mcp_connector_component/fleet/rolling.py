@@ -133,7 +133,7 @@ class Rollout:
             runs = [r for r in self.runs if r.wave == index]
             if halted or self.interrupts:
                 for r in runs:
-                    r.state, r.error = progress.SKIPPED, halted or "rollout interrupted"
+                    r.state, r.error = progress.SKIPPED, "rollout interrupted" if self.interrupts else halted
                 continue
             self.display.wave(index, len(self.waves), pattern, runs)
             limit = asyncio.Semaphore(self.parallel)
@@ -178,8 +178,8 @@ class Rollout:
         async for raw in proc.stdout:
             message = json.loads(raw)
             if message["type"] == "step":
-                r.steps, r.current = int(message["done"]), str(message["current"])
-                self.display.step(r)
+                r.steps, r.current = int(message["done"]), str(message["what"])
+                self.display.step(r, done=message["phase"] == "done")
             elif message["type"] == "note":
                 self.display.note(r, str(message["text"]))
             elif message["type"] == "result":
@@ -267,7 +267,10 @@ def main(
 
     with display:
         asyncio.run(go())
-    console.print(progress.summary(rollout.runs, preview=preview, terminal=terminal))
+    if terminal:
+        console.print(progress.summary_table(rollout.runs, preview=preview))
+    else:
+        console.file.write(progress.summary_text(rollout.runs, preview=preview))
     if rollout.interrupts:
         return 130
     return 0 if all(r.state == progress.SUCCEEDED for r in rollout.runs) else 1

@@ -29,7 +29,7 @@ from mcp_connector_component.fleet.project import Project, load
 
 
 class Reporter(engine.Watch):
-    """An engine watch that also reports progress to the rollout after every step."""
+    """An engine watch that also reports each step's start and end to the rollout."""
 
     def __init__(self, send: Callable[..., None]) -> None:
         super().__init__()
@@ -37,10 +37,14 @@ class Reporter(engine.Watch):
 
     def __call__(self, event: events.EngineEvent) -> None:
         """Record, and tell the rollout when a step started or finished."""
-        before = (self.steps_started, self.steps_done)
+        started, done = self.steps_started, self.steps_done
         super().__call__(event)
-        if (self.steps_started, self.steps_done) != before:
-            self.send(type="step", started=self.steps_started, done=self.steps_done, current=self.current)
+        if self.steps_started != started and event.resource_pre_event is not None:
+            self.send(type="step", phase="start", what=self.current, done=self.steps_done)
+        if self.steps_done != done and event.res_outputs_event is not None:
+            meta = event.res_outputs_event.metadata
+            what = f"{meta.op.value} {meta.urn.rsplit('::', 1)[-1]}"
+            self.send(type="step", phase="done", what=what, done=self.steps_done)
 
 
 def inline_program(project: Project) -> Callable[[], None]:
