@@ -27,6 +27,7 @@ venv: $(VENV)/.installed
 tools: venv
 	bash testbed/build-tools.sh
 	ln -sf $(CURDIR)/$(VENV)/bin/kubectl .dev/bin/kubectl
+	ln -sf $(CURDIR)/testbed/plugins/pulumi-resource-mcp-connector .dev/bin/pulumi-resource-mcp-connector
 
 # The connector image: a Debian base from Debian's packages (mmdebstrap), buildah, no registry.
 image: venv

@@ -29,6 +29,9 @@ BUILT_TOOLS = (
     "pulumi-language-yaml",
 )
 
+#: The component provider as an executable plugin (testbed/plugins/), linked into BIN_DIR by make tools.
+PROVIDER_PLUGIN = "pulumi-resource-mcp-connector"
+
 #: Tools the clusters need (Crossplane runs against the control plane).
 CLUSTER_TOOLS = (
     "etcd", "kube-apiserver", "kube-controller-manager", "crossplane", "function-testbed-compose", "kubectl",
@@ -41,7 +44,7 @@ CROSSPLANE_CRDS_DIR = BIN_DIR / "crossplane-crds"
 PULUMI_TOOLS = ("pulumi", "pulumi-resource-kubernetes")
 
 #: Tools the engine needs to run a Pulumi YAML program (the language host) on the test bed.
-YAML_TOOLS = (*PULUMI_TOOLS, "pulumi-language-yaml")
+YAML_TOOLS = (*PULUMI_TOOLS, "pulumi-language-yaml", PROVIDER_PLUGIN)
 
 
 class MissingToolError(RuntimeError):
@@ -55,7 +58,7 @@ def tool_path(name: str) -> Path:
     .venv, then on PATH; built tools only in .dev/bin, so a stray system binary of another
     version is never picked up silently.
     """
-    if name in BUILT_TOOLS:
+    if name in BUILT_TOOLS or name == PROVIDER_PLUGIN:
         candidate = BIN_DIR / name
         if candidate.is_file() and os.access(candidate, os.X_OK):
             return candidate

@@ -23,6 +23,8 @@ connector = McpConnector(
         "account": upbound.require("account"),
         "control_plane": upbound.require("controlPlane"),
         "token": upbound.require_secret("token"),
+        # Upbound's API host; set `upbound:host` for a Space that is not Upbound's cloud.
+        "host": upbound.get("host"),
         "claim_namespace": upbound.get("claimNamespace") or pulumi.get_stack(),
         # Platform-wide APIs only; team-specific ones are connected where they are needed.
         "exclude": ["*.experimental.example.org"],

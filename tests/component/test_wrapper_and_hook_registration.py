@@ -1,4 +1,4 @@
-"""scripts/pulumi decides when to host the program; the disconnect hook registers once per run."""
+"""scripts/pulumi (testbed.pulumi_program) hosts the program only when needed; the hook registers once per run."""
 
 from __future__ import annotations
 
@@ -42,7 +42,10 @@ def _wrapper() -> ModuleType:
     ],
 )
 def test_wrapper_hosts_the_program_only_when_the_cli_runs_it(args: list[str], hosts: bool) -> None:
-    assert _wrapper().runs_program(args) is hosts
+    _wrapper()  # puts the repo root, and so the testbed package, on sys.path
+    from testbed.pulumi_program import runs_program
+
+    assert runs_program(args) is hosts
 
 
 def test_hook_registers_once_per_program_run() -> None:

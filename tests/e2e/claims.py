@@ -1,0 +1,84 @@
+"""Claims seen from both sides of the connector, for the tests that run whole programs.
+
+Apply a claim through the app cluster (``apply_claim``), then look up its control-plane copy
+under the hashed name (``cp_claim``) and check whose it is (``is_labelled``, ``is_released``).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from mcp_connector.core import contract
+from testbed import APP_CLUSTER, CONTROL_PLANE, REPO_ROOT
+from testbed.harness import Testbed
+
+CLUSTER_CLAIM = REPO_ROOT / "testbed" / "crossplane" / "kubernetescluster" / "claim.yaml"
+DB_CLAIM = REPO_ROOT / "testbed" / "crossplane" / "postgresqlinstance" / "claim.yaml"
+CLUSTER_RESOURCE = "kubernetesclusters.k8s.starter.org"
+DB_RESOURCE = "postgresqlinstances.db.example.org"
+
+
+def kube_system_uid(testbed: Testbed) -> str:
+    """The app cluster's default cluster ID."""
+    return testbed.kubectl(APP_CLUSTER, "get", "namespace", "kube-system", "-o", "jsonpath={.metadata.uid}").stdout
+
+
+def apiservice_exists(testbed: Testbed, name: str) -> bool:
+    return testbed.kubectl(APP_CLUSTER, "get", "apiservice", name, check=False).returncode == 0
+
+
+def wait_available(testbed: Testbed, name: str, timeout: float = 60) -> None:
+    testbed.kubectl(
+        APP_CLUSTER, "wait", "--for=condition=Available", f"--timeout={int(timeout)}s", f"apiservice/{name}"
+    )
+
+
+def apply_claim(testbed: Testbed, namespace: str, file: Path, prefix: str) -> str:
+    """Create a claim through the app cluster (retrying while discovery catches up); its name."""
+    testbed.kubectl(APP_CLUSTER, "create", "namespace", namespace, check=False)
+    text = file.read_text().replace("name: my-", f"name: {prefix}-", 1)
+    deadline = time.monotonic() + 60
+    while True:
+        done = testbed.kubectl(APP_CLUSTER, "apply", "-n", namespace, "-f", "-", input=text, check=False)
+        if done.returncode == 0:
+            return str(done.stdout.split()[0].split("/")[-1])
+        if time.monotonic() > deadline:
+            pytest.fail(f"applying a claim through the app cluster failed: {done.stderr}")
+        time.sleep(1)
+
+
+def cp_claim(testbed: Testbed, resource: str, ref: contract.AppRef) -> dict[str, Any] | None:
+    """The control-plane claim for an app-side claim, or None."""
+    done = testbed.kubectl(
+        CONTROL_PLANE, "get", resource, contract.control_plane_name(ref), "-n", testbed.claim_namespace,
+        "-o", "json", check=False,
+    )  # fmt: skip
+    if done.returncode != 0:
+        return None
+    claim: dict[str, Any] = json.loads(done.stdout)
+    return claim
+
+
+def delete_cp_claim(testbed: Testbed, resource: str, ref: contract.AppRef) -> None:
+    """Remove a test's claim from the control plane (cleanup)."""
+    testbed.kubectl(
+        CONTROL_PLANE, "delete", resource, contract.control_plane_name(ref), "-n", testbed.claim_namespace,
+        "--ignore-not-found", "--wait=false",
+    )  # fmt: skip
+
+
+def is_labelled(claim: dict[str, Any], ref: contract.AppRef) -> bool:
+    return contract.app_ref_of(claim) == ref
+
+
+def is_released(claim: dict[str, Any], ref: contract.AppRef) -> bool:
+    annotations = claim["metadata"].get("annotations") or {}
+    labels = claim["metadata"].get("labels") or {}
+    return all(annotations.get(k) == v for k, v in contract.release_annotations(ref).items()) and not any(
+        k in labels for k in contract.OWNERSHIP_LABELS
+    )

@@ -1,0 +1,161 @@
+"""The Python programs users run (examples/python, the root platform program), by the real CLI and engine.
+
+Each program is copied as it is committed and run with ``pulumi`` commands through
+``testbed.pulumi_program`` (the SDK's language server stands in for ``pulumi-language-python``,
+which cannot be built here; see testbed/README.md). Stack config is set with ``pulumi config
+set`` as the examples' READMEs say.
+"""
+
+from __future__ import annotations
+
+import base64
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import yaml
+from claims import (
+    CLUSTER_CLAIM,
+    CLUSTER_RESOURCE,
+    apiservice_exists,
+    apply_claim,
+    cp_claim,
+    delete_cp_claim,
+    is_released,
+    kube_system_uid,
+    wait_available,
+)
+from cli_project import CliProject
+from connector_fixtures import SERVICE_NAMESPACE, control_plane_token, start_connector
+from upbound_proxy import ACCOUNT, CONTROL_PLANE_NAME, PREFIX, UpboundProxy
+
+from mcp_connector.core import contract
+from testbed import APP_CLUSTER, REPO_ROOT
+from testbed.harness import Testbed
+
+pytestmark = pytest.mark.e2e
+
+SEEDED_APISERVICES = ["v1alpha1.db.example.org", "v1alpha1.k8s.starter.org", "v1beta1.db.example.org"]
+
+
+@pytest.fixture
+def proxy(testbed: Testbed, tmp_path: Path) -> Iterator[UpboundProxy]:
+    with UpboundProxy(testbed, tmp_path) as running:
+        yield running
+
+
+def test_python_example_with_an_upbound_token(
+    testbed: Testbed, pulumi_tools: None, proxy: UpboundProxy, tmp_path: Path
+) -> None:
+    """examples/python: Upbound token, in-cluster connector (2 replicas), Keep on disconnect."""
+    project = CliProject.copy_of(
+        REPO_ROOT / "examples" / "python",
+        tmp_path,
+        # The program and its hook trust the stand-in Upbound host as they would trust a public CA.
+        env={"SSL_CERT_FILE": str(proxy.ca_file)},
+        # No kubelet here: the connector's pods never run, so Pulumi must not wait for them.
+        await_deployments=False,
+    )
+    assert project.python
+    project.init_stack(
+        "e2e",
+        {
+            "kubernetes:kubeconfig": str(testbed.app_cluster.kubeconfig),
+            "upbound:account": ACCOUNT,
+            "upbound:controlPlane": CONTROL_PLANE_NAME,
+            "upbound:host": f"127.0.0.1:{proxy.port}",
+            "upbound:claimNamespace": testbed.claim_namespace,
+        },
+        secrets={"upbound:token": control_plane_token(testbed, "mcp-e2e-python-example")},
+    )
+    destroyed = False
+    try:
+        project.run("up", "--yes", "--skip-preview")
+        outputs = project.outputs()
+        assert outputs["clusterId"] == kube_system_uid(testbed)
+        assert sorted(outputs["claimApis"]) == [
+            "db.example.org/v1alpha1/PostgreSQLInstance",
+            "db.example.org/v1beta1/PostgreSQLInstance",
+            "k8s.starter.org/v1alpha1/KubernetesCluster",
+        ]
+        assert f"{PREFIX}/apis/apiextensions.crossplane.io/v1/compositeresourcedefinitions" in proxy.requests or any(
+            path.startswith(PREFIX) for path in proxy.requests
+        )
+        deployment = testbed.kubectl_json(APP_CLUSTER, "get", "deployment", "mcp-connector", "-n", "kube-system")
+        assert deployment["spec"]["replicas"] == 2
+        container = deployment["spec"]["template"]["spec"]["containers"][0]
+        assert container["resources"] == {"requests": {"cpu": "50m", "memory": "64Mi"}, "limits": {"memory": "256Mi"}}
+        testbed.kubectl(APP_CLUSTER, "get", "pdb", "mcp-connector", "-n", "kube-system")
+        secret = testbed.kubectl_json(APP_CLUSTER, "get", "secret", "mcp-connector-credentials", "-n", "kube-system")
+        kubeconfig = yaml.safe_load(base64.b64decode(next(iter(secret["data"].values()))))
+        assert kubeconfig["clusters"][0]["cluster"]["server"] == f"https://127.0.0.1:{proxy.port}{PREFIX}"
+        for name in SEEDED_APISERVICES:
+            assert apiservice_exists(testbed, name), name
+
+        project.run("preview", "--diff", "--expect-no-changes")
+
+        # Disconnect: the hook asks the control plane (through the Upbound host) which claims stay.
+        before = len(proxy.requests)
+        project.run("destroy", "--yes", "--run-program")
+        destroyed = True
+        assert len(proxy.requests) > before
+        for name in SEEDED_APISERVICES:
+            assert not apiservice_exists(testbed, name), name
+        gone = testbed.kubectl(APP_CLUSTER, "get", "deployment", "mcp-connector", "-n", "kube-system", check=False)
+        assert gone.returncode != 0
+    finally:
+        if not destroyed:
+            project.run("destroy", "--yes", "--run-program", check=False)
+        project.run("stack", "rm", "--yes", "--force", check=False)
+
+
+def test_root_program_connects_a_claim_and_releases_it(testbed: Testbed, pulumi_tools: None, tmp_path: Path) -> None:
+    """The root program (Pulumi.yaml, __main__.py), configured only by stack config, external connector."""
+    cluster_id = str(uuid.uuid4())
+    name = "mcp-root-e2e"
+    testbed.kubectl(APP_CLUSTER, "create", "namespace", SERVICE_NAMESPACE, check=False)
+    connector = start_connector(testbed, cluster_id=cluster_id, service_name=name)
+    project = CliProject.copy_of(REPO_ROOT, tmp_path, files=["Pulumi.yaml", "__main__.py"])
+    assert project.python
+    app_ns = f"root-{cluster_id[:8]}"
+    ref = contract.AppRef(cluster_id, app_ns, "p1-cluster")
+    destroyed = False
+    try:
+        project.init_stack(
+            "e2e",
+            {
+                "kubernetes:kubeconfig": str(testbed.app_cluster.kubeconfig),
+                "mcp-connector:claimNamespace": testbed.claim_namespace,
+                "mcp-connector:name": name,
+                "mcp-connector:namespace": SERVICE_NAMESPACE,
+                "mcp-connector:clusterId": cluster_id,
+                "mcp-connector:mode": f"localhost:{connector.port}",
+                "mcp-connector:caBundle": connector.ca_bundle.decode(),
+                "mcp-connector:include": '["k8s.starter.org"]',
+                "mcp-connector:onDisconnect": "Release",
+            },
+            secrets={"mcp-connector:controlPlaneKubeconfig": testbed.control_plane.kubeconfig.read_text()},
+        )
+        project.run("up", "--yes", "--skip-preview")
+        outputs = project.outputs()
+        assert outputs["clusterId"] == cluster_id
+        assert outputs["apiserviceNames"] == ["v1alpha1.k8s.starter.org"]
+        project.run("preview", "--diff", "--expect-no-changes")
+
+        wait_available(testbed, "v1alpha1.k8s.starter.org")
+        apply_claim(testbed, app_ns, CLUSTER_CLAIM, "p1")
+        assert cp_claim(testbed, CLUSTER_RESOURCE, ref) is not None
+
+        project.run("destroy", "--yes", "--run-program")
+        destroyed = True
+        claim = cp_claim(testbed, CLUSTER_RESOURCE, ref)
+        assert claim is not None and is_released(claim, ref), "released, never deleted"
+        assert not apiservice_exists(testbed, "v1alpha1.k8s.starter.org")
+    finally:
+        if not destroyed:
+            project.run("destroy", "--yes", "--run-program", check=False)
+        connector.stop()
+        delete_cp_claim(testbed, CLUSTER_RESOURCE, ref)
+        testbed.kubectl(APP_CLUSTER, "delete", "namespace", app_ns, "--wait=false", check=False)
+        project.run("stack", "rm", "--yes", "--force", check=False)
