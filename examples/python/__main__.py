@@ -13,6 +13,7 @@ from mcp_connector_component import McpConnector, register_disconnect_hook
 # removed from this program, `pulumi up` deletes it and needs the hook to migrate claims.
 register_disconnect_hook()
 
+config = pulumi.Config()
 upbound = pulumi.Config("upbound")
 cluster = pulumi.Config("kubernetes")
 app_cluster = k8s.Provider("app-cluster", kubeconfig=cluster.get("kubeconfig"), context=cluster.get("context"))
@@ -29,6 +30,8 @@ connector = McpConnector(
         # Platform-wide APIs only; team-specific ones are connected where they are needed.
         "exclude": ["*.experimental.example.org"],
         "on_disconnect": "Keep",
+        # No image is published: build it from the Containerfile and push it where the cluster pulls from.
+        "image": config.require("image"),
         "replicas": 2,
         "resources": {"requests": {"cpu": "50m", "memory": "64Mi"}, "limits": {"memory": "256Mi"}},
     },

@@ -31,7 +31,7 @@ from connector_fixtures import SERVICE_NAMESPACE, control_plane_token, start_con
 from upbound_proxy import ACCOUNT, CONTROL_PLANE_NAME, PREFIX, UpboundProxy
 
 from mcp_connector.core import contract
-from testbed import APP_CLUSTER, REPO_ROOT
+from testbed import APP_CLUSTER, REPO_ROOT, podman
 from testbed.harness import Testbed
 
 pytestmark = pytest.mark.e2e
@@ -66,6 +66,7 @@ def test_python_example_with_an_upbound_token(
             "upbound:controlPlane": CONTROL_PLANE_NAME,
             "upbound:host": f"127.0.0.1:{proxy.port}",
             "upbound:claimNamespace": testbed.claim_namespace,
+            "image": podman.image_ref(),
         },
         secrets={"upbound:token": control_plane_token(testbed, "mcp-e2e-python-example")},
     )
