@@ -1,5 +1,7 @@
 // Wrapper module: builds pulumi-language-yaml (the YAML language host) from github.com/pulumi/pulumi-yaml.
-// It keeps pulumi-yaml's own pulumi pkg/sdk (not the CLI's): the language host talks to the CLI over gRPC.
+// It keeps pulumi-yaml's own pulumi pkg/sdk v3.206.0: it does not compile against the CLI's v3.274.1
+// (schema.NewPluginLoader and plugin.NewContextWithRoot changed), and it needs not share it: the
+// language host talks to the CLI over gRPC (runs with CLI v3.274.1 in tests/e2e/test_yaml_programs.py).
 // go.sum is our lock file.
 module mcp-connector.dev/testbed/pulumi-yaml
 
