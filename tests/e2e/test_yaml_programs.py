@@ -214,3 +214,36 @@ def test_two_connectors_in_one_yaml_program(
             delete_cp_claim(testbed, resource, ref)
         testbed.kubectl(APP_CLUSTER, "delete", "namespace", app_ns, "--wait=false", check=False)
         project.run("stack", "rm", "--yes", "--force", check=False)
+
+
+def test_yaml_bad_arguments_fail_with_the_components_message(
+    testbed: Testbed, yaml_tools: None, tmp_path: Path
+) -> None:
+    """Through the provider host, an argument error reads as McpConnector says it: no Python stack."""
+    source = tmp_path / "source"
+    source.mkdir()
+    (source / "Pulumi.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "name": "bad-arguments",
+                "runtime": "yaml",
+                "resources": {
+                    "connector": {
+                        "type": "mcp-connector:index:McpConnector",
+                        "properties": {"claimNamespace": testbed.claim_namespace, "replicas": 0},
+                    }
+                },
+            }
+        )
+    )
+    project = yaml_project(source, tmp_path, testbed)
+    project.init_stack(STACK, {})
+    failed = project.run("preview", check=False)
+    assert failed.returncode != 0
+    assert (
+        "McpConnector connector: give exactly one of token, control_plane_secret, control_plane_kubeconfig (got none)"
+        in failed.stdout
+    )
+    assert "replicas must be a positive integer (got 0)" in failed.stdout
+    assert "Traceback" not in failed.stdout and 'File "' not in failed.stdout
+    assert "Unexpected <class" not in failed.stdout
