@@ -14,6 +14,7 @@ import sys
 from typing import Any
 
 import pulumi
+from pulumi.provider.experimental.analyzer import ComponentDefinition, PropertyType
 from pulumi.provider.experimental.component import ComponentProvider
 from pulumi.provider.provider import ConstructResult
 from pulumi.provider.server import ComponentInitError, main
@@ -25,12 +26,24 @@ VERSION = "0.1.0"
 
 
 class McpConnectorProvider(ComponentProvider):
-    """The SDK's component provider, reporting McpConnector's own errors by their message alone.
+    """The SDK's component provider, with integer inputs as integers and errors as their message.
 
-    The SDK sends the Python stack of any exception raised while a component is constructed.
-    McpConnector's errors (``pulumi.RunError``) already name the argument or the control plane
-    and the cause, so they go to the engine as an invalid-argument error with that message.
+    Numbers cross the wire as doubles, and the SDK hands a component ``2.0`` for an
+    ``integer`` input such as ``replicas``; the schema says which inputs are integers, so
+    whole numbers are turned back into ``int`` here. The SDK also sends the Python stack of
+    any exception raised while a component is constructed; McpConnector's errors
+    (``pulumi.RunError``) already name the argument or the control plane and the cause, so
+    they go to the engine as an invalid-argument error with that message alone.
     """
+
+    def map_inputs(self, inputs: Any, component_def: ComponentDefinition) -> Any:
+        mapped = dict(super().map_inputs(inputs, component_def))
+        for schema_name, prop in component_def.inputs.items():
+            py_name = component_def.inputs_mapping[schema_name]
+            value = mapped.get(py_name)
+            if prop.type == PropertyType.INTEGER and isinstance(value, float) and value.is_integer():
+                mapped[py_name] = int(value)
+        return mapped
 
     def construct(
         self, name: str, resource_type: str, inputs: Any, options: pulumi.ResourceOptions | None = None

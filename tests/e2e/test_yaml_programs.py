@@ -219,7 +219,8 @@ def test_two_connectors_in_one_yaml_program(
 def test_yaml_bad_arguments_fail_with_the_components_message(
     testbed: Testbed, yaml_tools: None, tmp_path: Path
 ) -> None:
-    """Through the provider host, an argument error reads as McpConnector says it: no Python stack."""
+    """Through the provider host, an argument error reads as McpConnector says it: no Python stack,
+    and an integer input is the integer the program wrote (numbers cross the wire as doubles)."""
     source = tmp_path / "source"
     source.mkdir()
     (source / "Pulumi.yaml").write_text(
@@ -244,6 +245,6 @@ def test_yaml_bad_arguments_fail_with_the_components_message(
         "McpConnector connector: give exactly one of token, control_plane_secret, control_plane_kubeconfig (got none)"
         in failed.stdout
     )
-    assert "replicas must be a positive integer (got 0)" in failed.stdout
+    assert "replicas must be a positive integer (got 0)" in failed.stdout, "an integer, not (got 0.0)"
     assert "Traceback" not in failed.stdout and 'File "' not in failed.stdout
     assert "Unexpected <class" not in failed.stdout
