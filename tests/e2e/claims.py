@@ -82,3 +82,19 @@ def is_released(claim: dict[str, Any], ref: contract.AppRef) -> bool:
     return all(annotations.get(k) == v for k, v in contract.release_annotations(ref).items()) and not any(
         k in labels for k in contract.OWNERSHIP_LABELS
     )
+
+
+#: Kinds an McpConnector install creates in the app cluster.
+INSTALL_KINDS = (
+    "apiservices,services,secrets,serviceaccounts,deployments,poddisruptionbudgets,"
+    "clusterroles,clusterrolebindings,roles,rolebindings"
+)
+
+
+def remove_install(testbed: Testbed, instance: str) -> None:
+    """Delete what an install left in the app cluster after a failed test could not destroy its stack,
+    so later tests do not meet an APIService nobody serves (found by the component's labels)."""
+    testbed.kubectl(
+        APP_CLUSTER, "delete", INSTALL_KINDS, "--all-namespaces", "--ignore-not-found", "--wait=false",
+        "-l", f"app.kubernetes.io/name=mcp-connector,app.kubernetes.io/instance={instance}",
+    )  # fmt: skip

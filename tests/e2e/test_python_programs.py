@@ -24,6 +24,7 @@ from claims import (
     delete_cp_claim,
     is_released,
     kube_system_uid,
+    remove_install,
     wait_available,
 )
 from cli_project import CliProject
@@ -106,8 +107,9 @@ def test_python_example_with_an_upbound_token(
         gone = testbed.kubectl(APP_CLUSTER, "get", "deployment", "mcp-connector", "-n", "kube-system", check=False)
         assert gone.returncode != 0
     finally:
-        if not destroyed:
-            project.run("destroy", "--yes", "--run-program", check=False)
+        if not destroyed and project.run("destroy", "--yes", "--run-program", check=False).returncode:
+            for instance in ("mcp-connector",):
+                remove_install(testbed, instance)
         project.run("stack", "rm", "--yes", "--force", check=False)
 
 
@@ -154,8 +156,9 @@ def test_root_program_connects_a_claim_and_releases_it(testbed: Testbed, pulumi_
         assert claim is not None and is_released(claim, ref), "released, never deleted"
         assert not apiservice_exists(testbed, "v1alpha1.k8s.starter.org")
     finally:
-        if not destroyed:
-            project.run("destroy", "--yes", "--run-program", check=False)
+        if not destroyed and project.run("destroy", "--yes", "--run-program", check=False).returncode:
+            for instance in (name,):
+                remove_install(testbed, instance)
         connector.stop()
         delete_cp_claim(testbed, CLUSTER_RESOURCE, ref)
         testbed.kubectl(APP_CLUSTER, "delete", "namespace", app_ns, "--wait=false", check=False)
