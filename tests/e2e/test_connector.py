@@ -56,6 +56,7 @@ def cp_claims(tb: Testbed, *selector: str) -> list[dict[str, Any]]:
     return list(tb.kubectl_json(CONTROL_PLANE, *args)["items"])
 
 
+
 @pytest.fixture(scope="module")
 def conn(testbed: Testbed) -> Iterator[ConnectorProcess]:
     """The connector serving the app cluster, with its APIServices Available."""

@@ -39,7 +39,7 @@ def test_image_has_no_pulumi_no_compiler_no_pip(image: str) -> None:
     script = (
         "find / -xdev -iname '*pulumi*' -print 2>/dev/null | head -5; "
         "for t in gcc cc c++ clang go rustc make pip pip3; do command -v $t; done; "
-        "python3 -c \"import importlib.util as u; print([m for m in ('pulumi', 'grpc') if u.find_spec(m)])\""
+        'python3 -c "import importlib.util as u; print([m for m in (\'pulumi\', \'grpc\') if u.find_spec(m)])"'
     )
     code, out, err = _run(image, "-c", script, entrypoint="/bin/sh")
     assert code == 0, err
