@@ -7,15 +7,13 @@ under the hashed name (``cp_claim``) and check whose it is (``is_labelled``, ``i
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 from typing import Any
-
-import pytest
 
 from mcp_connector.core import contract
 from testbed import APP_CLUSTER, CONTROL_PLANE, REPO_ROOT
 from testbed.harness import Testbed
+from testbed.waiting import eventually
 
 CLUSTER_CLAIM = REPO_ROOT / "testbed" / "crossplane" / "kubernetescluster" / "claim.yaml"
 DB_CLAIM = REPO_ROOT / "testbed" / "crossplane" / "postgresqlinstance" / "claim.yaml"
@@ -38,18 +36,17 @@ def wait_available(testbed: Testbed, name: str, timeout: float = 60) -> None:
     )
 
 
-def apply_claim(testbed: Testbed, namespace: str, file: Path, prefix: str) -> str:
-    """Create a claim through the app cluster (retrying while discovery catches up); its name."""
+def apply_claim(testbed: Testbed, namespace: str, file: Path, prefix: str) -> None:
+    """Create a claim through the app cluster (retrying while the app cluster's discovery catches up)."""
     testbed.kubectl(APP_CLUSTER, "create", "namespace", namespace, check=False)
     text = file.read_text().replace("name: my-", f"name: {prefix}-", 1)
-    deadline = time.monotonic() + 60
-    while True:
+
+    def applied() -> bool:
         done = testbed.kubectl(APP_CLUSTER, "apply", "-n", namespace, "-f", "-", input=text, check=False)
-        if done.returncode == 0:
-            return str(done.stdout.split()[0].split("/")[-1])
-        if time.monotonic() > deadline:
-            pytest.fail(f"applying a claim through the app cluster failed: {done.stderr}")
-        time.sleep(1)
+        assert done.returncode == 0, done.stderr
+        return True
+
+    eventually(applied, timeout=60, every=1, what=f"applying {file.name} through the app cluster")
 
 
 def cp_claim(testbed: Testbed, resource: str, ref: contract.AppRef) -> dict[str, Any] | None:
