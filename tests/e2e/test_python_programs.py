@@ -37,7 +37,12 @@ from testbed.harness import Testbed
 
 pytestmark = pytest.mark.e2e
 
-SEEDED_APISERVICES = ["v1alpha1.db.example.org", "v1alpha1.k8s.starter.org", "v1beta1.db.example.org"]
+SEEDED_APISERVICES = [
+    "v1alpha1.db.example.org",
+    "v1alpha1.k8s.starter.org",
+    "v1alpha1.storage.example.org",
+    "v1beta1.db.example.org",
+]
 
 
 @pytest.fixture
@@ -80,6 +85,7 @@ def test_python_example_with_an_upbound_token(
             "db.example.org/v1alpha1/PostgreSQLInstance",
             "db.example.org/v1beta1/PostgreSQLInstance",
             "k8s.starter.org/v1alpha1/KubernetesCluster",
+            "storage.example.org/v1alpha1/Bucket",
         ]
         # Discovery went to the control plane through the Upbound URL the token form makes.
         assert proxy.requests and all(path.startswith(PREFIX) for path in proxy.requests), set(proxy.requests)

@@ -19,8 +19,6 @@ from pathlib import Path
 import pytest
 import yaml
 from claims import (
-    CLUSTER_CLAIM,
-    CLUSTER_RESOURCE,
     DB_CLAIM,
     DB_RESOURCE,
     apiservice_exists,
@@ -28,13 +26,12 @@ from claims import (
     cp_claim,
     delete_cp_claim,
     is_labelled,
-    is_released,
     kube_system_uid,
     remove_install,
     wait_available,
 )
 from cli_project import CliProject
-from connector_fixtures import SERVICE_NAMESPACE, ConnectorProcess, start_connector
+from connector_fixtures import ConnectorProcess, start_connector
 
 from mcp_connector.core import contract
 from testbed import APP_CLUSTER, REPO_ROOT, seed
@@ -44,10 +41,11 @@ from testbed.tools import BIN_DIR, PROVIDER_PLUGIN, YAML_TOOLS, MissingToolError
 pytestmark = pytest.mark.e2e
 
 EXAMPLE = REPO_ROOT / "examples" / "yaml"
-TWO_CONNECTORS = Path(__file__).resolve().parent / "programs" / "two-connectors"
 #: The kubernetes provider in these programs uses the kubeconfig context named like the stack.
 STACK = APP_CLUSTER
 DB_APISERVICES = ["v1alpha1.db.example.org", "v1beta1.db.example.org"]
+#: What the YAML example's `*.example.org` selects among the seeded APIs: a v1 claim API, a v2 XR API.
+EXAMPLE_APISERVICES = [*DB_APISERVICES, "v1alpha1.storage.example.org"]
 CLUSTER_APISERVICE = "v1alpha1.k8s.starter.org"
 REDIS_APISERVICE = "v1.cache.example.org"
 APISERVICE_TYPE = "kubernetes:apiregistration.k8s.io/v1:APIService"
@@ -112,11 +110,12 @@ def test_yaml_example_connects_previews_new_api_and_disconnects(
         for plugin in ("pulumi-language-yaml", PROVIDER_PLUGIN):
             assert f"using {plugin} from $PATH at {BIN_DIR / plugin}" in up.stdout, plugin
         outputs = project.outputs()
-        assert outputs["apiserviceNames"] == DB_APISERVICES
+        assert outputs["apiserviceNames"] == EXAMPLE_APISERVICES
         assert outputs["clusterId"] == cluster_id
         assert outputs["claimApis"] == [
             "db.example.org/v1alpha1/PostgreSQLInstance",
             "db.example.org/v1beta1/PostgreSQLInstance",
+            "storage.example.org/v1alpha1/Bucket",
         ]
 
         # A second run changes nothing.
@@ -141,7 +140,7 @@ def test_yaml_example_connects_previews_new_api_and_disconnects(
         # Without --run-program the engine refuses: the hook lives in the program (the provider host).
         refused = project.run("destroy", "--yes", check=False)
         assert refused.returncode != 0
-        assert all(apiservice_exists(testbed, name) for name in DB_APISERVICES)
+        assert all(apiservice_exists(testbed, name) for name in EXAMPLE_APISERVICES)
 
         # Disconnect (Keep): the hook runs, the claim stays with its labels, the APIServices go.
         disconnect = project.run("destroy", "--yes", "--run-program")
@@ -149,7 +148,7 @@ def test_yaml_example_connects_previews_new_api_and_disconnects(
         assert f"{app_ns}/y1-db" in disconnect.stdout, "the hook reports the claim it keeps"
         claim = cp_claim(testbed, DB_RESOURCE, ref)
         assert claim is not None and is_labelled(claim, ref), "Keep leaves the claim labelled"
-        for name in DB_APISERVICES:
+        for name in EXAMPLE_APISERVICES:
             assert not apiservice_exists(testbed, name), name
         assert testbed.kubectl(APP_CLUSTER, "get", "service", "connector", "-n", "kube-system", check=False).returncode
     finally:
@@ -157,67 +156,6 @@ def test_yaml_example_connects_previews_new_api_and_disconnects(
             for instance in ("connector",):
                 remove_install(testbed, instance)
         delete_cp_claim(testbed, DB_RESOURCE, ref)
-        testbed.kubectl(APP_CLUSTER, "delete", "namespace", app_ns, "--wait=false", check=False)
-        project.run("stack", "rm", "--yes", "--force", check=False)
-
-
-def test_two_connectors_in_one_yaml_program(
-    testbed: Testbed, yaml_tools: None, connectors: Callable[..., ConnectorProcess], tmp_path: Path
-) -> None:
-    cluster_id = str(uuid.uuid4())
-    testbed.kubectl(APP_CLUSTER, "create", "namespace", SERVICE_NAMESPACE, check=False)
-    platform = connectors(cluster_id=cluster_id, service_name="platform")
-    data = connectors(cluster_id=cluster_id, service_name="data")
-    project = yaml_project(TWO_CONNECTORS, tmp_path, testbed)
-    app_ns = f"yaml2-{cluster_id[:8]}"
-    refs = {
-        CLUSTER_RESOURCE: contract.AppRef(cluster_id, app_ns, "t1-cluster"),
-        DB_RESOURCE: contract.AppRef(cluster_id, app_ns, "t2-db"),
-    }
-    destroyed = False
-    project.init_stack(
-        STACK,
-        {
-            "claimNamespace": testbed.claim_namespace,
-            "clusterId": cluster_id,
-            "namespace": SERVICE_NAMESPACE,
-            "platformMode": f"localhost:{platform.port}",
-            "platformCaBundle": platform.ca_bundle.decode(),
-            "dataMode": f"localhost:{data.port}",
-            "dataCaBundle": data.ca_bundle.decode(),
-        },
-        secrets={"controlPlaneKubeconfig": testbed.control_plane.kubeconfig.read_text()},
-    )
-    try:
-        project.run("up", "--yes", "--skip-preview")
-        outputs = project.outputs()
-        assert outputs["platformApiServices"] == [CLUSTER_APISERVICE]
-        assert sorted(outputs["dataApiServices"]) == DB_APISERVICES
-        project.run("preview", "--diff", "--expect-no-changes")
-
-        # Each connector serves its own claim APIs.
-        for name in (CLUSTER_APISERVICE, *DB_APISERVICES):
-            wait_available(testbed, name)
-        apply_claim(testbed, app_ns, CLUSTER_CLAIM, "t1")
-        apply_claim(testbed, app_ns, DB_CLAIM, "t2")
-        for resource, ref in refs.items():
-            claim = cp_claim(testbed, resource, ref)
-            assert claim is not None and is_labelled(claim, ref), resource
-
-        # One destroy runs the hook for both connectors (Release): both claims released, none deleted.
-        project.run("destroy", "--yes", "--run-program")
-        destroyed = True
-        for resource, ref in refs.items():
-            claim = cp_claim(testbed, resource, ref)
-            assert claim is not None and is_released(claim, ref), resource
-        for name in (CLUSTER_APISERVICE, *DB_APISERVICES):
-            assert not apiservice_exists(testbed, name), name
-    finally:
-        if not destroyed and project.run("destroy", "--yes", "--run-program", check=False).returncode:
-            for instance in ("platform", "data"):
-                remove_install(testbed, instance)
-        for resource, ref in refs.items():
-            delete_cp_claim(testbed, resource, ref)
         testbed.kubectl(APP_CLUSTER, "delete", "namespace", app_ns, "--wait=false", check=False)
         project.run("stack", "rm", "--yes", "--force", check=False)
 
