@@ -55,7 +55,7 @@ def test_render_apply_claim_delete(testbed: Testbed, tmp_path: Path) -> None:
             testbed.kubectl(APP_CLUSTER, "get", "apiservice", name, check=False).returncode == 0 for name in APISERVICES
         ), "no APIService before the install's owner exists"
 
-        testbed.kubectl(APP_CLUSTER, "apply", "-f", str(manifests))
+        testbed.kubectl(APP_CLUSTER, "apply", "-f", "-", input=rendered.stdout)  # render | kubectl apply -f -
         connector_fixtures.wait_available(testbed, APISERVICES, timeout=90)
         owners = testbed.kubectl_json(APP_CLUSTER, "get", "apiservice", APISERVICES[0])["metadata"]["ownerReferences"]
         assert [(o["kind"], o["name"]) for o in owners] == [("ClusterRole", "mcp-connector")]

@@ -60,6 +60,13 @@ def at(lines: list[str], text: str) -> int:
     raise AssertionError(f"no line {text!r} in:\n" + "\n".join(lines))
 
 
+def _children(pid: int) -> list[int]:
+    found: list[int] = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        found += [int(c) for c in (task / "children").read_text().split()]
+    return found
+
+
 class Platform:
     """A copy of the root program with one configured stack per entry of STACKS."""
 
@@ -110,8 +117,9 @@ def platform(testbed: Testbed, pulumi_tools: None, tmp_path: Path) -> Iterator[P
         assert done.returncode == 0, output(done)
 
 
-@pytest.mark.timeout(900)
-def test_waves_parallelism_halt_rerun_and_preview(platform: Platform, testbed: Testbed) -> None:
+@pytest.mark.timeout(1500)
+def test_rollout_waves_halt_rerun_preview_interrupt(platform: Platform, testbed: Testbed) -> None:
+    """One platform through its life: a broken wave, the fix, a preview, Ctrl-C, a killed worker, convergence."""
     platform.set("dev-2", "mode", "not-a-mode")  # deliberately broken
 
     first = platform.rollout(*WAVES, "--parallel", "2")
@@ -150,6 +158,47 @@ def test_waves_parallelism_halt_rerun_and_preview(platform: Platform, testbed: T
         "a preview changes nothing"
     )
 
+    command = [str(MCP_CONNECTOR), "rollout", "-C", str(platform.dir)]
+    # Ctrl-C in the middle: running stacks cancel as Pulumi does, nothing new starts. (Every stack
+    # has work: the disconnect plan changes, and prod-1 still has the new APIService to create.)
+    for stack in STACKS:
+        platform.set(stack, "onDisconnect", "Release")
+    with subprocess.Popen(
+        [*command, *WAVES, "--parallel", "2"], env=platform.env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+        text=True,
+    ) as proc:  # fmt: skip
+        assert proc.stdout is not None
+        reader = LineReader(proc.stdout)
+        reader.wait_for(lambda line: line.startswith("dev-") and line.endswith(" ..."), timeout=120, what="a step")
+        proc.send_signal(signal.SIGINT)
+        reader.wait_for(lambda line: line.startswith("| prod-1 "), timeout=300, what="the summary's last row")
+        assert proc.wait(timeout=60) == 130
+    out = "\n".join(reader.lines)
+    results = {stack: row(out, stack)[2] for stack in STACKS}
+    assert results["prod-1"] == "skipped" and "interrupted" in row(out, "prod-1")[5]
+    assert set(results.values()) <= {"succeeded", "interrupted", "skipped"}, out
+
+    # A worker killed outright (a lost CI runner): its stack stays locked until the re-run clears it.
+    with subprocess.Popen(
+        [*command, "--stack", "prod-1"], env=platform.env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True
+    ) as proc:
+        assert proc.stdout is not None
+        reader = LineReader(proc.stdout)
+        reader.wait_for(lambda line: line.startswith("prod-1: ") and line.endswith(" ..."), timeout=120, what="a step")
+        (worker,) = _children(proc.pid)
+        os.killpg(worker, signal.SIGKILL)
+        reader.wait_for(lambda line: line.startswith("| prod-1 "), timeout=120, what="the summary row")
+        assert proc.wait(timeout=60) == 1
+    assert "worker exited with status -9" in row("\n".join(reader.lines), "prod-1")[5]
+
+    rerun = platform.rollout(*WAVES, "--parallel", "2")
+    assert rerun.returncode == 0, output(rerun)
+    assert "prod-1: removed the lock an interrupted run left" in rerun.stdout, output(rerun)
+    again = platform.rollout("--preview", "--parallel", "3")
+    assert again.returncode == 0, output(again)
+    for stack in STACKS:
+        assert row(again.stdout, stack)[3] == "+0 ~0 -0 +-0", f"{stack} did not converge:\n{again.stdout}"
+
 
 @pytest.mark.timeout(300)
 def test_yaml_program_through_its_language_host(tmp_path: Path) -> None:
@@ -174,52 +223,3 @@ def test_yaml_program_through_its_language_host(tmp_path: Path) -> None:
         "Pulumi.a-2.yaml",
         "Pulumi.yaml",
     ], "stack config stays with the program; nothing else is written there"
-
-
-def _children(pid: int) -> list[int]:
-    found: list[int] = []
-    for task in Path(f"/proc/{pid}/task").iterdir():
-        found += [int(c) for c in (task / "children").read_text().split()]
-    return found
-
-
-@pytest.mark.timeout(900)
-def test_interrupted_and_killed_rollouts_rerun_cleanly(platform: Platform) -> None:
-    command = [str(MCP_CONNECTOR), "rollout", "-C", str(platform.dir)]
-    # Ctrl-C in the middle: running stacks cancel as Pulumi does, nothing new starts.
-    with subprocess.Popen(
-        [*command, *WAVES, "--parallel", "2"], env=platform.env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-        text=True,
-    ) as proc:  # fmt: skip
-        assert proc.stdout is not None
-        reader = LineReader(proc.stdout)
-        reader.wait_for(lambda line: line.startswith("dev-") and line.endswith(" ..."), timeout=120, what="a step")
-        proc.send_signal(signal.SIGINT)
-        reader.wait_for(lambda line: line.startswith("| prod-1 "), timeout=300, what="the summary's last row")
-        assert proc.wait(timeout=60) == 130
-    out = "\n".join(reader.lines)
-    results = {stack: row(out, stack)[2] for stack in STACKS}
-    assert results["prod-1"] == "skipped" and "interrupted" in row(out, "prod-1")[5]
-    assert set(results.values()) <= {"succeeded", "interrupted", "skipped"}, out
-    assert "interrupted" in results.values(), out
-
-    # A worker killed outright (a lost CI runner): its stack stays locked until the re-run clears it.
-    with subprocess.Popen(
-        [*command, "--stack", "prod-1"], env=platform.env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True
-    ) as proc:
-        assert proc.stdout is not None
-        reader = LineReader(proc.stdout)
-        reader.wait_for(lambda line: line.startswith("prod-1: ") and line.endswith(" ..."), timeout=120, what="a step")
-        (worker,) = _children(proc.pid)
-        os.killpg(worker, signal.SIGKILL)
-        reader.wait_for(lambda line: line.startswith("| prod-1 "), timeout=120, what="the summary row")
-        assert proc.wait(timeout=60) == 1
-    assert "worker exited with status -9" in row("\n".join(reader.lines), "prod-1")[5]
-
-    rerun = platform.rollout(*WAVES, "--parallel", "2")
-    assert rerun.returncode == 0, output(rerun)
-    assert "prod-1: removed the lock an interrupted run left" in rerun.stdout, output(rerun)
-    again = platform.rollout("--preview", "--parallel", "3")
-    assert again.returncode == 0, output(again)
-    for stack in STACKS:
-        assert row(again.stdout, stack)[3] == "+0 ~0 -0 +-0", f"{stack} did not converge:\n{again.stdout}"
