@@ -184,10 +184,8 @@ def test_yaml_bad_arguments_fail_with_the_components_message(
     project.init_stack(STACK, {})
     failed = project.run("preview", check=False)
     assert failed.returncode != 0
-    assert (
-        "McpConnector connector: give exactly one of token, control_plane_secret, control_plane_kubeconfig (got none)"
-        in failed.stdout
-    )
+    assert "McpConnector connector: give exactly one of token, " in failed.stdout
+    assert "(got none)" in failed.stdout
     assert "replicas must be a positive integer (got 0)" in failed.stdout, "an integer, not (got 0.0)"
     assert "Traceback" not in failed.stdout and 'File "' not in failed.stdout
     assert "Unexpected <class" not in failed.stdout
