@@ -23,7 +23,7 @@ CROSSPLANE_DIR = Path(__file__).resolve().parent / "crossplane"
 XRD_CRD_NAME = "compositeresourcedefinitions.apiextensions.crossplane.io"
 
 _FIELD_MANAGER = "mcp-testbed"
-_WAIT_S = 60
+_WAIT_S = 120  # Crossplane deletes an XRD's XRs first; slow on a loaded machine
 
 
 @dataclass(frozen=True)

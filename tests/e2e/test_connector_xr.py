@@ -233,8 +233,9 @@ def test_v2_xrd_created_while_running_becomes_usable(testbed: Testbed, conn: Con
         # No Composition exists for Queue: Crossplane says so, and the app user sees its message.
         def not_synced() -> str:
             queue = testbed.kubectl_json(APP_CLUSTER, "get", "queues", "-n", namespace, "my-queue")
-            synced = next(c for c in queue["status"]["conditions"] if c["type"] == "Synced")
-            return str(synced["message"]) if synced["status"] == "False" else ""
+            conditions = (queue.get("status") or {}).get("conditions") or []
+            synced = [c for c in conditions if c["type"] == "Synced"]
+            return str(synced[0].get("message")) if synced and synced[0]["status"] == "False" else ""
 
         message = eventually(not_synced, timeout=60, what="Crossplane's Synced=False on a Queue")
         assert "no compatible Compositions found" in message
@@ -268,8 +269,9 @@ def test_an_xr_naming_a_missing_composition_is_accepted_and_says_so(
 
         def synced_message() -> str:
             got = testbed.kubectl_json(APP_CLUSTER, "get", PLURAL, "-n", namespace, "lost")
-            synced = next(c for c in got["status"]["conditions"] if c["type"] == "Synced")
-            return str(synced["message"]) if synced["status"] == "False" else ""
+            conditions = (got.get("status") or {}).get("conditions") or []
+            synced = [c for c in conditions if c["type"] == "Synced"]
+            return str(synced[0].get("message")) if synced and synced[0]["status"] == "False" else ""
 
         message = eventually(synced_message, timeout=60, what="Crossplane's Synced=False on the XR")
         assert "no-such-composition" in message and NXR.prefix not in message
@@ -284,3 +286,67 @@ def test_an_xr_naming_a_missing_composition_is_accepted_and_says_so(
         app(testbed, "delete", PLURAL, "-n", namespace, "lost", "found", "--timeout=60s")
     finally:
         testbed.kubectl(CONTROL_PLANE, "delete", "secret", source, "-n", testbed.claim_namespace, "--ignore-not-found")
+
+
+COLLIDING_XRD = {
+    "apiVersion": "apiextensions.crossplane.io/v2",
+    "kind": "CompositeResourceDefinition",
+    "metadata": {"name": f"{KUBERNETES_CLUSTER.plural}.{KUBERNETES_CLUSTER.group}"},
+    "spec": {
+        "scope": "Namespaced",
+        "group": KUBERNETES_CLUSTER.group,
+        "names": {"kind": KUBERNETES_CLUSTER.kind, "plural": KUBERNETES_CLUSTER.plural},
+        "versions": [
+            {"name": "v1", "served": True, "referenceable": True, "schema": {"openAPIV3Schema": {"type": "object"}}}
+        ],
+    },
+}
+CLUSTER_SCOPED_XRD = {
+    "apiVersion": "apiextensions.crossplane.io/v2",
+    "kind": "CompositeResourceDefinition",
+    "metadata": {"name": "networks.net.example.org"},
+    "spec": {
+        "scope": "Cluster",
+        "group": "net.example.org",
+        "names": {"kind": "Network", "plural": "networks"},
+        "versions": [
+            {"name": "v1", "served": True, "referenceable": True, "schema": {"openAPIV3Schema": {"type": "object"}}}
+        ],
+    },
+}
+
+
+def test_colliding_and_cluster_scoped_xrds_are_not_served_and_say_why(
+    testbed: Testbed, conn: ConnectorProcess, namespace: str
+) -> None:
+    """A v2 XRD asking for the seed claim's kind, and a cluster-scoped v2 XRD: neither is served,
+    the connector logs why, and the claim API keeps working, served once."""
+    for xrd in (COLLIDING_XRD, CLUSTER_SCOPED_XRD):
+        testbed.kubectl(CONTROL_PLANE, "apply", "-f", "-", input=json.dumps(xrd))
+    try:
+        # Crossplane establishes the cluster-scoped XRD's CRD; the colliding one never gets its CRD.
+        testbed.kubectl(
+            CONTROL_PLANE, "wait", "--for=condition=Established", "--timeout=60s", "crd/networks.net.example.org"
+        )
+        def both_logged() -> bool:
+            logs = conn.logs()
+            return "scope: Cluster" in logs and "networks.net.example.org" in logs and "another XRD took it" in logs
+
+        eventually(both_logged, timeout=60, what="the connector logging both XRDs as not served, with reasons")
+        resources = app(testbed, "api-resources", "--api-group", KUBERNETES_CLUSTER.group, "--no-headers").stdout
+        assert [line.split()[0] for line in resources.splitlines()] == [KUBERNETES_CLUSTER.plural]
+        assert app(testbed, "get", "apiservice", "v1.net.example.org", check=False).returncode != 0
+        assert app(testbed, "get", "apiservice", "v1.k8s.starter.org", check=False).returncode != 0
+        app(testbed, "apply", "-n", namespace, "-f", str(KUBERNETES_CLUSTER.example_claim_file))
+        got = testbed.kubectl_json(APP_CLUSTER, "get", KUBERNETES_CLUSTER.plural, "-n", namespace, "my-cluster")
+        assert got["apiVersion"] == f"{KUBERNETES_CLUSTER.group}/v1alpha1"
+        app(testbed, "delete", KUBERNETES_CLUSTER.plural, "-n", namespace, "my-cluster", "--timeout=60s")
+    finally:
+        for xrd in (COLLIDING_XRD, CLUSTER_SCOPED_XRD):
+            testbed.kubectl(
+                CONTROL_PLANE, "delete", "--ignore-not-found", "--timeout=60s",
+                "compositeresourcedefinition", xrd["metadata"]["name"],
+            )  # fmt: skip
+    # Deleting the colliding XRD left the claim CRD (and the claims) alone: Crossplane does not
+    # control it for that XRD.
+    testbed.kubectl(CONTROL_PLANE, "get", "crd", KUBERNETES_CLUSTER.crd_name)
