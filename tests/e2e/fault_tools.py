@@ -9,6 +9,10 @@ resourceVersion is recorded, so a delivery can be matched to the write it report
 from __future__ import annotations
 
 import json
+import subprocess
+import threading
+import time
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -17,6 +21,7 @@ from informer import Delivery, https_connection
 
 from mcp_connector.core import contract
 from testbed.harness import Testbed
+from testbed.tools import tool_path
 
 GROUP, VERSION, PLURAL, KIND = "k8s.starter.org", "v1alpha1", "kubernetesclusters", "KubernetesCluster"
 
@@ -27,7 +32,7 @@ class Write:
 
     type: str  # ADDED, MODIFIED, DELETED
     key: str
-    rv: int
+    rv: int  # 0 for a DELETED write: the control plane does not say at which version it deleted
 
 
 def claim_body(name: str, namespace: str, *, nodes: int = 1, spec_id: str = "") -> dict[str, Any]:
@@ -67,7 +72,9 @@ class ControlPlaneClaims:
         return json.loads(raw)
 
     def _record(self, kind: str, ref: contract.AppRef, obj: dict[str, Any]) -> Write:
-        write = Write(kind, f"{ref.namespace}/{ref.name}", int(obj["metadata"]["resourceVersion"]))
+        # A custom resource's DELETE answers with a Status, without the deletion's resourceVersion.
+        rv = int(obj["metadata"]["resourceVersion"]) if obj.get("kind") != "Status" else 0
+        write = Write(kind, f"{ref.namespace}/{ref.name}", rv)
         self.writes.append(write)
         return write
 
@@ -105,6 +112,15 @@ class ControlPlaneClaims:
         """Delete a claim (no finalizers, so it is gone at once)."""
         ref = self.ref(namespace, name)
         return self._record("DELETED", ref, self._call("DELETE", self._path(contract.control_plane_name(ref))))
+
+    def remove_all(self) -> None:
+        """Delete every claim of this cluster from the control plane, finalizers a test added included."""
+        selector = f"{contract.APP_CLUSTER_LABEL}={self.cluster_id}"
+        for item in self._call("GET", f"{self._path()}?labelSelector={selector}")["items"]:
+            path = self._path(item["metadata"]["name"])
+            if item["metadata"].get("finalizers"):
+                self._call("PATCH", path, {"metadata": {"finalizers": None}}, "application/merge-patch+json")
+            self._call("DELETE", path)
 
     def current(self, namespace: str) -> dict[str, int]:
         """``key -> resourceVersion`` of this cluster's claims in ``namespace``, read from the control plane."""
@@ -162,11 +178,121 @@ def check_deliveries(deliveries: Sequence[Delivery], writes: Iterable[Write]) ->
             report.duplicates.append(d)
         seen_by_watch.add((d.key, d.rv))
         latest[d.key] = d.rv
+    deleted_by_watch = Counter(d.key for d in deliveries if d.source == "watch" and d.type == "DELETED")
     for w in writes:
-        if (w.key, w.rv) in seen_by_watch:
+        if w.type == "DELETED" and not w.rv:
+            if deleted_by_watch[w.key] == 1:
+                report.by_watch += 1
+            elif deleted_by_watch[w.key] == 0 and any(w.key not in listed for _, listed in lists[1:]):
+                report.by_relist += 1
+            else:
+                report.missing.append(w)
+        elif (w.key, w.rv) in seen_by_watch:
             report.by_watch += 1
         elif any(list_rv >= w.rv and (listed.get(w.key) is None or listed[w.key] >= w.rv) for list_rv, listed in lists):
             report.by_relist += 1
         else:
             report.missing.append(w)
     return report
+
+
+@dataclass(frozen=True)
+class KubectlLine:
+    """One event line of a ``kubectl get -w --output-watch-events`` session."""
+
+    session: int
+    type: str
+    key: str
+    rv: int
+    at: float
+
+
+@dataclass
+class KubectlSession:
+    """One run of ``kubectl get -w``: when it started and ended, and how."""
+
+    number: int
+    started: float
+    ended: float | None = None
+    returncode: int | None = None
+    tail: list[str] = field(default_factory=list)  # lines that are not events (errors)
+
+
+class KubectlWatch:
+    """``kubectl get -w`` on a loop, as a person at a terminal would rerun it when it exits.
+
+    kubectl lists, then watches from the list's resourceVersion, and exits when the server ends
+    the watch: it does not resume. Each run is a session; every event line is recorded with it,
+    and kubectl's own log (``-v=6``: one line per response) tells when its watch is open.
+    """
+
+    def __init__(self, tb: Testbed, namespace: str, *, retry_every: float = 0.3) -> None:
+        self.tb = tb
+        self.namespace = namespace
+        self.retry_every = retry_every
+        self.lines: list[KubectlLine] = []
+        self.sessions: list[KubectlSession] = []
+        self._stop = threading.Event()
+        self._proc: subprocess.Popen[str] | None = None
+        self._lock = threading.Lock()
+        self._thread = threading.Thread(target=self._run, daemon=True, name="kubectl -w")
+
+    def start(self) -> KubectlWatch:
+        self._thread.start()
+        return self
+
+    def stop(self, timeout: float = 15.0) -> None:
+        self._stop.set()
+        with self._lock:
+            proc = self._proc
+        if proc is not None:
+            proc.terminate()
+        self._thread.join(timeout)
+        assert not self._thread.is_alive(), "kubectl -w did not stop"
+
+    def current(self) -> KubectlSession | None:
+        return self.sessions[-1] if self.sessions else None
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            session = KubectlSession(len(self.sessions) + 1, time.monotonic())
+            command = [
+                str(tool_path("kubectl")), "--kubeconfig", str(self.tb.app_cluster.kubeconfig),
+                "get", PLURAL, "-n", self.namespace, "-w", "--output-watch-events", "--no-headers", "-v=6",
+                "-o", "custom-columns=EVENT:.type,NAME:.object.metadata.name,RV:.object.metadata.resourceVersion",
+            ]  # fmt: skip
+            proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+            with self._lock:
+                self._proc = proc
+                self.sessions.append(session)
+            assert proc.stdout is not None
+            with proc.stdout:
+                for raw in proc.stdout:
+                    parts = raw.split()
+                    if len(parts) == 3 and parts[0] in ("ADDED", "MODIFIED", "DELETED") and parts[2].isdigit():
+                        line = KubectlLine(session.number, parts[0], f"{self.namespace}/{parts[1]}", int(parts[2]),
+                                           time.monotonic())  # fmt: skip
+                        with self._lock:
+                            self.lines.append(line)
+                    else:
+                        session.tail.append(raw.rstrip())
+            session.returncode = proc.wait()
+            session.ended = time.monotonic()
+            self._stop.wait(self.retry_every)
+
+    def describe(self, last: int = 3) -> str:
+        """The last sessions, with their log tails, for a failure message."""
+        return "\n".join(
+            f"session {s.number}: {s.started:.1f}-{s.ended or 0:.1f} rc={s.returncode} lines="
+            f"{len(self.session_lines(s.number))}\n  " + "\n  ".join(x for x in s.tail[-6:] if "envvar.go" not in x)
+            for s in self.sessions[-last:]
+        )
+
+    def watching(self, number: int) -> bool:
+        """True once session ``number`` has listed and its watch is open (kubectl -v=6 logs the response)."""
+        session = self.sessions[number - 1]
+        return any("watch=true" in line and '"200 OK"' in line for line in list(session.tail))
+
+    def session_lines(self, number: int) -> list[KubectlLine]:
+        with self._lock:
+            return [line for line in self.lines if line.session == number]

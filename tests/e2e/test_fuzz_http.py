@@ -75,16 +75,6 @@ def seed_other_tenants(tb: Testbed, pools: Pools) -> tuple[dict[str, tuple[str, 
     return others, (marker, *(uid for uid, _ in others.values()))
 
 
-def remove_claims(tb: Testbed, cluster_id: str) -> None:
-    """Delete a cluster's claims from the control plane, finalizers the fuzzer added included."""
-    selector = f"{contract.APP_CLUSTER_LABEL}={cluster_id}"
-    for item in tb.kubectl_json(CONTROL_PLANE, "get", PLURAL, "-n", tb.claim_namespace, "-l", selector)["items"]:
-        if item["metadata"].get("finalizers"):
-            tb.kubectl(CONTROL_PLANE, "patch", PLURAL, item["metadata"]["name"], "-n", tb.claim_namespace,
-                       "--type=merge", "-p", '{"metadata":{"finalizers":null}}', check=False)  # fmt: skip
-    tb.kubectl(CONTROL_PLANE, "delete", PLURAL, "-n", tb.claim_namespace, "-l", selector, "--wait=false")
-
-
 @pytest.fixture(scope="module")
 def target(testbed: Testbed) -> Iterator[Target]:
     for namespace in APP_NAMESPACES:
@@ -116,9 +106,8 @@ def target(testbed: Testbed) -> Iterator[Target]:
         yield Target(proc, Kit(surface, pools), others, markers)
     finally:
         proc.stop()
-        remove_claims(testbed, CLUSTER_ID)
-        remove_claims(testbed, OTHER_TENANT)
-        remove_claims(testbed, COLLIDING_TENANT)
+        for tenant in (CLUSTER_ID, OTHER_TENANT, COLLIDING_TENANT):
+            ControlPlaneClaims(testbed, tenant).remove_all()
 
 
 def judge(target: Target, client: Client, request: Request) -> Response:
