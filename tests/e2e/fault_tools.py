@@ -22,6 +22,7 @@ from informer import Delivery, https_connection
 from mcp_connector.core import contract
 from testbed.harness import Testbed
 from testbed.tools import tool_path
+from testbed.waiting import eventually
 
 GROUP, VERSION, PLURAL, KIND = "k8s.starter.org", "v1alpha1", "kubernetesclusters", "KubernetesCluster"
 
@@ -72,9 +73,7 @@ class ControlPlaneClaims:
         return json.loads(raw)
 
     def _record(self, kind: str, ref: contract.AppRef, obj: dict[str, Any]) -> Write:
-        # A custom resource's DELETE answers with a Status, without the deletion's resourceVersion.
-        rv = int(obj["metadata"]["resourceVersion"]) if obj.get("kind") != "Status" else 0
-        write = Write(kind, f"{ref.namespace}/{ref.name}", rv)
+        write = Write(kind, f"{ref.namespace}/{ref.name}", int(obj["metadata"]["resourceVersion"]))
         self.writes.append(write)
         return write
 
@@ -109,9 +108,21 @@ class ControlPlaneClaims:
         return self._record("MODIFIED", ref, obj)
 
     def delete(self, namespace: str, name: str) -> Write:
-        """Delete a claim (no finalizers, so it is gone at once)."""
+        """Delete a claim and wait until it is gone.
+
+        Crossplane puts a finalizer on claims it binds: the DELETE then only sets
+        ``deletionTimestamp`` (a MODIFIED at the resourceVersion it answers with), and the claim
+        goes once Crossplane let go of it. The DELETED itself is recorded without a version.
+        """
         ref = self.ref(namespace, name)
-        return self._record("DELETED", ref, self._call("DELETE", self._path(contract.control_plane_name(ref))))
+        hashed = contract.control_plane_name(ref)
+        answer = self._call("DELETE", self._path(hashed))
+        if answer.get("kind") != "Status" and answer["metadata"].get("finalizers"):
+            self._record("MODIFIED", ref, answer)
+        eventually(lambda: self.get(hashed) is None, timeout=60, what=f"{hashed} ({namespace}/{name}) to go")
+        write = Write("DELETED", f"{ref.namespace}/{ref.name}", 0)
+        self.writes.append(write)
+        return write
 
     def remove_all(self) -> None:
         """Delete every claim of this cluster from the control plane, finalizers a test added included."""
