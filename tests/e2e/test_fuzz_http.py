@@ -225,6 +225,25 @@ REGRESSIONS: dict[str, tuple[Request, ...]] = {
     "watch with resourceVersion=-1": (
         Request("GET", f"{CLAIMS_PATH}?watch=1&timeoutSeconds=1&resourceVersion=-1", ADMIN_HEADERS, None, "watch"),
     ),
+    # A body whose spec (or labels) is no object crashed the contract: a 500.
+    "create with spec true": (
+        Request(
+            "POST",
+            CLAIMS_PATH,
+            (*ADMIN_HEADERS, ("Content-Type", "application/json")),
+            b'{"apiVersion": "%s/%s", "kind": "KubernetesCluster", "metadata": {"name": "a"}, "spec": true}'
+            % (GROUP.encode(), VERSION.encode()),
+        ),
+    ),
+    "create with labels a list": (
+        Request(
+            "POST",
+            CLAIMS_PATH,
+            (*ADMIN_HEADERS, ("Content-Type", "application/json")),
+            b'{"apiVersion": "%s/%s", "kind": "KubernetesCluster", "metadata": {"name": "a", "labels": [1]}}'
+            % (GROUP.encode(), VERSION.encode()),
+        ),
+    ),
     # A CONNECT's authority-form target matched no route: aiohttp's plain-text "404: Not Found".
     "CONNECT": (Request("CONNECT", "/apis", ADMIN_HEADERS, None),),
 }

@@ -209,6 +209,10 @@ def _check_identity(call: Call, body: Mapping[str, Any], name: str | None) -> No
     metadata = body.get("metadata") or {}
     if not isinstance(metadata, dict):
         raise bad_request("metadata must be an object")
+    for key in ("labels", "annotations"):
+        value = metadata.get(key)
+        if value is not None and not isinstance(value, dict):
+            raise bad_request(f"metadata.{key} must be an object of strings")
     namespace = metadata.get("namespace")
     if namespace and namespace != call.route.namespace:
         raise bad_request("the namespace of the provided object does not match the namespace sent on the request")

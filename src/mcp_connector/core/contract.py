@@ -234,7 +234,8 @@ def _renamer(old_self: str, new_self: str, secrets: Mapping[str, str]) -> Callab
 
 
 def _secret_ref(obj: Mapping[str, Any]) -> dict[str, Any] | None:
-    ref = (obj.get("spec") or {}).get("writeConnectionSecretToRef")
+    spec = obj.get("spec")  # any JSON in an app body: the schema check is the control plane's
+    ref = spec.get("writeConnectionSecretToRef") if isinstance(spec, dict) else None
     return ref if isinstance(ref, dict) else None
 
 
