@@ -107,19 +107,23 @@ class ControlPlaneClaims:
         obj = self._call("PATCH", self._path(contract.control_plane_name(ref)), patch, "application/merge-patch+json")
         return self._record("MODIFIED", ref, obj)
 
-    def delete(self, namespace: str, name: str) -> Write:
-        """Delete a claim and wait until it is gone.
+    def delete(self, namespace: str, name: str) -> None:
+        """Delete a claim; ``gone`` records the DELETED once it is.
 
         Crossplane puts a finalizer on claims it binds: the DELETE then only sets
         ``deletionTimestamp`` (a MODIFIED at the resourceVersion it answers with), and the claim
-        goes once Crossplane let go of it. The DELETED itself is recorded without a version.
+        goes once Crossplane let go of it, which takes a while on a loaded machine.
         """
         ref = self.ref(namespace, name)
-        hashed = contract.control_plane_name(ref)
-        answer = self._call("DELETE", self._path(hashed))
+        answer = self._call("DELETE", self._path(contract.control_plane_name(ref)))
         if answer.get("kind") != "Status" and answer["metadata"].get("finalizers"):
             self._record("MODIFIED", ref, answer)
-        eventually(lambda: self.get(hashed) is None, timeout=60, what=f"{hashed} ({namespace}/{name}) to go")
+
+    def gone(self, namespace: str, name: str, *, timeout: float = 180) -> Write:
+        """Wait until a deleted claim is gone; record its DELETED (without a version: none is answered)."""
+        ref = self.ref(namespace, name)
+        hashed = contract.control_plane_name(ref)
+        eventually(lambda: self.get(hashed) is None, timeout=timeout, every=1.0, what=f"{hashed} ({ref}) to go")
         write = Write("DELETED", f"{ref.namespace}/{ref.name}", 0)
         self.writes.append(write)
         return write
