@@ -25,7 +25,6 @@ import socket
 import ssl
 import subprocess
 import tempfile
-import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -36,6 +35,7 @@ import yaml
 
 from testbed import APP_CLUSTER, CONTROL_PLANE, REPO_ROOT
 from testbed.harness import Testbed
+from testbed.relay import FaultRelay
 
 CONNECTOR_BIN = REPO_ROOT / ".venv" / "bin" / "mcp-connector"
 SERVICE_NAMESPACE = "mcp-connector-e2e"
@@ -403,70 +403,14 @@ def connected(tb: Testbed, **kwargs: Any) -> Iterator[ConnectorProcess]:
         remove_apiservices(tb)
 
 
-class TcpRelay:
-    """A stoppable TCP relay in front of the control plane, to take it "down" and back.
+class TcpRelay(FaultRelay):
+    """The test bed's fault relay (``testbed.relay``) in front of the control plane, to take it
+    "down" (``stop``) and back (``start``); ``freeze`` is its ``drop``: connections stay open, every
+    byte is lost (a host that vanished)."""
 
-    Stopping closes the listener and every relayed connection, which is what a control plane
-    that goes away looks like to the connector (connection refused / reset).
-    """
-
-    def __init__(self, target_host: str, target_port: int) -> None:
-        self.target = (target_host, target_port)
-        self.port = free_port()
-        self._listener: socket.socket | None = None
-        self._sockets: list[socket.socket] = []
-        self._lock = threading.Lock()
-
-    def start(self) -> None:
-        """Listen (again) on the same port."""
-        listener = socket.socket()
-        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        listener.bind(("127.0.0.1", self.port))
-        listener.listen(64)
-        self._listener = listener
-        threading.Thread(target=self._accept, args=(listener,), daemon=True).start()
-
-    def _accept(self, listener: socket.socket) -> None:
-        while True:
-            try:
-                client, _ = listener.accept()
-            except OSError:
-                return
-            try:
-                upstream = socket.create_connection(self.target, timeout=5)
-            except OSError:
-                client.close()
-                continue
-            with self._lock:
-                self._sockets += [client, upstream]
-            for a, b in ((client, upstream), (upstream, client)):
-                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
-
-    @staticmethod
-    def _pipe(source: socket.socket, sink: socket.socket) -> None:
-        try:
-            while data := source.recv(65536):
-                sink.sendall(data)
-        except OSError:
-            pass
-        finally:
-            with contextlib.suppress(OSError):
-                sink.shutdown(socket.SHUT_WR)
-
-    def stop(self) -> None:
-        """Refuse new connections and cut the open ones."""
-        if self._listener is not None:
-            # shutdown() wakes the thread blocked in accept(); close() alone leaves it listening.
-            with contextlib.suppress(OSError):
-                self._listener.shutdown(socket.SHUT_RDWR)
-            self._listener.close()
-            self._listener = None
-        with self._lock:
-            for s in self._sockets:
-                with contextlib.suppress(OSError):
-                    s.shutdown(socket.SHUT_RDWR)
-                s.close()
-            self._sockets.clear()
+    def freeze(self) -> None:
+        """Go silent: keep every connection open but pass nothing on."""
+        self.drop()
 
 
 def control_plane_token(tb: Testbed, service_account: str = "mcp-e2e-token") -> str:
