@@ -244,6 +244,17 @@ REGRESSIONS: dict[str, tuple[Request, ...]] = {
             % (GROUP.encode(), VERSION.encode()),
         ),
     ),
+    # A namespace with a control character went unquoted into the app-cluster namespace lookup:
+    # the URL could not be built, a 500. kube-apiserver answers such a namespace with a 404.
+    "create in namespace %1F": (
+        Request(
+            "POST",
+            f"/apis/{GROUP}/{VERSION}/namespaces/%1F/{PLURAL}",
+            (*ADMIN_HEADERS, ("Content-Type", "application/json")),
+            b'{"apiVersion": "%s/%s", "kind": "KubernetesCluster", "metadata": {"name": "a"}}'
+            % (GROUP.encode(), VERSION.encode()),
+        ),
+    ),
     # A CONNECT's authority-form target matched no route: aiohttp's plain-text "404: Not Found".
     "CONNECT": (Request("CONNECT", "/apis", ADMIN_HEADERS, None),),
 }

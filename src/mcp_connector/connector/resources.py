@@ -19,6 +19,7 @@ import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import quote
 
 import orjson
 
@@ -229,7 +230,8 @@ async def check_namespace(rt: Runtime, namespace: str) -> None:
     namespace is being deleted would be orphaned in the control plane.
     """
     try:
-        found = await upstream.request(rt.app_cluster, "GET", f"/api/v1/namespaces/{namespace}")
+        # Quoted: the segment comes from the URL as the user sent it (control characters included).
+        found = await upstream.request(rt.app_cluster, "GET", f"/api/v1/namespaces/{quote(namespace, safe='')}")
     except upstream.ControlPlaneRejected as e:
         if e.status == 404:
             raise ApiError.of(
