@@ -187,14 +187,18 @@ class SecretSync:
         self._pending: set[Key] = set()
         self._full = True
         self._kick = asyncio.Event()
+        #: Which copies come from which control-plane Secret, kept until a claim changes.
+        self._by_source: dict[str, set[Key]] | None = None
 
     def request_full(self) -> None:
-        """Reconcile every copy soon (start, served APIs changed, a watch was lost)."""
+        """Reconcile every copy soon (start, served APIs changed, a watch was lost, a cache relisted)."""
+        self._by_source = None
         self._full = True
         self._kick.set()
 
     def claim_changed(self, cache: Cache, event: Event) -> None:
         """A cached claim changed: redo the copies its old and new form ask for."""
+        self._by_source = None
         for entry in (event.prev, event.entry):
             found = contract.app_connection_secret(entry.raw) if entry is not None else None
             if found is not None and found[0].cluster_id == self._rt.cluster_id:
@@ -203,14 +207,19 @@ class SecretSync:
 
     def secret_changed(self, name: str) -> None:
         """A Secret in the claim namespace changed: redo the copies made from it, if any."""
-        claims = _cached_claims(self._rt)
-        if claims is None:
-            self.request_full()
-            return
-        for key, (source, _) in wanted_copies(claims, self._rt.cluster_id).items():
-            if source == name:
-                self._pending.add(key)
-                self._kick.set()
+        if self._by_source is None:
+            claims = _cached_claims(self._rt)
+            if claims is None:
+                self.request_full()
+                return
+            by_source: dict[str, set[Key]] = {}
+            for key, (source, _) in wanted_copies(claims, self._rt.cluster_id).items():
+                by_source.setdefault(source, set()).add(key)
+            self._by_source = by_source
+        keys = self._by_source.get(name)
+        if keys:
+            self._pending |= keys
+            self._kick.set()
 
     async def run(self, *, debounce: float = 0.1) -> None:
         """Sync what was asked for, forever; a full reconcile at least every ``every`` seconds."""

@@ -146,6 +146,7 @@ async def _serve(
     secrets = secrets_sync.SecretSync(rt, every=config.secret_resync_seconds)
     if rt.caches is not None:
         rt.caches.listeners.append(secrets.claim_changed)
+        rt.caches.relisted.append(secrets.request_full)
 
     unserved: tuple[Unserved, ...] = ()
 

@@ -45,6 +45,8 @@ class Cache:
         self._became_ready = asyncio.Event()
         #: Called with every change applied (after the watchers got it).
         self.listeners: list[Callable[[Event], None]] = []
+        #: Called after every (re)list, when changes may have been missed.
+        self.relisted: list[Callable[[], None]] = []
 
     # -- fed by the reflector ------------------------------------------------------------
 
@@ -62,6 +64,8 @@ class Cache:
         self.store = store
         self.history.reset(rv)
         self.rv = rv
+        for listener in self.relisted:
+            listener()
         self._advanced()
 
     def apply(self, kind: str, raw: dict[str, Any]) -> None:

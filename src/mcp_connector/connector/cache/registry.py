@@ -32,10 +32,13 @@ class Caches:
         self._running: dict[Key, tuple[Cache, asyncio.Task[None]]] = {}
         #: Called with each change any cache applies (connection Secrets follow claims this way).
         self.listeners: list[Callable[[Cache, Event], None]] = []
+        #: Called when any cache (re)lists: changes between its lists are not known one by one.
+        self.relisted: list[Callable[[], None]] = []
 
     def _start(self, served: ServedResource) -> Cache:
         cache = Cache(served, self._cluster_id)
         cache.listeners = [functools.partial(self._notify, cache)]
+        cache.relisted = [self._notify_relisted]
         task = asyncio.create_task(
             reflector.run(cache, self._up), name=f"cache {served.api.resource}/{served.version.name}"
         )
@@ -45,6 +48,10 @@ class Caches:
     def _notify(self, cache: Cache, event: Event) -> None:
         for listener in self.listeners:
             listener(cache, event)
+
+    def _notify_relisted(self) -> None:
+        for listener in self.relisted:
+            listener()
 
     def _stop(self, key: Key) -> None:
         cache, task = self._running.pop(key)
