@@ -29,16 +29,8 @@ from mcp_connector_component.credentials import (
     kubeconfig_from_secret_data,
     upbound_kubeconfig,
 )
-from mcp_connector_component.hook import (
-    KEEP,
-    ON_DISCONNECT,
-    SEAL_KEY,
-    ClaimResource,
-    DisconnectPlan,
-    new_seal_key,
-    register_disconnect_hook,
-    seal,
-)
+from mcp_connector_component.guard import KEEP, ON_DISCONNECT, ClaimResource, DisconnectGuard
+from mcp_connector_component.hook import declare_guard, register_disconnect_hook
 from mcp_connector_component.tls import service_dns_names, serving_tls
 
 #: Package name of the provider host; the type token below must agree with what the host publishes.
@@ -153,6 +145,8 @@ class McpConnector(pulumi.ComponentResource):
         self._name = name
         self._args = raw
         self._plain = plain
+        #: Every child but the guard, which depends on them all so that it is deleted first.
+        self._made: list[pulumi.Resource] = []
         child = pulumi.ResourceOptions(parent=self)
 
         kubeconfig = self._kubeconfig(child)
@@ -160,6 +154,7 @@ class McpConnector(pulumi.ComponentResource):
             cluster_id: pulumi.Output[str] = pulumi.Output.from_input(raw["cluster_id"])
         else:
             kube_system = k8s.core.v1.Namespace.get(f"{name}-kube-system", "kube-system", opts=child)
+            self._made.append(kube_system)
             cluster_id = kube_system.metadata.apply(lambda m: str(m.uid))
         self._cluster_id = cluster_id
         claim_namespace: pulumi.Output[str] = pulumi.Output.from_input(raw["claim_namespace"])
@@ -210,6 +205,7 @@ class McpConnector(pulumi.ComponentResource):
         secret_name = str(raw["control_plane_secret"])
         namespace = self._plain.names.namespace
         existing = k8s.core.v1.Secret.get(f"{name}-control-plane", f"{namespace}/{secret_name}", opts=child)
+        self._made.append(existing)
         where = f"{namespace}/{secret_name}"
         return pulumi.Output.secret(existing.data.apply(guard(lambda d: kubeconfig_from_secret_data(d, secret=where))))
 
@@ -239,18 +235,18 @@ class McpConnector(pulumi.ComponentResource):
         """Register every child; runs only once discovery succeeded. Returns the APIService names."""
         raw, plain, name = self._args, self._plain, self._name
         names, mode = plain.names, plain.mode
-
-        def opts(**kwargs: Any) -> pulumi.ResourceOptions:
-            return pulumi.ResourceOptions(parent=self, **kwargs)
+        made = self._made
 
         if plain.credential_form == "control_plane_secret":
             credentials_name = str(raw["control_plane_secret"])
         else:
             credentials_name = names.credentials_secret
-            k8s.core.v1.Secret(
-                f"{name}-credentials",
-                opts=opts(additional_secret_outputs=["data", "stringData"]),
-                **_kwargs(manifests.credentials_secret(names, kubeconfig)),
+            made.append(
+                k8s.core.v1.Secret(
+                    f"{name}-credentials",
+                    opts=self._child(additional_secret_outputs=["data", "stringData"]),
+                    **_kwargs(manifests.credentials_secret(names, kubeconfig)),
+                )
             )
 
         serving: list[pulumi.Resource] = []
@@ -261,7 +257,7 @@ class McpConnector(pulumi.ComponentResource):
             tls = serving_tls(service_dns_names(names.service, names.namespace))
             tls_secret = k8s.core.v1.Secret(
                 f"{name}-tls",
-                opts=opts(ignore_changes=["data", "stringData"], additional_secret_outputs=["data"]),
+                opts=self._child(ignore_changes=["data", "stringData"], additional_secret_outputs=["data"]),
                 **_kwargs(manifests.tls_secret(names, cert_pem=tls.cert_pem, key_pem=tls.key_pem, ca_pem=tls.ca_pem)),
             )
             serving.append(tls_secret)
@@ -271,17 +267,20 @@ class McpConnector(pulumi.ComponentResource):
         self._access_rbac(names)
         serving.append(
             k8s.core.v1.Service(
-                f"{name}-service", opts=opts(), **_kwargs(manifests.service(names, mode, skip_await=plain.skip_await))
+                f"{name}-service",
+                opts=self._child(),
+                **_kwargs(manifests.service(names, mode, skip_await=plain.skip_await)),
             )
         )
+        made += serving
 
         gvs = group_versions(apis)
         preferred = preferred_versions(apis)
         priorities = manifests.version_priorities(gvs, preferred)
-        apiservices = [
+        made += [
             k8s.apiregistration.v1.APIService(
                 f"{name}-{gv.apiservice_name}",
-                opts=opts(depends_on=serving),
+                opts=self._child(depends_on=serving),
                 **_kwargs(
                     manifests.apiservice(
                         names,
@@ -296,78 +295,79 @@ class McpConnector(pulumi.ComponentResource):
             for gv in gvs
         ]
 
-        self._guard(names, apiservices, apis, kubeconfig, cluster_id, claim_namespace)
+        self._guard(apis, kubeconfig, cluster_id, claim_namespace)
         return [gv.apiservice_name for gv in gvs]
+
+    def _child(self, **kwargs: Any) -> pulumi.ResourceOptions:
+        """Options of an object in the app cluster.
+
+        Every object has a fixed name, so a replacement must delete the old one before
+        creating the new one (`pulumi up --replace`, a replaced provider): created first,
+        the new object would collide with the old one's name, and the old one's delete
+        would then remove the object the new one just took over.
+        """
+        return pulumi.ResourceOptions(parent=self, delete_before_replace=True, **kwargs)
 
     def _guard(
         self,
-        names: manifests.Names,
-        apiservices: list[k8s.apiregistration.v1.APIService],
         apis: tuple[ClaimApi, ...],
         kubeconfig: pulumi.Output[str],
         cluster_id: pulumi.Output[str],
         claim_namespace: pulumi.Output[str],
     ) -> None:
-        """The Secret whose deletion runs the disconnect hook; deleted before every APIService.
-
-        It holds the disconnect plan sealed in an annotation (updated in place when the token
-        changes) and the sealing key in its data (fixed for its lifetime, so never replaced).
-        The key comes from a Secret that keeps the first one it was given.
-        """
-        name = self._name
-        key_secret = k8s.core.v1.Secret(
-            f"{name}-disconnect-key",
-            opts=pulumi.ResourceOptions(
-                parent=self, ignore_changes=["data", "stringData"], additional_secret_outputs=["data"]
-            ),
-            **_kwargs(manifests.key_secret(names, new_seal_key())),
-        )
-        key = key_secret.data.apply(lambda d: str(d[SEAL_KEY]))
-        plan = pulumi.Output.all(kubeconfig, claim_namespace, cluster_id, self._args.get("on_disconnect") or KEEP)
-        sealed = pulumi.Output.unsecret(
-            pulumi.Output.all(plan.apply(lambda v: self._plan(v[0], v[1], v[2], v[3], apis)), key).apply(
-                lambda v: seal(v[0], v[1])
-            )
-        )
-        k8s.core.v1.Secret(
-            f"{name}-disconnect",
-            opts=pulumi.ResourceOptions(
-                parent=self,
-                depends_on=apiservices,
-                additional_secret_outputs=["data"],
-                hooks=pulumi.ResourceHookBinding(before_delete=[register_disconnect_hook()]),
-            ),
-            **_kwargs(manifests.guard_secret(names, key=key, sealed_plan=sealed)),
-        )
-
-    def _plan(
-        self, kubeconfig: str, claim_namespace: str, cluster_id: str, on_disconnect: str, apis: tuple[ClaimApi, ...]
-    ) -> str:
-        if on_disconnect not in ON_DISCONNECT:
-            raise McpConnectorError(
-                f"McpConnector {self._name}: on_disconnect must be one of {', '.join(ON_DISCONNECT)}"
-            )
-        return DisconnectPlan(
+        """The child whose deletion runs the disconnect hook, deleted before every other child."""
+        on_disconnect = pulumi.Output.from_input(self._args.get("on_disconnect") or KEEP).apply(self._on_disconnect)
+        control_plane = pulumi.Output.unsecret(kubeconfig.apply(self._control_plane_url))
+        guard_name = f"{self._name}-disconnect"
+        identity = pulumi.Output.all(control_plane, claim_namespace, cluster_id).apply(lambda v: (v[0], v[1], v[2]))
+        declare_guard(guard_name, pulumi.Output.unsecret(identity))
+        DisconnectGuard(
+            guard_name,
+            connector=self._name,
             kubeconfig=kubeconfig,
+            control_plane=control_plane,
             claim_namespace=claim_namespace,
             cluster_id=cluster_id,
             on_disconnect=on_disconnect,
-            claims=tuple(ClaimResource.of(a) for a in apis),
-        ).to_json()
+            served=[ClaimResource.of(a) for a in apis],
+            opts=pulumi.ResourceOptions(
+                parent=self,
+                depends_on=list(self._made),
+                hooks=pulumi.ResourceHookBinding(before_delete=[register_disconnect_hook()]),
+            ),
+        )
+
+    def _on_disconnect(self, value: str) -> str:
+        if value not in ON_DISCONNECT:
+            raise McpConnectorError(
+                f"McpConnector {self._name}: on_disconnect must be one of {', '.join(ON_DISCONNECT)}"
+            )
+        return value
+
+    def _control_plane_url(self, kubeconfig: str) -> str:
+        try:
+            return from_kubeconfig(kubeconfig).url
+        except AccessError as e:
+            raise McpConnectorError(f"McpConnector {self._name}: {e}") from None
 
     def _access_rbac(self, names: manifests.Names) -> None:
         """ServiceAccount and the least-privilege RBAC an aggregated API server needs."""
         name = self._name
-        child = pulumi.ResourceOptions(parent=self)
-        k8s.core.v1.ServiceAccount(f"{name}-sa", opts=child, **_kwargs(manifests.service_account(names)))
-        k8s.rbac.v1.ClusterRole(f"{name}-secret-sync", opts=child, **_kwargs(manifests.cluster_role(names)))
-        k8s.rbac.v1.ClusterRoleBinding(
-            f"{name}-secret-sync", opts=child, **_kwargs(manifests.cluster_role_binding(names))
-        )
-        k8s.rbac.v1.ClusterRoleBinding(
-            f"{name}-auth-delegator", opts=child, **_kwargs(manifests.auth_delegator_binding(names))
-        )
-        k8s.rbac.v1.RoleBinding(f"{name}-auth-reader", opts=child, **_kwargs(manifests.auth_reader_binding(names)))
+        self._made += [
+            k8s.core.v1.ServiceAccount(f"{name}-sa", opts=self._child(), **_kwargs(manifests.service_account(names))),
+            k8s.rbac.v1.ClusterRole(
+                f"{name}-secret-sync", opts=self._child(), **_kwargs(manifests.cluster_role(names))
+            ),
+            k8s.rbac.v1.ClusterRoleBinding(
+                f"{name}-secret-sync", opts=self._child(), **_kwargs(manifests.cluster_role_binding(names))
+            ),
+            k8s.rbac.v1.ClusterRoleBinding(
+                f"{name}-auth-delegator", opts=self._child(), **_kwargs(manifests.auth_delegator_binding(names))
+            ),
+            k8s.rbac.v1.RoleBinding(
+                f"{name}-auth-reader", opts=self._child(), **_kwargs(manifests.auth_reader_binding(names))
+            ),
+        ]
 
     def _workload(
         self,
@@ -392,7 +392,7 @@ class McpConnector(pulumi.ComponentResource):
         made: list[pulumi.Resource] = [
             k8s.apps.v1.Deployment(
                 f"{name}-deployment",
-                opts=pulumi.ResourceOptions(parent=self),
+                opts=self._child(),
                 **_kwargs(
                     manifests.deployment(
                         names,
@@ -411,7 +411,7 @@ class McpConnector(pulumi.ComponentResource):
             made.append(
                 k8s.policy.v1.PodDisruptionBudget(
                     f"{name}-pdb",
-                    opts=pulumi.ResourceOptions(parent=self),
+                    opts=self._child(),
                     **_kwargs(manifests.pod_disruption_budget(names)),
                 )
             )

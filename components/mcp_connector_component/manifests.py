@@ -107,16 +107,6 @@ class Names:
         return f"{self.base}-credentials"
 
     @property
-    def guard_secret(self) -> str:
-        """Secret whose deletion runs the disconnect hook (it holds what the hook needs)."""
-        return f"{self.base}-disconnect"
-
-    @property
-    def guard_key_secret(self) -> str:
-        """Secret keeping the key that seals the guard's plan."""
-        return f"{self.base}-disconnect-key"
-
-    @property
     def cluster_role(self) -> str:
         """ClusterRole (and its binding) for connection-secret sync."""
         return self.base
@@ -157,31 +147,6 @@ def credentials_secret(names: Names, kubeconfig: Any) -> RawObject:
         "type": "Opaque",
         "stringData": {KUBECONFIG_KEY: kubeconfig},
     }
-
-
-#: The disconnect guard and its key live here whatever the install namespace, so moving the
-#: install never replaces the guard (a replacement would run the disconnect hook).
-GUARD_NAMESPACE = "kube-system"
-GUARD_KEY = "key"
-PLAN_ANNOTATION = "mcp-connector.upbound.io/disconnect-plan"
-
-
-def key_secret(names: Names, key: Any) -> RawObject:
-    """Holds the key that seals the disconnect plan; the component keeps the first one (ignore_changes)."""
-    return {
-        "apiVersion": "v1",
-        "kind": "Secret",
-        "metadata": _meta(names.guard_key_secret, names, namespace=GUARD_NAMESPACE),
-        "type": "Opaque",
-        "data": {GUARD_KEY: key},
-    }
-
-
-def guard_secret(names: Names, *, key: Any, sealed_plan: Any) -> RawObject:
-    """The disconnect guard: the sealed plan in an annotation, its key in data (both stable across runs)."""
-    metadata = _meta(names.guard_secret, names, namespace=GUARD_NAMESPACE)
-    metadata["annotations"] = {PLAN_ANNOTATION: sealed_plan}
-    return {"apiVersion": "v1", "kind": "Secret", "metadata": metadata, "type": "Opaque", "data": {GUARD_KEY: key}}
 
 
 def tls_secret(names: Names, *, cert_pem: str, key_pem: str, ca_pem: str) -> RawObject:

@@ -10,7 +10,7 @@ from component_testdata import CP_KUBECONFIG, KUBE_SYSTEM_UID, Render, Rendered,
 
 from mcp_connector import upstream
 from mcp_connector_component import manifests
-from mcp_connector_component.hook import PLAN_ANNOTATION, DisconnectPlan, unseal
+from mcp_connector_component.guard import GUARD_TYPE, DisconnectPlan, plan_from_inputs
 
 SECRET = "kubernetes:core/v1:Secret"
 DEPLOYMENT = "kubernetes:apps/v1:Deployment"
@@ -42,24 +42,16 @@ def _container(r: Rendered) -> dict:
 
 
 def _plan(r: Rendered) -> DisconnectPlan:
-    guard = r.one(SECRET, "mcp-connector-disconnect").inputs
-    assert "stringData" not in guard
-    assert is_secret(guard["data"]), "the sealing key is secret"
-    metadata = guard["metadata"]
-    assert metadata["namespace"] == "kube-system"
-    sealed = metadata["annotations"][PLAN_ANNOTATION]
-    assert isinstance(sealed, str), "the sealed plan is shown in diffs (as ciphertext)"
-    key = r.one(SECRET, "mcp-connector-disconnect-key").inputs
-    assert reveal(guard["data"]) == reveal(key["data"])
-    return DisconnectPlan.from_json(unseal(sealed, reveal(guard["data"])["key"]))  # type: ignore[index]
+    guard = r.one(GUARD_TYPE).inputs
+    assert is_secret(guard["kubeconfig"]), "the credential is a Pulumi secret in the guard's state"
+    assert not [p for p in plain_parts(guard) if "cp-secret-token" in p or "upbound-api-token" in p]
+    return plan_from_inputs(reveal(guard))  # type: ignore[arg-type]
 
 
 def test_kubeconfig_in_cluster_children(render: Render) -> None:
     r = _ok(render(KUBECONFIG_ARGS))
     assert sorted(x.name for x in r.of_type(SECRET)) == [
         "mcp-connector-credentials",
-        "mcp-connector-disconnect",
-        "mcp-connector-disconnect-key",
         "mcp-connector-tls",
     ]
     assert r.k8s_names("kubernetes:core/v1:ServiceAccount") == ["mcp-connector"]
@@ -213,8 +205,6 @@ def test_external_mode(render: Render) -> None:
     assert r.of_type(DEPLOYMENT) == []
     assert sorted(x.name for x in r.of_type(SECRET)) == [
         "mcp-connector-credentials",
-        "mcp-connector-disconnect",
-        "mcp-connector-disconnect-key",
     ]
     assert r.one(SERVICE).inputs["spec"] == {
         "type": "ExternalName",
@@ -246,7 +236,7 @@ def test_selection_limits_apiservices(render: Render) -> None:
         "db.example.org/v1alpha1/PostgreSQLInstance",
         "db.example.org/v1beta1/PostgreSQLInstance",
     ]
-    assert [c.plural for c in _plan(r).claims] == ["postgresqlinstances"]
+    assert [c.plural for c in _plan(r).served] == ["postgresqlinstances"]
 
 
 def test_disconnect_plan_in_the_guard(render: Render) -> None:
@@ -254,11 +244,25 @@ def test_disconnect_plan_in_the_guard(render: Render) -> None:
     assert plan.on_disconnect == "Release"
     assert plan.claim_namespace == "mcp-claims"
     assert plan.kubeconfig == CP_KUBECONFIG
-    assert [(c.group, c.version, c.plural, c.kind) for c in plan.claims] == [
+    assert [(c.group, c.version, c.plural, c.kind) for c in plan.served] == [
         ("db.example.org", "v1beta1", "postgresqlinstances", "PostgreSQLInstance"),
         ("k8s.starter.org", "v1alpha1", "kubernetesclusters", "KubernetesCluster"),
     ]
+    assert plan.control_plane == "https://cp.example:6443"
+    assert plan.cluster_id == KUBE_SYSTEM_UID
+    assert plan.connector == "mcp-connector"
     assert _plan(_ok(render(KUBECONFIG_ARGS))).on_disconnect == "Keep"
+
+
+def test_no_second_copy_of_the_credential_in_the_app_cluster(render: Render) -> None:
+    r = _ok(render(TOKEN_ARGS))
+    holding = [
+        x.name
+        for x in r.resources
+        if x.typ.startswith("kubernetes:") and "upbound-api-token-123" in json.dumps(reveal(x.inputs))
+    ]
+    assert holding == ["mcp-connector-credentials"], "only the connector's own Secret carries the token"
+    assert "upbound-api-token-123" in _plan(r).kubeconfig, "the hook's copy is in Pulumi state only"
 
 
 def test_invalid_arguments_are_reported_together(render: Render) -> None:
@@ -301,8 +305,6 @@ def test_unreachable_control_plane_fails_and_creates_nothing(render: Render, mon
     assert {x.typ for x in r.resources} <= {"mcp-connector:index:McpConnector", "kubernetes:core/v1:Namespace"}
 
 
-def test_plan_json_round_trip() -> None:
-    plan = DisconnectPlan("kc", "ns", "id", "Keep", ())
-    assert DisconnectPlan.from_json(plan.to_json()) == plan
-    assert "kc" not in repr(plan)
-    assert json.loads(plan.to_json())["claims"] == []
+def test_plan_never_shows_its_credential() -> None:
+    plan = DisconnectPlan("token: kc-secret", "https://cp", "ns", "id", "Keep")
+    assert "kc-secret" not in repr(plan)

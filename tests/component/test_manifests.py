@@ -39,7 +39,6 @@ def test_parse_mode_rejects(mode: str) -> None:
 
 def test_names() -> None:
     assert NAMES.service_dns == "mcp-connector.kube-system.svc"
-    assert NAMES.guard_secret == "mcp-connector-disconnect"
 
 
 def test_cluster_role_is_least_privilege() -> None:

@@ -1,0 +1,196 @@
+"""What disconnecting does to a cluster's claims in the control plane: Keep or Release.
+
+The claims of a cluster are found by its label (``app-cluster=<cluster ID>``) in every
+claim and namespaced-XR kind the control plane offers now, plus the kinds that were
+connected at the last update, so narrowing ``include`` or an XRD that went away never
+leaves claims behind. ``Keep`` reports; ``Release`` swaps each claim's ownership labels
+for ``released-from-*`` annotations, one merge patch per claim, and lists again until a
+pass finds nothing labelled, so a re-run after an interruption picks up exactly the
+claims still labelled. No claim is ever deleted. A dry run reports what would happen.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from mcp_connector import upstream
+from mcp_connector.core import contract
+from mcp_connector.core.access import AccessError, ControlPlaneAccess
+from mcp_connector_component.guard import KEEP, ON_DISCONNECT, RELEASE, ClaimResource, DisconnectPlan
+
+Log = Callable[[str], None]
+#: Release passes before giving up on claims that keep appearing (a writer that was not stopped).
+MAX_RELEASE_PASSES = 5
+
+
+class DisconnectError(Exception):
+    """The disconnect could not do what ``on_disconnect`` asks; nothing after it may run."""
+
+
+@dataclass
+class DisconnectReport:
+    """What the disconnect found and did: app-side ``Kind namespace/name`` strings."""
+
+    on_disconnect: str
+    dry_run: bool = False
+    kept: list[str] = field(default_factory=list)
+    released: list[str] = field(default_factory=list)
+    released_earlier: list[str] = field(default_factory=list)
+    #: Kinds searched that the control plane no longer serves (``plural.group``).
+    gone_kinds: list[str] = field(default_factory=list)
+
+    def summary(self, plan: DisconnectPlan) -> str:
+        """One log line with counts and names."""
+        where = f"cluster {plan.cluster_id}, control-plane namespace {plan.claim_namespace}"
+        if self.on_disconnect == KEEP:
+            verb = "would stay" if self.dry_run else "stay"
+            text = f"Keep: {len(self.kept)} claim(s) {verb} with their labels ({where})"
+            names = self.kept
+        elif self.dry_run:
+            text = f"Release: would release {len(self.released)} claim(s) ({where})"
+            names = self.released
+        else:
+            text = (
+                f"Release: released {len(self.released)} claim(s), "
+                f"{len(self.released_earlier)} already released ({where})"
+            )
+            names = self.released + self.released_earlier
+        if names:
+            text += ": " + ", ".join(names)
+        if self.gone_kinds:
+            text += f"; kinds no longer served by the control plane: {', '.join(self.gone_kinds)}"
+        return text
+
+
+def describe(kind: str, obj: Mapping[str, Any]) -> str:
+    """``Kind namespace/name`` as the app cluster knew the claim, for reports."""
+    ref = contract.app_ref_of(obj)
+    if ref is not None:
+        return f"{kind} {ref.namespace}/{ref.name}"
+    annotations = (obj.get("metadata") or {}).get("annotations") or {}
+    prefix = contract.RELEASED_ANNOTATION_PREFIX
+    return (
+        f"{kind} {annotations.get(f'{prefix}app-namespace', '?')}/{annotations.get(f'{prefix}app-resource-name', '?')}"
+    )
+
+
+def _released_from(obj: Mapping[str, Any], cluster_id: str) -> bool:
+    metadata = obj.get("metadata") or {}
+    annotations = metadata.get("annotations") or {}
+    return annotations.get(
+        f"{contract.RELEASED_ANNOTATION_PREFIX}app-cluster"
+    ) == cluster_id and contract.APP_CLUSTER_LABEL not in (metadata.get("labels") or {})
+
+
+def release_patch(ref: contract.AppRef) -> dict[str, Any]:
+    """One merge patch that adds the released annotations and drops the ownership labels together."""
+    return {
+        "metadata": {
+            "annotations": contract.release_annotations(ref),
+            "labels": dict.fromkeys(contract.OWNERSHIP_LABELS),
+        }
+    }
+
+
+async def kinds_to_search(client: upstream.Client, served: Sequence[ClaimResource], *, log: Log) -> list[ClaimResource]:
+    """Every kind the control plane offers now, plus the ones connected at the last update."""
+    kinds = {c.resource: c for c in served}
+    try:
+        offered = await upstream.fetch_claim_apis(client)
+    except upstream.ControlPlaneError as e:
+        if not served:
+            raise
+        log(f"mcp-connector disconnect: cannot list the control plane's claim APIs ({e}); searching the connected ones")
+        offered = ()
+    for api in offered:
+        kinds.setdefault(api.resource, ClaimResource.of(api))
+    return sorted(kinds.values(), key=lambda c: (c.group, c.kind))
+
+
+async def _labelled(client: upstream.Client, kind: ClaimResource, plan: DisconnectPlan) -> list[dict[str, Any]]:
+    selector = contract.scope_selector(plan.cluster_id, None)
+    return await upstream.list_all(client, kind.list_path(plan.claim_namespace), params={"labelSelector": selector})
+
+
+async def disconnect(
+    plan: DisconnectPlan, access: ControlPlaneAccess, *, dry_run: bool = False, log: Log
+) -> DisconnectReport:
+    """Apply (or, in a dry run, report) ``plan.on_disconnect`` for every claim of ``plan.cluster_id``."""
+    if plan.on_disconnect not in ON_DISCONNECT:
+        raise DisconnectError(f"on_disconnect {plan.on_disconnect!r} must be one of {', '.join(ON_DISCONNECT)}")
+    report = DisconnectReport(plan.on_disconnect, dry_run=dry_run)
+    async with upstream.connected(access) as client:
+        for kind in await kinds_to_search(client, plan.served, log=log):
+            try:
+                owned = await _labelled(client, kind, plan)
+            except upstream.ControlPlaneRejected as e:
+                if e.status == 404:
+                    report.gone_kinds.append(kind.resource)
+                    continue
+                raise
+            if plan.on_disconnect == KEEP:
+                report.kept += [describe(kind.kind, o) for o in owned]
+                continue
+            if dry_run:
+                report.released += [describe(kind.kind, o) for o in owned]
+                continue
+            report.released_earlier += await _released_earlier(client, kind, plan)
+            await _release_all(client, kind, plan, owned, report, log=log)
+    return report
+
+
+async def _released_earlier(client: upstream.Client, kind: ClaimResource, plan: DisconnectPlan) -> list[str]:
+    everything = await upstream.list_all(client, kind.list_path(plan.claim_namespace))
+    return [describe(kind.kind, o) for o in everything if _released_from(o, plan.cluster_id)]
+
+
+async def _release_all(
+    client: upstream.Client,
+    kind: ClaimResource,
+    plan: DisconnectPlan,
+    owned: list[dict[str, Any]],
+    report: DisconnectReport,
+    *,
+    log: Log,
+) -> None:
+    """Release until a pass finds nothing labelled, so claims created meanwhile are not left behind."""
+    path = kind.list_path(plan.claim_namespace)
+    for _ in range(MAX_RELEASE_PASSES):
+        if not owned:
+            return
+        for obj in owned:
+            ref = contract.app_ref_of(obj)
+            if ref is None or ref.cluster_id != plan.cluster_id:
+                continue
+            await upstream.request(
+                client,
+                "PATCH",
+                f"{path}/{obj['metadata']['name']}",
+                json_body=release_patch(ref),
+                content_type="application/merge-patch+json",
+            )
+            report.released.append(describe(kind.kind, obj))
+            log(f"mcp-connector disconnect: released {describe(kind.kind, obj)}")
+        owned = await _labelled(client, kind, plan)
+    raise DisconnectError(
+        f"mcp-connector disconnect (Release): {kind.resource} claims of cluster {plan.cluster_id} keep appearing "
+        f"after {MAX_RELEASE_PASSES} passes; something still creates them. Stop it and re-run."
+    )
+
+
+def access_error(plan: DisconnectPlan, error: AccessError) -> DisconnectError:
+    """The disconnect's own error for credentials that cannot be used at all."""
+    return DisconnectError(f"mcp-connector disconnect of {plan.connector or 'the connector'}: {error}")
+
+
+__all__ = [
+    "KEEP",
+    "ON_DISCONNECT",
+    "RELEASE",
+    "DisconnectError",
+    "DisconnectReport",
+    "disconnect",
+    "release_patch",
+]
