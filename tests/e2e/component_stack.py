@@ -37,6 +37,10 @@ class Setting:
     args: dict[str, Any] = field(default_factory=dict)
     name: str = "mcp-connector"
     connect: bool = True
+    #: Earlier names of the component (``aliases``), for renames that keep its children.
+    aliases: list[str] = field(default_factory=list)
+    #: More McpConnectors in the same program: name -> args.
+    others: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def save(self, path: Path) -> None:
         """Write for a child process."""
@@ -60,8 +64,16 @@ class Program:
         if not s.connect:
             return
         provider = k8s.Provider("app-cluster", kubeconfig=s.app_kubeconfig)
-        args = {k: pulumi.Output.secret(v) if k in SECRET_ARGS else v for k, v in s.args.items()}
-        connector = McpConnector(s.name, args, opts=pulumi.ResourceOptions(providers={"kubernetes": provider}))  # type: ignore[arg-type]
+
+        def secret_args(args: dict[str, Any]) -> Any:
+            return {k: pulumi.Output.secret(v) if k in SECRET_ARGS else v for k, v in args.items()}
+
+        opts = pulumi.ResourceOptions(
+            providers={"kubernetes": provider}, aliases=[pulumi.Alias(name=a) for a in s.aliases]
+        )
+        connector = McpConnector(s.name, secret_args(s.args), opts=opts)
+        for name, args in s.others.items():
+            McpConnector(name, secret_args(args), opts=pulumi.ResourceOptions(providers={"kubernetes": provider}))
         pulumi.export("clusterId", connector.cluster_id)
         pulumi.export("claimApis", connector.claim_apis)
         pulumi.export("apiserviceNames", connector.apiservice_names)

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -26,6 +26,11 @@ _REPO_ROOT = Path(__file__).resolve().parents[2]
 if str(_REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(_REPO_ROOT))
 
+import connector_fixtures  # noqa: E402
+from component_helpers import EXTERNAL_NAME, SA  # noqa: E402
+from connector_fixtures import SERVICE_NAMESPACE, ConnectorProcess  # noqa: E402
+
+from testbed import APP_CLUSTER, CONTROL_PLANE  # noqa: E402
 from testbed import cluster as testbed_cluster  # noqa: E402
 from testbed.harness import Testbed  # noqa: E402
 from testbed.tools import CLUSTER_TOOLS, PULUMI_TOOLS, MissingToolError, require  # noqa: E402
@@ -66,3 +71,38 @@ def testbed() -> Iterator[Testbed]:
 def pulumi_tools() -> None:
     """Fails the requesting test if the Pulumi CLI or the kubernetes provider is not built."""
     _require_or_fail(*PULUMI_TOOLS)
+
+
+# --- McpConnector suites (component_helpers.py) -----------------------------------------------
+
+
+@pytest.fixture
+def start_connector(testbed: Testbed) -> Iterator[Callable[[str], ConnectorProcess]]:
+    """Start local connectors (the connector suite's fixture) for a cluster ID; stopped after the test."""
+    started: list[ConnectorProcess] = []
+
+    def start(cluster_id: str) -> ConnectorProcess:
+        testbed.kubectl(APP_CLUSTER, "create", "namespace", SERVICE_NAMESPACE, check=False)
+        process = connector_fixtures.start_connector(testbed, cluster_id=cluster_id, service_name=EXTERNAL_NAME)
+        started.append(process)
+        return process
+
+    yield start
+    for process in started:
+        process.stop()
+
+
+@pytest.fixture(scope="module")
+def cp_token(testbed: Testbed) -> Callable[[], str]:
+    """Mints ServiceAccount tokens for the control plane (each call a new, valid token)."""
+    ns = testbed.claim_namespace
+    testbed.kubectl(CONTROL_PLANE, "create", "serviceaccount", SA, "-n", ns, check=False)
+    testbed.kubectl(
+        CONTROL_PLANE, "create", "clusterrolebinding", SA, "--clusterrole=cluster-admin",
+        f"--serviceaccount={ns}:{SA}", check=False,
+    )  # fmt: skip
+
+    def mint() -> str:
+        return testbed.kubectl(CONTROL_PLANE, "create", "token", SA, "-n", ns, "--duration=2h").stdout.strip()
+
+    return mint

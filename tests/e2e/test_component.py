@@ -8,188 +8,39 @@ other tests (or other engineers' suites) made on the shared test bed.
 
 from __future__ import annotations
 
-import contextlib
-import os
-import signal
-import subprocess
-import sys
-import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import connector_fixtures
 import pytest
-from component_stack import Program, Setting, open_stack
-from connector_fixtures import SERVICE_NAMESPACE, ConnectorProcess
+from component_helpers import (
+    BUCKET_XR,
+    CLUSTER_CLAIM,
+    QUEUE_APISERVICE,
+    REDIS_APISERVICE,
+    SEEDED_APISERVICES,
+    apiservice_exists,
+    apply_claim,
+    changes,
+    cp_claim,
+    external_setting,
+    is_labelled,
+    is_released,
+    log,
+    stack_for,
+    token_kubeconfig,
+    wait_available,
+)
+from component_stack import Program, Setting
+from connector_fixtures import ConnectorProcess
 from pulumi import automation as auto
 
 from mcp_connector.core import contract
-from mcp_connector.core.access import ControlPlaneAccess
-from mcp_connector_component.credentials import to_kubeconfig
-from mcp_connector_component.hook import PAUSE_ENV
-from testbed import APP_CLUSTER, CONTROL_PLANE, podman, seed
+from testbed import APP_CLUSTER, podman, seed
 from testbed.harness import Testbed
 
 pytestmark = pytest.mark.e2e
-
-REPO = Path(__file__).resolve().parents[2]
-SEEDED_APISERVICES = [
-    "v1alpha1.db.example.org", "v1beta1.db.example.org", "v1alpha1.k8s.starter.org", "v1alpha1.storage.example.org",
-]
-REDIS_APISERVICE = "v1.cache.example.org"
-QUEUE_APISERVICE = "v1.messaging.example.org"
-BUCKET_XR = REPO / "testbed" / "crossplane" / "bucket" / "xr.yaml"
-CLUSTER_CLAIM = REPO / "testbed" / "crossplane" / "kubernetescluster" / "claim.yaml"
-DB_CLAIM = REPO / "testbed" / "crossplane" / "postgresqlinstance" / "claim.yaml"
-SA = "mcp-e2e-component"
-#: Component (and so Service) name in external mode; the connector suite uses "mcp-connector" there.
-EXTERNAL_NAME = "mcp-component-e2e"
-
-
-@pytest.fixture
-def start_connector(testbed: Testbed) -> Iterator[Callable[[str], ConnectorProcess]]:
-    """Start local connectors (the connector suite's fixture) for a cluster ID; stopped after the test."""
-    started: list[ConnectorProcess] = []
-
-    def start(cluster_id: str) -> ConnectorProcess:
-        testbed.kubectl(APP_CLUSTER, "create", "namespace", SERVICE_NAMESPACE, check=False)
-        process = connector_fixtures.start_connector(testbed, cluster_id=cluster_id, service_name=EXTERNAL_NAME)
-        started.append(process)
-        return process
-
-    yield start
-    for process in started:
-        process.stop()
-
-
-@pytest.fixture(scope="module")
-def cp_token(testbed: Testbed) -> Callable[[], str]:
-    """Mints ServiceAccount tokens for the control plane (each call a new, valid token)."""
-    ns = testbed.claim_namespace
-    testbed.kubectl(CONTROL_PLANE, "create", "serviceaccount", SA, "-n", ns, check=False)
-    testbed.kubectl(
-        CONTROL_PLANE, "create", "clusterrolebinding", SA, "--clusterrole=cluster-admin",
-        f"--serviceaccount={ns}:{SA}", check=False,
-    )  # fmt: skip
-
-    def mint() -> str:
-        return testbed.kubectl(CONTROL_PLANE, "create", "token", SA, "-n", ns, "--duration=2h").stdout.strip()
-
-    return mint
-
-
-def token_kubeconfig(testbed: Testbed, token: str, *, url: str | None = None) -> str:
-    """A control-plane kubeconfig that authenticates with a bearer token."""
-    access = ControlPlaneAccess(
-        url=url or testbed.control_plane.apiserver_url,
-        token=token,
-        ca_pem=testbed.control_plane.ca_cert.read_bytes(),
-    )
-    return to_kubeconfig(access, name="e2e")
-
-
-def external_setting(
-    testbed: Testbed, connector: ConnectorProcess, cluster_id: str, kubeconfig: str, **args: Any
-) -> Setting:
-    """The component in external mode, pointing at a local connector (installed in its Service namespace)."""
-    return Setting(
-        app_kubeconfig=testbed.app_cluster.kubeconfig.read_text(),
-        name=EXTERNAL_NAME,
-        args={
-            "claim_namespace": testbed.claim_namespace,
-            "control_plane_kubeconfig": kubeconfig,
-            "cluster_id": cluster_id,
-            "namespace": SERVICE_NAMESPACE,
-            "mode": f"localhost:{connector.port}",
-            "ca_bundle": connector.ca_bundle.decode(),
-            **args,
-        },
-    )
-
-
-@contextlib.contextmanager
-def stack_for(tmp_path: Path, program: Program, name: str = "e2e") -> Iterator[auto.Stack]:
-    """The stack, destroyed (with the hook) and removed at the end whatever happened."""
-    stack = open_stack(tmp_path / "pulumi", program, name)
-    try:
-        yield stack
-    finally:
-        program.setting.connect = True
-        try:
-            stack.destroy(run_program=True, on_output=_log)
-        except auto.errors.CommandError:
-            # The program itself fails (e.g. the control plane is unreachable): remove the
-            # component from the program instead, which still runs the hook on its children.
-            program.setting.connect = False
-            with contextlib.suppress(auto.errors.CommandError):
-                stack.up(on_output=_log)
-        with contextlib.suppress(auto.errors.CommandError):
-            stack.workspace.remove_stack(name)
-
-
-def _log(line: str) -> None:
-    sys.stdout.write(line)
-
-
-def apiservice_exists(testbed: Testbed, name: str) -> bool:
-    return testbed.kubectl(APP_CLUSTER, "get", "apiservice", name, check=False).returncode == 0
-
-
-def wait_available(testbed: Testbed, name: str, timeout: float = 60) -> None:
-    testbed.kubectl(
-        APP_CLUSTER, "wait", "--for=condition=Available", f"--timeout={int(timeout)}s", f"apiservice/{name}"
-    )
-
-
-def apply_claim(testbed: Testbed, namespace: str, file: Path, name: str) -> None:
-    """Create a claim through the app cluster (retrying while discovery catches up)."""
-    testbed.kubectl(APP_CLUSTER, "create", "namespace", namespace, check=False)
-    text = file.read_text().replace("name: my-", f"name: {name}-", 1)
-    deadline = time.monotonic() + 60
-    while True:
-        done = testbed.kubectl(APP_CLUSTER, "apply", "-n", namespace, "-f", "-", input=text, check=False)
-        if done.returncode == 0:
-            return
-        if time.monotonic() > deadline:
-            pytest.fail(f"applying a claim through the app cluster failed: {done.stderr}")
-        time.sleep(1)
-
-
-def cp_claim(
-    testbed: Testbed, resource: str, ref: contract.AppRef, flavor: contract.Flavor = contract.Flavor.CLAIM
-) -> dict[str, Any] | None:
-    """The control-plane claim (or namespaced XR) for an app-side one, or None."""
-    done = testbed.kubectl(
-        CONTROL_PLANE, "get", resource, contract.control_plane_name(ref, flavor=flavor), "-n",
-        testbed.claim_namespace, "-o", "json", check=False,
-    )  # fmt: skip
-    if done.returncode != 0:
-        return None
-    import json
-
-    claim: dict[str, Any] = json.loads(done.stdout)
-    return claim
-
-
-def is_labelled(claim: dict[str, Any], ref: contract.AppRef) -> bool:
-    return contract.app_ref_of(claim) == ref
-
-
-def is_released(claim: dict[str, Any], ref: contract.AppRef) -> bool:
-    annotations = claim["metadata"].get("annotations") or {}
-    labels = claim["metadata"].get("labels") or {}
-    return all(annotations.get(k) == v for k, v in contract.release_annotations(ref).items()) and not any(
-        k in labels for k in contract.OWNERSHIP_LABELS
-    )
-
-
-def _changes(preview: auto.PreviewResult) -> dict[str, int]:
-    """The preview's counts without the unchanged resources."""
-    counts = {str(getattr(k, "value", k)): v for k, v in preview.change_summary.items()}
-    counts.pop("same", None)
-    return counts
 
 
 # ---------------------------------------------------------------------------------------------
@@ -210,24 +61,24 @@ def test_connect_preview_new_claim_api_keep_reconnect_and_remove(
     cp = testbed.control_plane.kubeconfig
     try:
         with stack_for(tmp_path, program) as stack:
-            up = stack.up(on_output=_log)
+            up = stack.up(on_output=log)
             assert sorted(up.outputs["apiserviceNames"].value) == sorted(SEEDED_APISERVICES)
             assert up.outputs["clusterId"].value == cluster_id
             assert up.outputs["controlPlaneNamespace"].value == testbed.claim_namespace
 
             # A second run changes nothing (the CLI fails the preview otherwise).
-            stack.preview(diff=True, expect_no_changes=True, on_output=_log)
+            stack.preview(diff=True, expect_no_changes=True, on_output=log)
 
             # A claim API (v1 XRD) and a namespaced XR API (v2 XRD) appear in the control plane:
             # preview shows + APIService for each.
             seed.apply_claim_api(cp, seed.REDIS_CACHE)
             seed.apply_claim_api(cp, seed.QUEUE)
-            preview = stack.preview(diff=True, on_output=_log)
+            preview = stack.preview(diff=True, on_output=log)
             # + the APIServices; ~ the guard, whose disconnect plan now covers the new kinds.
-            assert _changes(preview) == {"create": 2, "update": 1}, preview.change_summary
+            assert changes(preview) == {"create": 2, "update": 1}, preview.change_summary
             assert "+ kubernetes:apiregistration.k8s.io/v1:APIService" in preview.stdout
             assert REDIS_APISERVICE in preview.stdout and QUEUE_APISERVICE in preview.stdout
-            up = stack.up(on_output=_log)
+            up = stack.up(on_output=log)
             assert {REDIS_APISERVICE, QUEUE_APISERVICE} <= set(up.outputs["apiserviceNames"].value)
             assert "cache.example.org/v1/RedisCache" in up.outputs["claimApis"].value
             assert "messaging.example.org/v1/Queue" in up.outputs["claimApis"].value
@@ -244,11 +95,11 @@ def test_connect_preview_new_claim_api_keep_reconnect_and_remove(
 
             # Without --run-program Pulumi refuses: the hook lives in the program.
             with pytest.raises(auto.errors.CommandError):
-                stack.destroy(run_program=False, on_output=_log)
+                stack.destroy(run_program=False, on_output=log)
             assert apiservice_exists(testbed, "v1alpha1.k8s.starter.org")
 
             # Disconnect with Keep: the claim stays, labelled; the APIServices go.
-            destroyed = stack.destroy(run_program=True, on_output=_log)
+            destroyed = stack.destroy(run_program=True, on_output=log)
             assert "Keep: 2 claim(s) stay with their labels" in destroyed.stdout
             assert f"KubernetesCluster {app_ns}/c1-cluster" in destroyed.stdout
             assert f"Bucket {app_ns}/c1-bucket" in destroyed.stdout
@@ -256,14 +107,14 @@ def test_connect_preview_new_claim_api_keep_reconnect_and_remove(
             assert claim is not None and is_labelled(claim, ref)
             for name in [*SEEDED_APISERVICES, REDIS_APISERVICE, QUEUE_APISERVICE]:
                 assert not apiservice_exists(testbed, name), name
-            again = stack.destroy(run_program=True, on_output=_log)
+            again = stack.destroy(run_program=True, on_output=log)
             assert "mcp-connector disconnect" not in again.stdout
             deleted = [line for line in again.stdout.splitlines() if "deleted" in line and " kubernetes:" in line]
             assert deleted == [], "a second destroy touches nothing in the cluster"
 
             # Reconnecting with the same cluster ID brings the claim back into the app cluster.
             setting.args["on_disconnect"] = "Release"
-            stack.up(on_output=_log)
+            stack.up(on_output=log)
             wait_available(testbed, "v1alpha1.k8s.starter.org")
             got = testbed.kubectl_json(
                 APP_CLUSTER, "get", "kubernetesclusters.k8s.starter.org", "c1-cluster", "-n", app_ns
@@ -272,7 +123,7 @@ def test_connect_preview_new_claim_api_keep_reconnect_and_remove(
 
             # Removing the component from the program and running up disconnects too (Release).
             setting.connect = False
-            removed = stack.up(on_output=_log)
+            removed = stack.up(on_output=log)
             assert "Release: released 2 claim(s)" in removed.stdout
             claim = cp_claim(testbed, "kubernetesclusters.k8s.starter.org", ref)
             assert claim is not None and is_released(claim, ref), "released, never deleted"
@@ -302,7 +153,7 @@ def test_in_cluster_render_is_stable_and_token_rotation_rolls_pods(
     )
     program = Program(setting)
     with stack_for(tmp_path, program) as stack:
-        up = stack.up(on_output=_log)
+        up = stack.up(on_output=log)
         assert up.outputs["apiserviceNames"].value == ["v1alpha1.k8s.starter.org"]
         uid = testbed.kubectl(APP_CLUSTER, "get", "namespace", "kube-system", "-o", "jsonpath={.metadata.uid}").stdout
         assert up.outputs["clusterId"].value == uid, "defaults to the kube-system namespace UID"
@@ -314,17 +165,17 @@ def test_in_cluster_render_is_stable_and_token_rotation_rolls_pods(
         assert apiservice["spec"]["caBundle"] == tls["data"]["ca.crt"]
 
         # Fresh certificates are generated on every run, but the stored ones stick: no diff.
-        stack.preview(diff=True, expect_no_changes=True, on_output=_log)
+        stack.preview(diff=True, expect_no_changes=True, on_output=log)
 
         setting.args["control_plane_kubeconfig"] = token_kubeconfig(testbed, cp_token())
-        preview = stack.preview(diff=True, on_output=_log)
+        preview = stack.preview(diff=True, on_output=log)
         # pulumi-kubernetes replaces a Secret whose data changes (credentials); the Deployment's
         # checksum annotation and the guard's plan annotation are updated in place.
-        assert _changes(preview) == {"replace": 1, "update": 2, "read": 1}, preview.change_summary
+        assert changes(preview) == {"replace": 1, "update": 2, "read": 1}, preview.change_summary
         assert "mcp-e2e-incluster-credentials" in preview.stdout
         assert "mcp-connector.upbound.io/config-checksum" in preview.stdout
         assert "eyJ" not in preview.stdout, "the token never shows in a diff"
-        rotated = stack.up(on_output=_log)
+        rotated = stack.up(on_output=log)
         assert "mcp-connector disconnect" not in rotated.stdout, "rotating the token must not disconnect"
         rolled = testbed.kubectl_json(APP_CLUSTER, "get", "deployment", "mcp-e2e-incluster", "-n", "kube-system")
         annotation = "mcp-connector.upbound.io/config-checksum"
@@ -356,7 +207,7 @@ def test_preview_fails_clearly_and_changes_nothing(
     with stack_for(tmp_path, Program(setting)) as stack:
         for operation in (stack.preview, stack.up):
             with pytest.raises(auto.errors.CommandError) as failed:
-                operation(on_output=_log)
+                operation(on_output=log)
             message = str(failed.value)
             assert f"control plane {url}" in message
             cause = "credentials rejected (HTTP 401)" if failure == "wrong-token" else "cannot connect"
@@ -372,68 +223,6 @@ def test_preview_fails_clearly_and_changes_nothing(
             [],
             ["kubernetes:core/v1:Namespace"],
         )
-
-
-def test_interrupted_release_converges(
-    testbed: Testbed, pulumi_tools: None, start_connector: Callable[[str], ConnectorProcess], tmp_path: Path
-) -> None:
-    cluster_id = str(uuid.uuid4())
-    connector = start_connector(cluster_id)
-    setting = external_setting(
-        testbed, connector, cluster_id, testbed.control_plane.kubeconfig.read_text(), on_disconnect="Release"
-    )
-    program = Program(setting)
-    app_ns = f"e2e-{cluster_id[:8]}"
-    refs = {
-        ("kubernetesclusters.k8s.starter.org", contract.AppRef(cluster_id, app_ns, "r1-cluster")),
-        ("kubernetesclusters.k8s.starter.org", contract.AppRef(cluster_id, app_ns, "r2-cluster")),
-        ("postgresqlinstances.db.example.org", contract.AppRef(cluster_id, app_ns, "r3-db")),
-    }
-    try:
-        with stack_for(tmp_path, program) as stack:
-            stack.up(on_output=_log)
-            for name in SEEDED_APISERVICES:
-                wait_available(testbed, name)
-            apply_claim(testbed, app_ns, CLUSTER_CLAIM, "r1")
-            apply_claim(testbed, app_ns, CLUSTER_CLAIM, "r2")
-            apply_claim(testbed, app_ns, DB_CLAIM, "r3")
-            assert all(cp_claim(testbed, res, ref) for res, ref in refs)
-
-            # Destroy in a child process that pauses inside the hook after the first claim; kill it there.
-            setting_file = tmp_path / "setting.json"
-            setting.save(setting_file)
-            log_file = tmp_path / "destroy.log"
-            with log_file.open("wb") as log:
-                child = subprocess.Popen(
-                    [sys.executable, str(Path(__file__).with_name("component_stack.py")), "destroy",
-                     str(tmp_path / "pulumi"), str(setting_file)],
-                    stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-                    env={**os.environ, PAUSE_ENV: "300"},
-                )  # fmt: skip
-            deadline = time.monotonic() + 180
-            while sum(is_released(cp_claim(testbed, res, ref) or {"metadata": {}}, ref) for res, ref in refs) < 1:
-                assert child.poll() is None, log_file.read_text()[-3000:]
-                assert time.monotonic() < deadline, log_file.read_text()[-3000:]
-                time.sleep(0.5)
-            os.killpg(child.pid, signal.SIGKILL)
-            child.wait(timeout=30)
-            claims = {ref: cp_claim(testbed, res, ref) for res, ref in refs}
-            assert sum(is_released(c, r) for r, c in claims.items() if c) == 1
-            assert sum(is_labelled(c, r) for r, c in claims.items() if c) == 2
-
-            # Re-running the destroy converges: every claim released, none deleted, APIServices gone.
-            # The killed CLI may leave its lock behind; `pulumi cancel` removes it, as a person would.
-            with contextlib.suppress(auto.errors.CommandError):
-                stack.cancel()
-            rerun = stack.destroy(run_program=True, on_output=_log)
-            assert "Release: released 2 claim(s), 1 already released" in rerun.stdout
-            for res, ref in refs:
-                claim = cp_claim(testbed, res, ref)
-                assert claim is not None and is_released(claim, ref), ref
-            for name in SEEDED_APISERVICES:
-                assert not apiservice_exists(testbed, name), name
-    finally:
-        testbed.kubectl(APP_CLUSTER, "delete", "namespace", app_ns, "--wait=false", check=False)
 
 
 def test_existing_secret_credentials(testbed: Testbed, pulumi_tools: None, tmp_path: Path) -> None:
@@ -456,7 +245,7 @@ def test_existing_secret_credentials(testbed: Testbed, pulumi_tools: None, tmp_p
     )
     try:
         with stack_for(tmp_path, Program(setting)) as stack:
-            up = stack.up(on_output=_log)
+            up = stack.up(on_output=log)
             assert up.outputs["claimApis"].value == ["k8s.starter.org/v1alpha1/KubernetesCluster"]
             deployment = testbed.kubectl_json(APP_CLUSTER, "get", "deployment", "mcp-e2e-secret", "-n", "kube-system")
             volumes = {v["name"]: v for v in deployment["spec"]["template"]["spec"]["volumes"]}
@@ -465,7 +254,7 @@ def test_existing_secret_credentials(testbed: Testbed, pulumi_tools: None, tmp_p
                 APP_CLUSTER, "get", "secret", "mcp-e2e-secret-credentials", "-n", "kube-system", check=False
             )
             assert gone.returncode != 0, "no copy of the user's credentials is made"
-            stack.preview(diff=True, expect_no_changes=True, on_output=_log)
+            stack.preview(diff=True, expect_no_changes=True, on_output=log)
         assert testbed.kubectl(APP_CLUSTER, "get", "secret", secret, "-n", "kube-system", check=False).returncode == 0
     finally:
         testbed.kubectl(APP_CLUSTER, "delete", "secret", secret, "-n", "kube-system", "--ignore-not-found")

@@ -1,0 +1,152 @@
+"""Helpers shared by the component e2e suites: stacks, settings, claims through the app cluster."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from component_stack import Program, Setting, open_stack
+from connector_fixtures import SERVICE_NAMESPACE, ConnectorProcess
+from pulumi import automation as auto
+
+from mcp_connector.core import contract
+from mcp_connector.core.access import ControlPlaneAccess
+from mcp_connector_component.credentials import to_kubeconfig
+from testbed import APP_CLUSTER, CONTROL_PLANE
+from testbed.harness import Testbed
+
+REPO = Path(__file__).resolve().parents[2]
+SEEDED_APISERVICES = [
+    "v1alpha1.db.example.org", "v1beta1.db.example.org", "v1alpha1.k8s.starter.org", "v1alpha1.storage.example.org",
+]  # fmt: skip
+REDIS_APISERVICE = "v1.cache.example.org"
+QUEUE_APISERVICE = "v1.messaging.example.org"
+BUCKET_XR = REPO / "testbed" / "crossplane" / "bucket" / "xr.yaml"
+CLUSTER_CLAIM = REPO / "testbed" / "crossplane" / "kubernetescluster" / "claim.yaml"
+DB_CLAIM = REPO / "testbed" / "crossplane" / "postgresqlinstance" / "claim.yaml"
+CLUSTERS = "kubernetesclusters.k8s.starter.org"
+DATABASES = "postgresqlinstances.db.example.org"
+SA = "mcp-e2e-component"
+#: Component (and so Service) name in external mode; the connector suite uses "mcp-connector" there.
+EXTERNAL_NAME = "mcp-component-e2e"
+
+
+def token_kubeconfig(testbed: Testbed, token: str, *, url: str | None = None) -> str:
+    """A control-plane kubeconfig that authenticates with a bearer token."""
+    access = ControlPlaneAccess(
+        url=url or testbed.control_plane.apiserver_url,
+        token=token,
+        ca_pem=testbed.control_plane.ca_cert.read_bytes(),
+    )
+    return to_kubeconfig(access, name="e2e")
+
+
+def external_setting(
+    testbed: Testbed, connector: ConnectorProcess, cluster_id: str, kubeconfig: str, **args: Any
+) -> Setting:
+    """The component in external mode, pointing at a local connector (installed in its Service namespace)."""
+    return Setting(
+        app_kubeconfig=testbed.app_cluster.kubeconfig.read_text(),
+        name=EXTERNAL_NAME,
+        args={
+            "claim_namespace": testbed.claim_namespace,
+            "control_plane_kubeconfig": kubeconfig,
+            "cluster_id": cluster_id,
+            "namespace": SERVICE_NAMESPACE,
+            "mode": f"localhost:{connector.port}",
+            "ca_bundle": connector.ca_bundle.decode(),
+            **args,
+        },
+    )
+
+
+@contextlib.contextmanager
+def stack_for(tmp_path: Path, program: Program, name: str = "e2e") -> Iterator[auto.Stack]:
+    """The stack, destroyed (with the hook) and removed at the end whatever happened."""
+    stack = open_stack(tmp_path / "pulumi", program, name)
+    try:
+        yield stack
+    finally:
+        program.setting.connect = True
+        try:
+            stack.destroy(run_program=True, on_output=log)
+        except auto.errors.CommandError:
+            # The program itself fails (e.g. the control plane is unreachable): remove the
+            # component from the program instead, which still runs the hook on its children.
+            program.setting.connect = False
+            with contextlib.suppress(auto.errors.CommandError):
+                stack.up(on_output=log)
+        with contextlib.suppress(auto.errors.CommandError):
+            stack.workspace.remove_stack(name)
+
+
+def log(line: str) -> None:
+    sys.stdout.write(line)
+
+
+def apiservice_exists(testbed: Testbed, name: str) -> bool:
+    return testbed.kubectl(APP_CLUSTER, "get", "apiservice", name, check=False).returncode == 0
+
+
+def wait_available(testbed: Testbed, name: str, timeout: float = 60) -> None:
+    testbed.kubectl(
+        APP_CLUSTER, "wait", "--for=condition=Available", f"--timeout={int(timeout)}s", f"apiservice/{name}"
+    )
+
+
+def apply_claim(testbed: Testbed, namespace: str, file: Path, name: str) -> None:
+    """Create a claim through the app cluster (retrying while discovery catches up)."""
+    testbed.kubectl(APP_CLUSTER, "create", "namespace", namespace, check=False)
+    text = file.read_text().replace("name: my-", f"name: {name}-", 1)
+    deadline = time.monotonic() + 60
+    while True:
+        done = testbed.kubectl(APP_CLUSTER, "apply", "-n", namespace, "-f", "-", input=text, check=False)
+        if done.returncode == 0:
+            return
+        if time.monotonic() > deadline:
+            pytest.fail(f"applying a claim through the app cluster failed: {done.stderr}")
+        time.sleep(1)
+
+
+def cp_claim(
+    testbed: Testbed,
+    resource: str,
+    ref: contract.AppRef,
+    flavor: contract.Flavor = contract.Flavor.CLAIM,
+    *,
+    namespace: str | None = None,
+) -> dict[str, Any] | None:
+    """The control-plane claim (or namespaced XR) for an app-side one, or None."""
+    done = testbed.kubectl(
+        CONTROL_PLANE, "get", resource, contract.control_plane_name(ref, flavor=flavor), "-n",
+        namespace or testbed.claim_namespace, "-o", "json", check=False,
+    )  # fmt: skip
+    if done.returncode != 0:
+        return None
+    claim: dict[str, Any] = json.loads(done.stdout)
+    return claim
+
+
+def is_labelled(claim: dict[str, Any], ref: contract.AppRef) -> bool:
+    return contract.app_ref_of(claim) == ref
+
+
+def is_released(claim: dict[str, Any], ref: contract.AppRef) -> bool:
+    annotations = claim["metadata"].get("annotations") or {}
+    labels = claim["metadata"].get("labels") or {}
+    return all(annotations.get(k) == v for k, v in contract.release_annotations(ref).items()) and not any(
+        k in labels for k in contract.OWNERSHIP_LABELS
+    )
+
+
+def changes(preview: auto.PreviewResult) -> dict[str, int]:
+    """The preview's counts without the unchanged resources."""
+    counts = {str(getattr(k, "value", k)): v for k, v in preview.change_summary.items()}
+    counts.pop("same", None)
+    return counts

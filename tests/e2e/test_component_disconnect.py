@@ -1,0 +1,285 @@
+"""Disconnecting with the real engine: only a real disconnect disconnects, and a failing one changes nothing.
+
+Every test connects an external-mode McpConnector (a local connector process behind an
+ExternalName Service) with its own cluster ID, makes claims through the app cluster, and
+then does something that must (or must not) run the disconnect hook.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from component_helpers import (
+    CLUSTER_CLAIM,
+    CLUSTERS,
+    DATABASES,
+    DB_CLAIM,
+    SEEDED_APISERVICES,
+    apiservice_exists,
+    apply_claim,
+    cp_claim,
+    external_setting,
+    is_labelled,
+    is_released,
+    log,
+    stack_for,
+    wait_available,
+)
+from component_stack import Program, Setting
+from connector_fixtures import ConnectorProcess, TcpRelay, control_plane_token
+from control_plane_proxy import HoldingProxy
+from pulumi import automation as auto
+
+from mcp_connector.core import contract
+from mcp_connector.core.access import ControlPlaneAccess
+from mcp_connector_component.credentials import to_kubeconfig
+from testbed import APP_CLUSTER, CONTROL_PLANE
+from testbed.harness import Testbed
+
+pytestmark = pytest.mark.e2e
+
+DISCONNECT = "mcp-connector disconnect"
+
+
+@pytest.fixture
+def connected(
+    testbed: Testbed, pulumi_tools: None, start_connector: Callable[[str], ConnectorProcess], tmp_path: Path
+) -> Iterator[Callable[..., tuple[Setting, auto.Stack, contract.AppRef]]]:
+    """Connect with a given control-plane kubeconfig, make one claim through the app cluster."""
+    namespaces: list[str] = []
+    with contextlib.ExitStack() as stacks:
+
+        def connect(kubeconfig: str, **args: Any) -> tuple[Setting, auto.Stack, contract.AppRef]:
+            cluster_id = str(uuid.uuid4())
+            setting = external_setting(testbed, start_connector(cluster_id), cluster_id, kubeconfig, **args)
+            stack = stacks.enter_context(stack_for(tmp_path, Program(setting)))
+            stack.up(on_output=log)
+            app_ns = f"e2e-{cluster_id[:8]}"
+            namespaces.append(app_ns)
+            wait_available(testbed, "v1alpha1.k8s.starter.org")
+            apply_claim(testbed, app_ns, CLUSTER_CLAIM, "d1")
+            ref = contract.AppRef(cluster_id, app_ns, "d1-cluster")
+            claim = cp_claim(testbed, CLUSTERS, ref)
+            assert claim is not None and is_labelled(claim, ref)
+            return setting, stack, ref
+
+        yield connect
+    for namespace in namespaces:
+        testbed.kubectl(APP_CLUSTER, "delete", "namespace", namespace, "--wait=false", check=False)
+
+
+def _kubeconfig(testbed: Testbed, token: str, *, url: str | None = None) -> str:
+    access = ControlPlaneAccess(
+        url=url or testbed.control_plane.apiserver_url, token=token, ca_pem=testbed.control_plane.ca_cert.read_bytes()
+    )
+    return to_kubeconfig(access, name="e2e")
+
+
+def _urns(stack: auto.Stack) -> list[str]:
+    return sorted(r["urn"] for r in stack.export_stack().deployment.get("resources") or [])
+
+
+def _app_objects(testbed: Testbed) -> list[str]:
+    """The component's objects in the app cluster (its label), by kind and name."""
+    kinds = "secrets,serviceaccounts,services,rolebindings,clusterroles,clusterrolebindings,apiservices"
+    found = testbed.kubectl(
+        APP_CLUSTER, "get", kinds, "-A", "-l", "app.kubernetes.io/instance=mcp-component-e2e", "-o", "name"
+    ).stdout
+    return sorted(found.split())
+
+
+def _labelled(testbed: Testbed, ref: contract.AppRef) -> bool:
+    claim = cp_claim(testbed, CLUSTERS, ref)
+    return claim is not None and is_labelled(claim, ref)
+
+
+def test_unreachable_control_plane_leaves_everything_and_a_rerun_completes(
+    testbed: Testbed, connected: Callable[..., tuple[Setting, auto.Stack, contract.AppRef]]
+) -> None:
+    relay = TcpRelay("127.0.0.1", int(testbed.control_plane.apiserver_url.rsplit(":", 1)[1]))
+    relay.start()
+    try:
+        token = control_plane_token(testbed)
+        setting, stack, ref = connected(
+            _kubeconfig(testbed, token, url=f"https://127.0.0.1:{relay.port}"), on_disconnect="Release"
+        )
+        urns, objects = _urns(stack), _app_objects(testbed)
+        assert any("APIService" in urn for urn in urns) and objects
+
+        # Remove the component with the control plane gone: the hook (stored credentials) cannot release.
+        relay.stop()
+        setting.connect = False
+        with pytest.raises(auto.errors.CommandError) as failed:
+            stack.up(on_output=log)
+        message = str(failed.value)
+        assert "stopped before deleting anything" in message and "Re-run" in message, message
+        assert f"127.0.0.1:{relay.port}" in message and token not in message
+        assert _urns(stack) == urns, "the stack is exactly as it was"
+        assert _app_objects(testbed) == objects, "so is the app cluster"
+        wait_available(testbed, "v1alpha1.k8s.starter.org")
+        assert _labelled(testbed, ref)
+
+        relay.start()
+        done = stack.up(on_output=log)
+        assert "Release: released 1 claim(s)" in done.stdout
+        claim = cp_claim(testbed, CLUSTERS, ref)
+        assert claim is not None and is_released(claim, ref)
+        assert _app_objects(testbed) == []
+        assert [u for u in _urns(stack) if "McpConnector" in u] == []
+    finally:
+        relay.stop()
+
+
+def test_revoked_token_blocks_the_hook_and_current_credentials_finish_it(
+    testbed: Testbed, connected: Callable[..., tuple[Setting, auto.Stack, contract.AppRef]]
+) -> None:
+    account = f"mcp-e2e-revocable-{uuid.uuid4().hex[:6]}"
+    revoked = control_plane_token(testbed, account)
+    setting, stack, ref = connected(_kubeconfig(testbed, revoked), on_disconnect="Release")
+    urns, objects = _urns(stack), _app_objects(testbed)
+    testbed.kubectl(CONTROL_PLANE, "delete", "serviceaccount", account, "-n", testbed.claim_namespace)
+
+    # The component is gone from the program: the hook has only the stored (revoked) token.
+    setting.connect = False
+    with pytest.raises(auto.errors.CommandError) as failed:
+        stack.up(on_output=log)
+    assert "HTTP 401" in str(failed.value) and revoked not in str(failed.value)
+    assert _urns(stack) == urns and _app_objects(testbed) == objects
+    assert _labelled(testbed, ref)
+
+    # Destroy with the program giving a fresh token: the hook uses the stack's current credentials.
+    setting.connect = True
+    setting.args["control_plane_kubeconfig"] = _kubeconfig(testbed, control_plane_token(testbed))
+    done = stack.destroy(run_program=True, on_output=log)
+    assert "Release: released 1 claim(s)" in done.stdout
+    claim = cp_claim(testbed, CLUSTERS, ref)
+    assert claim is not None and is_released(claim, ref)
+    assert _app_objects(testbed) == []
+
+
+def test_replacements_renames_and_refreshes_never_disconnect(
+    testbed: Testbed, connected: Callable[..., tuple[Setting, auto.Stack, contract.AppRef]]
+) -> None:
+    setting, stack, ref = connected(testbed.control_plane.kubeconfig.read_text(), on_disconnect="Release")
+
+    def children() -> list[str]:
+        resources = stack.export_stack().deployment.get("resources") or []
+        component = next(r["urn"] for r in resources if r["type"] == "mcp-connector:index:McpConnector")
+        return [r["urn"] for r in resources if r.get("parent") == component and not r.get("external")]
+
+    def unchanged(result: auto.UpResult) -> None:
+        assert DISCONNECT not in result.stdout, result.stdout[-3000:]
+        assert _labelled(testbed, ref)
+
+    # Each child replaced on its own, then all of them at once (the guard included).
+    for urn in children():
+        unchanged(stack.up(replace=[urn], on_output=log))
+    unchanged(stack.up(replace=children(), on_output=log))
+
+    # The connector's Secret deleted out of band, then refreshed and put back.
+    testbed.kubectl(APP_CLUSTER, "delete", "secret", "mcp-component-e2e-credentials", "-n", "mcp-connector-e2e")
+    stack.refresh(on_output=log)
+    unchanged(stack.up(on_output=log))
+    testbed.kubectl(APP_CLUSTER, "get", "secret", "mcp-component-e2e-credentials", "-n", "mcp-connector-e2e")
+
+    # The app cluster's provider replaced: every object in the cluster is replaced, the guard is not.
+    resources = stack.export_stack().deployment["resources"]
+    provider = next(r["urn"] for r in resources if r["type"] == "pulumi:providers:kubernetes")
+    unchanged(stack.up(replace=[provider], on_output=log))
+
+    # The component renamed (with an alias, so its children follow): the guard is updated, not replaced.
+    setting.aliases, setting.name = [setting.name], "mcp-component-e2e-renamed"
+    renamed = stack.up(on_output=log)
+    unchanged(renamed)
+    setting.aliases, setting.name = [setting.name], "mcp-component-e2e"
+    unchanged(stack.up(on_output=log))
+    stack.preview(diff=True, expect_no_changes=True, on_output=log)
+
+    # Still connected: the claim is served through the app cluster.
+    wait_available(testbed, "v1alpha1.k8s.starter.org")
+    got = testbed.kubectl_json(APP_CLUSTER, "get", CLUSTERS, ref.name, "-n", ref.namespace)
+    assert got["metadata"]["name"] == ref.name
+
+    # And a real disconnect still releases.
+    done = stack.destroy(run_program=True, on_output=log)
+    assert "Release: released 1 claim(s)" in done.stdout
+
+
+def test_previews_report_what_a_disconnect_would_do_and_change_nothing(
+    testbed: Testbed, connected: Callable[..., tuple[Setting, auto.Stack, contract.AppRef]]
+) -> None:
+    setting, stack, ref = connected(testbed.control_plane.kubeconfig.read_text(), on_disconnect="Release")
+    urns = _urns(stack)
+    wanted = f"would release 1 claim(s) (cluster {ref.cluster_id}"
+    preview = stack.preview_destroy(run_program=True, on_output=log)
+    assert wanted in preview.stdout and f"KubernetesCluster {ref.namespace}/{ref.name}" in preview.stdout
+    setting.connect = False
+    removal = stack.preview(on_output=log)
+    assert wanted in removal.stdout
+    setting.connect, setting.args["on_disconnect"] = True, "Keep"
+    keep = stack.preview_destroy(run_program=True, on_output=log)
+    assert "Keep: 1 claim(s) would stay with their labels" in keep.stdout
+    assert _urns(stack) == urns and _labelled(testbed, ref)
+    assert apiservice_exists(testbed, "v1alpha1.k8s.starter.org")
+
+
+def test_interrupted_release_converges(
+    testbed: Testbed, connected: Callable[..., tuple[Setting, auto.Stack, contract.AppRef]], tmp_path: Path
+) -> None:
+    with HoldingProxy(testbed, tmp_path) as proxy:
+        setting, stack, first = connected(proxy.kubeconfig(control_plane_token(testbed)), on_disconnect="Release")
+        cluster_id, app_ns = first.cluster_id, first.namespace
+        apply_claim(testbed, app_ns, CLUSTER_CLAIM, "d2")
+        apply_claim(testbed, app_ns, DB_CLAIM, "d3")
+        refs = {
+            (CLUSTERS, first),
+            (CLUSTERS, contract.AppRef(cluster_id, app_ns, "d2-cluster")),
+            (DATABASES, contract.AppRef(cluster_id, app_ns, "d3-db")),
+        }
+        assert all(cp_claim(testbed, res, ref) for res, ref in refs)
+
+        # Destroy in a child process; the proxy lets one release through and stalls the next: kill it there.
+        setting_file = tmp_path / "setting.json"
+        setting.save(setting_file)
+        proxy.hold_writes_after(1)
+        log_file = tmp_path / "destroy.log"
+        with log_file.open("wb") as out:
+            child = subprocess.Popen(
+                [sys.executable, str(Path(__file__).with_name("component_stack.py")), "destroy",
+                 str(tmp_path / "pulumi"), str(setting_file)],
+                stdout=out, stderr=subprocess.STDOUT, start_new_session=True, env=dict(os.environ),
+            )  # fmt: skip
+        deadline = time.monotonic() + 180
+        while proxy.held < 1:
+            assert child.poll() is None, log_file.read_text()[-3000:]
+            assert time.monotonic() < deadline, log_file.read_text()[-3000:]
+            time.sleep(0.2)
+        os.killpg(child.pid, signal.SIGKILL)
+        child.wait(timeout=30)
+        proxy.release()
+        claims = {ref: cp_claim(testbed, res, ref) for res, ref in refs}
+        assert sum(is_released(c, r) for r, c in claims.items() if c) == 1
+        assert sum(is_labelled(c, r) for r, c in claims.items() if c) == 2
+        for name in SEEDED_APISERVICES:
+            assert apiservice_exists(testbed, name), "nothing after the hook ran"
+
+        # Re-running the destroy converges. The killed CLI leaves its lock: `pulumi cancel`, as a person would.
+        with contextlib.suppress(auto.errors.CommandError):
+            stack.cancel()
+        rerun = stack.destroy(run_program=True, on_output=log)
+        assert "Release: released 2 claim(s), 1 already released" in rerun.stdout
+        for res, ref in refs:
+            claim = cp_claim(testbed, res, ref)
+            assert claim is not None and is_released(claim, ref), ref
+        for name in SEEDED_APISERVICES:
+            assert not apiservice_exists(testbed, name), name
