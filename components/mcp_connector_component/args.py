@@ -16,8 +16,10 @@ import pulumi
 class McpConnectorArgs(TypedDict):
     """Arguments of McpConnector: which control plane to connect, with which credentials, and how."""
 
-    claim_namespace: pulumi.Input[str]
-    """Namespace in the control plane where this cluster's claims are stored (shared by all app clusters)."""
+    claim_namespace: NotRequired[pulumi.Input[str]]
+    """Namespace in the control plane where this cluster's claims are stored; give every app cluster its
+    own. With `platform_kubeconfig` the component creates it (default `mcp-<cluster ID>`) and keeps it
+    on disconnect; otherwise it must exist and is required."""
 
     account: NotRequired[pulumi.Input[str]]
     """Upbound account (organization) of the control plane; needed with `token`."""
@@ -30,16 +32,24 @@ class McpConnectorArgs(TypedDict):
     `https://<host>/v1/controlPlanes/<account>/<control_plane>/k8s`."""
 
     token: NotRequired[pulumi.Input[str]]
-    """Upbound API token (a secret). Exactly one of `token`, `control_plane_secret` and
-    `control_plane_kubeconfig` is given."""
+    """Upbound API token (a secret), given to the connector as it is. Exactly one of `token`,
+    `control_plane_secret`, `control_plane_kubeconfig` and `platform_kubeconfig` is given."""
+
+    platform_kubeconfig: NotRequired[pulumi.Input[str]]
+    """A kubeconfig with the platform team's rights on the control plane (a secret): to create
+    namespaces, ServiceAccounts and RBAC. The component creates this cluster's claim namespace and a
+    ServiceAccount whose Role covers exactly the served claim kinds and the Secrets of that namespace,
+    and gives the connector only that ServiceAccount's token. The platform credential itself stays in
+    Pulumi state (discovery and the disconnect use it) and never reaches the app cluster."""
 
     control_plane_secret: NotRequired[str]
     """Name of an existing Secret in `namespace` whose `kubeconfig` key holds a kubeconfig for the
     control plane. The connector mounts it; the component reads it to discover claim APIs."""
 
     control_plane_kubeconfig: NotRequired[pulumi.Input[str]]
-    """A kubeconfig for the control plane (a secret), for control planes outside Upbound. Its current
-    context is used; bearer tokens and client certificates are supported, exec plugins are not."""
+    """A kubeconfig for the control plane (a secret), given to the connector as it is, for control planes
+    outside Upbound. Its current context is used; bearer tokens and client certificates are supported,
+    exec plugins are not."""
 
     cluster_id: NotRequired[pulumi.Input[str]]
     """Identity of this app cluster in the control plane (the `app-cluster` label on its claims).

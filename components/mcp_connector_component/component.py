@@ -11,7 +11,11 @@ No ``from __future__ import annotations`` here: the provider host reads the outp
 annotations below as real types to publish the schema.
 """
 
+import asyncio
+import base64
+import dataclasses
 import re
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -22,11 +26,12 @@ import pulumi_kubernetes as k8s
 from mcp_connector import upstream
 from mcp_connector.core.access import AccessError, from_kubeconfig
 from mcp_connector.core.discovery import ClaimApi, ClaimApiSelection, group_versions, preferred_versions, select
-from mcp_connector_component import manifests
+from mcp_connector_component import manifests, scoped
 from mcp_connector_component.args import McpConnectorArgs
 from mcp_connector_component.credentials import (
     DEFAULT_UPBOUND_HOST,
     kubeconfig_from_secret_data,
+    to_kubeconfig,
     upbound_kubeconfig,
 )
 from mcp_connector_component.guard import KEEP, ON_DISCONNECT, ClaimResource, DisconnectGuard
@@ -41,7 +46,10 @@ DEFAULT_NAMESPACE = "kube-system"
 DISCOVERY_TIMEOUT = 20.0
 
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
-_CREDENTIAL_FORMS = ("token", "control_plane_secret", "control_plane_kubeconfig")
+_CREDENTIAL_FORMS = ("token", "control_plane_secret", "control_plane_kubeconfig", "platform_kubeconfig")
+PLATFORM = "platform_kubeconfig"
+#: Seconds to wait for the control plane to fill a new ServiceAccount token Secret.
+TOKEN_TIMEOUT = 60.0
 
 
 class McpConnectorError(pulumi.RunError):
@@ -69,8 +77,8 @@ def _validate(name: str, args: Mapping[str, Any]) -> _Plain:
         problems.append(f"give exactly one of {', '.join(_CREDENTIAL_FORMS)} (got {', '.join(forms) or 'none'})")
     if "token" in forms:
         problems += [f"{a} is required with token" for a in ("account", "control_plane") if not args.get(a)]
-    if args.get("claim_namespace") is None:
-        problems.append("claim_namespace is required")
+    if args.get("claim_namespace") is None and PLATFORM not in forms:
+        problems.append("claim_namespace is required (unless platform_kubeconfig lets the component make one)")
     namespace = args.get("namespace") or DEFAULT_NAMESPACE
     for what, value in (("namespace", namespace), ("component name", name)):
         if not isinstance(value, str) or not _DNS_LABEL.match(value) or len(value) > 50:
@@ -157,7 +165,11 @@ class McpConnector(pulumi.ComponentResource):
             self._made.append(kube_system)
             cluster_id = kube_system.metadata.apply(lambda m: str(m.uid))
         self._cluster_id = cluster_id
-        claim_namespace: pulumi.Output[str] = pulumi.Output.from_input(raw["claim_namespace"])
+        claim_namespace: pulumi.Output[str]
+        if raw.get("claim_namespace") is not None:
+            claim_namespace = pulumi.Output.from_input(raw["claim_namespace"])
+        else:
+            claim_namespace = cluster_id.apply(self._default_claim_namespace)
 
         apis: pulumi.Output[tuple[ClaimApi, ...]] = pulumi.Output.unsecret(
             kubeconfig.apply(self._discover)  # apply awaits the coroutine
@@ -200,8 +212,8 @@ class McpConnector(pulumi.ComponentResource):
                     guard(lambda v: upbound_kubeconfig(host=v[0], account=v[1], control_plane=v[2], token=v[3]))
                 )
             )
-        if form == "control_plane_kubeconfig":
-            return pulumi.Output.secret(raw["control_plane_kubeconfig"])
+        if form in ("control_plane_kubeconfig", PLATFORM):
+            return pulumi.Output.secret(raw[form])
         secret_name = str(raw["control_plane_secret"])
         namespace = self._plain.names.namespace
         existing = k8s.core.v1.Secret.get(f"{name}-control-plane", f"{namespace}/{secret_name}", opts=child)
@@ -236,6 +248,11 @@ class McpConnector(pulumi.ComponentResource):
         raw, plain, name = self._args, self._plain, self._name
         names, mode = plain.names, plain.mode
         made = self._made
+        access_kubeconfig = kubeconfig
+        fence: scoped.Fence | None = None
+        if plain.credential_form == PLATFORM:
+            # The connector gets a token scoped to this cluster's namespace, never the platform credential.
+            kubeconfig, fence = self._scoped_identity(apis, access_kubeconfig, claim_namespace)
 
         if plain.credential_form == "control_plane_secret":
             credentials_name = str(raw["control_plane_secret"])
@@ -295,7 +312,7 @@ class McpConnector(pulumi.ComponentResource):
             for gv in gvs
         ]
 
-        self._guard(apis, kubeconfig, cluster_id, claim_namespace)
+        self._guard(apis, access_kubeconfig, cluster_id, claim_namespace, fence)
         return [gv.apiservice_name for gv in gvs]
 
     def _child(self, **kwargs: Any) -> pulumi.ResourceOptions:
@@ -314,6 +331,7 @@ class McpConnector(pulumi.ComponentResource):
         kubeconfig: pulumi.Output[str],
         cluster_id: pulumi.Output[str],
         claim_namespace: pulumi.Output[str],
+        fence: "scoped.Fence | None",
     ) -> None:
         """The child whose deletion runs the disconnect hook, deleted before every other child."""
         on_disconnect = pulumi.Output.from_input(self._args.get("on_disconnect") or KEEP).apply(self._on_disconnect)
@@ -330,12 +348,87 @@ class McpConnector(pulumi.ComponentResource):
             cluster_id=cluster_id,
             on_disconnect=on_disconnect,
             served=[ClaimResource.of(a) for a in apis],
+            writer_binding=fence.role_binding if fence else "",
             opts=pulumi.ResourceOptions(
                 parent=self,
                 depends_on=list(self._made),
                 hooks=pulumi.ResourceHookBinding(before_delete=[register_disconnect_hook()]),
             ),
         )
+
+    def _default_claim_namespace(self, cluster_id: str) -> str:
+        namespace = f"mcp-{cluster_id}".lower()
+        if not _DNS_LABEL.match(namespace) or len(namespace) > 63:
+            raise McpConnectorError(
+                f"McpConnector {self._name}: cluster ID {cluster_id!r} does not make a namespace name "
+                f"({namespace!r}); set claim_namespace"
+            )
+        return namespace
+
+    def _scoped_identity(
+        self, apis: tuple[ClaimApi, ...], platform: pulumi.Output[str], claim_namespace: pulumi.Output[str]
+    ) -> "tuple[pulumi.Output[str], scoped.Fence]":
+        """This cluster's namespace and identity in the control plane; returns the connector's kubeconfig."""
+        name = self._name
+        provider = k8s.Provider(f"{name}-control-plane", kubeconfig=platform, opts=pulumi.ResourceOptions(parent=self))
+        names = scoped.ScopedNames(namespace=claim_namespace, base=name)
+
+        def opts(**kwargs: Any) -> pulumi.ResourceOptions:
+            return pulumi.ResourceOptions(parent=self, provider=provider, delete_before_replace=True, **kwargs)
+
+        # Never deleted: it holds the claims, which Keep and Release both leave in place.
+        namespace = k8s.core.v1.Namespace(
+            f"{name}-claim-namespace", opts=opts(retain_on_delete=True), **_kwargs(scoped.namespace(names))
+        )
+        inside = [namespace]
+        account = k8s.core.v1.ServiceAccount(
+            f"{name}-cp-sa", opts=opts(depends_on=inside), **_kwargs(scoped.service_account(names))
+        )
+        role = k8s.rbac.v1.Role(f"{name}-cp-role", opts=opts(depends_on=inside), **_kwargs(scoped.role(names, apis)))
+        binding = k8s.rbac.v1.RoleBinding(
+            f"{name}-cp-role", opts=opts(depends_on=[role, account]), **_kwargs(scoped.role_binding(names))
+        )
+        discovery_name = claim_namespace.apply(names.discovery_role)
+        discovery = k8s.rbac.v1.ClusterRole(
+            f"{name}-cp-discovery", opts=opts(), **_kwargs(scoped.discovery_role(names, discovery_name))
+        )
+        discovery_binding = k8s.rbac.v1.ClusterRoleBinding(
+            f"{name}-cp-discovery",
+            opts=opts(depends_on=[discovery, account]),
+            **_kwargs(scoped.discovery_binding(names, discovery_name)),
+        )
+        token_secret = k8s.core.v1.Secret(
+            f"{name}-cp-token",
+            opts=opts(depends_on=[account], additional_secret_outputs=["data"]),
+            **_kwargs(scoped.token_secret(names)),
+        )
+        self._made += [provider, namespace, account, role, binding, discovery, discovery_binding, token_secret]
+        made = pulumi.Output.all(platform, claim_namespace, token_secret.metadata, binding.metadata)
+        kubeconfig: pulumi.Output[str] = made.apply(lambda v: self._scoped_kubeconfig(v[0], v[1]))
+        fence = scoped.Fence(role_binding=scoped.ScopedNames.role)
+        return pulumi.Output.secret(kubeconfig), fence
+
+    async def _scoped_kubeconfig(self, platform: str, namespace: str) -> str:
+        """A kubeconfig for the connector: the platform's cluster and trust, the scoped token (once filled in)."""
+        try:
+            access = from_kubeconfig(platform)
+            path = f"/api/v1/namespaces/{namespace}/secrets/{scoped.ScopedNames.token_secret}"
+            async with upstream.connected(access, timeout=DISCOVERY_TIMEOUT) as client:
+                deadline = time.monotonic() + TOKEN_TIMEOUT
+                while not (token := ((await upstream.request(client, "GET", path)).get("data") or {}).get("token")):
+                    if time.monotonic() > deadline:
+                        raise McpConnectorError(
+                            f"McpConnector {self._name}: the control plane did not fill in the token of "
+                            f"Secret {namespace}/{scoped.ScopedNames.token_secret} in {TOKEN_TIMEOUT:.0f}s "
+                            "(is its token controller running?)"
+                        )
+                    await asyncio.sleep(0.5)
+        except (AccessError, upstream.ControlPlaneError) as e:
+            raise McpConnectorError(f"McpConnector {self._name}: cannot read the connector's token: {e}") from None
+        scoped_access = dataclasses.replace(
+            access, token=base64.b64decode(token).decode(), client_cert_pem=None, client_key_pem=None
+        )
+        return to_kubeconfig(scoped_access, name="mcp-connector")
 
     def _on_disconnect(self, value: str) -> str:
         if value not in ON_DISCONNECT:

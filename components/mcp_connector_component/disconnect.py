@@ -11,7 +11,8 @@ claims still labelled. No claim is ever deleted. A dry run reports what would ha
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+import contextlib
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -121,6 +122,7 @@ async def disconnect(
     if plan.on_disconnect not in ON_DISCONNECT:
         raise DisconnectError(f"on_disconnect {plan.on_disconnect!r} must be one of {', '.join(ON_DISCONNECT)}")
     report = DisconnectReport(plan.on_disconnect, dry_run=dry_run)
+    restore: Restore | None = None
     async with upstream.connected(access) as client:
         for kind in await kinds_to_search(client, plan.served, log=log):
             try:
@@ -136,9 +138,52 @@ async def disconnect(
             if dry_run:
                 report.released += [describe(kind.kind, o) for o in owned]
                 continue
+            if restore is None:
+                restore = await stop_writes(client, plan, log=log)
             report.released_earlier += await _released_earlier(client, kind, plan)
-            await _release_all(client, kind, plan, owned, report, log=log)
+            try:
+                await _release_all(client, kind, plan, owned, report, log=log)
+            except BaseException:
+                await restore()
+                raise
     return report
+
+
+Restore = Callable[[], Awaitable[None]]
+
+
+async def stop_writes(client: upstream.Client, plan: DisconnectPlan, *, log: Log) -> Restore:
+    """Take the connector's write access away (its RoleBinding) before releasing; return how to give it back.
+
+    Only possible when the component made the connector's identity (``writer_binding``). A
+    Release that fails gives the access back, so a connection the user keeps still works;
+    one that is killed leaves it away, which a re-run of the disconnect does not need and
+    ``pulumi up --refresh`` restores.
+    """
+    if not plan.writer_binding:
+        return _nothing
+    path = f"/apis/rbac.authorization.k8s.io/v1/namespaces/{plan.claim_namespace}/rolebindings/{plan.writer_binding}"
+    try:
+        saved = await upstream.request(client, "GET", path)
+    except upstream.ControlPlaneRejected as e:
+        if e.status == 404:
+            return _nothing  # already taken away by an interrupted run
+        raise
+    await upstream.request(client, "DELETE", path)
+    where = f"{plan.claim_namespace}/{plan.writer_binding}"
+    log(f"mcp-connector disconnect: stopped the connector's writes (RoleBinding {where} removed)")
+
+    async def restore() -> None:
+        metadata = {k: v for k, v in saved["metadata"].items() if k in ("name", "namespace", "labels", "annotations")}
+        body = {**saved, "metadata": metadata}
+        with contextlib.suppress(upstream.ControlPlaneError):
+            await upstream.request(client, "POST", path.rsplit("/", 1)[0], json_body=body)
+
+    return restore
+
+
+async def _nothing() -> None:
+    return None
 
 
 async def _released_earlier(client: upstream.Client, kind: ClaimResource, plan: DisconnectPlan) -> list[str]:

@@ -70,6 +70,10 @@ class DisconnectPlan:
     served: tuple[ClaimResource, ...] = ()
     #: The McpConnector the guard belongs to, for messages.
     connector: str = ""
+    #: The RoleBinding (in the claim namespace) that lets the connector write, when the component
+    #: made the connector's identity: the disconnect removes it before releasing, so no claim is
+    #: created behind its back. Empty for credentials given as they are (Upbound tokens).
+    writer_binding: str = ""
 
     @property
     def identity(self) -> tuple[str, str, str]:
@@ -97,6 +101,7 @@ def plan_from_inputs(inputs: Mapping[str, Any]) -> DisconnectPlan:
         on_disconnect=str(inputs.get("onDisconnect") or KEEP),
         served=tuple(ClaimResource(**dict(c)) for c in served),
         connector=str(inputs.get("connector") or ""),
+        writer_binding=str(inputs.get("writerBinding") or ""),
     )
 
 
@@ -114,6 +119,7 @@ class DisconnectGuard(pulumi.ComponentResource):
         cluster_id: pulumi.Input[str],
         on_disconnect: pulumi.Input[str],
         served: Sequence[ClaimResource],
+        writer_binding: str = "",
         opts: pulumi.ResourceOptions,
     ) -> None:
         props: dict[str, Any] = {
@@ -124,6 +130,7 @@ class DisconnectGuard(pulumi.ComponentResource):
             "clusterId": cluster_id,
             "onDisconnect": on_disconnect,
             "served": [c.__dict__ for c in served],
+            "writerBinding": writer_binding,
         }
         super().__init__(GUARD_TYPE, name, props, opts)
         self.register_outputs({})

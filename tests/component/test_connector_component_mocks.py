@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import json
 
+import pytest
 import yaml
 from component_testdata import CP_KUBECONFIG, KUBE_SYSTEM_UID, Render, Rendered, is_secret, plain_parts, reveal
 
@@ -308,3 +309,52 @@ def test_unreachable_control_plane_fails_and_creates_nothing(render: Render, mon
 def test_plan_never_shows_its_credential() -> None:
     plan = DisconnectPlan("token: kc-secret", "https://cp", "ns", "id", "Keep")
     assert "kc-secret" not in repr(plan)
+
+
+def test_platform_credentials_make_a_scoped_identity(render: Render, monkeypatch: pytest.MonkeyPatch) -> None:
+    asked: list[str] = []
+
+    async def fake_request(client: object, method: str, path: str, **kwargs: object) -> dict[str, object]:
+        asked.append(f"{method} {path}")
+        return {"data": {"token": base64.b64encode(b"scoped-sa-token").decode()}}
+
+    monkeypatch.setattr(upstream, "request", fake_request)
+    r = _ok(render({"platform_kubeconfig": CP_KUBECONFIG}))
+    namespace = f"mcp-{KUBE_SYSTEM_UID}"
+    assert r.outputs["control_plane_namespace"] == namespace
+    assert asked == [f"GET /api/v1/namespaces/{namespace}/secrets/mcp-connector-token"]
+    assert r.k8s_names("kubernetes:core/v1:Namespace") == [namespace]
+    role = r.one("kubernetes:rbac.authorization.k8s.io/v1:Role").inputs
+    assert role["metadata"]["namespace"] == namespace
+    assert role["rules"] == [
+        {
+            "apiGroups": ["db.example.org"],
+            "resources": ["postgresqlinstances", "postgresqlinstances/status"],
+            "verbs": ["get", "list", "watch", "create", "update", "patch", "delete", "deletecollection"],
+        },
+        {
+            "apiGroups": ["k8s.starter.org"],
+            "resources": ["kubernetesclusters", "kubernetesclusters/status"],
+            "verbs": ["get", "list", "watch", "create", "update", "patch", "delete", "deletecollection"],
+        },
+        {"apiGroups": [""], "resources": ["secrets"], "verbs": ["get", "list", "watch"]},
+    ]
+    discovery = r.one("kubernetes:rbac.authorization.k8s.io/v1:ClusterRole", "mcp-connector-cp-discovery").inputs
+    assert discovery["metadata"]["name"] == f"mcp-connector:{namespace}:discovery"
+    assert {g for rule in discovery["rules"] for g in rule["apiGroups"]} == {
+        "apiextensions.crossplane.io",
+        "apiextensions.k8s.io",
+    }, "no claims and no Secrets outside the namespace"
+    token = r.one(SECRET, "mcp-connector-cp-token").inputs
+    assert token["type"] == "kubernetes.io/service-account-token"
+    connector = yaml.safe_load(reveal(r.one(SECRET, "mcp-connector-credentials").inputs["stringData"])["kubeconfig"])  # type: ignore[index]
+    assert connector["users"][0]["user"] == {"token": "scoped-sa-token"}
+    assert connector["clusters"][0]["cluster"]["server"] == "https://cp.example:6443"
+    assert "--claim-namespace" in _container(r)["args"] and namespace in _container(r)["args"]
+    plan = _plan(r)
+    assert plan.kubeconfig == CP_KUBECONFIG, "discovery and the disconnect use the platform credential"
+    assert plan.claim_namespace == namespace and plan.writer_binding == "mcp-connector"
+    holding = [x.name for x in r.resources if "cp-secret-token" in json.dumps(reveal(x.inputs))]
+    assert sorted(holding) == ["mcp-connector-control-plane", "mcp-connector-disconnect"], (
+        "the platform credential is only in the control-plane provider and the guard (Pulumi state)"
+    )

@@ -32,11 +32,11 @@ def test_type_token_matches_the_component(schema: dict[str, Any]) -> None:
 def test_inputs(schema: dict[str, Any]) -> None:
     resource = schema["resources"][TYPE_TOKEN]
     inputs = resource["inputProperties"]
-    assert resource["requiredInputs"] == ["claimNamespace"]
+    assert resource.get("requiredInputs", []) == []
     assert set(inputs) == {
         "claimNamespace", "account", "controlPlane", "host", "token", "controlPlaneSecret",
-        "controlPlaneKubeconfig", "clusterId", "namespace", "image", "replicas", "resources", "mode",
-        "caBundle", "include", "exclude", "onDisconnect", "groupPriorityMinimum", "skipAwait",
+        "controlPlaneKubeconfig", "platformKubeconfig", "clusterId", "namespace", "image", "replicas",
+        "resources", "mode", "caBundle", "include", "exclude", "onDisconnect", "groupPriorityMinimum", "skipAwait",
     }  # fmt: skip
     assert inputs["replicas"]["type"] == "integer" and inputs["replicas"]["plain"] is True
     assert inputs["include"]["type"] == "array" and inputs["include"]["plain"] is True
@@ -44,6 +44,7 @@ def test_inputs(schema: dict[str, Any]) -> None:
     assert inputs["resources"]["type"] == "object"
     assert inputs["resources"]["additionalProperties"]["additionalProperties"]["type"] == "string"
     assert "plain" not in inputs["token"], "secrets may come from other resources' outputs"
+    assert "plain" not in inputs["platformKubeconfig"]
     for name, prop in inputs.items():
         assert prop.get("description"), f"{name} has no documentation"
     assert "Keep" in inputs["onDisconnect"]["description"] and "Release" in inputs["onDisconnect"]["description"]

@@ -5,12 +5,10 @@ from __future__ import annotations
 import contextlib
 import json
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import pytest
 from component_stack import Program, Setting, open_stack
 from connector_fixtures import SERVICE_NAMESPACE, ConnectorProcess
 from pulumi import automation as auto
@@ -20,6 +18,7 @@ from mcp_connector.core.access import ControlPlaneAccess
 from mcp_connector_component.credentials import to_kubeconfig
 from testbed import APP_CLUSTER, CONTROL_PLANE
 from testbed.harness import Testbed
+from testbed.waiting import eventually
 
 REPO = Path(__file__).resolve().parents[2]
 SEEDED_APISERVICES = [
@@ -104,14 +103,13 @@ def apply_claim(testbed: Testbed, namespace: str, file: Path, name: str) -> None
     """Create a claim through the app cluster (retrying while discovery catches up)."""
     testbed.kubectl(APP_CLUSTER, "create", "namespace", namespace, check=False)
     text = file.read_text().replace("name: my-", f"name: {name}-", 1)
-    deadline = time.monotonic() + 60
-    while True:
+
+    def applied() -> bool:
         done = testbed.kubectl(APP_CLUSTER, "apply", "-n", namespace, "-f", "-", input=text, check=False)
-        if done.returncode == 0:
-            return
-        if time.monotonic() > deadline:
-            pytest.fail(f"applying a claim through the app cluster failed: {done.stderr}")
-        time.sleep(1)
+        assert done.returncode == 0, done.stderr
+        return True
+
+    eventually(applied, timeout=60, every=1, what="applying a claim through the app cluster")
 
 
 def cp_claim(
