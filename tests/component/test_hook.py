@@ -68,6 +68,21 @@ class FakeControlPlane:
         self.patches = 0
         self.fail_patch_after: int | None = None
         self.on_patch: list[Any] = []
+        self.bindings: dict[str, dict[str, Any]] = {}
+        self.binding_calls: list[str] = []
+
+    def rolebindings(self, request: httpx.Request) -> httpx.Response:
+        name = request.url.path.rsplit("/", 1)[1]
+        self.binding_calls.append(f"{request.method} {name}")
+        if request.method == "POST":
+            body = json.loads(request.content)
+            self.bindings[body["metadata"]["name"]] = body
+            return httpx.Response(201, json=body)
+        if name not in self.bindings:
+            return httpx.Response(404, json={"kind": "Status", "message": "not found", "code": 404})
+        if request.method == "DELETE":
+            return httpx.Response(200, json=self.bindings.pop(name))
+        return httpx.Response(200, json=self.bindings[name])
 
     def add(self, plural: str, ref: AppRef) -> str:
         obj = contract.to_control_plane({"spec": {"x": 1}}, ref, claim_namespace=NS)
@@ -80,6 +95,8 @@ class FakeControlPlane:
         return self.offered
 
     def handler(self, request: httpx.Request) -> httpx.Response:
+        if "/rolebindings" in request.url.path:
+            return self.rolebindings(request)
         parts = request.url.path.strip("/").split("/")  # apis g v namespaces ns plural [name]
         plural = parts[5]
         if plural not in self.claims or plural not in {a.plural for a in self.offered}:
@@ -316,3 +333,55 @@ async def test_namespaced_xrs_are_kept_and_released_like_claims(cp: FakeControlP
     stored = cp.claims["buckets"][hashed]
     assert stored["metadata"]["annotations"] == contract.release_annotations(ref)
     assert not any(k.startswith(contract.LABEL_DOMAIN) for k in stored["metadata"].get("labels") or {})
+
+
+WRITER = {
+    "apiVersion": "rbac.authorization.k8s.io/v1",
+    "kind": "RoleBinding",
+    "metadata": {"name": "mcp-connector", "namespace": NS, "uid": "u1", "resourceVersion": "7"},
+    "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "mcp-connector"},
+    "subjects": [{"kind": "ServiceAccount", "name": "mcp-connector", "namespace": NS}],
+}
+
+
+def _fenced(on_disconnect: str) -> DisconnectPlan:
+    return DisconnectPlan(
+        KUBECONFIG,
+        "https://cp.test",
+        NS,
+        CLUSTER,
+        on_disconnect,
+        (CLUSTERS, DATABASES),
+        "c",
+        writer_binding="mcp-connector",
+    )
+
+
+async def test_release_stops_the_connectors_writes_first(cp: FakeControlPlane) -> None:
+    cp.bindings["mcp-connector"] = dict(WRITER)
+    order: list[str] = []
+    cp.on_patch.append(lambda: order.append(f"patch with binding={'mcp-connector' in cp.bindings}"))
+    await disconnect(_fenced("Release"), ACCESS, log=_quiet)
+    assert cp.binding_calls[:2] == ["GET mcp-connector", "DELETE mcp-connector"]
+    assert order and all(o == "patch with binding=False" for o in order)
+    assert "mcp-connector" not in cp.bindings
+
+
+async def test_a_failed_release_gives_the_writes_back(cp: FakeControlPlane) -> None:
+    cp.bindings["mcp-connector"] = dict(WRITER)
+    cp.fail_patch_after = 1
+    with pytest.raises(upstream.ControlPlaneUnreachable):
+        await disconnect(_fenced("Release"), ACCESS, log=_quiet)
+    restored = cp.bindings["mcp-connector"]
+    assert restored["subjects"] == WRITER["subjects"] and "uid" not in restored["metadata"]
+    cp.fail_patch_after = None
+    del cp.bindings["mcp-connector"]  # as after a killed run: the re-run finds it gone and goes on
+    report = await disconnect(_fenced("Release"), ACCESS, log=_quiet)
+    assert _labelled(cp, CLUSTER) == 0 and len(report.released) == 2
+
+
+async def test_keep_and_dry_runs_never_touch_the_writes(cp: FakeControlPlane) -> None:
+    cp.bindings["mcp-connector"] = dict(WRITER)
+    await disconnect(_fenced("Keep"), ACCESS, log=_quiet)
+    await disconnect(_fenced("Release"), ACCESS, dry_run=True, log=_quiet)
+    assert cp.binding_calls == [] and "mcp-connector" in cp.bindings
