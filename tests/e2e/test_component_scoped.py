@@ -1,0 +1,143 @@
+"""Platform credentials: the component makes the cluster's own control-plane namespace and a token scoped to it.
+
+The connector runs as a local process (external mode) with exactly the kubeconfig the component
+put into the app cluster's credentials Secret, so every claim in this test goes through the
+scoped identity; the platform (admin) kubeconfig only ever reaches Pulumi state.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import ssl
+import urllib.error
+import urllib.request
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+import yaml
+from component_helpers import CLUSTER_CLAIM, CLUSTERS, EXTERNAL_NAME, apply_claim, log, stack_for, wait_available
+from component_stack import Program, Setting
+from connector_fixtures import SERVICE_NAMESPACE, ConnectorProcess, start_connector
+
+from mcp_connector.core import contract
+from testbed import APP_CLUSTER, CONTROL_PLANE
+from testbed.harness import Testbed
+
+pytestmark = pytest.mark.e2e
+
+
+def _as(testbed: Testbed, token: str, method: str, path: str, body: object = None) -> int:
+    """The HTTP status the control plane answers a request made with ``token``."""
+    context = ssl.create_default_context(cafile=str(testbed.control_plane.ca_cert))
+    request = urllib.request.Request(
+        testbed.control_plane.apiserver_url + path,
+        method=method,
+        data=json.dumps(body).encode() if body is not None else None,
+        headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
+    )
+    try:
+        with urllib.request.urlopen(request, context=context, timeout=10) as response:
+            return int(response.status)
+    except urllib.error.HTTPError as e:
+        return int(e.code)
+
+
+def test_platform_credentials_scope_the_connector_to_its_own_namespace(
+    testbed: Testbed, pulumi_tools: None, start_connector: Callable[[str], ConnectorProcess], tmp_path: Path
+) -> None:
+    cluster_id = str(uuid.uuid4())
+    namespace = f"mcp-{cluster_id}"
+    other = f"mcp-other-{uuid.uuid4().hex[:8]}"
+    testbed.kubectl(CONTROL_PLANE, "create", "namespace", other)
+    placeholder = start_connector(cluster_id)
+    setting = Setting(
+        app_kubeconfig=testbed.app_cluster.kubeconfig.read_text(),
+        name=EXTERNAL_NAME,
+        args={
+            "platform_kubeconfig": testbed.control_plane.kubeconfig.read_text(),
+            "cluster_id": cluster_id,
+            "namespace": SERVICE_NAMESPACE,
+            "mode": f"localhost:{placeholder.port}",
+            "ca_bundle": placeholder.ca_bundle.decode(),
+            "on_disconnect": "Release",
+        },
+    )
+    app_ns = f"e2e-{cluster_id[:8]}"
+    scoped: ConnectorProcess | None = None
+    try:
+        with stack_for(tmp_path, Program(setting)) as stack:
+            up = stack.up(on_output=log)
+            assert up.outputs["controlPlaneNamespace"].value == namespace
+            testbed.kubectl(CONTROL_PLANE, "get", "namespace", namespace)
+
+            # The app cluster holds only the scoped token.
+            secret = testbed.kubectl_json(
+                APP_CLUSTER, "get", "secret", f"{EXTERNAL_NAME}-credentials", "-n", SERVICE_NAMESPACE
+            )
+            kubeconfig_text = base64.b64decode(secret["data"]["kubeconfig"]).decode()
+            user = yaml.safe_load(kubeconfig_text)["users"][0]["user"]
+            assert set(user) == {"token"}, "no client certificate, no platform credential"
+            token = user["token"]
+            admin_cert = yaml.safe_load(testbed.control_plane.kubeconfig.read_text())["users"][0]["user"]
+            assert admin_cert["client-certificate-data"] not in kubeconfig_text
+
+            # What the token may do: its own namespace's claims and Secrets, nobody else's.
+            claims = "/apis/k8s.starter.org/v1alpha1/namespaces/{}/kubernetesclusters"
+            assert _as(testbed, token, "GET", claims.format(namespace)) == 200
+            assert _as(testbed, token, "GET", f"/api/v1/namespaces/{namespace}/secrets") == 200
+            assert _as(testbed, token, "GET", claims.format(other)) == 403
+            assert _as(testbed, token, "GET", claims.format(testbed.claim_namespace)) == 403
+            assert _as(testbed, token, "GET", f"/api/v1/namespaces/{other}/secrets") == 403
+            assert _as(testbed, token, "GET", "/api/v1/secrets") == 403
+            claim = yaml.safe_load(CLUSTER_CLAIM.read_text())
+            assert _as(testbed, token, "POST", claims.format(other), {**claim, "metadata": {"name": "x"}}) == 403
+
+            # The connector runs with exactly that kubeconfig, and claims go through it.
+            scoped_file = tmp_path / "scoped.kubeconfig"
+            scoped_file.write_text(kubeconfig_text)
+            scoped = start_connector_with(testbed, cluster_id, scoped_file, namespace)
+            placeholder.stop()
+            setting.args["mode"] = f"localhost:{scoped.port}"
+            setting.args["ca_bundle"] = scoped.ca_bundle.decode()
+            stack.up(on_output=log)
+            wait_available(testbed, "v1alpha1.k8s.starter.org")
+            apply_claim(testbed, app_ns, CLUSTER_CLAIM, "s1")
+            ref = contract.AppRef(cluster_id, app_ns, "s1-cluster")
+            stored = testbed.kubectl_json(
+                CONTROL_PLANE, "get", CLUSTERS, contract.control_plane_name(ref), "-n", namespace
+            )
+            assert contract.app_ref_of(stored) == ref
+
+            # Disconnect: writes are stopped, the claim released, the identity removed, the namespace kept.
+            done = stack.destroy(run_program=True, on_output=log)
+            assert "stopped the connector's writes" in done.stdout
+            assert "Release: released 1 claim(s)" in done.stdout
+            stored = testbed.kubectl_json(
+                CONTROL_PLANE, "get", CLUSTERS, contract.control_plane_name(ref), "-n", namespace
+            )
+            assert contract.app_ref_of(stored) is None, "released"
+            assert _as(testbed, token, "GET", claims.format(namespace)) == 401, "the token is revoked"
+            for kind in ("serviceaccount", "role", "rolebinding", "secret/mcp-connector-token"):
+                gone = testbed.kubectl(CONTROL_PLANE, "get", kind, "-n", namespace, "-o", "name", check=False)
+                assert "mcp-connector" not in gone.stdout, kind
+            clusterroles = testbed.kubectl(CONTROL_PLANE, "get", "clusterroles", "-o", "name").stdout
+            assert f"mcp-connector:{namespace}:discovery" not in clusterroles
+    finally:
+        if scoped is not None:
+            scoped.stop()
+        testbed.kubectl(CONTROL_PLANE, "delete", "namespace", other, namespace, "--wait=false", check=False)
+        testbed.kubectl(APP_CLUSTER, "delete", "namespace", app_ns, "--wait=false", check=False)
+
+
+def start_connector_with(testbed: Testbed, cluster_id: str, kubeconfig: Path, namespace: str) -> ConnectorProcess:
+    """A connector that knows only the scoped kubeconfig and its claim namespace."""
+    return start_connector(
+        testbed,
+        cluster_id=cluster_id,
+        control_plane_kubeconfig=kubeconfig,
+        service_name=EXTERNAL_NAME,
+        extra_args=["--claim-namespace", namespace],
+    )
