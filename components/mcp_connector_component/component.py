@@ -24,9 +24,9 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from mcp_connector import upstream
-from mcp_connector.core.access import AccessError, from_kubeconfig
+from mcp_connector.core.access import AccessError
 from mcp_connector.core.discovery import ClaimApi, ClaimApiSelection, group_versions, preferred_versions, select
-from mcp_connector_component import manifests, scoped
+from mcp_connector_component import kubeconfigs, manifests, scoped
 from mcp_connector_component.args import McpConnectorArgs
 from mcp_connector_component.credentials import (
     DEFAULT_UPBOUND_HOST,
@@ -228,7 +228,14 @@ class McpConnector(pulumi.ComponentResource):
         reported, so a preview says why an expected APIService is missing.
         """
         try:
-            access = from_kubeconfig(kubeconfig)
+            loaded = kubeconfigs.load(kubeconfig)
+            if loaded.not_static and self._plain.credential_form == "control_plane_secret":
+                where = f"{self._plain.names.namespace}/{self._args['control_plane_secret']}"
+                raise AccessError(
+                    f"control_plane_secret {where}: {loaded.not_static}, which the connector's pod cannot run; "
+                    "store a static credential in it"
+                )
+            access = loaded.access
             async with upstream.connected(access, timeout=DISCOVERY_TIMEOUT) as client:
                 found = await upstream.discover_apis(client)
         except (AccessError, upstream.ControlPlaneError) as e:
@@ -253,6 +260,8 @@ class McpConnector(pulumi.ComponentResource):
         if plain.credential_form == PLATFORM:
             # The connector gets a token scoped to this cluster's namespace, never the platform credential.
             kubeconfig, fence = self._scoped_identity(apis, access_kubeconfig, claim_namespace)
+        elif plain.credential_form == "control_plane_kubeconfig":
+            kubeconfig = pulumi.Output.secret(access_kubeconfig.apply(self._static("control_plane_kubeconfig")))
 
         if plain.credential_form == "control_plane_secret":
             credentials_name = str(raw["control_plane_secret"])
@@ -356,6 +365,17 @@ class McpConnector(pulumi.ComponentResource):
             ),
         )
 
+    def _static(self, what: str) -> Any:
+        """The connector's inlined kubeconfig for ``what``, or the error that says why a pod cannot use it."""
+
+        def inline(text: str) -> str:
+            try:
+                return kubeconfigs.static_for_connector(text, what=what)
+            except AccessError as e:
+                raise McpConnectorError(f"McpConnector {self._name}: {e}") from None
+
+        return inline
+
     def _default_claim_namespace(self, cluster_id: str) -> str:
         namespace = f"mcp-{cluster_id}".lower()
         if not _DNS_LABEL.match(namespace) or len(namespace) > 63:
@@ -411,7 +431,7 @@ class McpConnector(pulumi.ComponentResource):
     async def _scoped_kubeconfig(self, platform: str, namespace: str) -> str:
         """A kubeconfig for the connector: the platform's cluster and trust, the scoped token (once filled in)."""
         try:
-            access = from_kubeconfig(platform)
+            access = kubeconfigs.load(platform).access
             path = f"/api/v1/namespaces/{namespace}/secrets/{scoped.ScopedNames.token_secret}"
             async with upstream.connected(access, timeout=DISCOVERY_TIMEOUT) as client:
                 deadline = time.monotonic() + TOKEN_TIMEOUT
@@ -439,7 +459,7 @@ class McpConnector(pulumi.ComponentResource):
 
     def _control_plane_url(self, kubeconfig: str) -> str:
         try:
-            return from_kubeconfig(kubeconfig).url
+            return kubeconfigs.load(kubeconfig).access.url
         except AccessError as e:
             raise McpConnectorError(f"McpConnector {self._name}: {e}") from None
 

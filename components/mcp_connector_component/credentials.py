@@ -11,11 +11,9 @@ from __future__ import annotations
 import base64
 import binascii
 from collections.abc import Mapping
-from typing import Any
 
-import yaml
-
-from mcp_connector.core.access import AccessError, ControlPlaneAccess, from_upbound
+from mcp_connector.core.access import AccessError, from_upbound
+from mcp_connector_component.kubeconfigs import to_kubeconfig
 from mcp_connector_component.manifests import KUBECONFIG_KEY
 
 #: Default Upbound API host, as in Upbound's own connector chart.
@@ -28,32 +26,6 @@ def upbound_kubeconfig(*, host: str, account: str, control_plane: str, token: st
     return to_kubeconfig(access, name=f"{account}-{control_plane}")
 
 
-def to_kubeconfig(access: ControlPlaneAccess, *, name: str = "control-plane") -> str:
-    """Serialize an access object back into a kubeconfig (inverse of ``from_kubeconfig``)."""
-    cluster: dict[str, Any] = {"server": access.url}
-    if access.ca_pem:
-        cluster["certificate-authority-data"] = base64.b64encode(access.ca_pem).decode()
-    if access.insecure_skip_tls_verify:
-        cluster["insecure-skip-tls-verify"] = True
-    if access.tls_server_name:
-        cluster["tls-server-name"] = access.tls_server_name
-    user: dict[str, Any] = {}
-    if access.token:
-        user["token"] = access.token
-    if access.client_cert_pem and access.client_key_pem:
-        user["client-certificate-data"] = base64.b64encode(access.client_cert_pem).decode()
-        user["client-key-data"] = base64.b64encode(access.client_key_pem).decode()
-    config = {
-        "apiVersion": "v1",
-        "kind": "Config",
-        "clusters": [{"name": name, "cluster": cluster}],
-        "users": [{"name": name, "user": user}],
-        "contexts": [{"name": name, "context": {"cluster": name, "user": name}}],
-        "current-context": name,
-    }
-    return yaml.safe_dump(config, sort_keys=False)
-
-
 def kubeconfig_from_secret_data(data: Mapping[str, str] | None, *, secret: str) -> str:
     """Return the kubeconfig stored (base64) under ``kubeconfig`` in an existing Secret's data."""
     encoded = (data or {}).get(KUBECONFIG_KEY)
@@ -63,3 +35,6 @@ def kubeconfig_from_secret_data(data: Mapping[str, str] | None, *, secret: str) 
         return base64.b64decode(encoded, validate=True).decode()
     except (binascii.Error, UnicodeDecodeError):
         raise AccessError(f"Secret {secret} key {KUBECONFIG_KEY!r} is not base64 text") from None
+
+
+__all__ = ["DEFAULT_UPBOUND_HOST", "kubeconfig_from_secret_data", "to_kubeconfig", "upbound_kubeconfig"]

@@ -24,7 +24,8 @@ import pulumi
 from pulumi.runtime import settings as pulumi_settings
 
 from mcp_connector import upstream
-from mcp_connector.core.access import AccessError, from_kubeconfig
+from mcp_connector.core.access import AccessError
+from mcp_connector_component import kubeconfigs
 from mcp_connector_component.disconnect import DisconnectError, access_error, disconnect
 from mcp_connector_component.guard import GUARD_TYPE, KEEP, DisconnectPlan, PlanError, plan_from_inputs
 
@@ -133,7 +134,7 @@ async def _before_delete(args: pulumi.ResourceHookArgs, *, dry_run: bool, key: o
         )
         return
     try:
-        access = from_kubeconfig(plan.kubeconfig)
+        access = kubeconfigs.load(plan.kubeconfig).access
         report = await disconnect(plan, access, dry_run=dry_run, log=pulumi.log.info)
     except AccessError as e:
         raise DisconnectHookError(str(access_error(plan, e))) from None

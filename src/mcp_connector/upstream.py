@@ -154,13 +154,14 @@ def new_client(
         )
         return aiohttp.ClientSession(connector=connector)
 
+    proxy = httpx.Proxy(access.proxy_url) if access.proxy_url else None
     hooks: dict[str, list[Any]] = {}
     if access.tls_server_name:
         hooks["request"] = [_server_name_hook(access.tls_server_name)]
     return httpx.AsyncClient(
         base_url=access.url,
         headers=headers,
-        transport=AiohttpTransport(verify=context, trust_env=False, client=session),
+        transport=AiohttpTransport(verify=context, trust_env=False, client=session, proxy=proxy),
         timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0)),
         event_hooks=hooks,
     )

@@ -28,6 +28,8 @@ class ControlPlaneAccess:
     client_key_pem: bytes | None = field(default=None, repr=False)
     insecure_skip_tls_verify: bool = False
     tls_server_name: str | None = None
+    #: An HTTP(S) proxy to reach the control plane through (kubeconfig ``proxy-url``).
+    proxy_url: str | None = None
 
     def __post_init__(self) -> None:
         if not self.url.startswith("https://") and not self.url.startswith("http://"):
@@ -105,6 +107,7 @@ def from_kubeconfig(text: str, *, context: str | None = None) -> ControlPlaneAcc
         client_key_pem=_data_or_file(user, "client-key"),
         insecure_skip_tls_verify=bool(cluster.get("insecure-skip-tls-verify", False)),
         tls_server_name=cluster.get("tls-server-name"),
+        proxy_url=cluster.get("proxy-url"),
     )
 
 
