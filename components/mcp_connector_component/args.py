@@ -84,6 +84,12 @@ class McpConnectorArgs(TypedDict):
     """Claim APIs to connect, as `plural.group`, `Kind.group` or `group` names or fnmatch patterns
     (`*.example.org`). Empty or absent: every claim API the control plane offers."""
 
+    claim_apis: NotRequired[list[str]]
+    """Pin the claim APIs to connect instead of discovering them: for teams that want no discovery at
+    preview, for a control plane that cannot be reached, and for credentials only known at apply. Entries
+    are `group/version/Kind` as the `claim_apis` output lists them (the plural is then the lowercase kind
+    plus `s`), or `plural.group/version`. `include`/`exclude` still apply."""
+
     exclude: NotRequired[list[str]]
     """Claim APIs not to connect (same forms as `include`); wins over `include`."""
 

@@ -25,7 +25,14 @@ import pulumi_kubernetes as k8s
 
 from mcp_connector import upstream
 from mcp_connector.core.access import AccessError
-from mcp_connector.core.discovery import ClaimApi, ClaimApiSelection, group_versions, preferred_versions, select
+from mcp_connector.core.discovery import (
+    ClaimApi,
+    ClaimApiSelection,
+    ClaimVersion,
+    group_versions,
+    preferred_versions,
+    select,
+)
 from mcp_connector_component import kubeconfigs, manifests, scoped
 from mcp_connector_component.args import McpConnectorArgs
 from mcp_connector_component.credentials import (
@@ -34,7 +41,8 @@ from mcp_connector_component.credentials import (
     to_kubeconfig,
     upbound_kubeconfig,
 )
-from mcp_connector_component.guard import KEEP, ON_DISCONNECT, ClaimResource, DisconnectGuard
+from mcp_connector_component.disconnect import describe, labelled_claims
+from mcp_connector_component.guard import KEEP, ON_DISCONNECT, ClaimResource, DisconnectGuard, DisconnectPlan
 from mcp_connector_component.hook import declare_guard, register_disconnect_hook
 from mcp_connector_component.tls import service_dns_names, serving_tls
 
@@ -67,6 +75,49 @@ class _Plain:
     credential_form: str
     group_priority_minimum: int
     skip_await: bool
+    #: claim_apis, when given: no discovery at all.
+    pinned: tuple[ClaimApi, ...] | None = None
+
+
+_RESOURCE_FORM = re.compile(r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?)\.([a-z0-9]([-a-z0-9.]*[a-z0-9])?)/([a-z0-9]+)$")
+_OUTPUT_FORM = re.compile(r"^([a-z0-9]([-a-z0-9.]*[a-z0-9])?)/([a-z0-9]+)/([A-Z][A-Za-z0-9]*)$")
+
+
+def pinned_claim_apis(entries: Sequence[str]) -> tuple[ClaimApi, ...]:
+    """claim_apis entries as claim APIs; the first version given of a kind is its preferred one.
+
+    Two forms: ``group/version/Kind``, as the ``claim_apis`` output lists them (the plural is
+    the lowercase kind plus ``s``, Crossplane's usual naming), or ``plural.group/version``.
+    """
+    kinds: dict[tuple[str, str], str] = {}
+    versions: dict[tuple[str, str], list[str]] = {}
+    for entry in entries:
+        if match := _OUTPUT_FORM.match(entry):
+            group, version, kind = match.group(1), match.group(3), match.group(4)
+            plural = f"{kind.lower()}s"
+        elif match := _RESOURCE_FORM.match(entry):
+            plural, group, version = match.group(1), match.group(3), match.group(5)
+            kind = ""
+        else:
+            raise ValueError(
+                f"claim_apis entry {entry!r} must be group/version/Kind or plural.group/version "
+                "(e.g. example.org/v1/Widget or widgets.example.org/v1)"
+            )
+        if kind:
+            kinds[(group, plural)] = kind
+        if version not in versions.setdefault((group, plural), []):
+            versions[(group, plural)].append(version)
+    return tuple(
+        ClaimApi(
+            group=group,
+            kind=kinds.get((group, plural), plural),
+            plural=plural,
+            singular=plural,
+            list_kind="",
+            versions=tuple(ClaimVersion(v, storage=i == 0) for i, v in enumerate(found)),
+        )
+        for (group, plural), found in sorted(versions.items())
+    )
 
 
 def _validate(name: str, args: Mapping[str, Any]) -> _Plain:
@@ -101,6 +152,12 @@ def _validate(name: str, args: Mapping[str, Any]) -> _Plain:
     on_disconnect = args.get("on_disconnect")
     if isinstance(on_disconnect, str) and on_disconnect not in ON_DISCONNECT:
         problems.append(f"on_disconnect must be one of {', '.join(ON_DISCONNECT)} (got {on_disconnect!r})")
+    pinned = None
+    if args.get("claim_apis") is not None:
+        try:
+            pinned = pinned_claim_apis(list(args["claim_apis"]))
+        except ValueError as e:
+            problems.append(str(e))
     if problems:
         raise McpConnectorError(f"McpConnector {name}: " + "; ".join(problems))
     return _Plain(
@@ -111,6 +168,7 @@ def _validate(name: str, args: Mapping[str, Any]) -> _Plain:
         credential_form=forms[0],
         group_priority_minimum=int(args.get("group_priority_minimum") or manifests.DEFAULT_GROUP_PRIORITY_MINIMUM),
         skip_await=bool(args.get("skip_await", False)),
+        pinned=pinned,
     )
 
 
@@ -171,10 +229,18 @@ class McpConnector(pulumi.ComponentResource):
         else:
             claim_namespace = cluster_id.apply(self._default_claim_namespace)
 
-        apis: pulumi.Output[tuple[ClaimApi, ...]] = pulumi.Output.unsecret(
-            kubeconfig.apply(self._discover)  # apply awaits the coroutine
+        # Known even when the credential is not (a preview with a token from another resource's
+        # output): then the children are built from pinned claim_apis, or the program says why not.
+        found: pulumi.Output[tuple[tuple[ClaimApi, ...], tuple[ClaimApi, ...]]] = pulumi.Output.from_input(
+            self._claim_apis(kubeconfig)
         )
-        built = apis.apply(lambda found: self._build(found, kubeconfig, cluster_id, claim_namespace))
+        apis: pulumi.Output[tuple[ClaimApi, ...]] = found.apply(lambda f: f[1])
+        built = apis.apply(lambda selected: self._build(selected, kubeconfig, cluster_id, claim_namespace))
+        if plain.pinned is None:
+            report: pulumi.Output[None] = pulumi.Output.all(kubeconfig, cluster_id, claim_namespace, found).apply(
+                lambda v: self._report_unconnected(v[0], v[1], v[2], v[3][0], v[3][1])
+            )
+            self._report = report
 
         self.cluster_id = cluster_id
         self.claim_apis = apis.apply(lambda found: claim_api_names(found))
@@ -221,12 +287,24 @@ class McpConnector(pulumi.ComponentResource):
         where = f"{namespace}/{secret_name}"
         return pulumi.Output.secret(existing.data.apply(guard(lambda d: kubeconfig_from_secret_data(d, secret=where))))
 
-    async def _discover(self, kubeconfig: str) -> tuple[ClaimApi, ...]:
-        """Ask the control plane which claim and XR APIs it offers, then apply the selection.
+    async def _claim_apis(self, kubeconfig: pulumi.Output[str]) -> tuple[tuple[ClaimApi, ...], tuple[ClaimApi, ...]]:
+        """(offered, to connect): pinned, or discovered once the credential is known."""
+        pinned = self._plain.pinned
+        if pinned is not None:
+            return pinned, select(pinned, self._plain.selection)
+        if not await kubeconfig.is_known():
+            raise McpConnectorError(
+                f"McpConnector {self._name}: the control-plane credentials are not known until apply (they come "
+                "from another resource's output), so this preview cannot discover the claim APIs and would show "
+                "fewer objects than the update makes. Pin them with claim_apis (e.g. "
+                '["kubernetesclusters.k8s.starter.org/v1alpha1"]), or create the credentials first '
+                "(pulumi up --target <their resource>)"
+            )
+        offered = await self._offered(str(await kubeconfig.future()))
+        return offered, select(offered, self._plain.selection)
 
-        XRDs that offer nothing to serve (cluster-scoped XRs, a kind another XRD took) are
-        reported, so a preview says why an expected APIService is missing.
-        """
+    async def _offered(self, kubeconfig: str) -> tuple[ClaimApi, ...]:
+        """Every claim API the control plane offers."""
         try:
             loaded = kubeconfigs.load(kubeconfig)
             if loaded.not_static and self._plain.credential_form == "control_plane_secret":
@@ -239,10 +317,48 @@ class McpConnector(pulumi.ComponentResource):
             async with upstream.connected(access, timeout=DISCOVERY_TIMEOUT) as client:
                 found = await upstream.discover_apis(client)
         except (AccessError, upstream.ControlPlaneError) as e:
-            raise McpConnectorError(f"McpConnector {self._name}: cannot discover claim APIs: {e}") from None
+            raise McpConnectorError(
+                f"McpConnector {self._name}: cannot discover claim APIs: {e}. "
+                "To run without reaching the control plane, pin them with claim_apis"
+            ) from None
         for entry in found.unserved:
             pulumi.log.info(f"McpConnector {self._name}: XRD {entry.xrd_name} is not served: {entry.reason}", self)
-        return select(found.apis, self._plain.selection)
+        return found.apis
+
+    async def _report_unconnected(
+        self,
+        kubeconfig: str,
+        cluster_id: str,
+        claim_namespace: str,
+        offered: tuple[ClaimApi, ...],
+        connected: tuple[ClaimApi, ...],
+    ) -> None:
+        """Warn about this cluster's claims in kinds not connected (dropped from include, or excluded).
+
+        They stay in the control plane with their labels; the app cluster cannot see them
+        until their kind is connected again, and a disconnect releases them too.
+        """
+        try:
+            access = kubeconfigs.load(kubeconfig).access
+            names = {a.resource for a in connected}
+            left = [ClaimResource.of(a) for a in offered if a.resource not in names]
+            if not left:
+                return
+            plan = DisconnectPlan("", "", claim_namespace, cluster_id, KEEP, tuple(left))
+            async with upstream.connected(access, timeout=DISCOVERY_TIMEOUT) as client:
+                for kind in left:
+                    owned = await labelled_claims(client, kind, plan)
+                    if owned:
+                        pulumi.log.warn(
+                            f"McpConnector {self._name}: {kind.resource} is not connected (include/exclude), but "
+                            f"{len(owned)} claim(s) of this cluster are in it: "
+                            + ", ".join(describe(kind.kind, o) for o in owned)
+                            + ". They stay in the control plane with their labels, out of the app cluster's sight; "
+                            "connecting the kind again brings them back, and a disconnect releases them too.",
+                            resource=self,
+                        )
+        except (McpConnectorError, AccessError, upstream.ControlPlaneError) as e:
+            pulumi.log.warn(f"McpConnector {self._name}: could not check for claims in kinds not connected: {e}")
 
     def _build(
         self,

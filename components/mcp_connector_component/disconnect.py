@@ -67,6 +67,7 @@ class DisconnectReport:
 
 def describe(kind: str, obj: Mapping[str, Any]) -> str:
     """``Kind namespace/name`` as the app cluster knew the claim, for reports."""
+    kind = str(obj.get("kind") or kind)
     ref = contract.app_ref_of(obj)
     if ref is not None:
         return f"{kind} {ref.namespace}/{ref.name}"
@@ -110,7 +111,8 @@ async def kinds_to_search(client: upstream.Client, served: Sequence[ClaimResourc
     return sorted(kinds.values(), key=lambda c: (c.group, c.kind))
 
 
-async def _labelled(client: upstream.Client, kind: ClaimResource, plan: DisconnectPlan) -> list[dict[str, Any]]:
+async def labelled_claims(client: upstream.Client, kind: ClaimResource, plan: DisconnectPlan) -> list[dict[str, Any]]:
+    """The claims of ``kind`` labelled for the plan's cluster in its claim namespace."""
     selector = contract.scope_selector(plan.cluster_id, None)
     return await upstream.list_all(client, kind.list_path(plan.claim_namespace), params={"labelSelector": selector})
 
@@ -126,7 +128,7 @@ async def disconnect(
     async with upstream.connected(access) as client:
         for kind in await kinds_to_search(client, plan.served, log=log):
             try:
-                owned = await _labelled(client, kind, plan)
+                owned = await labelled_claims(client, kind, plan)
             except upstream.ControlPlaneRejected as e:
                 if e.status == 404:
                     report.gone_kinds.append(kind.resource)
@@ -218,7 +220,7 @@ async def _release_all(
             )
             report.released.append(describe(kind.kind, obj))
             log(f"mcp-connector disconnect: released {describe(kind.kind, obj)}")
-        owned = await _labelled(client, kind, plan)
+        owned = await labelled_claims(client, kind, plan)
     raise DisconnectError(
         f"mcp-connector disconnect (Release): {kind.resource} claims of cluster {plan.cluster_id} keep appearing "
         f"after {MAX_RELEASE_PASSES} passes; something still creates them. Stop it and re-run."

@@ -358,3 +358,57 @@ def test_platform_credentials_make_a_scoped_identity(render: Render, monkeypatch
     assert sorted(holding) == ["mcp-connector-control-plane", "mcp-connector-disconnect"], (
         "the platform credential is only in the control-plane provider and the guard (Pulumi state)"
     )
+
+
+def test_pinned_claim_apis_need_no_discovery(render: Render, discovered: list[str]) -> None:
+    pinned = ["k8s.starter.org/v1alpha1/KubernetesCluster", "widgets.example.org/v2", "widgets.example.org/v1"]
+    r = _ok(render({**KUBECONFIG_ARGS, "claim_apis": pinned}))
+    assert discovered == [], "no discovery at all"
+    assert r.k8s_names(APISERVICE) == ["v1.example.org", "v1alpha1.k8s.starter.org", "v2.example.org"]
+    by_name = {x.inputs["metadata"]["name"]: x.inputs["spec"] for x in r.of_type(APISERVICE)}
+    assert by_name["v2.example.org"]["versionPriority"] > by_name["v1.example.org"]["versionPriority"], (
+        "the first version given is preferred"
+    )
+    assert [(c.plural, c.kind) for c in _plan(r).served] == [
+        ("widgets", "widgets"),
+        ("kubernetesclusters", "KubernetesCluster"),
+    ]
+
+
+def test_bad_pinned_entries_are_named(render: Render) -> None:
+    r = render({**KUBECONFIG_ARGS, "claim_apis": ["Widgets"]})
+    assert "claim_apis entry 'Widgets' must be group/version/Kind or plural.group/version" in str(r.error)
+
+
+def _late_credentials(args: dict[str, object]) -> object:
+    """A program whose control-plane kubeconfig comes from another resource's output (unknown in previews)."""
+    import pulumi
+    import pulumi_kubernetes as k8s
+
+    from mcp_connector_component import McpConnector
+
+    def program() -> None:
+        source = k8s.core.v1.Secret("cp-access-source", metadata={"name": "src"})
+        late = source.string_data.apply(lambda d: (d or {}).get("kubeconfig", CP_KUBECONFIG))
+        McpConnector("mcp-connector", {**args, "control_plane_kubeconfig": pulumi.Output.secret(late)})  # type: ignore[typeddict-item]
+
+    return program
+
+
+def test_unknown_credentials_in_a_preview_fail_saying_why(render: Render, discovered: list[str]) -> None:
+    r = render(program=_late_credentials({"claim_namespace": "mcp-claims"}), preview=True)
+    assert r.error is not None
+    message = str(r.error)
+    assert "not known until apply" in message and "claim_apis" in message
+    assert discovered == []
+    assert [x.typ for x in r.resources if x.typ.startswith("kubernetes:") and x.name != "cp-access-source"] == [
+        "kubernetes:core/v1:Namespace"
+    ], "nothing is shown half"
+
+
+def test_unknown_credentials_with_pinned_apis_preview_every_child(render: Render) -> None:
+    args = {"claim_namespace": "mcp-claims", "claim_apis": ["k8s.starter.org/v1alpha1/KubernetesCluster"]}
+    previewed = _ok(render(program=_late_credentials(args), preview=True))
+    applied = _ok(render(program=_late_credentials(args)))
+    assert sorted((x.typ, x.name) for x in previewed.resources) == sorted((x.typ, x.name) for x in applied.resources)
+    assert previewed.k8s_names(APISERVICE) == ["v1alpha1.k8s.starter.org"]

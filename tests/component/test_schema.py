@@ -35,7 +35,7 @@ def test_inputs(schema: dict[str, Any]) -> None:
     assert resource.get("requiredInputs", []) == []
     assert set(inputs) == {
         "claimNamespace", "account", "controlPlane", "host", "token", "controlPlaneSecret",
-        "controlPlaneKubeconfig", "platformKubeconfig", "clusterId", "namespace", "image", "replicas",
+        "controlPlaneKubeconfig", "platformKubeconfig", "claimApis", "clusterId", "namespace", "image", "replicas",
         "resources", "mode", "caBundle", "include", "exclude", "onDisconnect", "groupPriorityMinimum", "skipAwait",
     }  # fmt: skip
     assert inputs["replicas"]["type"] == "integer" and inputs["replicas"]["plain"] is True

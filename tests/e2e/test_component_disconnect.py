@@ -283,3 +283,22 @@ def test_interrupted_release_converges(
             assert claim is not None and is_released(claim, ref), ref
         for name in SEEDED_APISERVICES:
             assert not apiservice_exists(testbed, name), name
+
+
+def test_narrowing_include_is_shown_and_release_still_finds_the_dropped_kind(
+    testbed: Testbed, connected: Callable[..., tuple[Setting, auto.Stack, contract.AppRef]]
+) -> None:
+    setting, stack, ref = connected(testbed.control_plane.kubeconfig.read_text(), on_disconnect="Release")
+    setting.args["include"] = ["*.example.org"]
+    preview = stack.preview(diff=True, on_output=log)
+    assert "- kubernetes:apiregistration.k8s.io/v1:APIService" in preview.stdout
+    warning = f"{CLUSTERS} is not connected (include/exclude), but 1 claim(s) of this cluster are in it"
+    assert warning in preview.stdout and f"KubernetesCluster {ref.namespace}/{ref.name}" in preview.stdout
+    stack.up(on_output=log)
+    assert not apiservice_exists(testbed, "v1alpha1.k8s.starter.org")
+    assert _labelled(testbed, ref), "narrowing changes nothing in the control plane"
+
+    done = stack.destroy(run_program=True, on_output=log)
+    assert "Release: released 1 claim(s)" in done.stdout, "found by the cluster's label, not by the selection"
+    claim = cp_claim(testbed, CLUSTERS, ref)
+    assert claim is not None and is_released(claim, ref)
