@@ -44,6 +44,7 @@ from mcp_connector_component.credentials import (
 from mcp_connector_component.disconnect import describe, labelled_claims
 from mcp_connector_component.guard import KEEP, ON_DISCONNECT, ClaimResource, DisconnectGuard, DisconnectPlan
 from mcp_connector_component.hook import declare_guard, register_disconnect_hook
+from mcp_connector_component.tls import generation as tls_generation
 from mcp_connector_component.tls import service_dns_names, serving_tls
 
 #: Package name of the provider host; the type token below must agree with what the host publishes.
@@ -395,15 +396,22 @@ class McpConnector(pulumi.ComponentResource):
         if isinstance(mode, manifests.External):
             ca_bundle: pulumi.Output[str] = pulumi.Output.from_input(raw["ca_bundle"]).apply(manifests.ca_bundle_of)
         else:
-            serving += self._workload(names, plain, kubeconfig, cluster_id, claim_namespace, credentials_name)
-            tls = serving_tls(service_dns_names(names.service, names.namespace))
+            dns_names = service_dns_names(names.service, names.namespace)
+            generation = tls_generation(dns_names)
+            tls_name = f"{names.tls_secret}-{generation}"
+            serving += self._workload(names, plain, kubeconfig, cluster_id, claim_namespace, credentials_name, tls_name)
+            tls = serving_tls(dns_names)
+            # A new generation is a new resource (fresh certificate); within one, the stored pair stays.
             tls_secret = k8s.core.v1.Secret(
-                f"{name}-tls",
+                f"{name}-tls-{generation}",
                 opts=self._child(ignore_changes=["data", "stringData"], additional_secret_outputs=["data"]),
-                **_kwargs(manifests.tls_secret(names, cert_pem=tls.cert_pem, key_pem=tls.key_pem, ca_pem=tls.ca_pem)),
+                **_kwargs(
+                    manifests.tls_secret(
+                        names, name=tls_name, cert_pem=tls.cert_pem, key_pem=tls.key_pem, ca_pem=tls.ca_pem
+                    )
+                ),
             )
             serving.append(tls_secret)
-            # The stored Secret keeps the first CA (ignore_changes), so the caBundle stays stable.
             ca_bundle = pulumi.Output.unsecret(tls_secret.data.apply(lambda d: str(d["ca.crt"])))
 
         self._access_rbac(names)
@@ -606,6 +614,7 @@ class McpConnector(pulumi.ComponentResource):
         cluster_id: pulumi.Output[str],
         claim_namespace: pulumi.Output[str],
         credentials_name: str,
+        tls_name: str,
     ) -> list[pulumi.Resource]:
         """The in-cluster Deployment (and its PodDisruptionBudget when replicated)."""
         raw, name = self._args, self._name
@@ -630,6 +639,7 @@ class McpConnector(pulumi.ComponentResource):
                         settings=settings,
                         checksum=checksum,
                         credentials_secret_name=credentials_name,
+                        tls_secret_name=tls_name,
                         resources=raw.get("resources"),
                         skip_await=plain.skip_await,
                     )

@@ -149,12 +149,12 @@ def credentials_secret(names: Names, kubeconfig: Any) -> RawObject:
     }
 
 
-def tls_secret(names: Names, *, cert_pem: str, key_pem: str, ca_pem: str) -> RawObject:
+def tls_secret(names: Names, *, name: str, cert_pem: str, key_pem: str, ca_pem: str) -> RawObject:
     """The serving certificate Secret; ``ca.crt`` is what every APIService's caBundle carries."""
     return {
         "apiVersion": "v1",
         "kind": "Secret",
-        "metadata": _meta(names.tls_secret, names),
+        "metadata": _meta(name, names),
         "type": "kubernetes.io/tls",
         "data": {
             "tls.crt": _b64(cert_pem),
@@ -308,6 +308,7 @@ def deployment(
     settings: ConnectorSettings,
     checksum: Any,
     credentials_secret_name: str,
+    tls_secret_name: str,
     resources: Any = None,
     skip_await: bool = False,
 ) -> RawObject:
@@ -361,7 +362,7 @@ def deployment(
                     },
                     "containers": [container],
                     "volumes": [
-                        {"name": "tls", "secret": {"secretName": names.tls_secret}},
+                        {"name": "tls", "secret": {"secretName": tls_secret_name}},
                         {"name": "credentials", "secret": {"secretName": credentials_secret_name}},
                         {"name": "tmp", "emptyDir": {}},
                     ],

@@ -2,18 +2,25 @@
 
 The aggregator dials ``<service>.<namespace>.svc`` and verifies it against the
 APIService's ``caBundle``. A fresh CA and leaf are generated on every run; the
-component stores the first pair in a Secret that ignores later changes, and takes
-the caBundle from that Secret's stored value, so re-runs change nothing.
+component stores them in a Secret that ignores later changes and takes the caBundle
+from that Secret's stored value, so re-runs change nothing. The Secret's name carries
+a ``generation``: a digest of the names the certificate must carry and of the current
+rotation period. When the Service moves (another namespace or name) or a new period
+begins, the generation changes, so a new Secret with a new certificate replaces the
+old one, well before the old certificate expires, on any ``pulumi up``.
 """
 
 from __future__ import annotations
 
 import datetime
+import hashlib
 from dataclasses import dataclass
 
 from mcp_connector.core import certs
 
-LEAF_LIFETIME = datetime.timedelta(days=3650)
+LEAF_LIFETIME = datetime.timedelta(days=365)
+#: A new certificate is made by the first ``pulumi up`` of every period, so none is ever older than this.
+ROTATE_EVERY = datetime.timedelta(days=90)
 
 
 @dataclass(frozen=True)
@@ -42,3 +49,10 @@ def serving_tls(dns_names: list[str]) -> ServingTls:
 def service_dns_names(service: str, namespace: str) -> list[str]:
     """The names a Service's serving certificate must carry (the aggregator uses the ``.svc`` one)."""
     return [f"{service}.{namespace}.svc", f"{service}.{namespace}.svc.cluster.local", f"{service}.{namespace}"]
+
+
+def generation(dns_names: list[str], *, now: datetime.datetime | None = None) -> str:
+    """8 hex characters naming the certificate a Service should have now (names and rotation period)."""
+    moment = now or datetime.datetime.now(datetime.UTC)
+    period = int(moment.timestamp() // ROTATE_EVERY.total_seconds())
+    return hashlib.sha256(f"{','.join(dns_names)}|{period}".encode()).hexdigest()[:8]

@@ -12,6 +12,7 @@ from component_testdata import CP_KUBECONFIG, KUBE_SYSTEM_UID, Render, Rendered,
 from mcp_connector import upstream
 from mcp_connector_component import manifests
 from mcp_connector_component.guard import GUARD_TYPE, DisconnectPlan, plan_from_inputs
+from mcp_connector_component.tls import generation, service_dns_names
 
 SECRET = "kubernetes:core/v1:Secret"
 DEPLOYMENT = "kubernetes:apps/v1:Deployment"
@@ -30,6 +31,7 @@ TOKEN_ARGS = {
     "control_plane": "prod",
     "token": "upbound-api-token-123",
 }
+TLS_GENERATION = generation(service_dns_names("mcp-connector", "kube-system"))
 CA_PEM = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"
 
 
@@ -53,7 +55,7 @@ def test_kubeconfig_in_cluster_children(render: Render) -> None:
     r = _ok(render(KUBECONFIG_ARGS))
     assert sorted(x.name for x in r.of_type(SECRET)) == [
         "mcp-connector-credentials",
-        "mcp-connector-tls",
+        f"mcp-connector-tls-{TLS_GENERATION}",
     ]
     assert r.k8s_names("kubernetes:core/v1:ServiceAccount") == ["mcp-connector"]
     assert r.k8s_names("kubernetes:rbac.authorization.k8s.io/v1:ClusterRoleBinding") == [
@@ -111,7 +113,7 @@ def test_deployment_is_locked_down_and_checksummed(render: Render) -> None:
     assert isinstance(checksum, str) and len(checksum) == 64, "the digest is shown in diffs, not hidden"
     volumes = {v["name"]: v for v in pod["spec"]["volumes"]}
     assert volumes["credentials"]["secret"]["secretName"] == "mcp-connector-credentials"
-    assert volumes["tls"]["secret"]["secretName"] == "mcp-connector-tls"
+    assert volumes["tls"]["secret"]["secretName"] == f"mcp-connector-tls-{TLS_GENERATION}"
     assert container["args"] == [
         "--port=8443",
         f"--tls-cert-file={manifests.TLS_MOUNT}/tls.crt",
@@ -143,8 +145,8 @@ def test_in_cluster_service_and_apiservices(render: Render) -> None:
     service = r.one(SERVICE).inputs["spec"]
     assert service["type"] == "ClusterIP"
     assert service["ports"][0]["port"] == 443 and service["ports"][0]["targetPort"] == 8443
-    tls = reveal(r.one(SECRET, "mcp-connector-tls").inputs["data"])
-    assert is_secret(r.one(SECRET, "mcp-connector-tls").inputs["data"])
+    tls = reveal(r.one(SECRET, f"mcp-connector-tls-{TLS_GENERATION}").inputs["data"])
+    assert is_secret(r.one(SECRET, f"mcp-connector-tls-{TLS_GENERATION}").inputs["data"])
     for apiservice in r.of_type(APISERVICE):
         spec = apiservice.inputs["spec"]
         assert spec["service"] == {"name": "mcp-connector", "namespace": "kube-system", "port": 443}

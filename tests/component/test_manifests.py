@@ -13,7 +13,7 @@ from mcp_connector.core.access import AccessError, ControlPlaneAccess, from_kube
 from mcp_connector.core.discovery import GroupVersion
 from mcp_connector_component import manifests
 from mcp_connector_component.credentials import kubeconfig_from_secret_data, to_kubeconfig, upbound_kubeconfig
-from mcp_connector_component.tls import service_dns_names, serving_tls
+from mcp_connector_component.tls import LEAF_LIFETIME, ROTATE_EVERY, generation, service_dns_names, serving_tls
 
 NAMES = manifests.Names("mcp-connector", "kube-system")
 
@@ -93,7 +93,9 @@ def test_serving_tls_chains_to_its_ca_with_the_service_name() -> None:
     leaf.verify_directly_issued_by(ca)
     sans = leaf.extensions.get_extension_for_class(x509.SubjectAlternativeName).value.get_values_for_type(x509.DNSName)
     assert "mcp-connector.kube-system.svc" in sans
-    assert leaf.not_valid_after_utc > datetime.datetime.now(datetime.UTC) + datetime.timedelta(days=3000)
+    assert leaf.not_valid_after_utc > datetime.datetime.now(datetime.UTC) + 2 * ROTATE_EVERY, (
+        "valid well past the next rotation"
+    )
     assert "PRIVATE KEY" in tls.key_pem
     assert isinstance(ca.public_key(), ec.EllipticCurvePublicKey)
 
@@ -119,3 +121,14 @@ def test_kubeconfig_from_secret_data() -> None:
     assert kubeconfig_from_secret_data({"kubeconfig": encoded}, secret="ns/s") == "kc"
     with pytest.raises(AccessError, match="ns/s has no 'kubeconfig'"):
         kubeconfig_from_secret_data({}, secret="ns/s")
+
+
+def test_tls_generation_follows_the_service_and_the_rotation_period() -> None:
+    moment = datetime.datetime(2026, 1, 1, tzinfo=datetime.UTC)
+    names = service_dns_names("mcp-connector", "kube-system")
+    same = generation(names, now=moment)
+    assert generation(names, now=moment + datetime.timedelta(hours=1)) == same
+    assert generation(service_dns_names("mcp-connector", "platform"), now=moment) != same, "namespace moves it"
+    assert generation(service_dns_names("other", "kube-system"), now=moment) != same, "so does the name"
+    assert generation(names, now=moment + ROTATE_EVERY) != same, "and every rotation period"
+    assert ROTATE_EVERY * 2 < LEAF_LIFETIME

@@ -8,9 +8,11 @@ other tests (or other engineers' suites) made on the shared test bed.
 
 from __future__ import annotations
 
+import base64
 import uuid
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import connector_fixtures
 import pytest
@@ -34,6 +36,7 @@ from component_helpers import (
 )
 from component_stack import Program, Setting
 from connector_fixtures import ConnectorProcess
+from cryptography import x509
 from pulumi import automation as auto
 
 from mcp_connector.core import contract
@@ -161,8 +164,10 @@ def test_in_cluster_render_is_stable_and_token_rotation_rolls_pods(
         assert deployment["spec"]["template"]["spec"]["containers"][0]["securityContext"]["readOnlyRootFilesystem"]
         testbed.kubectl(APP_CLUSTER, "get", "pdb", "mcp-e2e-incluster", "-n", "kube-system")
         apiservice = testbed.kubectl_json(APP_CLUSTER, "get", "apiservice", "v1alpha1.k8s.starter.org")
-        tls = testbed.kubectl_json(APP_CLUSTER, "get", "secret", "mcp-e2e-incluster-tls", "-n", "kube-system")
+        tls_name = _tls_secret_of(deployment)
+        tls = testbed.kubectl_json(APP_CLUSTER, "get", "secret", tls_name, "-n", "kube-system")
         assert apiservice["spec"]["caBundle"] == tls["data"]["ca.crt"]
+        _assert_serves(tls, apiservice, "mcp-e2e-incluster.kube-system.svc")
 
         # Fresh certificates are generated on every run, but the stored ones stick: no diff.
         stack.preview(diff=True, expect_no_changes=True, on_output=log)
@@ -181,8 +186,37 @@ def test_in_cluster_render_is_stable_and_token_rotation_rolls_pods(
         annotation = "mcp-connector.upbound.io/config-checksum"
         before = deployment["spec"]["template"]["metadata"]["annotations"][annotation]
         assert rolled["spec"]["template"]["metadata"]["annotations"][annotation] != before
-        after_tls = testbed.kubectl_json(APP_CLUSTER, "get", "secret", "mcp-e2e-incluster-tls", "-n", "kube-system")
+        assert _tls_secret_of(rolled) == tls_name
+        after_tls = testbed.kubectl_json(APP_CLUSTER, "get", "secret", tls_name, "-n", "kube-system")
         assert after_tls["data"] == tls["data"]
+
+        # The install moves to another namespace: the certificate follows the Service's new DNS name.
+        testbed.kubectl(APP_CLUSTER, "create", "namespace", "mcp-e2e-moved", check=False)
+        setting.args["namespace"] = "mcp-e2e-moved"
+        moved = stack.up(on_output=log)
+        assert "mcp-connector disconnect" not in moved.stdout
+        apiservice = testbed.kubectl_json(APP_CLUSTER, "get", "apiservice", "v1alpha1.k8s.starter.org")
+        assert apiservice["spec"]["service"]["namespace"] == "mcp-e2e-moved"
+        deployment = testbed.kubectl_json(APP_CLUSTER, "get", "deployment", "mcp-e2e-incluster", "-n", "mcp-e2e-moved")
+        tls = testbed.kubectl_json(APP_CLUSTER, "get", "secret", _tls_secret_of(deployment), "-n", "mcp-e2e-moved")
+        _assert_serves(tls, apiservice, "mcp-e2e-incluster.mcp-e2e-moved.svc")
+        gone = testbed.kubectl(APP_CLUSTER, "get", "secret", tls_name, "-n", "kube-system", check=False)
+        assert gone.returncode != 0, "the old certificate's Secret is removed"
+        stack.preview(diff=True, expect_no_changes=True, on_output=log)
+
+
+def _tls_secret_of(deployment: dict[str, Any]) -> str:
+    volumes = {v["name"]: v for v in deployment["spec"]["template"]["spec"]["volumes"]}
+    return str(volumes["tls"]["secret"]["secretName"])
+
+
+def _assert_serves(tls: dict[str, Any], apiservice: dict[str, Any], dns_name: str) -> None:
+    """The Secret's certificate carries the name the aggregator dials and chains to the APIService's caBundle."""
+    ca = x509.load_pem_x509_certificate(base64.b64decode(apiservice["spec"]["caBundle"]))
+    leaf = x509.load_pem_x509_certificate(base64.b64decode(tls["data"]["tls.crt"]))
+    leaf.verify_directly_issued_by(ca)
+    names = leaf.extensions.get_extension_for_class(x509.SubjectAlternativeName).value.get_values_for_type(x509.DNSName)
+    assert dns_name in names, names
 
 
 @pytest.mark.parametrize("failure", ["wrong-token", "unreachable"])
