@@ -25,6 +25,7 @@ from connector_fixtures import SERVICE_NAMESPACE, ConnectorProcess, start_connec
 from mcp_connector.core import contract
 from testbed import APP_CLUSTER, CONTROL_PLANE
 from testbed.harness import Testbed
+from testbed.waiting import eventually
 
 pytestmark = pytest.mark.e2e
 
@@ -111,6 +112,16 @@ def test_platform_credentials_scope_the_connector_to_its_own_namespace(
             )
             assert contract.app_ref_of(stored) == ref
 
+            # Crossplane writes the claim's connection Secret; the connector copies it into the app namespace.
+            source = contract.connection_secret_name(contract.AppRef(cluster_id, app_ns, "my-cluster-kubeconfig"))
+            testbed.kubectl(
+                CONTROL_PLANE, "create", "secret", "generic", source, "-n", namespace, "--from-literal=kubeconfig=abc"
+            )
+            copy = eventually(
+                lambda: testbed.kubectl_json(APP_CLUSTER, "get", "secret", "my-cluster-kubeconfig", "-n", app_ns),
+                what="the connection Secret's copy",
+            )
+
             # Disconnect: writes are stopped, the claim released, the identity removed, the namespace kept.
             done = stack.destroy(run_program=True, on_output=log)
             assert "stopped the connector's writes" in done.stdout
@@ -125,6 +136,11 @@ def test_platform_credentials_scope_the_connector_to_its_own_namespace(
                 assert "mcp-connector" not in gone.stdout, kind
             clusterroles = testbed.kubectl(CONTROL_PLANE, "get", "clusterroles", "-o", "name").stdout
             assert f"mcp-connector:{namespace}:discovery" not in clusterroles
+
+            # The copied connection Secret stays where the app uses it, unmanaged, labelled for clean-up.
+            left = testbed.kubectl_json(APP_CLUSTER, "get", "secret", "my-cluster-kubeconfig", "-n", app_ns)
+            assert left["data"] == copy["data"]
+            assert left["metadata"]["labels"]["mcp-connector.upbound.io/connection-secret-for"] == cluster_id
     finally:
         if scoped is not None:
             scoped.stop()
