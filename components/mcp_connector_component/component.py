@@ -316,7 +316,7 @@ class McpConnector(pulumi.ComponentResource):
                 )
             access = loaded.access
             async with upstream.connected(access, timeout=DISCOVERY_TIMEOUT) as client:
-                found = await upstream.discover_apis(client)
+                found = await upstream.discover_apis_by_name(client)
         except (AccessError, upstream.ControlPlaneError) as e:
             raise McpConnectorError(
                 f"McpConnector {self._name}: cannot discover claim APIs: {e}. "

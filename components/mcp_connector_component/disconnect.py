@@ -100,7 +100,7 @@ async def kinds_to_search(client: upstream.Client, served: Sequence[ClaimResourc
     """Every kind the control plane offers now, plus the ones connected at the last update."""
     kinds = {c.resource: c for c in served}
     try:
-        offered = await upstream.fetch_claim_apis(client)
+        offered = await upstream.fetch_claim_apis_by_name(client)
     except upstream.ControlPlaneError as e:
         if not served:
             raise

@@ -25,7 +25,7 @@ import orjson
 from httpx_aiohttp import AiohttpTransport
 
 from mcp_connector.core.access import ControlPlaneAccess
-from mcp_connector.core.discovery import CRD_LIST_PATH, XRD_LIST_PATH, ClaimApi, Discovered, discover
+from mcp_connector.core.discovery import CRD_LIST_PATH, XRD_LIST_PATH, ClaimApi, Discovered, crd_names_for, discover
 
 USER_AGENT = "mcp-connector/0.1"
 
@@ -376,6 +376,38 @@ async def discover_apis(client: Client) -> Discovered:
 async def fetch_claim_apis(client: Client) -> tuple[ClaimApi, ...]:
     """The claim and namespaced XR APIs the control plane offers (``discover_apis(...).apis``)."""
     return (await discover_apis(client)).apis
+
+
+async def fetch_claim_apis_by_name(client: Client) -> tuple[ClaimApi, ...]:
+    """The APIs ``discover_apis_by_name`` finds (for callers that need no reasons)."""
+    return (await discover_apis_by_name(client)).apis
+
+
+async def discover_apis_by_name(client: Client) -> Discovered:
+    """Like discover_apis, but reads only the CRDs the XRDs name, one GET each (404: not made yet).
+
+    For one-shot callers with little time or little access (the component's preview, the
+    disconnect): never the whole CRD list of the control plane.
+    """
+    url = str(client.base_url)
+    try:
+        xrds = await list_all(client, XRD_LIST_PATH)
+        crds = []
+        for name in crd_names_for(xrds):
+            try:
+                crds.append(await request(client, "GET", f"{CRD_LIST_PATH}/{name}"))
+            except ControlPlaneRejected as e:
+                if e.status != 404:
+                    raise
+    except ControlPlaneRejected as e:
+        if e.status in (401, 403):
+            raise ControlPlaneUnauthorized(url, f"credentials rejected (HTTP {e.status})") from None
+        if e.status == 404:
+            raise ControlPlaneRejected(
+                url, 404, {"message": "no CompositeResourceDefinition API: is Crossplane installed?"}
+            ) from None
+        raise
+    return discover(xrds, crds)
 
 
 #: How long a watch may go without a byte before it counts as dead. kube-apiserver sends a

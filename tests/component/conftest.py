@@ -81,7 +81,7 @@ def discovered(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[Any]]:
         calls.append(str(client.base_url).rstrip("/"))
         return Discovered(CLAIM_APIS, (Unserved("things.example.org", "scope: Cluster is not served"),))
 
-    monkeypatch.setattr(upstream, "discover_apis", fake_discover)
+    monkeypatch.setattr(upstream, "discover_apis_by_name", fake_discover)
     yield calls
 
 

@@ -299,7 +299,7 @@ def test_unreachable_control_plane_fails_and_creates_nothing(render: Render, mon
     async def refuse(client: object) -> None:
         raise upstream.ControlPlaneUnauthorized("https://cp.example:6443", "credentials rejected (HTTP 401)")
 
-    monkeypatch.setattr(upstream, "discover_apis", refuse)
+    monkeypatch.setattr(upstream, "discover_apis_by_name", refuse)
     r = render(KUBECONFIG_ARGS)
     assert r.error is not None
     message = str(r.error)

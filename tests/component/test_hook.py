@@ -129,7 +129,7 @@ def cp(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeControlPlane]:
         return httpx.AsyncClient(base_url=access.url, transport=httpx.MockTransport(fake.handler))
 
     monkeypatch.setattr(upstream, "new_client", new_client)
-    monkeypatch.setattr(upstream, "fetch_claim_apis", fake.fetch_claim_apis)
+    monkeypatch.setattr(upstream, "fetch_claim_apis_by_name", fake.fetch_claim_apis)
     fake.add("kubernetesclusters", AppRef(CLUSTER, "team-a", "prod"))
     fake.add("kubernetesclusters", AppRef(CLUSTER, "team-b", "dev"))
     fake.add("postgresqlinstances", AppRef(CLUSTER, "team-a", "db"))
@@ -295,7 +295,7 @@ async def test_unreachable_control_plane_stops_release_but_not_keep(monkeypatch:
     async def unreachable(client: Any) -> tuple[ClaimApi, ...]:
         raise upstream.ControlPlaneUnreachable("https://cp.test", "cannot connect (refused)")
 
-    monkeypatch.setattr(upstream, "fetch_claim_apis", unreachable)
+    monkeypatch.setattr(upstream, "fetch_claim_apis_by_name", unreachable)
     monkeypatch.setattr(
         upstream,
         "new_client",

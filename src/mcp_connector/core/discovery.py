@@ -325,3 +325,19 @@ def select(apis: Iterable[ClaimApi], selection: ClaimApiSelection) -> tuple[Clai
 def group_versions(apis: Iterable[ClaimApi]) -> tuple[GroupVersion, ...]:
     """Every distinct served group/version, sorted: the APIServices to create."""
     return tuple(sorted({gv for a in apis for gv in a.group_versions}, key=lambda g: (g.group, g.version)))
+
+
+def crd_names_for(xrds: Iterable[RawXrd]) -> tuple[str, ...]:
+    """The CRDs whose definitions the XRDs' claim (and namespaced XR) APIs come from, by name.
+
+    Lets a caller with little time or little access (the component's preview, the disconnect)
+    read exactly those CRDs instead of listing every CRD of the control plane.
+    """
+    names = set()
+    for xrd in xrds:
+        spec = xrd.get("spec") or {}
+        group = spec.get("group")
+        chosen = spec.get("names") if spec.get("scope") == "Namespaced" else spec.get("claimNames")
+        if group and chosen and chosen.get("plural"):
+            names.add(f"{chosen['plural']}.{group}")
+    return tuple(sorted(names))
