@@ -321,7 +321,7 @@ def test_platform_credentials_make_a_scoped_identity(render: Render, monkeypatch
         return {"data": {"token": base64.b64encode(b"scoped-sa-token").decode()}}
 
     monkeypatch.setattr(upstream, "request", fake_request)
-    r = _ok(render({"platform_kubeconfig": CP_KUBECONFIG}))
+    r = _ok(render({"platform_kubeconfig": CP_KUBECONFIG, "image": IMAGE}))
     namespace = f"mcp-{KUBE_SYSTEM_UID}"
     assert r.outputs["control_plane_namespace"] == namespace
     assert asked == [f"GET /api/v1/namespaces/{namespace}/secrets/mcp-connector-token"]
@@ -398,7 +398,7 @@ def _late_credentials(args: dict[str, object]) -> object:
 
 
 def test_unknown_credentials_in_a_preview_fail_saying_why(render: Render, discovered: list[str]) -> None:
-    r = render(program=_late_credentials({"claim_namespace": "mcp-claims"}), preview=True)
+    r = render(program=_late_credentials({"claim_namespace": "mcp-claims", "image": IMAGE}), preview=True)
     assert r.error is not None
     message = str(r.error)
     assert "not known until apply" in message and "claim_apis" in message
@@ -409,7 +409,11 @@ def test_unknown_credentials_in_a_preview_fail_saying_why(render: Render, discov
 
 
 def test_unknown_credentials_with_pinned_apis_preview_every_child(render: Render) -> None:
-    args = {"claim_namespace": "mcp-claims", "claim_apis": ["k8s.starter.org/v1alpha1/KubernetesCluster"]}
+    args = {
+        "claim_namespace": "mcp-claims",
+        "claim_apis": ["k8s.starter.org/v1alpha1/KubernetesCluster"],
+        "image": IMAGE,
+    }
     previewed = _ok(render(program=_late_credentials(args), preview=True))
     applied = _ok(render(program=_late_credentials(args)))
     assert sorted((x.typ, x.name) for x in previewed.resources) == sorted((x.typ, x.name) for x in applied.resources)
