@@ -7,12 +7,14 @@ to the control plane named by the ``mcp-connector:*`` keys; ``pulumi destroy
 and ``pulumi up`` to disconnect while keeping the stack; the hook runs then too,
 because this program registers it unconditionally.
 
-Config (``mcp-connector:`` prefix): ``claimNamespace`` (required); credentials as one of
+Config (``mcp-connector:`` prefix): credentials as one of ``platformKubeconfig`` (secret;
+the component makes this cluster's own control-plane namespace and a token scoped to it),
 ``token`` (secret, with ``account`` + ``controlPlane``, optional ``host``),
-``controlPlaneKubeconfig`` (secret) or ``controlPlaneSecret``; optional ``clusterId``,
-``namespace``, ``image``, ``replicas``, ``mode`` (``in-cluster`` or ``host:port``),
-``caBundle``, ``include``/``exclude`` (JSON lists), ``onDisconnect`` (Keep|Release),
-``skipAwait``, ``name`` (default ``mcp-connector``), ``connect`` (default true).
+``controlPlaneKubeconfig`` (secret) or ``controlPlaneSecret``; ``claimNamespace``
+(required unless ``platformKubeconfig``); optional ``clusterId``, ``namespace``, ``image``,
+``replicas``, ``mode`` (``in-cluster`` or ``host:port``), ``caBundle``, ``claimApis``,
+``include``/``exclude`` (JSON lists), ``onDisconnect`` (Keep|Release), ``skipAwait``,
+``name`` (default ``mcp-connector``), ``connect`` (default true).
 """
 
 import pulumi
@@ -28,8 +30,9 @@ def main() -> None:
     config = pulumi.Config("mcp-connector")
     if not config.get_bool("connect", True):
         return
-    args: McpConnectorArgs = {"claim_namespace": config.require("claimNamespace")}
+    args: McpConnectorArgs = {}
     for key, arg in (
+        ("claimNamespace", "claim_namespace"),
         ("account", "account"),
         ("controlPlane", "control_plane"),
         ("host", "host"),
@@ -44,11 +47,15 @@ def main() -> None:
         value = config.get(key)
         if value is not None:
             args[arg] = value  # type: ignore[literal-required]
-    for key, arg in (("token", "token"), ("controlPlaneKubeconfig", "control_plane_kubeconfig")):
+    for key, arg in (
+        ("token", "token"),
+        ("controlPlaneKubeconfig", "control_plane_kubeconfig"),
+        ("platformKubeconfig", "platform_kubeconfig"),
+    ):
         secret = config.get_secret(key)
         if secret is not None:
             args[arg] = secret  # type: ignore[literal-required]
-    for key, arg in (("include", "include"), ("exclude", "exclude")):
+    for key, arg in (("include", "include"), ("exclude", "exclude"), ("claimApis", "claim_apis")):
         patterns = config.get_object(key)
         if patterns is not None:
             args[arg] = [str(p) for p in patterns]  # type: ignore[literal-required]
