@@ -41,6 +41,8 @@ class Setting:
     aliases: list[str] = field(default_factory=list)
     #: More McpConnectors in the same program: name -> args.
     others: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: Pass control_plane_kubeconfig through a Secret the program creates, so previews see it unknown.
+    late_credentials: bool = False
 
     def save(self, path: Path) -> None:
         """Write for a child process."""
@@ -71,7 +73,19 @@ class Program:
         opts = pulumi.ResourceOptions(
             providers={"kubernetes": provider}, aliases=[pulumi.Alias(name=a) for a in s.aliases]
         )
-        connector = McpConnector(s.name, secret_args(s.args), opts=opts)
+        args = secret_args(s.args)
+        if s.late_credentials:
+            source = k8s.core.v1.Secret(
+                "late-credentials",
+                metadata={"namespace": "default"},
+                string_data={"kubeconfig": args["control_plane_kubeconfig"]},
+                opts=pulumi.ResourceOptions(provider=provider),
+            )
+            # An output of another resource: unknown in a preview until that resource exists.
+            args["control_plane_kubeconfig"] = pulumi.Output.secret(
+                source.metadata.apply(lambda m: m.uid).apply(lambda _: s.args["control_plane_kubeconfig"])
+            )
+        connector = McpConnector(s.name, args, opts=opts)
         for name, args in s.others.items():
             McpConnector(name, secret_args(args), opts=pulumi.ResourceOptions(providers={"kubernetes": provider}))
         pulumi.export("clusterId", connector.cluster_id)

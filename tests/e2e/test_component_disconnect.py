@@ -302,3 +302,26 @@ def test_narrowing_include_is_shown_and_release_still_finds_the_dropped_kind(
     assert "Release: released 1 claim(s)" in done.stdout, "found by the cluster's label, not by the selection"
     claim = cp_claim(testbed, CLUSTERS, ref)
     assert claim is not None and is_released(claim, ref)
+
+
+def test_credentials_known_only_at_apply(
+    testbed: Testbed, pulumi_tools: None, start_connector: Callable[[str], ConnectorProcess], tmp_path: Path
+) -> None:
+    cluster_id = str(uuid.uuid4())
+    setting = external_setting(
+        testbed, start_connector(cluster_id), cluster_id, testbed.control_plane.kubeconfig.read_text()
+    )
+    setting.late_credentials = True
+    with stack_for(tmp_path, Program(setting)) as stack:
+        with pytest.raises(auto.errors.CommandError) as failed:
+            stack.preview(on_output=log)
+        assert "not known until apply" in str(failed.value) and "claim_apis" in str(failed.value)
+
+        setting.args["claim_apis"] = ["k8s.starter.org/v1alpha1/KubernetesCluster"]
+        preview = stack.preview(on_output=log)
+        up = stack.up(on_output=log)
+        created = dict(up.summary.resource_changes or {})
+        planned = {str(getattr(k, "value", k)): v for k, v in preview.change_summary.items()}
+        assert planned.get("create") == created.get("create"), ("the preview shows every child", planned, created)
+        assert up.outputs["apiserviceNames"].value == ["v1alpha1.k8s.starter.org"]
+        wait_available(testbed, "v1alpha1.k8s.starter.org")
