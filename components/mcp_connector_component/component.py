@@ -471,8 +471,7 @@ class McpConnector(pulumi.ComponentResource):
         control_plane = pulumi.Output.unsecret(kubeconfig.apply(self._control_plane_url))
         guard_name = f"{self._name}-disconnect"
         identity = pulumi.Output.all(control_plane, claim_namespace, cluster_id).apply(lambda v: (v[0], v[1], v[2]))
-        declare_guard(guard_name, pulumi.Output.unsecret(identity))
-        DisconnectGuard(
+        guard = DisconnectGuard(
             guard_name,
             connector=self._name,
             kubeconfig=kubeconfig,
@@ -485,9 +484,12 @@ class McpConnector(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(
                 parent=self,
                 depends_on=list(self._made),
+                # Replaced (pulumi up --replace) delete-first, which the hook tells from a disconnect.
+                delete_before_replace=True,
                 hooks=pulumi.ResourceHookBinding(before_delete=[register_disconnect_hook()]),
             ),
         )
+        declare_guard(guard_name, pulumi.Output.unsecret(identity), guard)
 
     def _static(self, what: str) -> Any:
         """The connector's inlined kubeconfig for ``what``, or the error that says why a pod cannot use it."""

@@ -44,6 +44,11 @@ class _Deployment:
     dry_run: bool
     #: Guard name -> its connection identity, for telling a rename from a disconnect.
     guards: dict[str, pulumi.Output[tuple[str, str, str]]] = field(default_factory=dict)
+    #: Guards whose registration the engine has answered. The guard is replaced delete-first,
+    #: so a delete hook that runs while its own registration is still unanswered is a
+    #: replacement (``pulumi up --replace``), never a disconnect; in a destroy, every
+    #: registration is answered before the first delete.
+    registered: set[str] = field(default_factory=set)
 
 
 _deployments: dict[object, _Deployment] = {}
@@ -85,9 +90,11 @@ def register_disconnect_hook() -> pulumi.ResourceHook:
     return _current().hook
 
 
-def declare_guard(name: str, identity: pulumi.Output[tuple[str, str, str]]) -> None:
+def declare_guard(name: str, identity: pulumi.Output[tuple[str, str, str]], guard: pulumi.Resource) -> None:
     """Record that this program declares the guard ``name`` for a connection (control plane, namespace, cluster)."""
-    _current().guards[name] = identity
+    deployment = _current()
+    deployment.guards[name] = identity
+    guard.urn.apply(lambda _: deployment.registered.add(name))
 
 
 async def _reveal(value: Any) -> Any:
@@ -125,6 +132,10 @@ async def _before_delete(args: pulumi.ResourceHookArgs, *, dry_run: bool, key: o
             f"mcp-connector disconnect: {args.urn} is not a disconnect guard ({GUARD_TYPE}); "
             "it was made by an older McpConnector. Nothing was changed."
         )
+    deployment = _deployments.get(key)
+    if deployment is not None and args.name in deployment.guards and args.name not in deployment.registered:
+        pulumi.log.info(f"mcp-connector disconnect: {args.name} is being replaced; the connection stays as it is")
+        return
     plan = await plan_from_hook_args(args)
     successor = await _continues_elsewhere(plan, args.name, key)
     if successor is not None:

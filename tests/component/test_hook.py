@@ -385,3 +385,17 @@ async def test_keep_and_dry_runs_never_touch_the_writes(cp: FakeControlPlane) ->
     await disconnect(_fenced("Keep"), ACCESS, log=_quiet)
     await disconnect(_fenced("Release"), ACCESS, dry_run=True, log=_quiet)
     assert cp.binding_calls == [] and "mcp-connector" in cp.bindings
+
+
+async def test_a_guard_deleted_while_its_registration_is_unanswered_is_being_replaced(
+    cp: FakeControlPlane, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    plan = _plan("Release")
+    identity = pulumi.Output.from_input(plan.identity)
+    deployment = hook._Deployment(hook=None, dry_run=False, guards={"mcp-connector-disconnect": identity})  # type: ignore[arg-type]
+    monkeypatch.setitem(hook._deployments, "k", deployment)
+    await hook._before_delete(_guard_args(plan), dry_run=False, key="k")
+    assert cp.patches == 0, "pulumi up --replace of the guard: the connection stays"
+    deployment.registered.add("mcp-connector-disconnect")
+    await hook._before_delete(_guard_args(plan), dry_run=False, key="k")
+    assert _labelled(cp, CLUSTER) == 0, "declared and answered, then deleted: a destroy"

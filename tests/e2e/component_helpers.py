@@ -148,3 +148,18 @@ def changes(preview: auto.PreviewResult) -> dict[str, int]:
     counts = {str(getattr(k, "value", k)): v for k, v in preview.change_summary.items()}
     counts.pop("same", None)
     return counts
+
+
+def preview_destroy(stack: auto.Stack) -> auto.PreviewResult:
+    """``pulumi preview --destroy --run-program`` (``destroy --preview-only``).
+
+    The test bed's PULUMI_SKIP_CONFIRMATIONS reads as ``--yes``, which the CLI refuses next to
+    ``--preview-only``; a preview needs no confirmation, so it is left out for this command.
+    """
+    env = stack.workspace.env_vars
+    skip = env.pop("PULUMI_SKIP_CONFIRMATIONS", None)
+    try:
+        return stack.preview_destroy(run_program=True, on_output=log)
+    finally:
+        if skip is not None:
+            env["PULUMI_SKIP_CONFIRMATIONS"] = skip

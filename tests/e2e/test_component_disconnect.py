@@ -32,6 +32,7 @@ from component_helpers import (
     is_labelled,
     is_released,
     log,
+    preview_destroy,
     stack_for,
     wait_available,
 )
@@ -221,13 +222,13 @@ def test_previews_report_what_a_disconnect_would_do_and_change_nothing(
     setting, stack, ref = connected(testbed.control_plane.kubeconfig.read_text(), on_disconnect="Release")
     urns = _urns(stack)
     wanted = f"would release 1 claim(s) (cluster {ref.cluster_id}"
-    preview = stack.preview_destroy(run_program=True, on_output=log)
+    preview = preview_destroy(stack)
     assert wanted in preview.stdout and f"KubernetesCluster {ref.namespace}/{ref.name}" in preview.stdout
     setting.connect = False
     removal = stack.preview(on_output=log)
     assert wanted in removal.stdout
     setting.connect, setting.args["on_disconnect"] = True, "Keep"
-    keep = stack.preview_destroy(run_program=True, on_output=log)
+    keep = preview_destroy(stack)
     assert "Keep: 1 claim(s) would stay with their labels" in keep.stdout
     assert _urns(stack) == urns and _labelled(testbed, ref)
     assert apiservice_exists(testbed, "v1alpha1.k8s.starter.org")
