@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import connector_fixtures
 import pytest
 from component_helpers import (
     CLUSTER_CLAIM,
@@ -326,3 +327,29 @@ def test_credentials_known_only_at_apply(
         assert planned.get("create") == created.get("create"), ("the preview shows every child", planned, created)
         assert up.outputs["apiserviceNames"].value == ["v1alpha1.k8s.starter.org"]
         wait_available(testbed, "v1alpha1.k8s.starter.org")
+
+
+def test_two_connectors_in_one_program_share_one_hook(
+    testbed: Testbed, pulumi_tools: None, start_connector: Callable[[str], ConnectorProcess], tmp_path: Path
+) -> None:
+    first_id, second_id = str(uuid.uuid4()), str(uuid.uuid4())
+    kubeconfig = testbed.control_plane.kubeconfig.read_text()
+    setting = external_setting(
+        testbed, start_connector(first_id), first_id, kubeconfig, include=["kubernetesclusters.k8s.starter.org"]
+    )
+    second = connector_fixtures.start_connector(testbed, cluster_id=second_id, service_name="mcp-component-e2e-two")
+    try:
+        setting.others["mcp-component-e2e-two"] = {
+            **external_setting(testbed, second, second_id, kubeconfig).args,
+            "include": ["*.example.org"],
+        }
+        with stack_for(tmp_path, Program(setting)) as stack:
+            stack.up(on_output=log)
+            for name in SEEDED_APISERVICES:
+                wait_available(testbed, name)
+            stack.preview(diff=True, expect_no_changes=True, on_output=log)
+            done = stack.destroy(run_program=True, on_output=log)
+            assert done.stdout.count("Keep: 0 claim(s) stay with their labels") == 2
+            assert f"cluster {first_id}" in done.stdout and f"cluster {second_id}" in done.stdout
+    finally:
+        second.stop()
