@@ -19,9 +19,12 @@ from mcp_connector.connector.cli import main as connector_main
 from mcp_connector_component import manifests
 from mcp_connector_component.fleet import render as rendering
 from mcp_connector_component.fleet.values import ConnectorValues, ValuesError, flatten, parse_set, resolve
+from mcp_connector_component.tls import generation, service_dns_names
 
 TOKEN = "upbound-api-token-123"
 IMAGE = "registry.example/mcp-connector:0.1.0"
+#: The serving certificate's Secret, named by the Service's DNS names and the rotation period.
+TLS_NAME = f"mcp-connector-tls-{generation(service_dns_names('mcp-connector', 'kube-system'))}"
 
 
 def _objects(**values: Any) -> dict[tuple[str, str], dict[str, Any]]:
@@ -119,7 +122,7 @@ def test_in_cluster_render_manages_its_own_apiservices() -> None:
         ("ClusterRoleBinding", "mcp-connector"),
         ("ClusterRoleBinding", "mcp-connector:system:auth-delegator"),
         ("RoleBinding", "mcp-connector:extension-apiserver-authentication-reader"),
-        ("Secret", "mcp-connector-tls"),
+        ("Secret", TLS_NAME),
         ("Deployment", "mcp-connector"),
         ("Service", "mcp-connector"),
     }, "no APIService, no disconnect guard: the connector keeps APIServices, there is no hook"
@@ -138,7 +141,7 @@ def test_external_render_and_existing_secret() -> None:
     objs = _objects(claim_namespace="team-a", control_plane_secret="ctp", mode="localhost:9443", namespace="conn")
     assert ("Deployment", "mcp-connector") not in objs
     assert ("Secret", "mcp-connector-credentials") not in objs, "the existing Secret is used"
-    assert ("Secret", "mcp-connector-tls") not in objs
+    assert ("Secret", TLS_NAME) not in objs
     service = objs[("Service", "mcp-connector")]
     assert service["metadata"]["namespace"] == "conn"
     assert service["spec"] == {
@@ -206,7 +209,7 @@ def test_render_matches_the_component(render: Render) -> None:
             container["args"] = container["args"][:-3]
         if kind == "ClusterRole":
             ours["rules"] = [r for r in ours["rules"] if r["apiGroups"] == [""]]
-        if (kind, name) == ("Secret", "mcp-connector-tls"):
+        if (kind, name) == ("Secret", TLS_NAME):
             # A fresh CA each time; both carry the three keys.
             assert sorted(ours["data"]) == sorted(theirs["data"]) == ["ca.crt", "tls.crt", "tls.key"]
             ours["data"] = theirs["data"]
@@ -219,7 +222,7 @@ def test_tls_secret_verifies_the_service_name() -> None:
     objs = _objects(claim_namespace="a", control_plane_secret="s", namespace="conn", image=IMAGE)
     from cryptography import x509
 
-    data = objs[("Secret", "mcp-connector-tls")]["data"]
+    data = objs[("Secret", f"mcp-connector-tls-{generation(service_dns_names('mcp-connector', 'conn'))}")]["data"]
     cert = x509.load_pem_x509_certificate(base64.b64decode(data["tls.crt"]))
     sans = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value.get_values_for_type(x509.DNSName)
     assert "mcp-connector.conn.svc" in sans

@@ -19,10 +19,10 @@ from pathlib import Path
 
 import yaml
 
-from mcp_connector_component import manifests
+from mcp_connector_component import kubeconfigs, manifests
 from mcp_connector_component.credentials import DEFAULT_UPBOUND_HOST, upbound_kubeconfig
 from mcp_connector_component.fleet.values import ConnectorValues
-from mcp_connector_component.tls import service_dns_names, serving_tls
+from mcp_connector_component.tls import generation, service_dns_names, serving_tls
 
 #: ``app.kubernetes.io/managed-by`` of rendered objects (the component's say ``pulumi``).
 MANAGED_BY = "mcp-connector-render"
@@ -38,7 +38,10 @@ def credentials_kubeconfig(values: ConnectorValues) -> str | None:
             control_plane=values.control_plane or "",
             token=values.token,
         )
-    return values.control_plane_kubeconfig
+    if values.control_plane_kubeconfig is None:
+        return None
+    # The same inlining the component does: the pod cannot read files or run exec plugins.
+    return kubeconfigs.static_for_connector(values.control_plane_kubeconfig, what="control_plane_kubeconfig")
 
 
 def objects(values: ConnectorValues, *, name: str = NAME, create_namespace: bool = False) -> list[manifests.RawObject]:
@@ -66,8 +69,12 @@ def objects(values: ConnectorValues, *, name: str = NAME, create_namespace: bool
         manifests.auth_reader_binding(names),
     ]
     if isinstance(mode, manifests.InCluster):
-        tls = serving_tls(service_dns_names(names.service, names.namespace))
-        out.append(manifests.tls_secret(names, cert_pem=tls.cert_pem, key_pem=tls.key_pem, ca_pem=tls.ca_pem))
+        dns_names = service_dns_names(names.service, names.namespace)
+        tls = serving_tls(dns_names)
+        tls_name = f"{names.tls_secret}-{generation(dns_names)}"
+        out.append(
+            manifests.tls_secret(names, name=tls_name, cert_pem=tls.cert_pem, key_pem=tls.key_pem, ca_pem=tls.ca_pem)
+        )
         settings = manifests.ConnectorSettings(
             claim_namespace=values.claim_namespace,
             cluster_id=values.cluster_id,
@@ -85,6 +92,7 @@ def objects(values: ConnectorValues, *, name: str = NAME, create_namespace: bool
                     kubeconfig, values.claim_namespace, values.cluster_id, list(values.include), list(values.exclude)
                 ),
                 credentials_secret_name=credentials_name,
+                tls_secret_name=tls_name,
             )
         )
         if replicas > 1:
