@@ -83,7 +83,7 @@ class Program:
             )
             # An output of another resource: unknown in a preview until that resource exists.
             args["control_plane_kubeconfig"] = pulumi.Output.secret(
-                source.metadata.apply(lambda m: m.uid).apply(lambda _: s.args["control_plane_kubeconfig"])
+                source.id.apply(lambda _: s.args["control_plane_kubeconfig"])
             )
         connector = McpConnector(s.name, args, opts=opts)
         for name, args in s.others.items():

@@ -295,7 +295,8 @@ def test_narrowing_include_is_shown_and_release_still_finds_the_dropped_kind(
     preview = stack.preview(diff=True, on_output=log)
     assert "- kubernetes:apiregistration.k8s.io/v1:APIService" in preview.stdout
     warning = f"{CLUSTERS} is not connected (include/exclude), but 1 claim(s) of this cluster are in it"
-    assert warning in preview.stdout and f"KubernetesCluster {ref.namespace}/{ref.name}" in preview.stdout
+    shown = " ".join((preview.stdout + preview.stderr).split())  # warnings go to stderr, wrapped
+    assert warning in shown and f"KubernetesCluster {ref.namespace}/{ref.name}" in shown, shown[-2000:]
     stack.up(on_output=log)
     assert not apiservice_exists(testbed, "v1alpha1.k8s.starter.org")
     assert _labelled(testbed, ref), "narrowing changes nothing in the control plane"
@@ -349,7 +350,7 @@ def test_two_connectors_in_one_program_share_one_hook(
                 wait_available(testbed, name)
             stack.preview(diff=True, expect_no_changes=True, on_output=log)
             done = stack.destroy(run_program=True, on_output=log)
-            assert done.stdout.count("Keep: 0 claim(s) stay with their labels") == 2
-            assert f"cluster {first_id}" in done.stdout and f"cluster {second_id}" in done.stdout
+            for cluster_id in (first_id, second_id):
+                assert f"Keep: 0 claim(s) stay with their labels (cluster {cluster_id}" in done.stdout
     finally:
         second.stop()
