@@ -50,7 +50,6 @@ from testbed.harness import Testbed
 
 pytestmark = pytest.mark.e2e
 
-DISCONNECT = "mcp-connector disconnect"
 
 
 @pytest.fixture
@@ -180,12 +179,16 @@ def test_replacements_renames_and_refreshes_never_disconnect(
         return [r["urn"] for r in resources if r.get("parent") == component and not r.get("external")]
 
     def unchanged(result: auto.UpResult) -> None:
-        assert DISCONNECT not in result.stdout, result.stdout[-3000:]
+        assert "Release: released" not in result.stdout, result.stdout[-3000:]
+        assert "stopped the connector's writes" not in result.stdout
         assert _labelled(testbed, ref)
 
     # Each child replaced on its own, then all of them at once (the guard included).
     for urn in children():
-        unchanged(stack.up(replace=[urn], on_output=log))
+        replaced = stack.up(replace=[urn], on_output=log)
+        unchanged(replaced)
+        if "DisconnectGuard" in urn:
+            assert "is being replaced; the connection stays as it is" in replaced.stdout
     unchanged(stack.up(replace=children(), on_output=log))
 
     # The connector's Secret deleted out of band, then refreshed and put back.
