@@ -549,15 +549,31 @@ class McpConnector(pulumi.ComponentResource):
             **_kwargs(scoped.token_secret(names)),
         )
         self._made += [provider, namespace, account, role, binding, discovery, discovery_binding, token_secret]
-        made = pulumi.Output.all(platform, claim_namespace, token_secret.metadata, binding.metadata)
-        kubeconfig: pulumi.Output[str] = made.apply(lambda v: self._scoped_kubeconfig(v[0], v[1]))
+        made = pulumi.Output.all(platform, claim_namespace, token_secret.metadata, token_secret.data, binding.metadata)
+        kubeconfig: pulumi.Output[str] = made.apply(lambda v: self._scoped_kubeconfig(v[0], v[1], v[2], v[3]))
         fence = scoped.Fence(role_binding=scoped.ScopedNames.role)
         return pulumi.Output.secret(kubeconfig), fence
 
-    async def _scoped_kubeconfig(self, platform: str, namespace: str) -> str:
-        """A kubeconfig for the connector: the platform's cluster and trust, the scoped token (once filled in)."""
+    async def _scoped_kubeconfig(self, platform: str, namespace: str, metadata: Any, data: Any) -> str:
+        """A kubeconfig for the connector: the platform's cluster and trust, the scoped token (once filled in).
+
+        A token Secret with no ``uid`` was not made: the engine only went through the program
+        (a destroy of a stack that is already empty), so there is no token to wait for.
+        """
         try:
             access = kubeconfigs.load(platform).access
+            token = (data or {}).get(scoped.TOKEN_KEY)
+            uid = metadata.get("uid") if isinstance(metadata, dict) else getattr(metadata, "uid", None)
+            if token or not uid:
+                return to_kubeconfig(
+                    dataclasses.replace(
+                        access,
+                        token=base64.b64decode(token).decode() if token else None,
+                        client_cert_pem=None,
+                        client_key_pem=None,
+                    ),
+                    name="mcp-connector",
+                )
             path = f"/api/v1/namespaces/{namespace}/secrets/{scoped.ScopedNames.token_secret}"
             async with upstream.connected(access, timeout=DISCOVERY_TIMEOUT) as client:
                 deadline = time.monotonic() + TOKEN_TIMEOUT

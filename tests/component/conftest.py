@@ -38,6 +38,9 @@ class RecordingMocks(pulumi.runtime.Mocks):
             if self.existing_kubeconfig is not None:
                 data["kubeconfig"] = base64.b64encode(self.existing_kubeconfig.encode()).decode()
             outputs = {"metadata": {"name": args.resource_id.split("/")[-1]}, "data": data}
+        elif args.typ.startswith("kubernetes:") and isinstance(outputs.get("metadata"), dict):
+            # What the API server adds to every object it creates.
+            outputs["metadata"] = {**outputs["metadata"], "uid": f"uid-of-{args.name}"}
         return (args.resource_id or f"{args.name}-id", outputs)
 
     def call(self, args: pulumi.runtime.MockCallArgs) -> tuple[dict[str, Any], list[tuple[str, str]] | None]:

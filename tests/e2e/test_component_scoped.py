@@ -114,9 +114,20 @@ def test_platform_credentials_scope_the_connector_to_its_own_namespace(
 
             # Crossplane writes the claim's connection Secret; the connector copies it into the app namespace.
             source = contract.connection_secret_name(contract.AppRef(cluster_id, app_ns, "my-cluster-kubeconfig"))
-            testbed.kubectl(
-                CONTROL_PLANE, "create", "secret", "generic", source, "-n", namespace, "--from-literal=kubeconfig=abc"
-            )
+            owner = {
+                "apiVersion": stored["apiVersion"],
+                "kind": stored["kind"],
+                "name": stored["metadata"]["name"],
+                "uid": stored["metadata"]["uid"],
+                "controller": True,
+            }  # as Crossplane writes it: controlled by the claim it is for
+            secret_doc = {
+                "apiVersion": "v1",
+                "kind": "Secret",
+                "metadata": {"name": source, "namespace": namespace, "ownerReferences": [owner]},
+                "stringData": {"kubeconfig": "abc"},
+            }
+            testbed.kubectl(CONTROL_PLANE, "apply", "-f", "-", input=json.dumps(secret_doc))
             copy = eventually(
                 lambda: testbed.kubectl_json(APP_CLUSTER, "get", "secret", "my-cluster-kubeconfig", "-n", app_ns),
                 what="the connection Secret's copy",
@@ -126,11 +137,13 @@ def test_platform_credentials_scope_the_connector_to_its_own_namespace(
             done = stack.destroy(run_program=True, on_output=log)
             assert "stopped the connector's writes" in done.stdout
             assert "Release: released 1 claim(s)" in done.stdout
+            again = stack.destroy(run_program=True, on_output=log)
+            assert "mcp-connector disconnect" not in again.stdout, "a re-run converges and touches nothing"
             stored = testbed.kubectl_json(
                 CONTROL_PLANE, "get", CLUSTERS, contract.control_plane_name(ref), "-n", namespace
             )
             assert contract.app_ref_of(stored) is None, "released"
-            assert _as(testbed, token, "GET", claims.format(namespace)) == 401, "the token is revoked"
+            eventually(lambda: _as(testbed, token, "GET", claims.format(namespace)) == 401, what="the token is revoked")
             for kind in ("serviceaccount", "role", "rolebinding", "secret/mcp-connector-token"):
                 gone = testbed.kubectl(CONTROL_PLANE, "get", kind, "-n", namespace, "-o", "name", check=False)
                 assert "mcp-connector" not in gone.stdout, kind
