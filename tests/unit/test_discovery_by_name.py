@@ -16,7 +16,10 @@ from mcp_connector.core import certs
 from mcp_connector.core.access import ControlPlaneAccess
 from mcp_connector.core.discovery import CRD_LIST_PATH, XRD_LIST_PATH, crd_names_for
 
-LEGACY = {"spec": {"group": "example.org", "claimNames": {"kind": "Widget", "plural": "widgets"}}}
+LEGACY = {
+    "metadata": {"name": "xwidgets.example.org", "uid": "xrd-uid"},
+    "spec": {"group": "example.org", "claimNames": {"kind": "Widget", "plural": "widgets"}},
+}
 NAMESPACED = {
     "spec": {"group": "v2.example.org", "scope": "Namespaced", "names": {"kind": "Gadget", "plural": "gadgets"}}
 }
@@ -29,7 +32,7 @@ def test_crd_names_for_claims_and_namespaced_xrs() -> None:
 
 def _crd(name: str, kind: str, plural: str, group: str) -> dict[str, Any]:
     return {
-        "metadata": {"name": name},
+        "metadata": {"name": name, "ownerReferences": [{"controller": True, "uid": "xrd-uid"}]},
         "spec": {
             "group": group,
             "names": {"kind": kind, "plural": plural},
