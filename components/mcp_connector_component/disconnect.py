@@ -78,14 +78,6 @@ def describe(kind: str, obj: Mapping[str, Any]) -> str:
     )
 
 
-def _released_from(obj: Mapping[str, Any], cluster_id: str) -> bool:
-    metadata = obj.get("metadata") or {}
-    annotations = metadata.get("annotations") or {}
-    return annotations.get(
-        f"{contract.RELEASED_ANNOTATION_PREFIX}app-cluster"
-    ) == cluster_id and contract.APP_CLUSTER_LABEL not in (metadata.get("labels") or {})
-
-
 def release_patch(ref: contract.AppRef) -> dict[str, Any]:
     """One merge patch that adds the released annotations and drops the ownership labels together."""
     return {
@@ -190,7 +182,7 @@ async def _nothing() -> None:
 
 async def _released_earlier(client: upstream.Client, kind: ClaimResource, plan: DisconnectPlan) -> list[str]:
     everything = await upstream.list_all(client, kind.list_path(plan.claim_namespace))
-    return [describe(kind.kind, o) for o in everything if _released_from(o, plan.cluster_id)]
+    return [describe(kind.kind, o) for o in everything if contract.released_from(o, plan.cluster_id)]
 
 
 async def _release_all(

@@ -8,6 +8,7 @@ then does something that must (or must not) run the disconnect hook.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import subprocess
@@ -47,9 +48,9 @@ from mcp_connector.core.access import ControlPlaneAccess
 from mcp_connector_component.credentials import to_kubeconfig
 from testbed import APP_CLUSTER, CONTROL_PLANE
 from testbed.harness import Testbed
+from testbed.waiting import eventually
 
 pytestmark = pytest.mark.e2e
-
 
 
 @pytest.fixture
@@ -357,3 +358,52 @@ def test_two_connectors_in_one_program_share_one_hook(
                 assert f"Keep: 0 claim(s) stay with their labels (cluster {cluster_id}" in done.stdout
     finally:
         second.stop()
+
+
+def test_release_leaves_copied_connection_secrets_in_place(
+    testbed: Testbed, pulumi_tools: None, start_connector: Callable[[str], ConnectorProcess], tmp_path: Path
+) -> None:
+    cluster_id = str(uuid.uuid4())
+    connector = start_connector(cluster_id)
+    setting = external_setting(
+        testbed, connector, cluster_id, testbed.control_plane.kubeconfig.read_text(), on_disconnect="Release"
+    )
+    app_ns = f"e2e-{cluster_id[:8]}"
+    ref = contract.AppRef(cluster_id, app_ns, "cs-cluster")
+    try:
+        with stack_for(tmp_path, Program(setting)) as stack:
+            stack.up(on_output=log)
+            wait_available(testbed, "v1alpha1.k8s.starter.org")
+            apply_claim(testbed, app_ns, CLUSTER_CLAIM, "cs")
+            claim = cp_claim(testbed, CLUSTERS, ref)
+            assert claim is not None
+            # Crossplane's connection Secret for the claim: controlled by it, under the hashed name.
+            source = contract.connection_secret_name(contract.AppRef(cluster_id, app_ns, "my-cluster-kubeconfig"))
+            owner = {
+                "apiVersion": claim["apiVersion"],
+                "kind": claim["kind"],
+                "name": claim["metadata"]["name"],
+                "uid": claim["metadata"]["uid"],
+                "controller": True,
+            }
+            metadata = {"name": source, "namespace": testbed.claim_namespace, "ownerReferences": [owner]}
+            doc = {"apiVersion": "v1", "kind": "Secret", "stringData": {"kubeconfig": "abc"}, "metadata": metadata}
+            testbed.kubectl(CONTROL_PLANE, "apply", "-f", "-", input=json.dumps(doc))
+            copy = eventually(
+                lambda: testbed.kubectl_json(APP_CLUSTER, "get", "secret", "my-cluster-kubeconfig", "-n", app_ns),
+                what="the connection Secret's copy",
+            )
+
+            done = stack.destroy(run_program=True, on_output=log)
+            assert "Release: released 1 claim(s)" in done.stdout
+            # The connector here outlives its APIServices (a local process): it sees the claim go and
+            # must still keep the copy, because the claim was released, not deleted.
+            eventually(
+                lambda: "connection secret kept: its claim was released" in connector.log_file.read_text(),
+                what="the connector leaving the released claim's copy",
+            )
+            left = testbed.kubectl_json(APP_CLUSTER, "get", "secret", "my-cluster-kubeconfig", "-n", app_ns)
+            assert left["data"] == copy["data"]
+            assert left["metadata"]["labels"]["mcp-connector.upbound.io/connection-secret-for"] == cluster_id
+    finally:
+        testbed.kubectl(APP_CLUSTER, "delete", "namespace", app_ns, "--wait=false", check=False)

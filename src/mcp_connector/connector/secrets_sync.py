@@ -3,9 +3,10 @@
 A claim's ``writeConnectionSecretToRef.name`` is hashed on the way up (``contract``), so
 Crossplane writes the Secret under a control-plane name in the claim namespace. The app
 namespace gets the same data under the name the user asked for, and copies whose claim or
-source Secret is gone are removed. A source Secret is copied only when it was written for that
-very claim (``contract.connection_secret_written_for``): the hashed names of two claims'
-Secrets can collide, and the data must never reach the other namespace. Copies carry a label
+source Secret is gone are removed (copies of claims a disconnect released stay). A source
+Secret is copied only when it was written for that very claim
+(``contract.connection_secret_written_for``): the hashed names of two claims' Secrets can
+collide, and the data must never reach the other namespace. Copies carry a label
 naming this cluster so we never touch Secrets we did not make.
 
 Event-driven: the claims come from the connector's cache, whose changes name the copies to
@@ -143,6 +144,39 @@ async def _existing(rt: Runtime, keys: set[Key] | None) -> dict[Key, dict[str, A
     return found
 
 
+async def _claim_released(rt: Runtime, copy: dict[str, Any]) -> bool:
+    """True when the copy's claim still exists and a disconnect released it from this cluster.
+
+    A disconnect with Release leaves copies where the workloads use them (the README says
+    so); the connector, still running while the claims are released, must not remove them.
+    The source Secret names its claim in its controller reference; a claim that was deleted
+    (or whose Secret is gone) means the copy goes, as before.
+    """
+    source = ((copy.get("metadata") or {}).get("annotations") or {}).get(SOURCE_ANNOTATION, "")
+    namespace, _, name = source.partition("/")
+    if namespace != rt.claim_namespace or not name:
+        return False
+    try:
+        secret = await upstream.request(rt.control_plane, "GET", f"/api/v1/namespaces/{namespace}/secrets/{name}")
+        owner = next(
+            (o for o in (secret.get("metadata") or {}).get("ownerReferences") or [] if o.get("controller")), None
+        )
+        group = str((owner or {}).get("apiVersion", "")).partition("/")[0]
+        api = next((a for a in rt.catalog.apis if owner and a.group == group and a.kind == owner.get("kind")), None)
+        if owner is None or api is None:
+            return False
+        claim = await upstream.request(
+            rt.control_plane,
+            "GET",
+            f"/apis/{owner['apiVersion']}/namespaces/{namespace}/{api.plural}/{owner['name']}",
+        )
+    except upstream.ControlPlaneRejected as e:
+        if e.status == 404:
+            return False
+        raise
+    return contract.released_from(claim, rt.cluster_id)
+
+
 async def reconcile(rt: Runtime, only: set[Key] | None = None) -> None:
     """Make the app cluster's copies match the control plane's Secrets: all, or those of ``only``."""
     claims = _cached_claims(rt)
@@ -156,7 +190,11 @@ async def reconcile(rt: Runtime, only: set[Key] | None = None) -> None:
         path = f"/api/v1/namespaces/{key[0]}/secrets"
         try:
             if secret is None:
-                if current is not None:
+                if current is not None and await _claim_released(rt, current):
+                    log.info(
+                        "connection secret kept: its claim was released", extra=fields(namespace=key[0], name=key[1])
+                    )
+                elif current is not None:
                     await upstream.request(app, "DELETE", f"{path}/{key[1]}")
                     log.info("connection secret removed", extra=fields(namespace=key[0], name=key[1]))
             elif current is None:

@@ -465,3 +465,12 @@ def release_annotations(ref: AppRef) -> dict[str, str]:
         f"{RELEASED_ANNOTATION_PREFIX}app-resource-name": ref.name,
         f"{RELEASED_ANNOTATION_PREFIX}app-cluster": ref.cluster_id,
     }
+
+
+def released_from(obj: Mapping[str, Any], cluster_id: str) -> bool:
+    """True for a control-plane object a disconnect of ``cluster_id`` released (annotated, no ownership label)."""
+    metadata = obj.get("metadata") or {}
+    annotations = metadata.get("annotations") or {}
+    return annotations.get(f"{RELEASED_ANNOTATION_PREFIX}app-cluster") == cluster_id and APP_CLUSTER_LABEL not in (
+        metadata.get("labels") or {}
+    )
