@@ -49,10 +49,12 @@ def apply_claim(testbed: Testbed, namespace: str, file: Path, prefix: str) -> No
     eventually(applied, timeout=60, every=1, what=f"applying {file.name} through the app cluster")
 
 
-def cp_claim(testbed: Testbed, resource: str, ref: contract.AppRef) -> dict[str, Any] | None:
-    """The control-plane claim for an app-side claim, or None."""
+def cp_claim(
+    testbed: Testbed, resource: str, ref: contract.AppRef, namespace: str | None = None
+) -> dict[str, Any] | None:
+    """The control-plane claim for an app-side claim (in the test bed's claim namespace by default), or None."""
     done = testbed.kubectl(
-        CONTROL_PLANE, "get", resource, contract.control_plane_name(ref), "-n", testbed.claim_namespace,
+        CONTROL_PLANE, "get", resource, contract.control_plane_name(ref), "-n", namespace or testbed.claim_namespace,
         "-o", "json", check=False,
     )  # fmt: skip
     if done.returncode != 0:
@@ -61,10 +63,10 @@ def cp_claim(testbed: Testbed, resource: str, ref: contract.AppRef) -> dict[str,
     return claim
 
 
-def delete_cp_claim(testbed: Testbed, resource: str, ref: contract.AppRef) -> None:
+def delete_cp_claim(testbed: Testbed, resource: str, ref: contract.AppRef, namespace: str | None = None) -> None:
     """Remove a test's claim from the control plane (cleanup)."""
     testbed.kubectl(
-        CONTROL_PLANE, "delete", resource, contract.control_plane_name(ref), "-n", testbed.claim_namespace,
+        CONTROL_PLANE, "delete", resource, contract.control_plane_name(ref), "-n", namespace or testbed.claim_namespace,
         "--ignore-not-found", "--wait=false",
     )  # fmt: skip
 

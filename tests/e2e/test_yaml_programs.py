@@ -19,6 +19,8 @@ from pathlib import Path
 import pytest
 import yaml
 from claims import (
+    CLUSTER_CLAIM,
+    CLUSTER_RESOURCE,
     DB_CLAIM,
     DB_RESOURCE,
     apiservice_exists,
@@ -26,21 +28,23 @@ from claims import (
     cp_claim,
     delete_cp_claim,
     is_labelled,
+    is_released,
     kube_system_uid,
     remove_install,
     wait_available,
 )
 from cli_project import CliProject
-from connector_fixtures import ConnectorProcess, start_connector
+from connector_fixtures import SERVICE_NAMESPACE, ConnectorProcess, start_connector
 
 from mcp_connector.core import contract
-from testbed import APP_CLUSTER, REPO_ROOT, seed
+from testbed import APP_CLUSTER, CONTROL_PLANE, REPO_ROOT, seed
 from testbed.harness import Testbed
 from testbed.tools import BIN_DIR, PROVIDER_PLUGIN, YAML_TOOLS, MissingToolError, require
 
 pytestmark = pytest.mark.e2e
 
 EXAMPLE = REPO_ROOT / "examples" / "yaml"
+TWO_CONNECTORS = Path(__file__).resolve().parent / "programs" / "two-connectors"
 #: The kubernetes provider in these programs uses the kubeconfig context named like the stack.
 STACK = APP_CLUSTER
 DB_APISERVICES = ["v1alpha1.db.example.org", "v1beta1.db.example.org"]
@@ -155,6 +159,72 @@ def test_yaml_example_connects_previews_new_api_and_disconnects(
             for instance in ("connector",):
                 remove_install(testbed, instance)
         delete_cp_claim(testbed, DB_RESOURCE, ref)
+        testbed.kubectl(APP_CLUSTER, "delete", "namespace", app_ns, "--wait=false", check=False)
+        project.run("stack", "rm", "--yes", "--force", check=False)
+
+
+def test_two_connectors_in_one_yaml_program(
+    testbed: Testbed, yaml_tools: None, connectors: Callable[..., ConnectorProcess], tmp_path: Path
+) -> None:
+    cluster_id = str(uuid.uuid4())
+    data_namespace = f"mcp-claims-data-{cluster_id[:8]}"
+    testbed.kubectl(APP_CLUSTER, "create", "namespace", SERVICE_NAMESPACE, check=False)
+    testbed.kubectl(CONTROL_PLANE, "create", "namespace", data_namespace)
+    platform = connectors(cluster_id=cluster_id, service_name="platform")
+    data = connectors(cluster_id=cluster_id, service_name="data", claim_namespace=data_namespace)
+    project = yaml_project(TWO_CONNECTORS, tmp_path, testbed)
+    app_ns = f"yaml2-{cluster_id[:8]}"
+    # Each claim kind, its app-side identity and the control-plane namespace it is stored in.
+    refs = {
+        CLUSTER_RESOURCE: (contract.AppRef(cluster_id, app_ns, "t1-cluster"), testbed.claim_namespace),
+        DB_RESOURCE: (contract.AppRef(cluster_id, app_ns, "t2-db"), data_namespace),
+    }
+    destroyed = False
+    project.init_stack(
+        STACK,
+        {
+            "platformClaimNamespace": testbed.claim_namespace,
+            "dataClaimNamespace": data_namespace,
+            "clusterId": cluster_id,
+            "namespace": SERVICE_NAMESPACE,
+            "platformMode": f"localhost:{platform.port}",
+            "platformCaBundle": platform.ca_bundle.decode(),
+            "dataMode": f"localhost:{data.port}",
+            "dataCaBundle": data.ca_bundle.decode(),
+        },
+        secrets={"controlPlaneKubeconfig": testbed.control_plane.kubeconfig.read_text()},
+    )
+    try:
+        project.run("up", "--yes", "--skip-preview")
+        outputs = project.outputs()
+        assert outputs["platformApiServices"] == [CLUSTER_APISERVICE]
+        assert sorted(outputs["dataApiServices"]) == sorted(EXAMPLE_APISERVICES)
+        project.run("preview", "--diff", "--expect-no-changes")
+
+        # Each connector serves its own claim APIs.
+        for name in (CLUSTER_APISERVICE, *EXAMPLE_APISERVICES):
+            wait_available(testbed, name)
+        apply_claim(testbed, app_ns, CLUSTER_CLAIM, "t1")
+        apply_claim(testbed, app_ns, DB_CLAIM, "t2")
+        for resource, (ref, namespace) in refs.items():
+            claim = cp_claim(testbed, resource, ref, namespace)
+            assert claim is not None and is_labelled(claim, ref), resource
+
+        # One destroy runs the hook for both connectors (Release): both claims released, none deleted.
+        project.run("destroy", "--yes", "--run-program")
+        destroyed = True
+        for resource, (ref, namespace) in refs.items():
+            claim = cp_claim(testbed, resource, ref, namespace)
+            assert claim is not None and is_released(claim, ref), resource
+        for name in (CLUSTER_APISERVICE, *EXAMPLE_APISERVICES):
+            assert not apiservice_exists(testbed, name), name
+    finally:
+        if not destroyed and project.run("destroy", "--yes", "--run-program", check=False).returncode:
+            for instance in ("platform", "data"):
+                remove_install(testbed, instance)
+        for resource, (ref, namespace) in refs.items():
+            delete_cp_claim(testbed, resource, ref, namespace)
+        testbed.kubectl(CONTROL_PLANE, "delete", "namespace", data_namespace, "--wait=false", check=False)
         testbed.kubectl(APP_CLUSTER, "delete", "namespace", app_ns, "--wait=false", check=False)
         project.run("stack", "rm", "--yes", "--force", check=False)
 
