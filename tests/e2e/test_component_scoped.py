@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import json
 import ssl
+import sys
 import urllib.error
 import urllib.request
 import uuid
@@ -21,6 +22,7 @@ import yaml
 from component_helpers import CLUSTER_CLAIM, CLUSTERS, EXTERNAL_NAME, apply_claim, log, stack_for, wait_available
 from component_stack import Program, Setting
 from connector_fixtures import SERVICE_NAMESPACE, ConnectorProcess, start_connector
+from pulumi import automation as auto
 
 from mcp_connector.core import contract
 from testbed import APP_CLUSTER, CONTROL_PLANE
@@ -170,3 +172,61 @@ def start_connector_with(testbed: Testbed, cluster_id: str, kubeconfig: Path, na
         service_name=EXTERNAL_NAME,
         extra_args=["--claim-namespace", namespace],
     )
+
+
+def _exec_kubeconfig(testbed: Testbed, tmp_path: Path) -> str:
+    """The control plane's admin kubeconfig with its client certificate coming from an exec plugin."""
+    config = yaml.safe_load(testbed.control_plane.kubeconfig.read_text())
+    user = config["users"][0]["user"]
+    credential = {
+        "apiVersion": "client.authentication.k8s.io/v1",
+        "kind": "ExecCredential",
+        "status": {
+            "clientCertificateData": base64.b64decode(user["client-certificate-data"]).decode(),
+            "clientKeyData": base64.b64decode(user["client-key-data"]).decode(),
+        },
+    }
+    plugin = tmp_path / "cp-credential-plugin"
+    plugin.write_text(f"#!{sys.executable}\nprint({json.dumps(json.dumps(credential))})\n")
+    plugin.chmod(0o700)
+    config["users"][0]["user"] = {
+        "exec": {"apiVersion": "client.authentication.k8s.io/v1", "command": str(plugin), "interactiveMode": "Never"}
+    }
+    return str(yaml.safe_dump(config))
+
+
+def test_exec_plugin_kubeconfigs_work_where_a_plugin_can_run(
+    testbed: Testbed, pulumi_tools: None, start_connector: Callable[[str], ConnectorProcess], tmp_path: Path
+) -> None:
+    kubeconfig = _exec_kubeconfig(testbed, tmp_path)
+    cluster_id = str(uuid.uuid4())
+    connector = start_connector(cluster_id)
+    base = {
+        "cluster_id": cluster_id,
+        "namespace": SERVICE_NAMESPACE,
+        "mode": f"localhost:{connector.port}",
+        "ca_bundle": connector.ca_bundle.decode(),
+        "on_disconnect": "Release",
+    }
+    app_kubeconfig = testbed.app_cluster.kubeconfig.read_text()
+
+    # Given to the connector as it is, an exec plugin could not run in its pod: refused, saying why.
+    given_args = {**base, "claim_namespace": testbed.claim_namespace, "control_plane_kubeconfig": kubeconfig}
+    given = Setting(app_kubeconfig=app_kubeconfig, name=EXTERNAL_NAME, args=given_args)
+    with stack_for(tmp_path / "given", Program(given)) as stack:
+        with pytest.raises(auto.errors.CommandError) as refused:
+            stack.preview(on_output=log)
+        message = " ".join(str(refused.value).split())
+        assert "runs the exec plugin" in message and "pod cannot run" in message and "platform_kubeconfig" in message
+
+    # As platform credentials it only runs in the program: discovery, the scoped identity and the hook.
+    platform = Setting(
+        app_kubeconfig=app_kubeconfig, name=EXTERNAL_NAME, args={**base, "platform_kubeconfig": kubeconfig}
+    )
+    with stack_for(tmp_path / "platform", Program(platform)) as stack:
+        up = stack.up(on_output=log)
+        assert up.outputs["controlPlaneNamespace"].value == f"mcp-{cluster_id}"
+        stack.preview(diff=True, expect_no_changes=True, on_output=log)
+        done = stack.destroy(run_program=True, on_output=log)
+        assert "Release: released 0 claim(s)" in done.stdout and "stopped the connector's writes" in done.stdout
+    testbed.kubectl(CONTROL_PLANE, "delete", "namespace", f"mcp-{cluster_id}", "--wait=false", check=False)
