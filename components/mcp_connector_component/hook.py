@@ -137,7 +137,12 @@ async def _before_delete(args: pulumi.ResourceHookArgs, *, dry_run: bool, key: o
         pulumi.log.info(f"mcp-connector disconnect: {args.name} is being replaced; the connection stays as it is")
         return
     plan = await plan_from_hook_args(args)
-    successor = await _continues_elsewhere(plan, args.name, key)
+    # A guard the program no longer declares, while another one it declares serves the same
+    # connection: a rename, or one of two components for one cluster removed; releasing by the
+    # cluster's label would take the claims the other still serves. A guard the program still
+    # declares and the engine deletes is a destroy: every guard goes, so each one releases.
+    declared = deployment is not None and args.name in deployment.guards
+    successor = None if declared else await _continues_elsewhere(plan, args.name, key)
     if successor is not None:
         pulumi.log.info(
             f"mcp-connector disconnect: cluster {plan.cluster_id} stays connected through {successor}; "

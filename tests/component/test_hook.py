@@ -399,3 +399,15 @@ async def test_a_guard_deleted_while_its_registration_is_unanswered_is_being_rep
     deployment.registered.add("mcp-connector-disconnect")
     await hook._before_delete(_guard_args(plan), dry_run=False, key="k")
     assert _labelled(cp, CLUSTER) == 0, "declared and answered, then deleted: a destroy"
+
+
+async def test_a_destroy_of_two_connectors_for_one_cluster_releases(
+    cp: FakeControlPlane, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    plan = _plan("Release")
+    identity = pulumi.Output.from_input(plan.identity)
+    guards = {"platform-disconnect": identity, "mcp-connector-disconnect": identity}
+    deployment = hook._Deployment(hook=None, dry_run=False, guards=guards, registered=set(guards))  # type: ignore[arg-type]
+    monkeypatch.setitem(hook._deployments, "k", deployment)
+    await hook._before_delete(_guard_args(plan), dry_run=False, key="k")
+    assert _labelled(cp, CLUSTER) == 0, "both are declared and deleted: a destroy, not a rename"
