@@ -118,8 +118,21 @@ def test_unreachable_control_plane_leaves_everything_and_a_rerun_completes(
         urns, objects = _urns(stack), _app_objects(testbed)
         assert any("APIService" in urn for urn in urns) and objects
 
-        # Remove the component with the control plane gone: the hook (stored credentials) cannot release.
         relay.stop()
+        # A destroy runs the program, whose discovery cannot reach the control plane: it stops, saying so.
+        with pytest.raises(auto.errors.CommandError) as failed:
+            stack.destroy(run_program=True, on_output=log)
+        assert "cannot discover claim APIs" in str(failed.value) and "pin them with claim_apis" in str(failed.value)
+        assert _urns(stack) == urns and _app_objects(testbed) == objects
+        # Pinned, the program needs no discovery; the hook cannot release and stops the destroy before anything.
+        setting.args["claim_apis"] = ["kubernetesclusters.k8s.starter.org/v1alpha1"]
+        with pytest.raises(auto.errors.CommandError) as failed:
+            stack.destroy(run_program=True, on_output=log)
+        assert "stopped before deleting anything" in str(failed.value) and "Re-run" in str(failed.value)
+        assert _urns(stack) == urns and _app_objects(testbed) == objects
+        del setting.args["claim_apis"]
+
+        # Remove the component with the control plane gone: the hook (stored credentials) cannot release.
         setting.connect = False
         with pytest.raises(auto.errors.CommandError) as failed:
             stack.up(on_output=log)
