@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import contextlib
 import json
+import ssl
 import sys
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -163,3 +166,19 @@ def preview_destroy(stack: auto.Stack) -> auto.PreviewResult:
     finally:
         if skip is not None:
             env["PULUMI_SKIP_CONFIRMATIONS"] = skip
+
+
+def as_token(testbed: Testbed, token: str, method: str, path: str, body: object = None) -> int:
+    """The HTTP status the control plane answers a request made with ``token``."""
+    context = ssl.create_default_context(cafile=str(testbed.control_plane.ca_cert))
+    request = urllib.request.Request(
+        testbed.control_plane.apiserver_url + path,
+        method=method,
+        data=json.dumps(body).encode() if body is not None else None,
+        headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
+    )
+    try:
+        with urllib.request.urlopen(request, context=context, timeout=10) as response:
+            return int(response.status)
+    except urllib.error.HTTPError as e:
+        return int(e.code)

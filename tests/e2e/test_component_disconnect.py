@@ -29,6 +29,7 @@ from component_helpers import (
     SEEDED_APISERVICES,
     apiservice_exists,
     apply_claim,
+    as_token,
     cp_claim,
     external_setting,
     is_labelled,
@@ -163,6 +164,7 @@ def test_revoked_token_blocks_the_hook_and_current_credentials_finish_it(
     setting, stack, ref = connected(_kubeconfig(testbed, revoked), on_disconnect="Release")
     urns, objects = _urns(stack), _app_objects(testbed)
     testbed.kubectl(CONTROL_PLANE, "delete", "serviceaccount", account, "-n", testbed.claim_namespace)
+    eventually(lambda: as_token(testbed, revoked, "GET", "/api") == 401, what="the token to be rejected")
 
     # The component is gone from the program: the hook has only the stored (revoked) token.
     setting.connect = False

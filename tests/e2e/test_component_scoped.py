@@ -9,17 +9,23 @@ from __future__ import annotations
 
 import base64
 import json
-import ssl
 import sys
-import urllib.error
-import urllib.request
 import uuid
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 import yaml
-from component_helpers import CLUSTER_CLAIM, CLUSTERS, EXTERNAL_NAME, apply_claim, log, stack_for, wait_available
+from component_helpers import (
+    CLUSTER_CLAIM,
+    CLUSTERS,
+    EXTERNAL_NAME,
+    apply_claim,
+    as_token,
+    log,
+    stack_for,
+    wait_available,
+)
 from component_stack import Program, Setting
 from connector_fixtures import SERVICE_NAMESPACE, ConnectorProcess, start_connector
 from pulumi import automation as auto
@@ -30,22 +36,6 @@ from testbed.harness import Testbed
 from testbed.waiting import eventually
 
 pytestmark = pytest.mark.e2e
-
-
-def _as(testbed: Testbed, token: str, method: str, path: str, body: object = None) -> int:
-    """The HTTP status the control plane answers a request made with ``token``."""
-    context = ssl.create_default_context(cafile=str(testbed.control_plane.ca_cert))
-    request = urllib.request.Request(
-        testbed.control_plane.apiserver_url + path,
-        method=method,
-        data=json.dumps(body).encode() if body is not None else None,
-        headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
-    )
-    try:
-        with urllib.request.urlopen(request, context=context, timeout=10) as response:
-            return int(response.status)
-    except urllib.error.HTTPError as e:
-        return int(e.code)
 
 
 def test_platform_credentials_scope_the_connector_to_its_own_namespace(
@@ -89,14 +79,14 @@ def test_platform_credentials_scope_the_connector_to_its_own_namespace(
 
             # What the token may do: its own namespace's claims and Secrets, nobody else's.
             claims = "/apis/k8s.starter.org/v1alpha1/namespaces/{}/kubernetesclusters"
-            assert _as(testbed, token, "GET", claims.format(namespace)) == 200
-            assert _as(testbed, token, "GET", f"/api/v1/namespaces/{namespace}/secrets") == 200
-            assert _as(testbed, token, "GET", claims.format(other)) == 403
-            assert _as(testbed, token, "GET", claims.format(testbed.claim_namespace)) == 403
-            assert _as(testbed, token, "GET", f"/api/v1/namespaces/{other}/secrets") == 403
-            assert _as(testbed, token, "GET", "/api/v1/secrets") == 403
+            assert as_token(testbed, token, "GET", claims.format(namespace)) == 200
+            assert as_token(testbed, token, "GET", f"/api/v1/namespaces/{namespace}/secrets") == 200
+            assert as_token(testbed, token, "GET", claims.format(other)) == 403
+            assert as_token(testbed, token, "GET", claims.format(testbed.claim_namespace)) == 403
+            assert as_token(testbed, token, "GET", f"/api/v1/namespaces/{other}/secrets") == 403
+            assert as_token(testbed, token, "GET", "/api/v1/secrets") == 403
             claim = yaml.safe_load(CLUSTER_CLAIM.read_text())
-            assert _as(testbed, token, "POST", claims.format(other), {**claim, "metadata": {"name": "x"}}) == 403
+            assert as_token(testbed, token, "POST", claims.format(other), {**claim, "metadata": {"name": "x"}}) == 403
 
             # The connector runs with exactly that kubeconfig, and claims go through it.
             scoped_file = tmp_path / "scoped.kubeconfig"
@@ -145,7 +135,9 @@ def test_platform_credentials_scope_the_connector_to_its_own_namespace(
                 CONTROL_PLANE, "get", CLUSTERS, contract.control_plane_name(ref), "-n", namespace
             )
             assert contract.app_ref_of(stored) is None, "released"
-            eventually(lambda: _as(testbed, token, "GET", claims.format(namespace)) == 401, what="the token is revoked")
+            eventually(
+                lambda: as_token(testbed, token, "GET", claims.format(namespace)) == 401, what="the token is revoked"
+            )
             for kind in ("serviceaccount", "role", "rolebinding", "secret/mcp-connector-token"):
                 gone = testbed.kubectl(CONTROL_PLANE, "get", kind, "-n", namespace, "-o", "name", check=False)
                 assert "mcp-connector" not in gone.stdout, kind
