@@ -282,7 +282,7 @@ class SecretSync:
                     SECRET_SYNCS.labels("targeted").inc(len(pending))
                     await reconcile(self._rt, pending)
             except upstream.ControlPlaneError as e:
-                log.warning("connection secret sync failed", extra=fields(error=describe(e)))
+                log.warning("reconcile failed", extra=fields(loop="connection-secrets", error=describe(e)))
                 self._pending |= pending
                 self._full = self._full or full
                 await asyncio.sleep(2.0)
