@@ -46,11 +46,14 @@ from testbed.state import ClusterState  # noqa: E402
 
 GROUP, LOCAL_GROUP, VERSION, PLURAL, KIND = (
     "k8s.starter.org",
-    "k8s.starter.local",
+    "bench.mcp-connector.local",
     "v1alpha1",
     "kubernetesclusters",
     "KubernetesCluster",
 )
+#: The app cluster's own copy of the CRD has names of its own: with the claim's names, kubectl in
+#: the app cluster would resolve ``kubernetesclusters`` to it instead of the connector's API.
+LOCAL_PLURAL, LOCAL_KIND = "benchclusters", "BenchCluster"
 CLUSTER_ID = "bench-cache"
 NAMESPACES = {"bench-get": 1, "bench-1k": 1000, "bench-10k": 10000, "bench-watch": 1}
 PAUSED = {"crossplane.io/paused": "true"}
@@ -87,7 +90,7 @@ class Paths:
     def __init__(self, tb: Testbed, namespace: str) -> None:
         self.namespace = namespace
         self.agg = f"/apis/{GROUP}/{VERSION}/namespaces/{namespace}/{PLURAL}"
-        self.local = f"/apis/{LOCAL_GROUP}/{VERSION}/namespaces/{namespace}/{PLURAL}"
+        self.local = f"/apis/{LOCAL_GROUP}/{VERSION}/namespaces/{namespace}/{LOCAL_PLURAL}"
         self.cp = f"/apis/{GROUP}/{VERSION}/namespaces/{tb.claim_namespace}/{PLURAL}"
         self.selector = contract.scope_selector(CLUSTER_ID, namespace)
 
@@ -144,7 +147,7 @@ async def seed(tb: Testbed, cp: aiohttp.ClientSession, app: aiohttp.ClientSessio
                 assert r.status in (201, 409), await r.text()
 
         async def to_local(name: str, paths: Paths = paths, namespace: str = namespace) -> None:
-            local = {**claim(name, namespace), "apiVersion": f"{LOCAL_GROUP}/{VERSION}"}
+            local = {**claim(name, namespace), "apiVersion": f"{LOCAL_GROUP}/{VERSION}", "kind": LOCAL_KIND}
             async with app.post(paths.local, json=local) as r:
                 assert r.status in (201, 409), await r.text()
 
@@ -157,13 +160,20 @@ async def seed(tb: Testbed, cp: aiohttp.ClientSession, app: aiohttp.ClientSessio
 
 
 def local_crd(tb: Testbed) -> None:
-    """The control plane's claim CRD, regrouped, installed in the app cluster itself."""
+    """The control plane's claim CRD (schema, printer columns), renamed, installed in the app cluster itself."""
     crd = tb.kubectl_json(CONTROL_PLANE, "get", "crd", f"{PLURAL}.{GROUP}")
-    crd["metadata"] = {"name": f"{PLURAL}.{LOCAL_GROUP}"}
+    crd["metadata"] = {"name": f"{LOCAL_PLURAL}.{LOCAL_GROUP}"}
     crd["spec"]["group"] = LOCAL_GROUP
+    crd["spec"]["names"] = {
+        "plural": LOCAL_PLURAL,
+        "singular": LOCAL_PLURAL[:-1],
+        "kind": LOCAL_KIND,
+        "listKind": f"{LOCAL_KIND}List",
+    }
     crd.pop("status", None)
     tb.kubectl(APP_CLUSTER, "apply", "-f", "-", input=json.dumps(crd))
-    tb.kubectl(APP_CLUSTER, "wait", "--for=condition=Established", "--timeout=60s", f"crd/{PLURAL}.{LOCAL_GROUP}")
+    name = f"crd/{LOCAL_PLURAL}.{LOCAL_GROUP}"
+    tb.kubectl(APP_CLUSTER, "wait", "--for=condition=Established", "--timeout=60s", name)
 
 
 def proc_stats(pid: int) -> tuple[float, int]:
@@ -403,6 +413,9 @@ def main() -> None:
     parser.add_argument("--watches", type=int, default=1000)
     parser.add_argument("--writes", type=int, default=20)
     parser.add_argument("--quick", action="store_true", help="a short run to check the benchmark works")
+    parser.add_argument(
+        "--keep", action="store_true", help="keep the 11,002 claims per side for the next run (Crossplane resyncs them)"
+    )
     args = parser.parse_args()
     if args.quick:
         args.rounds, args.sequential, args.requests, args.list_1k, args.list_10k = 1, 30, 100, 2, 1
@@ -434,6 +447,18 @@ def main() -> None:
         connector.stop()
         tb.kubectl(APP_CLUSTER, "delete", "apiservice", "-l", "app.kubernetes.io/managed-by=mcp-connector",
                    "--ignore-not-found")  # fmt: skip
+        if not args.keep:  # 11,000 paused claims would make the test bed's Crossplane resync them every 30 s
+            asyncio.run(remove_seeds(tb))
+
+
+async def remove_seeds(tb: Testbed) -> None:
+    """Delete the benchmark's claims (one deletecollection), its CRD in the app cluster and its namespaces."""
+    async with session(tb.control_plane, 4) as cp:
+        path = f"/apis/{GROUP}/{VERSION}/namespaces/{tb.claim_namespace}/{PLURAL}"
+        async with cp.delete(path, params={"labelSelector": f"{contract.APP_CLUSTER_LABEL}={CLUSTER_ID}"}) as r:
+            await r.read()
+    tb.kubectl(APP_CLUSTER, "delete", "crd", f"{LOCAL_PLURAL}.{LOCAL_GROUP}", "--ignore-not-found", "--wait=false")
+    tb.kubectl(APP_CLUSTER, "delete", "namespace", *NAMESPACES, "--ignore-not-found", "--wait=false")
 
 
 if __name__ == "__main__":
