@@ -262,7 +262,25 @@ def _spawn(
     )
     pid = int(out.stdout.strip())
     layout.pid_file(component).write_text(f"{pid}\n")
+    _await_exec(pid, binary)
     return pid
+
+
+def _await_exec(pid: int, binary: Path, timeout_s: float = 10.0) -> None:
+    """Wait until the forked shell has exec'd ``binary`` (or died).
+
+    ``$!`` names the background shell before it execs; until then its argv0 is ``sh``, and
+    ``_is_ours`` would call a component that is merely starting "exited".
+    """
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if _proc_state(pid) in (None, "Z", "X"):
+            return
+        with contextlib.suppress(FileNotFoundError, ProcessLookupError):
+            argv0 = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0", 1)[0].decode()
+            if Path(argv0).name == binary.name:
+                return
+        time.sleep(0.01)
 
 
 def _proc_state(pid: int) -> str | None:
