@@ -50,12 +50,18 @@ def apply_claim(testbed: Testbed, namespace: str, file: Path, prefix: str) -> No
 
 
 def cp_claim(
-    testbed: Testbed, resource: str, ref: contract.AppRef, namespace: str | None = None
+    testbed: Testbed,
+    resource: str,
+    ref: contract.AppRef,
+    flavor: contract.Flavor = contract.Flavor.CLAIM,
+    *,
+    namespace: str | None = None,
 ) -> dict[str, Any] | None:
-    """The control-plane claim for an app-side claim (in the test bed's claim namespace by default), or None."""
+    """The control-plane claim (or namespaced XR) for an app-side one (in the test bed's claim
+    namespace by default), or None."""
     done = testbed.kubectl(
-        CONTROL_PLANE, "get", resource, contract.control_plane_name(ref), "-n", namespace or testbed.claim_namespace,
-        "-o", "json", check=False,
+        CONTROL_PLANE, "get", resource, contract.control_plane_name(ref, flavor=flavor), "-n",
+        namespace or testbed.claim_namespace, "-o", "json", check=False,
     )  # fmt: skip
     if done.returncode != 0:
         return None

@@ -1,4 +1,4 @@
-"""Helpers shared by the component e2e suites: stacks, settings, claims through the app cluster."""
+"""Helpers shared by the component e2e suites: stacks and settings (claims on both sides come from claims.py)."""
 
 from __future__ import annotations
 
@@ -12,16 +12,17 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from claims import (
+    CLUSTER_RESOURCE,
+    DB_RESOURCE,
+)
 from component_stack import Program, Setting, open_stack
 from connector_fixtures import SERVICE_NAMESPACE, ConnectorProcess
 from pulumi import automation as auto
 
-from mcp_connector.core import contract
 from mcp_connector.core.access import ControlPlaneAccess
 from mcp_connector_component.credentials import to_kubeconfig
-from testbed import APP_CLUSTER, CONTROL_PLANE
 from testbed.harness import Testbed
-from testbed.waiting import eventually
 
 REPO = Path(__file__).resolve().parents[2]
 SEEDED_APISERVICES = [
@@ -30,10 +31,7 @@ SEEDED_APISERVICES = [
 REDIS_APISERVICE = "v1.cache.example.org"
 QUEUE_APISERVICE = "v1.messaging.example.org"
 BUCKET_XR = REPO / "testbed" / "crossplane" / "bucket" / "xr.yaml"
-CLUSTER_CLAIM = REPO / "testbed" / "crossplane" / "kubernetescluster" / "claim.yaml"
-DB_CLAIM = REPO / "testbed" / "crossplane" / "postgresqlinstance" / "claim.yaml"
-CLUSTERS = "kubernetesclusters.k8s.starter.org"
-DATABASES = "postgresqlinstances.db.example.org"
+CLUSTERS, DATABASES = CLUSTER_RESOURCE, DB_RESOURCE
 SA = "mcp-e2e-component"
 #: Component (and so Service) name in external mode; the connector suite uses "mcp-connector" there.
 EXTERNAL_NAME = "mcp-component-e2e"
@@ -90,60 +88,6 @@ def stack_for(tmp_path: Path, program: Program, name: str = "e2e") -> Iterator[a
 
 def log(line: str) -> None:
     sys.stdout.write(line)
-
-
-def apiservice_exists(testbed: Testbed, name: str) -> bool:
-    return testbed.kubectl(APP_CLUSTER, "get", "apiservice", name, check=False).returncode == 0
-
-
-def wait_available(testbed: Testbed, name: str, timeout: float = 60) -> None:
-    testbed.kubectl(
-        APP_CLUSTER, "wait", "--for=condition=Available", f"--timeout={int(timeout)}s", f"apiservice/{name}"
-    )
-
-
-def apply_claim(testbed: Testbed, namespace: str, file: Path, name: str) -> None:
-    """Create a claim through the app cluster (retrying while discovery catches up)."""
-    testbed.kubectl(APP_CLUSTER, "create", "namespace", namespace, check=False)
-    text = file.read_text().replace("name: my-", f"name: {name}-", 1)
-
-    def applied() -> bool:
-        done = testbed.kubectl(APP_CLUSTER, "apply", "-n", namespace, "-f", "-", input=text, check=False)
-        assert done.returncode == 0, done.stderr
-        return True
-
-    eventually(applied, timeout=60, every=1, what="applying a claim through the app cluster")
-
-
-def cp_claim(
-    testbed: Testbed,
-    resource: str,
-    ref: contract.AppRef,
-    flavor: contract.Flavor = contract.Flavor.CLAIM,
-    *,
-    namespace: str | None = None,
-) -> dict[str, Any] | None:
-    """The control-plane claim (or namespaced XR) for an app-side one, or None."""
-    done = testbed.kubectl(
-        CONTROL_PLANE, "get", resource, contract.control_plane_name(ref, flavor=flavor), "-n",
-        namespace or testbed.claim_namespace, "-o", "json", check=False,
-    )  # fmt: skip
-    if done.returncode != 0:
-        return None
-    claim: dict[str, Any] = json.loads(done.stdout)
-    return claim
-
-
-def is_labelled(claim: dict[str, Any], ref: contract.AppRef) -> bool:
-    return contract.app_ref_of(claim) == ref
-
-
-def is_released(claim: dict[str, Any], ref: contract.AppRef) -> bool:
-    annotations = claim["metadata"].get("annotations") or {}
-    labels = claim["metadata"].get("labels") or {}
-    return all(annotations.get(k) == v for k, v in contract.release_annotations(ref).items()) and not any(
-        k in labels for k in contract.OWNERSHIP_LABELS
-    )
 
 
 def changes(preview: auto.PreviewResult) -> dict[str, int]:

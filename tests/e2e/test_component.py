@@ -16,23 +16,17 @@ from typing import Any
 
 import connector_fixtures
 import pytest
+from claims import CLUSTER_CLAIM, apiservice_exists, apply_claim, cp_claim, is_labelled, is_released, wait_available
 from component_helpers import (
     BUCKET_XR,
-    CLUSTER_CLAIM,
     QUEUE_APISERVICE,
     REDIS_APISERVICE,
     SEEDED_APISERVICES,
-    apiservice_exists,
-    apply_claim,
     changes,
-    cp_claim,
     external_setting,
-    is_labelled,
-    is_released,
     log,
     stack_for,
     token_kubeconfig,
-    wait_available,
 )
 from component_stack import Program, Setting
 from connector_fixtures import ConnectorProcess

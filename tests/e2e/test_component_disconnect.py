@@ -21,23 +21,25 @@ from typing import Any
 
 import connector_fixtures
 import pytest
-from component_helpers import (
+from claims import (
     CLUSTER_CLAIM,
-    CLUSTERS,
-    DATABASES,
     DB_CLAIM,
-    SEEDED_APISERVICES,
     apiservice_exists,
     apply_claim,
-    as_token,
     cp_claim,
-    external_setting,
     is_labelled,
     is_released,
+    wait_available,
+)
+from component_helpers import (
+    CLUSTERS,
+    DATABASES,
+    SEEDED_APISERVICES,
+    as_token,
+    external_setting,
     log,
     preview_destroy,
     stack_for,
-    wait_available,
 )
 from component_stack import Program, Setting
 from connector_fixtures import ConnectorProcess, TcpRelay, control_plane_token

@@ -12,7 +12,8 @@ import uuid
 from pathlib import Path
 
 import pytest
-from component_helpers import CLUSTER_CLAIM, CLUSTERS, apply_claim, cp_claim, log, stack_for, wait_available
+from claims import CLUSTER_CLAIM, apply_claim, cp_claim, wait_available
+from component_helpers import CLUSTERS, log, stack_for
 from component_stack import Program, Setting
 
 from mcp_connector.core import contract

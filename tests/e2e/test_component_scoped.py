@@ -16,16 +16,8 @@ from pathlib import Path
 
 import pytest
 import yaml
-from component_helpers import (
-    CLUSTER_CLAIM,
-    CLUSTERS,
-    EXTERNAL_NAME,
-    apply_claim,
-    as_token,
-    log,
-    stack_for,
-    wait_available,
-)
+from claims import CLUSTER_CLAIM, apply_claim, wait_available
+from component_helpers import CLUSTERS, EXTERNAL_NAME, as_token, log, stack_for
 from component_stack import Program, Setting
 from connector_fixtures import SERVICE_NAMESPACE, ConnectorProcess, start_connector
 from pulumi import automation as auto

@@ -207,14 +207,14 @@ def test_two_connectors_in_one_yaml_program(
         apply_claim(testbed, app_ns, CLUSTER_CLAIM, "t1")
         apply_claim(testbed, app_ns, DB_CLAIM, "t2")
         for resource, (ref, namespace) in refs.items():
-            claim = cp_claim(testbed, resource, ref, namespace)
+            claim = cp_claim(testbed, resource, ref, namespace=namespace)
             assert claim is not None and is_labelled(claim, ref), resource
 
         # One destroy runs the hook for both connectors (Release): both claims released, none deleted.
         project.run("destroy", "--yes", "--run-program")
         destroyed = True
         for resource, (ref, namespace) in refs.items():
-            claim = cp_claim(testbed, resource, ref, namespace)
+            claim = cp_claim(testbed, resource, ref, namespace=namespace)
             assert claim is not None and is_released(claim, ref), resource
         for name in (CLUSTER_APISERVICE, *EXAMPLE_APISERVICES):
             assert not apiservice_exists(testbed, name), name
