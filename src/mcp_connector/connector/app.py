@@ -80,6 +80,20 @@ def _forbidden(attrs: Attributes, reason: str) -> ApiError:
     )
 
 
+async def _authorize(rt: Runtime, attrs: Attributes) -> None:
+    """Ask the app cluster (SubjectAccessReview); 403 when it refuses, 503 when it does not answer."""
+    try:
+        decision = await rt.authorizer.authorize(attrs)
+    except upstream.ControlPlaneError as e:
+        log.warning("SubjectAccessReview failed", extra=fields(error=str(e)))
+        raise ApiError.of(
+            503, "authorization is unavailable: the app cluster did not answer a SubjectAccessReview"
+        ) from None
+    metrics.AUTHZ_DECISIONS.labels(str(decision.allowed).lower()).inc()
+    if not decision.allowed:
+        raise _forbidden(attrs, decision.reason)
+
+
 def _selector_requirements(
     route: ResourceRoute, verb: str, query: dict[str, str]
 ) -> tuple[tuple[Requirement, ...], tuple[Requirement, ...]]:
@@ -170,16 +184,7 @@ async def _authorized(
         authorized_name(route, verb, query),
         *_selector_requirements(route, verb, query),
     )
-    try:
-        decision = await rt.authorizer.authorize(attrs)
-    except upstream.ControlPlaneError as e:
-        log.warning("SubjectAccessReview failed", extra=fields(error=str(e)))
-        raise ApiError.of(
-            503, "authorization is unavailable: the app cluster did not answer a SubjectAccessReview"
-        ) from None
-    metrics.AUTHZ_DECISIONS.labels(str(decision.allowed).lower()).inc()
-    if not decision.allowed:
-        raise _forbidden(attrs, decision.reason)
+    await _authorize(rt, attrs)
     resources.check_resource_version(query)
     body = await bodies.read(request)
     call = resources.Call(
@@ -244,16 +249,7 @@ async def _authorize_own_endpoint(request: web.Request, rt: Runtime, path: str) 
     """Delegated authorization of a non-resource URL, as Kubernetes components do for ``/metrics``."""
     user = await _own_endpoint_user(request, rt)
     attrs = Attributes(user, "get" if request.method in ("GET", "HEAD") else request.method.lower(), path=path)
-    try:
-        decision = await rt.authorizer.authorize(attrs)
-    except upstream.ControlPlaneError as e:
-        log.warning("SubjectAccessReview failed", extra=fields(error=str(e)))
-        raise ApiError.of(
-            503, "authorization is unavailable: the app cluster did not answer a SubjectAccessReview"
-        ) from None
-    metrics.AUTHZ_DECISIONS.labels(str(decision.allowed).lower()).inc()
-    if not decision.allowed:
-        raise _forbidden(attrs, decision.reason)
+    await _authorize(rt, attrs)
 
 
 async def _non_resource(request: web.Request, route: NonResourceRoute) -> web.Response:
