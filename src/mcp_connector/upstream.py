@@ -15,7 +15,7 @@ import socket
 import ssl
 import tempfile
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -352,17 +352,17 @@ async def list_all(client: Client, path: str, *, params: Mapping[str, str] | Non
         query["continue"] = token
 
 
-async def discover_apis(client: Client) -> Discovered:
-    """Ask the control plane which claim and namespaced XR APIs it offers (XRDs + their CRDs).
+@contextlib.contextmanager
+def _discovery_errors(client: Client) -> Iterator[None]:
+    """Discovery's refusals in its own terms, for both ways of discovering.
 
-    A 401/403 here means the connector's own credentials were refused, which is reported as
-    ControlPlaneUnauthorized rather than passed on as the app user's error.
+    A 401/403 means the connector's own credentials were refused (ControlPlaneUnauthorized,
+    not the app user's error); a 404 means there is no XRD API, i.e. no Crossplane.
     """
-    url = str(client.base_url)
     try:
-        xrds = await list_all(client, XRD_LIST_PATH)
-        crds = await list_all(client, CRD_LIST_PATH)
+        yield
     except ControlPlaneRejected as e:
+        url = str(client.base_url)
         if e.status in (401, 403):
             raise ControlPlaneUnauthorized(url, f"credentials rejected (HTTP {e.status})") from None
         if e.status == 404:
@@ -370,6 +370,13 @@ async def discover_apis(client: Client) -> Discovered:
                 url, 404, {"message": "no CompositeResourceDefinition API: is Crossplane installed?"}
             ) from None
         raise
+
+
+async def discover_apis(client: Client) -> Discovered:
+    """Ask the control plane which claim and namespaced XR APIs it offers (XRDs + their CRDs)."""
+    with _discovery_errors(client):
+        xrds = await list_all(client, XRD_LIST_PATH)
+        crds = await list_all(client, CRD_LIST_PATH)
     return discover(xrds, crds)
 
 
@@ -389,8 +396,7 @@ async def discover_apis_by_name(client: Client) -> Discovered:
     For one-shot callers with little time or little access (the component's preview, the
     disconnect): never the whole CRD list of the control plane.
     """
-    url = str(client.base_url)
-    try:
+    with _discovery_errors(client):
         xrds = await list_all(client, XRD_LIST_PATH)
         crds = []
         for name in crd_names_for(xrds):
@@ -399,14 +405,6 @@ async def discover_apis_by_name(client: Client) -> Discovered:
             except ControlPlaneRejected as e:
                 if e.status != 404:
                     raise
-    except ControlPlaneRejected as e:
-        if e.status in (401, 403):
-            raise ControlPlaneUnauthorized(url, f"credentials rejected (HTTP {e.status})") from None
-        if e.status == 404:
-            raise ControlPlaneRejected(
-                url, 404, {"message": "no CompositeResourceDefinition API: is Crossplane installed?"}
-            ) from None
-        raise
     return discover(xrds, crds)
 
 
