@@ -19,6 +19,28 @@ from mcp_connector_component.fleet.commandline import CommandParser, UsageError,
 from mcp_connector_component.fleet.values import ConnectorValues, ValuesError, resolve
 
 
+def _parsed(p: CommandParser, argv: Sequence[str]) -> argparse.Namespace | int:
+    """``argv`` parsed, or the exit status when there is nothing left to do (0 help shown, 2 bad input)."""
+    try:
+        args = p.parse(argv)
+    except UsageError as e:
+        return fail(p.prog, str(e), usage=True)
+    return 0 if args is None else args
+
+
+def _control_plane_arguments(p: CommandParser) -> None:
+    """The positional arguments ``install`` and ``render`` share."""
+    p.add_argument("control_plane", metavar="control-plane", help="name of the control plane")
+    p.add_argument(
+        "claim_namespace", metavar="claim-namespace", help="control-plane namespace for this cluster's claims"
+    )
+
+
+def _installation_namespace_flag(p: CommandParser, text: str) -> None:
+    """``-n``: where the connector is installed (``render``/``install`` create it there, ``uninstall`` finds it)."""
+    p.add_argument("-n", "--installation-namespace", default=None, metavar="NAMESPACE", help=text)
+
+
 def _values_flags(p: CommandParser) -> None:
     """The flags ``install`` and ``render`` share (Upbound's names where they exist)."""
     p.add_argument(
@@ -31,13 +53,7 @@ def _values_flags(p: CommandParser) -> None:
         help="existing Secret in the installation namespace whose 'kubeconfig' key reaches the control plane",
     )
     p.add_argument("--control-plane-kubeconfig", metavar="FILE", help="kubeconfig file for the control plane")
-    p.add_argument(
-        "-n",
-        "--installation-namespace",
-        default=None,
-        metavar="NAMESPACE",
-        help="namespace for the connector (default kube-system)",
-    )
+    _installation_namespace_flag(p, "namespace for the connector (default kube-system)")
     p.add_argument(
         "--cluster-id",
         metavar="ID",
@@ -105,10 +121,7 @@ def render_parser() -> CommandParser:
             "  mcp-connector render my-ctp team-a --control-plane-secret ctp --set mode=connector.example.com:8443"
         ),
     )
-    p.add_argument("control_plane", metavar="control-plane", help="name of the control plane")
-    p.add_argument(
-        "claim_namespace", metavar="claim-namespace", help="control-plane namespace for this cluster's claims"
-    )
+    _control_plane_arguments(p)
     _values_flags(p)
     p.add_argument(
         "--name", metavar="NAME", default=rendering.NAME, help="name of the connector's objects (default mcp-connector)"
@@ -120,13 +133,9 @@ def render_parser() -> CommandParser:
 
 def render(argv: Sequence[str]) -> int:
     """``mcp-connector render``."""
-    p = render_parser()
-    try:
-        args = p.parse(argv)
-    except UsageError as e:
-        return fail(RENDER, str(e), usage=True)
-    if args is None:
-        return 0
+    args = _parsed(render_parser(), argv)
+    if isinstance(args, int):
+        return args
     try:
         values = _values(RENDER, args, claim_namespace=args.claim_namespace, control_plane=args.control_plane)
         docs = rendering.objects(values, name=args.name, create_namespace=args.create_namespace)
@@ -192,10 +201,7 @@ def install_parser() -> CommandParser:
             "  mcp-connector install my-ctp team-a -f connector-values.yaml --set clusterID=dev-1"
         ),
     )
-    p.add_argument("control_plane", metavar="control-plane", help="name of the control plane")
-    p.add_argument(
-        "claim_namespace", metavar="claim-namespace", help="control-plane namespace for this cluster's claims"
-    )
+    _control_plane_arguments(p)
     _values_flags(p)
     p.add_argument("--on-disconnect", choices=("Keep", "Release"), help="what uninstall does to claims (default Keep)")
     _cluster_flags(p)
@@ -224,26 +230,16 @@ def uninstall_parser() -> CommandParser:
         "claim_namespace", metavar="claim-namespace", help="control-plane namespace of this cluster's claims"
     )
     p.add_argument("--on-disconnect", choices=("Keep", "Release"), help="override what happens to the claims")
-    p.add_argument(
-        "-n",
-        "--installation-namespace",
-        default=None,
-        metavar="NAMESPACE",
-        help="namespace of the connector (default kube-system)",
-    )
+    _installation_namespace_flag(p, "namespace of the connector (default kube-system)")
     _cluster_flags(p)
     return p
 
 
 def install(argv: Sequence[str]) -> int:
     """``mcp-connector install``."""
-    p = install_parser()
-    try:
-        args = p.parse(argv)
-    except UsageError as e:
-        return fail(INSTALL, str(e), usage=True)
-    if args is None:
-        return 0
+    args = _parsed(install_parser(), argv)
+    if isinstance(args, int):
+        return args
     from mcp_connector_component.fleet import installing
 
     try:
@@ -255,13 +251,9 @@ def install(argv: Sequence[str]) -> int:
 
 def uninstall(argv: Sequence[str]) -> int:
     """``mcp-connector uninstall``."""
-    p = uninstall_parser()
-    try:
-        args = p.parse(argv)
-    except UsageError as e:
-        return fail(UNINSTALL, str(e), usage=True)
-    if args is None:
-        return 0
+    args = _parsed(uninstall_parser(), argv)
+    if isinstance(args, int):
+        return args
     from mcp_connector_component.fleet import installing
 
     return installing.uninstall(
@@ -337,13 +329,9 @@ def rollout_parser() -> CommandParser:
 
 def rollout(argv: Sequence[str]) -> int:
     """``mcp-connector rollout``."""
-    p = rollout_parser()
-    try:
-        args = p.parse(argv)
-    except UsageError as e:
-        return fail(ROLLOUT, str(e), usage=True)
-    if args is None:
-        return 0
+    args = _parsed(rollout_parser(), argv)
+    if isinstance(args, int):
+        return args
     from mcp_connector_component.fleet import rolling
 
     if args.parallel < 1:
