@@ -7,6 +7,8 @@ Importable by any e2e suite (connector, component, security):
   test-bed kubeconfigs, and waits until ``/readyz`` answers.
 * ``ConnectorProcess.call(...)`` plays the app cluster's aggregator: HTTPS with the front-proxy
   client certificate and ``X-Remote-User``/``X-Remote-Group`` headers, returning (status, JSON).
+* ``serving(tb, apiservices)`` is a connector with those APIServices Available; ``app``/``cp`` run
+  kubectl against either cluster; ``fresh_namespace`` is an app namespace deleted afterwards.
 * ``expose(tb, proc, ...)`` creates the ExternalName Service the APIServices point at (the
   connector itself creates the APIServices when started with ``manage_apiservices=True``);
   ``wait_available`` waits for the aggregator to mark them Available.
@@ -20,6 +22,7 @@ import contextlib
 import http.client
 import json
 import os
+import secrets
 import signal
 import socket
 import ssl
@@ -438,3 +441,39 @@ def kubeconfig_copy(source: Path, *, server: str | None = None, token: str | Non
     with os.fdopen(handle, "w") as f:
         yaml.safe_dump(config, f)
     return Path(name)
+
+
+def app(tb: Testbed, *args: str, input: str | None = None, check: bool = True) -> subprocess.CompletedProcess[str]:
+    """kubectl against the app cluster."""
+    return tb.kubectl(APP_CLUSTER, *args, input=input, check=check)
+
+
+def cp(tb: Testbed, *args: str, input: str | None = None, check: bool = True) -> subprocess.CompletedProcess[str]:
+    """kubectl against the control plane."""
+    return tb.kubectl(CONTROL_PLANE, *args, input=input, check=check)
+
+
+def cluster_uid(tb: Testbed) -> str:
+    """The app cluster's default cluster ID (the kube-system namespace's uid)."""
+    return str(tb.kubectl_json(APP_CLUSTER, "get", "namespace", "kube-system")["metadata"]["uid"])
+
+
+@contextlib.contextmanager
+def serving(tb: Testbed, apiservices: Sequence[str]) -> Iterator[ConnectorProcess]:
+    """A connector serving the app cluster with ``apiservices`` Available, for a ``with`` block."""
+    # APIServices for our groups left by someone else would keep ours from being created.
+    app(tb, "delete", "apiservice", "--ignore-not-found", *apiservices)
+    with connected(tb) as proc:
+        wait_available(tb, apiservices)
+        yield proc
+
+
+@contextlib.contextmanager
+def fresh_namespace(tb: Testbed, prefix: str = "e2e") -> Iterator[str]:
+    """A new app namespace, deleted afterwards (without waiting)."""
+    name = f"{prefix}-{secrets.token_hex(3)}"
+    app(tb, "create", "namespace", name)
+    try:
+        yield name
+    finally:
+        app(tb, "delete", "namespace", name, "--wait=false", check=False)

@@ -16,7 +16,15 @@ from typing import Any
 
 import pytest
 import yaml
-from connector_fixtures import ConnectorProcess, connected, start_connector, wait_available
+from connector_fixtures import (
+    ConnectorProcess,
+    app,
+    cluster_uid,
+    fresh_namespace,
+    serving,
+    start_connector,
+    wait_available,
+)
 
 from mcp_connector.core import contract
 from testbed import APP_CLUSTER, CONTROL_PLANE
@@ -39,41 +47,23 @@ def claim(name: str, namespace: str | None = None, **spec: Any) -> dict[str, Any
     return body
 
 
-def app(tb: Testbed, *args: str, input: str | None = None, check: bool = True) -> subprocess.CompletedProcess[str]:
-    return tb.kubectl(APP_CLUSTER, *args, input=input, check=check)
-
-
-def cp(tb: Testbed, *args: str, input: str | None = None, check: bool = True) -> subprocess.CompletedProcess[str]:
-    return tb.kubectl(CONTROL_PLANE, *args, input=input, check=check)
-
-
-def cluster_uid(tb: Testbed) -> str:
-    return str(tb.kubectl_json(APP_CLUSTER, "get", "namespace", "kube-system")["metadata"]["uid"])
-
-
 def cp_claims(tb: Testbed, *selector: str) -> list[dict[str, Any]]:
     args = ["get", PLURAL, "-n", tb.claim_namespace, *(["-l", ",".join(selector)] if selector else [])]
     return list(tb.kubectl_json(CONTROL_PLANE, *args)["items"])
 
 
-
 @pytest.fixture(scope="module")
 def conn(testbed: Testbed) -> Iterator[ConnectorProcess]:
     """The connector serving the app cluster, with its APIServices Available."""
-    # APIServices for our groups left by someone else would keep ours from being created.
-    app(testbed, "delete", "apiservice", "--ignore-not-found", *SEEDED_APISERVICES)
-    with connected(testbed) as proc:
-        wait_available(testbed, SEEDED_APISERVICES)
+    with serving(testbed, SEEDED_APISERVICES) as proc:
         yield proc
 
 
 @pytest.fixture
 def namespace(testbed: Testbed) -> Iterator[str]:
     """A fresh app namespace, deleted afterwards (without waiting)."""
-    name = f"e2e-{secrets.token_hex(3)}"
-    app(testbed, "create", "namespace", name)
-    yield name
-    app(testbed, "delete", "namespace", name, "--wait=false", check=False)
+    with fresh_namespace(testbed) as name:
+        yield name
 
 
 def test_seed_claim_applied_lands_hashed_with_labels_and_shows_columns(

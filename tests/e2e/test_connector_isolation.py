@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from connector_fixtures import AppApi, ConnectorProcess, connected, wait_available
+from connector_fixtures import AppApi, ConnectorProcess, app, connected, wait_available
 
 from mcp_connector.core import contract
 from testbed import APP_CLUSTER, CONTROL_PLANE
@@ -68,10 +68,6 @@ def make_namespaces(tb: Testbed, made: list[str], *names: str) -> None:
     for ns in names:
         tb.kubectl(APP_CLUSTER, "create", "namespace", ns)
         made.append(ns)
-
-
-def app(tb: Testbed, *args: str, input: str | None = None, check: bool = True) -> Any:
-    return tb.kubectl(APP_CLUSTER, *args, input=input, check=check)
 
 
 def stored(tb: Testbed, ref: contract.AppRef) -> dict[str, Any]:
@@ -149,8 +145,9 @@ def test_connection_secret_is_copied_only_to_the_claim_it_was_written_for(
 ) -> None:
     sfx = secrets.token_hex(3)
     victim_ns, thief_ns = f"p{sfx}", f"team-x-p{sfx}"
-    victim_secret, thief_secret = contract.AppRef(cluster_id, victim_ns, "creds-x-team"), contract.AppRef(
-        cluster_id, thief_ns, "creds"
+    victim_secret, thief_secret = (
+        contract.AppRef(cluster_id, victim_ns, "creds-x-team"),
+        contract.AppRef(cluster_id, thief_ns, "creds"),
     )
     source = contract.connection_secret_name(victim_secret)
     assert source == contract.connection_secret_name(thief_secret)
@@ -211,7 +208,8 @@ def test_a_claim_cannot_bind_itself_to_an_xr(
     app(testbed, "apply", "-f", "-", input=json.dumps(claim("c", ns)))
     own_xr = eventually(
         lambda: testbed.kubectl_json(APP_CLUSTER, "get", PLURAL, "-n", ns, "c")["spec"].get("resourceRef"),
-        timeout=60, what="Crossplane binding the claim",
+        timeout=60,
+        what="Crossplane binding the claim",
     )
     assert own_xr["name"].startswith("c-"), own_xr  # the XR is named after the claim, in app-side words
     change = json.dumps({"spec": {"resourceRef": XR_REF}})
@@ -222,6 +220,7 @@ def test_a_claim_cannot_bind_itself_to_an_xr(
         input=json.dumps(claim("c", ns, resourceRef=XR_REF)), check=False,
     )  # fmt: skip
     assert applied.returncode != 0 and "spec.resourceRef: Forbidden" in applied.stderr, applied.stderr
+
     # A replace that leaves it out (a manifest from git) keeps the binding; repeating it is fine.
     def replace_without_it() -> bool:
         current = testbed.kubectl_json(APP_CLUSTER, "get", PLURAL, "-n", ns, "c")

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 import yaml
-from connector_fixtures import ConnectorProcess, connected, wait_available
+from connector_fixtures import ConnectorProcess, app, cp, fresh_namespace, serving
 
 from mcp_connector.core import contract
 from testbed import APP_CLUSTER, CONTROL_PLANE
@@ -44,14 +44,6 @@ def claim(name: str, namespace: str, *, count: int = 1, **metadata: Any) -> dict
     return body
 
 
-def app(tb: Testbed, *args: str, input: str | None = None, check: bool = True) -> subprocess.CompletedProcess[str]:
-    return tb.kubectl(APP_CLUSTER, *args, input=input, check=check)
-
-
-def cp(tb: Testbed, *args: str, input: str | None = None, check: bool = True) -> subprocess.CompletedProcess[str]:
-    return tb.kubectl(CONTROL_PLANE, *args, input=input, check=check)
-
-
 def hashed(tb: Testbed, namespace: str, name: str) -> str:
     uid = str(tb.kubectl_json(APP_CLUSTER, "get", "namespace", "kube-system")["metadata"]["uid"])
     return contract.control_plane_name(contract.AppRef(uid, namespace, name))
@@ -60,19 +52,15 @@ def hashed(tb: Testbed, namespace: str, name: str) -> str:
 @pytest.fixture(scope="module")
 def conn(testbed: Testbed) -> Iterator[ConnectorProcess]:
     """The connector serving the app cluster, with its APIServices Available."""
-    app(testbed, "delete", "apiservice", "--ignore-not-found", *SEEDED_APISERVICES)
-    with connected(testbed) as proc:
-        wait_available(testbed, SEEDED_APISERVICES)
+    with serving(testbed, SEEDED_APISERVICES) as proc:
         yield proc
 
 
 @pytest.fixture
 def namespace(testbed: Testbed) -> Iterator[str]:
     """A fresh app namespace, deleted afterwards (without waiting)."""
-    name = f"e2e-{secrets.token_hex(3)}"
-    app(testbed, "create", "namespace", name)
-    yield name
-    app(testbed, "delete", "namespace", name, "--wait=false", check=False)
+    with fresh_namespace(testbed) as name:
+        yield name
 
 
 def test_control_plane_stopped_keeps_discovery_and_recovers_by_itself(
@@ -220,6 +208,7 @@ def test_configmap_owned_claim_is_garbage_collected_by_the_app_cluster(
     app(testbed, "apply", "-f", "-", input=json.dumps(claim("owned", namespace)))
     owner = {"apiVersion": "v1", "kind": "ConfigMap", "name": "owner", "uid": uid, "controller": True,
              "blockOwnerDeletion": True}  # fmt: skip
+
     # What a controller's SetControllerReference + Update does (client-go keeps managedFields),
     # retrying on 409 as controllers do: Crossplane is updating the claim at the same time.
     def set_owner() -> bool:

@@ -8,7 +8,6 @@ connection Secret), so every condition seen here was set by Crossplane, none by 
 from __future__ import annotations
 
 import json
-import secrets
 import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -16,7 +15,15 @@ from typing import Any
 
 import pytest
 import yaml
-from connector_fixtures import ConnectorProcess, connected, start_connector, wait_available
+from connector_fixtures import (
+    ConnectorProcess,
+    app,
+    cluster_uid,
+    fresh_namespace,
+    serving,
+    start_connector,
+    wait_available,
+)
 
 from mcp_connector.core import contract
 from testbed import APP_CLUSTER, CONTROL_PLANE
@@ -44,14 +51,6 @@ def bucket(name: str, namespace: str, **spec: Any) -> dict[str, Any]:
     return body
 
 
-def app(tb: Testbed, *args: str, input: str | None = None, check: bool = True) -> subprocess.CompletedProcess[str]:
-    return tb.kubectl(APP_CLUSTER, *args, input=input, check=check)
-
-
-def cluster_uid(tb: Testbed) -> str:
-    return str(tb.kubectl_json(APP_CLUSTER, "get", "namespace", "kube-system")["metadata"]["uid"])
-
-
 def stored(tb: Testbed, plural: str, name: str) -> dict[str, Any]:
     """A control-plane object in the claim namespace."""
     return tb.kubectl_json(CONTROL_PLANE, "get", plural, "-n", tb.claim_namespace, name)
@@ -64,18 +63,14 @@ def conditions(obj: dict[str, Any]) -> dict[str, str]:
 @pytest.fixture(scope="module")
 def conn(testbed: Testbed) -> Iterator[ConnectorProcess]:
     """The connector serving the app cluster, claims and namespaced XRs alike."""
-    app(testbed, "delete", "apiservice", "--ignore-not-found", *APISERVICES)
-    with connected(testbed) as proc:
-        wait_available(testbed, APISERVICES)
+    with serving(testbed, APISERVICES) as proc:
         yield proc
 
 
 @pytest.fixture
 def namespace(testbed: Testbed) -> Iterator[str]:
-    name = f"e2e-xr-{secrets.token_hex(3)}"
-    app(testbed, "create", "namespace", name)
-    yield name
-    app(testbed, "delete", "namespace", name, "--wait=false", check=False)
+    with fresh_namespace(testbed, "e2e-xr") as name:
+        yield name
 
 
 def test_seed_claim_is_bound_and_made_ready_by_crossplane(
