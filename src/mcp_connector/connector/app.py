@@ -18,7 +18,7 @@ import orjson
 from aiohttp import web
 
 from mcp_connector import upstream
-from mcp_connector.connector import bodies, discovery_docs, metrics, openapi, resources, tokens, watch
+from mcp_connector.connector import bodies, discovery_docs, metrics, openapi, tokens, watch
 from mcp_connector.connector.auth import Headers, Unauthenticated, User, authenticate
 from mcp_connector.connector.authz import Attributes
 from mcp_connector.connector.cache import serving as cached
@@ -39,6 +39,8 @@ from mcp_connector.connector.routing import (
 )
 from mcp_connector.connector.runtime import Runtime
 from mcp_connector.connector.selectors import Requirement, field_requirements, label_requirements
+from mcp_connector.connector.verbs import deleting, reading, writing
+from mcp_connector.connector.verbs.request import Call, check_resource_version
 
 log = logging.getLogger(__name__)
 
@@ -185,9 +187,9 @@ async def _authorized(
         *_selector_requirements(route, verb, query),
     )
     await _authorize(rt, attrs)
-    resources.check_resource_version(query)
+    check_resource_version(query)
     body = await bodies.read(request)
-    call = resources.Call(
+    call = Call(
         route,
         served,
         verb,
@@ -204,16 +206,16 @@ async def _authorized(
         return answered
     if verb == "watch":
         return await watch.serve(request, rt, call)
-    handlers: dict[str, Callable[[Runtime, resources.Call], Awaitable[Any]]] = {
-        "get": resources.get,
-        "list": resources.list_,
-        "update": resources.update,
-        "patch": resources.patch,
-        "delete": resources.delete,
-        "deletecollection": resources.delete_collection,
+    handlers: dict[str, Callable[[Runtime, Call], Awaitable[Any]]] = {
+        "get": reading.get,
+        "list": reading.list_,
+        "update": writing.update,
+        "patch": writing.patch,
+        "delete": deleting.delete,
+        "deletecollection": deleting.delete_collection,
     }
     if verb == "create":
-        code, result = await resources.create(rt, call)
+        code, result = await writing.create(rt, call)
     else:
         answer = await handlers[verb](rt, call)
         code, result = answer if isinstance(answer, tuple) else (200, answer)

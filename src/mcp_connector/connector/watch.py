@@ -19,17 +19,17 @@ from aiohttp import web
 from mcp_connector import upstream
 from mcp_connector.connector.errors import from_control_plane
 from mcp_connector.connector.metrics import OPEN_WATCHES
-from mcp_connector.connector.resources import (
+from mcp_connector.connector.routing import query_flag
+from mcp_connector.connector.runtime import Runtime
+from mcp_connector.connector.translate import Scope, event_to_app, upstream_include_object
+from mcp_connector.connector.verbs.request import (
     Call,
-    _collection_path,
     app_ref,
+    collection_path,
     list_params,
     upstream_accept,
     upstream_headers,
 )
-from mcp_connector.connector.routing import query_flag
-from mcp_connector.connector.runtime import Runtime
-from mcp_connector.connector.translate import Scope, event_to_app, upstream_include_object
 from mcp_connector.core import contract
 
 log = logging.getLogger(__name__)
@@ -71,7 +71,7 @@ async def serve(request: web.Request, rt: Runtime, call: Call) -> web.StreamResp
     try:
         opened = upstream.watch(
             rt.control_plane_watches,
-            _collection_path(rt, call.served),
+            collection_path(rt, call.served),
             params=params,
             accept=upstream_accept(call.accept),
             headers=upstream_headers(rt, call),

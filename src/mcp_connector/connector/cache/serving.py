@@ -38,16 +38,10 @@ from mcp_connector.connector.cache.selection import Selection, parse
 from mcp_connector.connector.cache.store import Entry, resource_version
 from mcp_connector.connector.errors import ApiError, from_control_plane, not_found, status_body
 from mcp_connector.connector.metrics import CACHE_READS, OPEN_WATCHES
-from mcp_connector.connector.resources import (
-    Call,
-    _collection_path,
-    app_ref,
-    app_warnings,
-    list_params,
-    upstream_headers,
-)
 from mcp_connector.connector.routing import query_flag
 from mcp_connector.connector.runtime import Runtime
+from mcp_connector.connector.verbs.calls import app_warnings
+from mcp_connector.connector.verbs.request import Call, app_ref, collection_path, list_params, upstream_headers
 from mcp_connector.core import contract
 
 log = logging.getLogger(__name__)
@@ -117,7 +111,7 @@ async def _consistent(rt: Runtime, call: Call, cache: Cache, name: str | None) -
     """The control plane's current version, once the cache holds exactly its state of the request's
     scope (one namespace or the whole cluster); None when it does not catch up in time.
     """
-    path = _collection_path(rt, call.served)
+    path = collection_path(rt, call.served)
     params = {"labelSelector": contract.scope_selector(rt.cluster_id, call.route.namespace)}
     if name is not None:
         params["labelSelector"] += f",{contract.APP_NAME_LABEL}={name}"
@@ -169,7 +163,7 @@ async def _consistent_entry(rt: Runtime, call: Call, cache: Cache, ref: contract
     entry = cache.get(ref.namespace, ref.name)
     if entry is None:
         return None
-    path = f"{_collection_path(rt, call.served)}/{entry.cp_name}"
+    path = f"{collection_path(rt, call.served)}/{entry.cp_name}"
     try:
         reply = await upstream.exchange(
             rt.control_plane, "GET", path, accept=_PARTIAL, headers=upstream_headers(rt, call)

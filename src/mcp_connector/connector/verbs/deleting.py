@@ -1,0 +1,91 @@
+"""DELETE and DELETECOLLECTION: one owned object at a time, each pinned by its uid.
+
+A collection delete lists this cluster's objects in the scope and deletes them one by one, so
+no control-plane collection delete can ever reach another cluster's claims.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from mcp_connector.connector import bodies
+from mcp_connector.connector.errors import ApiError, bad_request
+from mcp_connector.connector.runtime import Runtime
+from mcp_connector.connector.translate import Scope
+from mcp_connector.connector.verbs.calls import call_control_plane, call_control_plane_status
+from mcp_connector.connector.verbs.ownership import get_owned, pinned_to
+from mcp_connector.connector.verbs.request import (
+    DELETE_PARAMS,
+    Call,
+    app_ref,
+    collection_path,
+    hashed_name,
+    list_params,
+    object_path,
+    pick,
+)
+from mcp_connector.core import contract
+
+
+def _delete_options(call: Call) -> Any:
+    if not call.body.strip():
+        return None
+    options = bodies.decode(call.body, call.content_type)
+    if not isinstance(options, dict):
+        raise bad_request("the DeleteOptions body must be a JSON object")
+    return options
+
+
+async def _delete_one(rt: Runtime, call: Call, ref: contract.AppRef, options: Any) -> tuple[int, dict[str, Any]]:
+    path = object_path(rt, call.served, hashed_name(call, ref))
+    params = pick(call.query, DELETE_PARAMS)
+    code, body = await call_control_plane_status(
+        rt, call, "delete", "DELETE", path, ref=ref, params=params, json_body=options
+    )
+    if body.get("kind") == "Status":
+        return code, contract.rewrite_status(body, ref, claim_namespace=rt.claim_namespace)
+    return code, contract.to_app(body) if contract.app_ref_of(body) == ref else body
+
+
+async def delete(rt: Runtime, call: Call) -> tuple[int, dict[str, Any]]:
+    """DELETE one claim, after checking it is this cluster's and namespace's."""
+    options = _delete_options(call)
+    ref = app_ref(rt, call.route)
+    owned = await get_owned(rt, call, ref)
+    result = await _delete_one(rt, call, ref, pinned_to(call, ref, options, owned))
+    rt.claims_changed()
+    return result
+
+
+async def delete_collection(rt: Runtime, call: Call) -> dict[str, Any]:
+    """DELETE every claim a (scoped) list finds, one by one."""
+    options = _delete_options(call)
+    listed = await call_control_plane(
+        rt,
+        call,
+        "deletecollection",
+        "GET",
+        collection_path(rt, call.served),
+        ref=None,
+        params=list_params(rt, call, ("resourceVersion", "resourceVersionMatch")),
+    )
+    scope = Scope(rt.cluster_id, call.route.namespace)
+    deleted = []
+    for item in listed.get("items") or []:
+        ref = contract.app_ref_of(item)
+        if ref is None or not scope.admits(item):
+            continue
+        try:
+            _, result = await _delete_one(rt, call, ref, pinned_to(call, ref, options, item))
+        except ApiError as e:
+            if e.code == 404:
+                continue
+            raise
+        deleted.append(result if result.get("kind") != "Status" else contract.to_app(item))
+    rt.claims_changed()
+    return {
+        "kind": call.served.api.list_kind,
+        "apiVersion": call.served.api_version,
+        "metadata": {"resourceVersion": str((listed.get("metadata") or {}).get("resourceVersion") or "")},
+        "items": deleted,
+    }

@@ -1,0 +1,159 @@
+"""The checks kube-apiserver makes on a written body, worded as it words them.
+
+Kind and apiVersion, name and namespace against the URL, name syntax (app names also live in a
+label value), references the app user may not set (core.references), owner references, and the
+app namespace's existence: writes refused here never reach the control plane.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Any
+from urllib.parse import quote
+
+import orjson
+
+from mcp_connector import upstream
+from mcp_connector.connector.errors import ApiError, bad_request, status_body
+from mcp_connector.connector.runtime import Runtime
+from mcp_connector.connector.verbs.request import Call
+from mcp_connector.core import contract, references
+
+_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+
+
+def check_kind(call: Call, body: Mapping[str, Any], *, required: bool = False) -> None:
+    """400 when the body's apiVersion or kind is not the served one (when given, or ``required``)."""
+    expected = call.served.api_version
+    api_version, kind = body.get("apiVersion"), body.get("kind")
+    if (required or api_version) and api_version != expected:
+        raise bad_request(
+            f"the API version in the data ({api_version}) does not match the expected API version ({expected})"
+        )
+    if (required or kind) and kind != call.served.api.kind:
+        raise bad_request(f"the kind in the data ({kind}) does not match the expected kind ({call.served.api.kind})")
+
+
+def check_identity(call: Call, body: Mapping[str, Any], name: str | None) -> None:
+    """400 when the body's metadata is malformed or names another namespace or name than the URL."""
+    metadata = body.get("metadata") or {}
+    if not isinstance(metadata, dict):
+        raise bad_request("metadata must be an object")
+    for key in ("labels", "annotations"):
+        value = metadata.get(key)
+        if value is not None and not isinstance(value, dict):
+            raise bad_request(f"metadata.{key} must be an object of strings")
+    namespace = metadata.get("namespace")
+    if namespace and namespace != call.route.namespace:
+        raise bad_request("the namespace of the provided object does not match the namespace sent on the request")
+    if name is not None and metadata.get("name") and metadata.get("name") != name:
+        raise bad_request(
+            f"the name of the object ({metadata.get('name')}) does not match the name on the URL ({name})"
+        )
+
+
+async def check_namespace(rt: Runtime, namespace: str) -> None:
+    """Refuse writes that could create a claim in a missing or terminating app namespace.
+
+    The API server does this for built-in kinds; without it, a claim created while its
+    namespace is being deleted would be orphaned in the control plane.
+    """
+    try:
+        # Quoted: the segment comes from the URL as the user sent it (control characters included).
+        found = await upstream.request(rt.app_cluster, "GET", f"/api/v1/namespaces/{quote(namespace, safe='')}")
+    except upstream.ControlPlaneRejected as e:
+        if e.status == 404:
+            raise ApiError.of(
+                404, f'namespaces "{namespace}" not found', details={"name": namespace, "kind": "namespaces"}
+            ) from None
+        raise ApiError.of(503, "the app cluster did not answer a namespace lookup") from None
+    except upstream.ControlPlaneError:
+        raise ApiError.of(503, "the app cluster did not answer a namespace lookup") from None
+    if (found.get("status") or {}).get("phase") == "Terminating":
+        raise ApiError.of(
+            403,
+            f"unable to create new content in namespace {namespace} because it is being terminated",
+            details={
+                "name": namespace,
+                "kind": "namespaces",
+                "causes": [{"reason": "NamespaceTerminating", "message": f"namespace {namespace} is being terminated"}],
+            },
+        )
+
+
+def validate_name(call: Call, name: str) -> None:
+    """App names must be DNS subdomains that also fit in a label value (the contract stores them there)."""
+    if not name:
+        raise _invalid_name(call, name, "name or generateName is required")
+    if len(name) > contract.MAX_LABEL_VALUE or not _NAME.match(name):
+        raise _invalid_name(
+            call,
+            name,
+            "a lowercase RFC 1123 subdomain of at most 63 characters is required "
+            "(the connector stores it as a label value)",
+        )
+
+
+def _invalid_name(call: Call, name: str, reason: str) -> ApiError:
+    cause = {"reason": "FieldValueInvalid", "message": f'Invalid value: "{name}": {reason}', "field": "metadata.name"}
+    return _unprocessable(call, name, [cause])
+
+
+def check_references(call: Call, name: str, body: Mapping[str, Any], stored: Mapping[str, Any] | None) -> None:
+    """Refuse (422) references to control-plane objects the app user may not set (core.references).
+
+    The status subresource is exempt: the control plane takes only ``status`` from it.
+    """
+    if call.route.subresource is not None:
+        return
+    found = references.violations(body, stored)
+    if found:
+        raise _forbidden_references(call, name, found)
+
+
+def _forbidden_references(call: Call, name: str, found: list[references.Violation]) -> ApiError:
+    """The 422 kube-apiserver gives for forbidden fields, one cause per field."""
+    causes = [{"reason": "FieldValueForbidden", "message": f"Forbidden: {v.detail}", "field": v.field} for v in found]
+    return _unprocessable(call, name, causes)
+
+
+def stored_form(rt: Runtime, call: Call, body: Mapping[str, Any], ref: contract.AppRef) -> dict[str, Any]:
+    """The control-plane object for an app body, after the checks the API server would make.
+
+    Owner references travel in an annotation the control plane does not validate, so they
+    are checked here as kube-apiserver checks them (422 naming each bad field).
+    """
+    metadata = body.get("metadata") or {}
+    problems = contract.owner_reference_problems(metadata.get("ownerReferences"))
+    if problems:
+        raise invalid(call, ref.name, problems)
+    return contract.to_control_plane(body, ref, claim_namespace=rt.claim_namespace, flavor=call.served.api.flavor)
+
+
+def invalid(call: Call, name: str, problems: list[tuple[str, Any, str]]) -> ApiError:
+    """A 422 ``Invalid`` Status worded as kube-apiserver words field errors."""
+    causes = [
+        {"reason": "FieldValueInvalid", "message": f"Invalid value: {_go_value(v)}: {m}", "field": f}
+        for f, v, m in problems
+    ]
+    return _unprocessable(call, name, causes)
+
+
+def _unprocessable(call: Call, name: str, causes: list[dict[str, str]]) -> ApiError:
+    """The 422 kube-apiserver gives for field errors: every cause in the message, one per field."""
+    kind = call.served.api.kind
+    errors = [f"{c['field']}: {c['message']}" for c in causes]
+    summary = errors[0] if len(errors) == 1 else f"[{', '.join(errors)}]"
+    return ApiError(
+        status_body(
+            422,
+            f'{kind}.{call.served.group} "{name}" is invalid: {summary}',
+            details={"name": name, "group": call.served.group, "kind": kind, "causes": causes},
+        )
+    )
+
+
+def _go_value(value: Any) -> str:
+    """A field value as Go's %#v quotes strings in field errors (other values as JSON)."""
+    return orjson.dumps(value).decode()
