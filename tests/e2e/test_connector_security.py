@@ -8,6 +8,7 @@ import ssl
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import pytest
 from connector_fixtures import ConnectorProcess, connected, start_connector, wait_available
@@ -395,3 +396,18 @@ def test_rbac_decides_through_subject_access_review(testbed: Testbed, aggregated
     finally:
         for n in (ns, other):
             testbed.kubectl(APP_CLUSTER, "delete", "namespace", n, "--wait=false", check=False)
+
+
+def test_an_empty_value_set_is_authorized_as_kube_apiserver_reads_it(
+    testbed: Testbed, aggregated: ConnectorProcess
+) -> None:
+    """``k notin ()`` is ``k notin ("")`` to labels.Parse; a SubjectAccessReview with no values is invalid."""
+    ns = f"e2e-sel-{secrets.token_hex(3)}"
+    testbed.kubectl(APP_CLUSTER, "create", "namespace", ns)
+    testbed.kubectl(APP_CLUSTER, "apply", "-f", "-", input=json.dumps(claim("c", ns, labels={"team": "a"})))
+    try:
+        for selector, names in (("team notin ()", ["c"]), ("team in ()", []), ("team in (a,)", ["c"])):
+            listed = testbed.kubectl(APP_CLUSTER, "get", "--raw", f"{path(ns)}?labelSelector={quote(selector)}")
+            assert [i["metadata"]["name"] for i in json.loads(listed.stdout)["items"]] == names, selector
+    finally:
+        testbed.kubectl(APP_CLUSTER, "delete", "namespace", ns, "--wait=false", check=False)

@@ -32,7 +32,8 @@ def test_field_requirements(selector: str, requirements: tuple[Requirement, ...]
         ("team=a", (Requirement("team", "In", ("a",)),)),
         ("team==a,tier!=web", (Requirement("team", "In", ("a",)), Requirement("tier", "NotIn", ("web",)))),
         ("x in (foo,,baz),y,z notin ()", (Requirement("x", "In", ("", "baz", "foo")), Requirement("y", "Exists"),
-                                         Requirement("z", "NotIn"))),
+                                         Requirement("z", "NotIn", ("",)))),
+        ("x in ()", (Requirement("x", "In", ("",)),)),
         ("!gone, example.org/app = web", (Requirement("example.org/app", "In", ("web",)),
                                           Requirement("gone", "DoesNotExist"))),
         ("team=", (Requirement("team", "In", ("",)),)),
@@ -42,6 +43,9 @@ def test_field_requirements(selector: str, requirements: tuple[Requirement, ...]
         ("-bad=x", None),
         ("x in (a", None),
         ("!a=b", None),
+        ("replicas>\u00b2", None),  # str.isdigit() says yes; strconv.ParseInt says no
+        ("replicas>9223372036854775808", None),  # beyond int64
+        ("replicas<-1", None),  # an integer, but not a label value
     ],
 )  # fmt: skip
 def test_label_requirements(selector: str, requirements: tuple[Requirement, ...] | None) -> None:

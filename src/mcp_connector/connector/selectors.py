@@ -15,6 +15,7 @@ _LABEL_NAME = r"[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?"
 _LABEL_KEY = re.compile(rf"^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?{_LABEL_NAME}$")
 _LABEL_VALUE = re.compile(rf"^({_LABEL_NAME})?$")
 _TOKEN = re.compile(r"\s*(!=|==|=|!|\(|\)|,|>|<|[^\s!=(),<>]+)")
+_DIGITS = re.compile(r"^[0-9]+$")
 
 
 @dataclass(frozen=True)
@@ -136,7 +137,7 @@ def label_requirements(selector: str) -> tuple[Requirement, ...] | None:
                     return None
                 values.add(item)
                 expect_value = False
-            if expect_value and values:
+            if expect_value:  # "(a,)" holds "", and so does "()", as labels.Parse reads them
                 values.add("")
             requirement = Requirement(key, "In" if nxt == "in" else "NotIn", tuple(sorted(values)))
         elif nxt in ("=", "==", "!="):
@@ -148,7 +149,8 @@ def label_requirements(selector: str) -> tuple[Requirement, ...] | None:
         elif nxt in (">", "<"):
             take()
             number = take()
-            if number is None or not number.isdigit():
+            # A label value that strconv.ParseInt reads as an int64, as labels.NewRequirement checks.
+            if number is None or not _DIGITS.match(number) or len(number) > 63 or int(number) >= 2**63:
                 return None
             requirement = None
         else:
