@@ -51,6 +51,7 @@ def claim(name: str, rv: int, namespace: str = "default", labels: dict[str, str]
         ("size>3", {"size": "4"}, True),
         ("size<3", {"size": "4"}, False),
         ("size>3", {"size": "x"}, False),
+        ("size>3", {"size": "99999999999999999999"}, False),  # beyond int64: strconv.ParseInt fails
         ("team=a,tier=web", {"team": "a", "tier": "web"}, True),
         ("team=a,tier=web", {"team": "a"}, False),
     ],
@@ -61,7 +62,10 @@ def test_label_selectors_match_as_kube_apiserver_matches(selector: str, labels: 
     assert all(t(labels) for t in tests) is expected
 
 
-@pytest.mark.parametrize("selector", ["team=", "team=a,", "=a", "team in a", "team in (a", "a b", "x>y", "in (a)"])
+@pytest.mark.parametrize(
+    "selector",
+    ["team=", "team=a,", "=a", "team in a", "team in (a", "a b", "x>y", "in (a)", "x>-1", "x<9223372036854775808"],
+)
 def test_selectors_that_do_not_parse_go_to_the_control_plane(selector: str) -> None:
     if selector == "team=":
         assert parse_labels(selector) is not None  # an empty value is valid

@@ -40,8 +40,8 @@ def _requirement(key: str, op: str, values: tuple[str, ...]) -> LabelTest:
 
     def compare(labels: Mapping[str, str]) -> bool:
         value = labels.get(key)
-        if value is None or not _INTEGER.match(value):
-            return False
+        if value is None or not _INTEGER.match(value) or not -(2**63) <= int(value) < 2**63:
+            return False  # strconv.ParseInt(value, 10, 64) fails
         return int(value) > bound if op == "gt" else int(value) < bound
 
     return compare
@@ -112,7 +112,8 @@ def parse_labels(selector: str) -> tuple[LabelTest, ...] | None:
         elif nxt in (">", "<"):
             take()
             number = take()
-            if number is None or not _INTEGER.match(number):
+            # A label value that strconv.ParseInt reads as an int64, as labels.NewRequirement checks.
+            if number is None or not _LABEL_VALUE.match(number) or not _INTEGER.match(number) or int(number) >= 2**63:
                 return None
             tests.append(_requirement(key, "gt" if nxt == ">" else "lt", (number,)))
         else:
