@@ -12,7 +12,7 @@ from connector_samples import CLUSTER, OTHER_CLUSTER, catalog, cp_claim
 
 from mcp_connector.connector.cache import fanout, forms
 from mcp_connector.connector.cache.cache import Cache
-from mcp_connector.connector.cache.selection import Selection, parse, parse_labels
+from mcp_connector.connector.cache.selection import Selection, parse
 from mcp_connector.connector.catalog import ServedResource
 
 
@@ -54,12 +54,30 @@ def claim(name: str, rv: int, namespace: str = "default", labels: dict[str, str]
         ("size>3", {"size": "99999999999999999999"}, False),  # beyond int64: strconv.ParseInt fails
         ("team=a,tier=web", {"team": "a", "tier": "web"}, True),
         ("team=a,tier=web", {"team": "a"}, False),
+        # One case per operator each way, through the parser the SubjectAccessReview uses too.
+        ("team in (a,b)", {"team": "c"}, False),
+        ("team in (a,b)", {}, False),
+        ("team notin (a,b)", {}, True),
+        ("team notin ()", {"team": ""}, False),
+        ("team in ()", {"team": ""}, True),
+        ("team", {}, False),
+        ("!team", {}, True),
+        ("size>3", {"size": "3"}, False),
+        ("size>-1", {"size": "0"}, None),  # not a label value: the control plane answers
+        ("size<3", {"size": "2"}, True),
+        ("size<3", {}, False),
+        ("size<10", {"size": "007"}, True),
     ],
 )
-def test_label_selectors_match_as_kube_apiserver_matches(selector: str, labels: dict[str, str], expected: bool) -> None:
-    tests = parse_labels(selector)
-    assert tests is not None
-    assert all(t(labels) for t in tests) is expected
+def test_label_selectors_match_as_kube_apiserver_matches(
+    selector: str, labels: dict[str, str], expected: bool | None
+) -> None:
+    selection = parse(None, None, selector, "")
+    if expected is None:
+        assert selection is None
+        return
+    assert selection is not None
+    assert selection.matches("ns", "name", labels) is expected
 
 
 @pytest.mark.parametrize(
@@ -68,9 +86,9 @@ def test_label_selectors_match_as_kube_apiserver_matches(selector: str, labels: 
 )
 def test_selectors_that_do_not_parse_go_to_the_control_plane(selector: str) -> None:
     if selector == "team=":
-        assert parse_labels(selector) is not None  # an empty value is valid
+        assert parse(None, None, selector, "") is not None  # an empty value is valid
         return
-    assert parse_labels(selector) is None
+    assert parse(None, None, selector, "") is None
 
 
 def test_field_selectors_on_other_fields_are_not_evaluated_by_the_cache() -> None:

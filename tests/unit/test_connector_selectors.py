@@ -6,7 +6,7 @@ import pytest
 
 from mcp_connector.connector.auth import User
 from mcp_connector.connector.authz import Attributes, review_body
-from mcp_connector.connector.selectors import Requirement, field_requirements, label_requirements
+from mcp_connector.connector.selectors import Requirement, authorizable, field_requirements, label_requirements
 
 
 @pytest.mark.parametrize(
@@ -37,7 +37,8 @@ def test_field_requirements(selector: str, requirements: tuple[Requirement, ...]
         ("!gone, example.org/app = web", (Requirement("example.org/app", "In", ("web",)),
                                           Requirement("gone", "DoesNotExist"))),
         ("team=", (Requirement("team", "In", ("",)),)),
-        ("replicas>3,team=a", (Requirement("team", "In", ("a",)),)),
+        ("replicas>3,team=a", (Requirement("replicas", "Gt", ("3",)), Requirement("team", "In", ("a",)))),
+        ("replicas<0010", (Requirement("replicas", "Lt", ("0010",)),)),
         ("team=a,", None),
         ("team=a b", None),
         ("-bad=x", None),
@@ -70,3 +71,25 @@ def test_selectors_go_into_the_subject_access_review() -> None:
     assert resource["labelSelector"] == {"requirements": [{"key": "team", "operator": "Exists"}]}
     plain = review_body(Attributes(User("jane"), "get", "g", "v", "r"))["spec"]["resourceAttributes"]
     assert "fieldSelector" not in plain and "labelSelector" not in plain
+
+
+@pytest.mark.parametrize(
+    ("selector", "kept"),
+    [
+        ("team in (a,b)", (Requirement("team", "In", ("a", "b")),)),
+        ("team=a", (Requirement("team", "In", ("a",)),)),
+        ("team!=a", (Requirement("team", "NotIn", ("a",)),)),
+        ("team notin (a)", (Requirement("team", "NotIn", ("a",)),)),
+        ("team", (Requirement("team", "Exists"),)),
+        ("!team", (Requirement("team", "DoesNotExist"),)),
+        ("replicas>3", ()),
+        ("replicas<3,team", (Requirement("team", "Exists"),)),
+    ],
+)
+def test_the_subject_access_review_leaves_out_what_it_cannot_carry(
+    selector: str, kept: tuple[Requirement, ...]
+) -> None:
+    """Gt and Lt have no SubjectAccessReview form; kube-apiserver leaves them out, and so do we."""
+    parsed = label_requirements(selector)
+    assert parsed is not None
+    assert authorizable(parsed) == kept

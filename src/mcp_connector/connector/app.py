@@ -38,7 +38,7 @@ from mcp_connector.connector.routing import (
     verb_of,
 )
 from mcp_connector.connector.runtime import Runtime
-from mcp_connector.connector.selectors import Requirement, field_requirements, label_requirements
+from mcp_connector.connector.selectors import Requirement, authorizable, field_requirements, label_requirements
 from mcp_connector.connector.verbs import deleting, reading, writing
 from mcp_connector.connector.verbs.request import Call, check_resource_version
 
@@ -103,7 +103,7 @@ def _selector_requirements(
     if not selectors_authorized(route, verb):
         return (), ()
     fields = field_requirements(query.get("fieldSelector", "")) or ()
-    labels = label_requirements(query.get("labelSelector", "")) or ()
+    labels = authorizable(label_requirements(query.get("labelSelector", "")) or ())
     return fields, labels
 
 

@@ -1,30 +1,69 @@
-"""Field and label selectors read the way kube-apiserver reads them for authorization.
+"""Field and label selectors, parsed once for everyone who reads them the way kube-apiserver does.
 
-The app cluster's kube-apiserver authorizes a list or watch with the name a
-``metadata.name=X`` field selector requires, and (since selector authorization) with the
-selectors' requirements; the connector's own SubjectAccessReview must ask the same question,
-or a request the app cluster allowed is refused here. Pure.
+Two readers: authorization and the cache. The app cluster's kube-apiserver authorizes a list or
+watch with the name a ``metadata.name=X`` field selector requires, and (since selector
+authorization) with the selectors' requirements; the connector's own SubjectAccessReview must
+ask the same question, or a request the app cluster allowed is refused here. The cache filters
+objects by the same requirements, so both agree on what a selector says. Pure.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 _LABEL_NAME = r"[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?"
 _LABEL_KEY = re.compile(rf"^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?{_LABEL_NAME}$")
 _LABEL_VALUE = re.compile(rf"^({_LABEL_NAME})?$")
 _TOKEN = re.compile(r"\s*(!=|==|=|!|\(|\)|,|>|<|[^\s!=(),<>]+)")
-_DIGITS = re.compile(r"^[0-9]+$")
+_INTEGER = re.compile(r"^[+-]?[0-9]+$")
+_INT64 = range(-(2**63), 2**63)
+
+#: The operators a SubjectAccessReview's selector requirements can carry (metav1.LabelSelectorRequirement).
+SAR_OPERATORS = frozenset({"In", "NotIn", "Exists", "DoesNotExist"})
+
+
+def _int64(text: str | None) -> int | None:
+    """``text`` as Go's strconv.ParseInt(text, 10, 64) reads it, None where that fails."""
+    if text is None or not _INTEGER.match(text):
+        return None
+    value = int(text)
+    return value if value in _INT64 else None
 
 
 @dataclass(frozen=True)
 class Requirement:
-    """One selector requirement in SubjectAccessReview terms (operator In, NotIn, Exists, DoesNotExist)."""
+    """One selector requirement: operator In, NotIn, Exists, DoesNotExist, or (labels only) Gt, Lt.
+
+    Operators are named as in a SubjectAccessReview; ``Gt``/``Lt`` parse (labels.Parse takes
+    ``k>1``) but have no SubjectAccessReview form (see ``authorizable``).
+    """
 
     key: str
     operator: str
     values: tuple[str, ...] = ()
+
+    def matches(self, labels: Mapping[str, str]) -> bool:
+        """True when ``labels`` meet this requirement, as labels.Requirement.Matches decides."""
+        if self.operator == "In":
+            return self.key in labels and labels[self.key] in self.values
+        if self.operator == "NotIn":
+            return self.key not in labels or labels[self.key] not in self.values
+        if self.operator == "Exists":
+            return self.key in labels
+        if self.operator == "DoesNotExist":
+            return self.key not in labels
+        value, bound = _int64(labels.get(self.key)), _int64(self.values[0])
+        if value is None or bound is None:
+            return False
+        return value > bound if self.operator == "Gt" else value < bound
+
+
+def authorizable(requirements: Iterable[Requirement]) -> tuple[Requirement, ...]:
+    """The requirements a SubjectAccessReview can carry; the others are left out, as kube-apiserver
+    leaves them out (requirements are ANDed, so the question asked is only ever broader)."""
+    return tuple(r for r in requirements if r.operator in SAR_OPERATORS)
 
 
 def _split_terms(selector: str) -> list[str]:
@@ -86,11 +125,11 @@ def exact_field_match(selector: str, field: str) -> str | None:
 
 
 def label_requirements(selector: str) -> tuple[Requirement, ...] | None:
-    """A label selector's requirements sorted by key, or None when it does not parse.
+    """A label selector's requirements sorted by key, or None when it does not parse (labels.Parse).
 
-    ``k=v``/``k==v``/``k in (..)`` require In, ``k!=v``/``k notin (..)`` NotIn, ``k`` Exists and
-    ``!k`` DoesNotExist; values of a set are sorted. ``k>1``/``k<1`` parse but have no
-    SubjectAccessReview form and are left out, as kube-apiserver leaves them out.
+    ``k=v``/``k==v``/``k in (..)`` require In, ``k!=v``/``k notin (..)`` NotIn, ``k`` Exists,
+    ``!k`` DoesNotExist, ``k>1`` Gt and ``k<1`` Lt; values of a set are sorted. Keys and values
+    must be valid label keys and values, and a Gt/Lt bound a 64-bit integer.
     """
     tokens: list[str] = _TOKEN.findall(selector)
     if "".join(tokens).replace(" ", "") != "".join(selector.split()):
@@ -116,7 +155,7 @@ def label_requirements(selector: str) -> tuple[Requirement, ...] | None:
             return None
         nxt = peek()
         if negated:
-            requirement: Requirement | None = Requirement(key, "DoesNotExist")
+            requirement = Requirement(key, "DoesNotExist")
         elif nxt in (None, ","):
             requirement = Requirement(key, "Exists")
         elif nxt in ("in", "notin"):
@@ -150,13 +189,12 @@ def label_requirements(selector: str) -> tuple[Requirement, ...] | None:
             take()
             number = take()
             # A label value that strconv.ParseInt reads as an int64, as labels.NewRequirement checks.
-            if number is None or not _DIGITS.match(number) or len(number) > 63 or int(number) >= 2**63:
+            if number is None or not _LABEL_VALUE.match(number) or _int64(number) is None:
                 return None
-            requirement = None
+            requirement = Requirement(key, "Gt" if nxt == ">" else "Lt", (number,))
         else:
             return None
-        if requirement is not None:
-            requirements.append(requirement)
+        requirements.append(requirement)
         separator = take()
         if separator not in (None, ","):
             return None
