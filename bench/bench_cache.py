@@ -246,7 +246,12 @@ async def cp_watches(cp: aiohttp.ClientSession) -> float:
 async def measure(tb: Testbed, pid: int, args: argparse.Namespace) -> list[str]:
     rows: list[str] = []
     cp, app = session(tb.control_plane, 64), session(tb.app_cluster, 64)
-    await seed(tb, cp, app)
+    await seed(tb, cp, app)  # all of them, also for --watches-only: the cache's size is part of the conditions
+    if args.watches_only:
+        rows += await watches(tb, pid, args)
+        await cp.close()
+        await app.close()
+        return rows
     g = Paths(tb, "bench-get")
     one = {
         "aggregator": getter(app, f"{g.agg}/bench-0"),
@@ -413,6 +418,7 @@ def main() -> None:
     parser.add_argument("--watches", type=int, default=1000)
     parser.add_argument("--writes", type=int, default=20)
     parser.add_argument("--quick", action="store_true", help="a short run to check the benchmark works")
+    parser.add_argument("--watches-only", action="store_true", help="only the watch phase (use with --keep to seed once)")
     parser.add_argument(
         "--keep", action="store_true", help="keep the 11,002 claims per side for the next run (Crossplane resyncs them)"
     )
@@ -438,9 +444,11 @@ def main() -> None:
         expose(tb, connector)
         wait_available(tb, [f"{VERSION}.{GROUP}"])
         assert connector.proc is not None
-        started = time.monotonic()
+        started, load_before = time.monotonic(), os.getloadavg()[0]
+        print(f"connector pid {connector.proc.pid}", flush=True)
         rows = asyncio.run(measure(tb, connector.proc.pid, args))
-        print(f"\n`{' '.join(['bench/bench_cache.py', *sys.argv[1:]])}` ({time.monotonic() - started:.0f}s):\n")
+        load = f"load average {load_before:.1f} at the start, {os.getloadavg()[0]:.1f} at the end"
+        print(f"\n`{' '.join(['bench/bench_cache.py', *sys.argv[1:]])}` ({time.monotonic() - started:.0f}s, {load}):\n")
         print("\n".join(rows))
         print(f"\nfailed requests: {len(FAILED)} {sorted(set(FAILED))}")
     finally:
