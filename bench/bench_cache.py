@@ -23,8 +23,10 @@ import argparse
 import asyncio
 import json
 import os
+import signal
 import ssl
 import statistics
+import subprocess
 import sys
 import time
 import uuid
@@ -364,6 +366,7 @@ async def watches(tb: Testbed, pid: int, args: argparse.Namespace) -> list[str]:
     readers += [asyncio.create_task(reader("app CRD", i, r)) for i, r in enumerate(local)]
     app = session(tb.app_cluster, 8)
     merge = {"Content-Type": "application/merge-patch+json"}
+    profiler = profile(pid, args.profile)
     for k in range(writes):
         count = 100 + k
         for kind, s, url in (
@@ -377,6 +380,9 @@ async def watches(tb: Testbed, pid: int, args: argparse.Namespace) -> list[str]:
             deadline = time.monotonic() + 30
             while any(len(v) <= k for v in seen[kind]) and time.monotonic() < deadline:
                 await asyncio.sleep(0.01)
+    if profiler is not None:
+        profiler.send_signal(signal.SIGINT)  # py-spy writes what it sampled and exits
+        profiler.wait(60)
     for task in readers:
         task.cancel()
     for r in (*agg, *local):
@@ -408,6 +414,15 @@ async def watches(tb: Testbed, pid: int, args: argparse.Namespace) -> list[str]:
     return rows
 
 
+def profile(pid: int, to: str | None) -> subprocess.Popen[bytes] | None:
+    """py-spy sampling the connector (native frames too: the garbage collector shows) into ``to``."""
+    if not to:
+        return None
+    spy = Path(sys.executable).with_name("py-spy")
+    command = [str(spy), "record", "--pid", str(pid), "--native", "--rate", "50", "--format", "raw", "-o", to]
+    return subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=3)
@@ -418,7 +433,12 @@ def main() -> None:
     parser.add_argument("--watches", type=int, default=1000)
     parser.add_argument("--writes", type=int, default=20)
     parser.add_argument("--quick", action="store_true", help="a short run to check the benchmark works")
-    parser.add_argument("--watches-only", action="store_true", help="only the watch phase (use with --keep to seed once)")
+    parser.add_argument(
+        "--profile", metavar="FILE", help="py-spy (pip install py-spy) samples the connector during the watch writes"
+    )
+    parser.add_argument(
+        "--watches-only", action="store_true", help="only the watch phase (use with --keep to seed once)"
+    )
     parser.add_argument(
         "--keep", action="store_true", help="keep the 11,002 claims per side for the next run (Crossplane resyncs them)"
     )
