@@ -211,6 +211,36 @@ async def test_the_pump_writes_initial_events_then_changes_and_a_bookmark_before
     assert b"".join(written) == b"initial\nchange\nBOOKMARK 42\n"
 
 
+async def test_the_pump_keeps_one_timer_however_many_changes_it_writes(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A timer per wait meant a thousand timers made and dropped per change fanned out to a thousand watches."""
+    loop = asyncio.get_running_loop()
+    timers = 0
+    call_at = loop.call_at
+
+    def counting(*args: Any, **kwargs: Any) -> asyncio.TimerHandle:
+        nonlocal timers
+        timers += 1
+        return call_at(*args, **kwargs)
+
+    monkeypatch.setattr(loop, "call_at", counting)
+    written: list[bytes] = []
+
+    async def write(data: bytes) -> None:
+        written.append(data)
+
+    watcher = fanout.Watcher(Selection(), forms.OBJECT, bookmarks=True, bookmark=lambda rv, end: b"BOOKMARK\n")
+    task = asyncio.create_task(fanout.pump(write, watcher, [], deadline=time.monotonic() + 60, current=lambda: 1))
+    for i in range(50):
+        watcher.queue.append(b"change %d\n" % i)
+        watcher.wake.set()
+        while len(written) <= i:
+            await asyncio.sleep(0)
+    assert timers <= 1
+    watcher.close()
+    await asyncio.wait_for(task, 5)
+    assert written == [b"change %d\n" % i for i in range(50)]
+
+
 async def test_a_cache_read_waits_for_a_version_until_its_bound() -> None:
     cache = Cache(served(), CLUSTER)
     cache.replace([], 1)

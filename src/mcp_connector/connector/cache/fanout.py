@@ -11,7 +11,6 @@ a minute and shortly before the watch's deadline, to clients that allow them.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
 import random
 import time
@@ -163,31 +162,65 @@ async def pump(
         await write(b"".join(chunk))
     next_bookmark = time.monotonic() + bookmark_every * random.uniform(0.9, 1.1)
     final_bookmark_sent = False
-    while True:
-        if watcher.queue:
-            lines = list(watcher.queue)
-            watcher.queue.clear()
-            await write(b"".join(lines))
-            continue
-        if watcher.closed:
+    alarm = _Alarm(watcher.wake)
+    try:
+        while True:
+            if watcher.queue:
+                lines = list(watcher.queue)
+                watcher.queue.clear()
+                await write(b"".join(lines))
+                continue
+            if watcher.closed:
+                return
+            now = time.monotonic()
+            if now >= deadline:
+                return
+            if watcher.bookmarks and not final_bookmark_sent and now >= deadline - BOOKMARK_BEFORE_DEADLINE:
+                final_bookmark_sent = True
+                await write(watcher.bookmark_line(current()))
+                continue
+            if watcher.bookmarks and now >= next_bookmark:
+                next_bookmark = now + bookmark_every
+                await write(watcher.bookmark_line(current()))
+                continue
+            wake_at = deadline
+            if watcher.bookmarks:
+                wake_at = min(
+                    wake_at, next_bookmark, deadline - BOOKMARK_BEFORE_DEADLINE if not final_bookmark_sent else deadline
+                )
+            alarm.set(wake_at, now)
+            watcher.wake.clear()
+            await watcher.wake.wait()
+    finally:
+        alarm.cancel()
+
+
+class _Alarm:
+    """Wakes a watcher at its next deadline or bookmark: one timer per change of that time.
+
+    Not a timeout per wait: a change fanned out to a thousand watchers would otherwise make
+    and cancel a thousand timers, whose churn showed in profiles of the fan-out (with the
+    garbage collector they fed) as much as the writes themselves.
+    """
+
+    def __init__(self, wake: asyncio.Event) -> None:
+        self._wake = wake
+        self._handle: asyncio.TimerHandle | None = None
+        self._at = 0.0
+
+    def set(self, at: float, now: float) -> None:
+        """Ring at monotonic time ``at`` (kept if already set for it and not yet rung)."""
+        if self._handle is not None and self._at == at:
             return
-        now = time.monotonic()
-        if now >= deadline:
-            return
-        if watcher.bookmarks and not final_bookmark_sent and now >= deadline - BOOKMARK_BEFORE_DEADLINE:
-            final_bookmark_sent = True
-            await write(watcher.bookmark_line(current()))
-            continue
-        if watcher.bookmarks and now >= next_bookmark:
-            next_bookmark = now + bookmark_every
-            await write(watcher.bookmark_line(current()))
-            continue
-        wake_at = deadline
-        if watcher.bookmarks:
-            wake_at = min(
-                wake_at, next_bookmark, deadline - BOOKMARK_BEFORE_DEADLINE if not final_bookmark_sent else deadline
-            )
-        watcher.wake.clear()
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(max(0.0, wake_at - now)):
-                await watcher.wake.wait()
+        self.cancel()
+        self._at = at
+        self._handle = asyncio.get_running_loop().call_later(max(0.0, at - now), self._ring)
+
+    def _ring(self) -> None:
+        self._handle = None
+        self._wake.set()
+
+    def cancel(self) -> None:
+        if self._handle is not None:
+            self._handle.cancel()
+            self._handle = None
