@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import time
 from typing import Any
@@ -239,6 +240,17 @@ async def test_the_pump_keeps_one_timer_however_many_changes_it_writes(monkeypat
     watcher.close()
     await asyncio.wait_for(task, 5)
     assert written == [b"change %d\n" % i for i in range(50)]
+
+
+def test_a_listed_store_is_left_out_of_the_garbage_collectors_scans() -> None:
+    """A full collection walked every cached object: at 11,000 claims it stopped every watch for a second."""
+    cache = Cache(served(), CLUSTER)
+    cache.replace([cp_claim("a"), cp_claim("b")], 7)
+    listed = [id(e.obj) for e in cache.store.ordered()]
+    assert len(listed) == 2
+    scanned = {id(o) for generation in range(3) for o in gc.get_objects(generation)}
+    assert not scanned.intersection(listed)
+    assert gc.get_freeze_count() > 0
 
 
 async def test_a_cache_read_waits_for_a_version_until_its_bound() -> None:
