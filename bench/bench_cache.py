@@ -458,6 +458,7 @@ def main() -> None:
             "--max-watches", str(args.watches + 500), "--max-watches-per-user", str(args.watches + 500),
             "--max-requests-inflight", "1000", "--max-requests-inflight-per-user", "1000",
             "--authz-allowed-ttl-seconds", "10", "--log-level", "warning", "--upstream-timeout-seconds", "60",
+            "--secret-resync-seconds", "60",  # the default: the e2e tests' 5 s full resync walks all 11,002 claims
         ],
     )  # fmt: skip
     try:
