@@ -20,6 +20,7 @@ from mcp_connector.core import contract
 from testbed import APP_CLUSTER, CONTROL_PLANE, podman
 from testbed.harness import Testbed
 from testbed.kubelet import PodRunner
+from testbed.waiting import eventually
 
 pytestmark = pytest.mark.e2e
 
@@ -75,7 +76,12 @@ def test_scoped_in_cluster_connector_moves_namespace_and_stays_available(
             assert apiservice["spec"]["service"]["namespace"] == moved
             runner = PodRunner.start(moved, NAME)
             _available(testbed, runner, moved)
-            got = testbed.kubectl_json(APP_CLUSTER, "get", CLUSTERS, ref.name, "-n", ref.namespace)
+            # The aggregator dropped the group from its discovery while the pod was down and adds it
+            # back on its own schedule: kubectl answers "doesn't have a resource type" until then.
+            got = eventually(
+                lambda: testbed.kubectl_json(APP_CLUSTER, "get", CLUSTERS, ref.name, "-n", ref.namespace),
+                timeout=90, what="the claim through the moved connector",
+            )  # fmt: skip
             assert got["metadata"]["name"] == ref.name
 
             runner.stop()

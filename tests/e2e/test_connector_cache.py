@@ -265,12 +265,16 @@ def test_connection_secrets_follow_their_claims_and_sources_without_full_resyncs
 ) -> None:
     testbed.kubectl(APP_CLUSTER, "create", "namespace", SECRETS_NS, check=False)
     proc = start_connector(testbed, cluster_id="e2e-cache-secrets", extra_args=["--secret-resync-seconds", "3600"])
-    proc.call("DELETE", SECRETS_PATH)  # a claim an interrupted run left
+    proc.call("DELETE", SECRETS_PATH)  # a claim an interrupted run left (gone before we create ours)
+    eventually(lambda: not proc.call("GET", SECRETS_PATH)[1]["items"], timeout=60, what="an earlier run's claim gone")
     ns = testbed.claim_namespace
     unrelated = [f"e2e-unrelated-{i}" for i in range(5)]
     try:
         body = claim_body("with-secret", SECRETS_NS)
         body["spec"]["writeConnectionSecretToRef"] = {"name": "conn"}
+        # Paused, so Crossplane does not write the connection Secret itself (it would replace the
+        # data this test writes as Crossplane would): the test alone writes the source.
+        body["metadata"]["annotations"] = {"crossplane.io/paused": "true"}
         status, created = proc.call("POST", SECRETS_PATH, body)
         assert status == 201, created
         ref = contract.AppRef("e2e-cache-secrets", SECRETS_NS, "with-secret")
