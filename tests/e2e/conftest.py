@@ -15,6 +15,7 @@ before every other test fails for the same reason.
 from __future__ import annotations
 
 import os
+import shutil
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -46,6 +47,12 @@ def _require_or_fail(*names: str) -> None:
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Run the test bed's self-test (test_testbed.py) before every other e2e test."""
     items.sort(key=lambda item: item.path.name != "test_testbed.py")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _fresh_work_folders() -> None:
+    """Remove the connectors' folders an earlier session left (this session's stay for their logs)."""
+    shutil.rmtree(connector_fixtures.WORK_ROOT, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

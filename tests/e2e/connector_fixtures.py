@@ -41,6 +41,9 @@ from testbed.harness import Testbed
 from testbed.relay import FaultRelay
 
 CONNECTOR_BIN = REPO_ROOT / ".venv" / "bin" / "mcp-connector"
+#: Each connector's certificates and log, and kubeconfig copies: kept for one session (for the
+#: logs of a failed test), removed when the next session starts (conftest).
+WORK_ROOT = REPO_ROOT / ".dev" / "e2e-work"
 SERVICE_NAMESPACE = "mcp-connector-e2e"
 ADMIN = ("e2e-admin", ("system:masters", "system:authenticated"))
 
@@ -207,7 +210,8 @@ def start_connector(
     ``control_plane_args`` replaces the default control-plane access (the test bed's admin
     kubeconfig, or ``control_plane_kubeconfig``), e.g. with the Upbound flags.
     """
-    work = Path(tempfile.mkdtemp(prefix="mcp-connector-e2e-", dir=str(REPO_ROOT / ".dev")))
+    WORK_ROOT.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix="connector-", dir=WORK_ROOT))
     port = free_port()
     if control_plane_args is None:
         kubeconfig = control_plane_kubeconfig or tb.control_plane.kubeconfig
@@ -437,7 +441,8 @@ def kubeconfig_copy(source: Path, *, server: str | None = None, token: str | Non
     if token is not None:
         for user in config["users"]:
             user["user"] = {"token": token}
-    handle, name = tempfile.mkstemp(prefix="kubeconfig-", dir=str(REPO_ROOT / ".dev"))
+    WORK_ROOT.mkdir(parents=True, exist_ok=True)
+    handle, name = tempfile.mkstemp(prefix="kubeconfig-", dir=WORK_ROOT)
     with os.fdopen(handle, "w") as f:
         yaml.safe_dump(config, f)
     return Path(name)

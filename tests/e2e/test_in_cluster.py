@@ -144,22 +144,24 @@ def test_a_missing_permission_fails_a_named_operation_and_restoring_it_recovers(
         patch = [{"op": "replace", "path": f"/rules/{secrets_rule}/verbs", "value": new}]
         testbed.kubectl(APP_CLUSTER, "patch", "clusterrole", NAME, "--type=json", "-p", json.dumps(patch))
 
-    # Copies are written on claim and Secret events, each found by a GET: take "get" away.
-    set_verbs([v for v in verbs if v != "get"])
+    set_verbs([v for v in verbs if v != "list"])
     try:
         ref = deployed.claim("with-secret")
         cp_claim = eventually(lambda: deployed.cp_claim(ref), timeout=30, what="the claim in the control plane")
         source = cp_claim["spec"]["writeConnectionSecretToRef"]["name"]  # type: ignore[index]
-        # Crossplane writes the connection Secret in the control plane (here, or by hand where no
-        # composition does); the connector copies it.
-        testbed.kubectl(CONTROL_PLANE, "create", "secret", "generic", source, "-n", testbed.claim_namespace,
-                        "--from-literal=kubeconfig=k", check=False)  # fmt: skip
+        # Crossplane writes the connection Secret in the control plane (owned by the claim: the
+        # connector copies only such a Secret); a hand-made one would race it and never be copied.
+        eventually(lambda: testbed.kubectl_json(CONTROL_PLANE, "get", "secret", source, "-n", testbed.claim_namespace),
+                   timeout=60, what="Crossplane to write the claim's connection Secret")  # fmt: skip
         user = f"system:serviceaccount:{NAMESPACE}:{NAME}"
-        expected = (
+        expected = (  # a list narrowed to the copy's name: the apiserver names it
             'forbade the request (HTTP 403): secrets \\"my-cluster-kubeconfig\\" is forbidden: '
-            f'User \\"{user}\\" cannot get resource'
+            f'User \\"{user}\\" cannot list resource'
         )
-        eventually(lambda: expected in runner.container_log(), timeout=90, what=f"log line containing {expected}")
+        try:
+            eventually(lambda: expected in runner.container_log(), timeout=90, what=f"log line containing {expected}")
+        except AssertionError as e:
+            raise AssertionError(f"{e}\nconnector log:\n{runner.container_log()[-4000:]}") from None
         line = next(x for x in runner.container_log().splitlines() if expected in x)
         assert '"loop":"connection-secrets"' in line and '"msg":"reconcile failed"' in line
         absent = testbed.kubectl(APP_CLUSTER, "get", "secret", "my-cluster-kubeconfig", "-n", app_namespace,
@@ -167,10 +169,13 @@ def test_a_missing_permission_fails_a_named_operation_and_restoring_it_recovers(
         assert absent.returncode != 0, "nothing is copied while the permission is missing"
     finally:
         set_verbs(verbs)
-    copied = eventually(
-        lambda: testbed.kubectl_json(APP_CLUSTER, "get", "secret", "my-cluster-kubeconfig", "-n", app_namespace),
-        timeout=30, what="the connection Secret to be copied once the permission is back",
-    )  # fmt: skip
+    try:
+        copied = eventually(
+            lambda: testbed.kubectl_json(APP_CLUSTER, "get", "secret", "my-cluster-kubeconfig", "-n", app_namespace),
+            timeout=30, what="the connection Secret to be copied once the permission is back",
+        )  # fmt: skip
+    except AssertionError as e:
+        raise AssertionError(f"{e}\nconnector log:\n{runner.container_log()[-4000:]}") from None
     original = testbed.kubectl_json(CONTROL_PLANE, "get", "secret", source, "-n", testbed.claim_namespace)
     assert copied["data"] == original["data"]
 

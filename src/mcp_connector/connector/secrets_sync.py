@@ -133,14 +133,14 @@ async def _existing(rt: Runtime, keys: set[Key] | None) -> dict[Key, dict[str, A
         return {(s["metadata"]["namespace"], s["metadata"]["name"]): s for s in listed}
     found: dict[Key, dict[str, Any]] = {}
     for namespace, name in keys:
-        try:
-            secret = await upstream.request(rt.app_cluster, "GET", f"/api/v1/namespaces/{namespace}/secrets/{name}")
-        except upstream.ControlPlaneRejected as e:
-            if e.status == 404:
-                continue
-            raise
-        if _ours(secret, rt.cluster_id):
-            found[(namespace, name)] = secret
+        # A list narrowed to one name, not a GET: the connector's role lists its copies and never
+        # gets one, so a connector upgrade needs no new permission.
+        listed = await upstream.list_all(
+            rt.app_cluster,
+            f"/api/v1/namespaces/{namespace}/secrets",
+            params={"labelSelector": f"{MANAGED_LABEL}={rt.cluster_id}", "fieldSelector": f"metadata.name={name}"},
+        )
+        found.update(((namespace, name), secret) for secret in listed if _ours(secret, rt.cluster_id))
     return found
 
 
