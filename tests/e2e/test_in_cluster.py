@@ -46,8 +46,10 @@ class Deployed:
     app_namespace: str
 
     def claim(self, name: str) -> contract.AppRef:
-        """Apply the seed claim as ``name`` through the app cluster; its app-side reference."""
+        """Apply the seed claim as ``name`` (connection Secret ``<name>-kubeconfig``) through the app
+        cluster; its app-side reference."""
         text = CLAIM.read_text().replace("name: my-cluster\n", f"name: {name}\n", 1)
+        text = text.replace("name: my-cluster-kubeconfig\n", f"name: {name}-kubeconfig\n", 1)
         self.testbed.kubectl(APP_CLUSTER, "apply", "-n", self.app_namespace, "-f", "-", input=text)
         return contract.AppRef(self.cluster_id, self.app_namespace, name)
 
@@ -155,7 +157,7 @@ def test_a_missing_permission_fails_a_named_operation_and_restoring_it_recovers(
                    timeout=60, what="Crossplane to write the claim's connection Secret")  # fmt: skip
         user = f"system:serviceaccount:{NAMESPACE}:{NAME}"
         expected = (  # a list narrowed to the copy's name: the apiserver names it
-            'forbade the request (HTTP 403): secrets \\"my-cluster-kubeconfig\\" is forbidden: '
+            'forbade the request (HTTP 403): secrets \\"with-secret-kubeconfig\\" is forbidden: '
             f'User \\"{user}\\" cannot list resource'
         )
         try:
@@ -164,14 +166,14 @@ def test_a_missing_permission_fails_a_named_operation_and_restoring_it_recovers(
             raise AssertionError(f"{e}\nconnector log:\n{runner.container_log()[-4000:]}") from None
         line = next(x for x in runner.container_log().splitlines() if expected in x)
         assert '"loop":"connection-secrets"' in line and '"msg":"reconcile failed"' in line
-        absent = testbed.kubectl(APP_CLUSTER, "get", "secret", "my-cluster-kubeconfig", "-n", app_namespace,
+        absent = testbed.kubectl(APP_CLUSTER, "get", "secret", "with-secret-kubeconfig", "-n", app_namespace,
                                  check=False)  # fmt: skip
         assert absent.returncode != 0, "nothing is copied while the permission is missing"
     finally:
         set_verbs(verbs)
     try:
         copied = eventually(
-            lambda: testbed.kubectl_json(APP_CLUSTER, "get", "secret", "my-cluster-kubeconfig", "-n", app_namespace),
+            lambda: testbed.kubectl_json(APP_CLUSTER, "get", "secret", "with-secret-kubeconfig", "-n", app_namespace),
             timeout=30, what="the connection Secret to be copied once the permission is back",
         )  # fmt: skip
     except AssertionError as e:
