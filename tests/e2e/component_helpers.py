@@ -22,6 +22,7 @@ from pulumi import automation as auto
 
 from mcp_connector.core.access import ControlPlaneAccess
 from mcp_connector_component.credentials import to_kubeconfig
+from testbed import APP_CLUSTER
 from testbed.harness import Testbed
 
 REPO = Path(__file__).resolve().parents[2]
@@ -84,6 +85,15 @@ def stack_for(tmp_path: Path, program: Program, name: str = "e2e") -> Iterator[a
                 stack.up(on_output=log)
         with contextlib.suppress(auto.errors.CommandError):
             stack.workspace.remove_stack(name)
+
+
+def app_objects(testbed: Testbed) -> list[str]:
+    """The external-mode component's objects in the app cluster (its instance label), by kind and name."""
+    kinds = "secrets,serviceaccounts,services,rolebindings,clusterroles,clusterrolebindings,apiservices"
+    found = testbed.kubectl(
+        APP_CLUSTER, "get", kinds, "-A", "-l", f"app.kubernetes.io/instance={EXTERNAL_NAME}", "-o", "name"
+    ).stdout
+    return sorted(found.split())
 
 
 def log(line: str) -> None:

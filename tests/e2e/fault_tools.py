@@ -3,18 +3,22 @@ an informer saw each of those writes exactly once.
 
 The writes play Crossplane (or another app cluster's connector) changing claims in the control
 plane while the clients under test watch them through the app cluster; every write's
-resourceVersion is recorded, so a delivery can be matched to the write it reports.
+resourceVersion is recorded, so a delivery can be matched to the write it reports. And killing
+a process tree from outside, as a crash would (``kill_session``).
 """
 
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
 import threading
 import time
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from informer import Delivery, https_connection
@@ -311,3 +315,40 @@ class KubectlWatch:
     def session_lines(self, number: int) -> list[KubectlLine]:
         with self._lock:
             return [line for line in self.lines if line.session == number]
+
+
+def session_members(sid: int) -> list[int]:
+    """The live (not zombie) processes of session ``sid``, from /proc."""
+    members = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue  # gone meanwhile
+        state, _ppid, _pgrp, session = stat.rsplit(")", 1)[1].split()[:4]
+        if int(session) == sid and state not in ("Z", "X"):
+            members.append(int(entry.name))
+    return members
+
+
+def kill_session(sid: int, *, timeout: float = 10.0) -> int:
+    """SIGKILL every process of session ``sid`` until none is left; return how many were killed.
+
+    A process group is not enough for a Pulumi CLI: it starts each plugin in a process group
+    of its own, and those would outlive a ``killpg`` (orphans that keep running). They stay in
+    the session, and whatever one forks meanwhile is found by the next look.
+    """
+    killed: set[int] = set()
+    deadline = time.monotonic() + timeout
+    while members := session_members(sid):
+        for pid in members:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                continue
+            killed.add(pid)
+        assert time.monotonic() < deadline, f"processes of session {sid} survive SIGKILL: {members}"
+        time.sleep(0.01)
+    return len(killed)

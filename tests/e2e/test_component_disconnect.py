@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -35,6 +34,7 @@ from component_helpers import (
     CLUSTERS,
     DATABASES,
     SEEDED_APISERVICES,
+    app_objects,
     as_token,
     external_setting,
     log,
@@ -44,6 +44,7 @@ from component_helpers import (
 from component_stack import Program, Setting
 from connector_fixtures import ConnectorProcess, TcpRelay, control_plane_token
 from control_plane_proxy import HoldingProxy
+from fault_tools import kill_session
 from pulumi import automation as auto
 
 from mcp_connector.core import contract
@@ -94,15 +95,6 @@ def _urns(stack: auto.Stack) -> list[str]:
     return sorted(r["urn"] for r in stack.export_stack().deployment.get("resources") or [])
 
 
-def _app_objects(testbed: Testbed) -> list[str]:
-    """The component's objects in the app cluster (its label), by kind and name."""
-    kinds = "secrets,serviceaccounts,services,rolebindings,clusterroles,clusterrolebindings,apiservices"
-    found = testbed.kubectl(
-        APP_CLUSTER, "get", kinds, "-A", "-l", "app.kubernetes.io/instance=mcp-component-e2e", "-o", "name"
-    ).stdout
-    return sorted(found.split())
-
-
 def _labelled(testbed: Testbed, ref: contract.AppRef) -> bool:
     claim = cp_claim(testbed, CLUSTERS, ref)
     return claim is not None and is_labelled(claim, ref)
@@ -118,7 +110,7 @@ def test_unreachable_control_plane_leaves_everything_and_a_rerun_completes(
         setting, stack, ref = connected(
             _kubeconfig(testbed, token, url=f"https://127.0.0.1:{relay.port}"), on_disconnect="Release"
         )
-        urns, objects = _urns(stack), _app_objects(testbed)
+        urns, objects = _urns(stack), app_objects(testbed)
         assert any("APIService" in urn for urn in urns) and objects
 
         relay.stop()
@@ -126,13 +118,13 @@ def test_unreachable_control_plane_leaves_everything_and_a_rerun_completes(
         with pytest.raises(auto.errors.CommandError) as failed:
             stack.destroy(run_program=True, on_output=log)
         assert "cannot discover claim APIs" in str(failed.value) and "pin them with claim_apis" in str(failed.value)
-        assert _urns(stack) == urns and _app_objects(testbed) == objects
+        assert _urns(stack) == urns and app_objects(testbed) == objects
         # Pinned, the program needs no discovery; the hook cannot release and stops the destroy before anything.
         setting.args["claim_apis"] = ["kubernetesclusters.k8s.starter.org/v1alpha1"]
         with pytest.raises(auto.errors.CommandError) as failed:
             stack.destroy(run_program=True, on_output=log)
         assert "stopped before deleting anything" in str(failed.value) and "Re-run" in str(failed.value)
-        assert _urns(stack) == urns and _app_objects(testbed) == objects
+        assert _urns(stack) == urns and app_objects(testbed) == objects
         del setting.args["claim_apis"]
 
         # Remove the component with the control plane gone: the hook (stored credentials) cannot release.
@@ -143,7 +135,7 @@ def test_unreachable_control_plane_leaves_everything_and_a_rerun_completes(
         assert "stopped before deleting anything" in message and "Re-run" in message, message
         assert f"127.0.0.1:{relay.port}" in message and token not in message
         assert _urns(stack) == urns, "the stack is exactly as it was"
-        assert _app_objects(testbed) == objects, "so is the app cluster"
+        assert app_objects(testbed) == objects, "so is the app cluster"
         wait_available(testbed, "v1alpha1.k8s.starter.org")
         assert _labelled(testbed, ref)
 
@@ -152,7 +144,7 @@ def test_unreachable_control_plane_leaves_everything_and_a_rerun_completes(
         assert "Release: released 1 claim(s)" in done.stdout
         claim = cp_claim(testbed, CLUSTERS, ref)
         assert claim is not None and is_released(claim, ref)
-        assert _app_objects(testbed) == []
+        assert app_objects(testbed) == []
         assert [u for u in _urns(stack) if "McpConnector" in u] == []
     finally:
         relay.stop()
@@ -164,7 +156,7 @@ def test_revoked_token_blocks_the_hook_and_current_credentials_finish_it(
     account = f"mcp-e2e-revocable-{uuid.uuid4().hex[:6]}"
     revoked = control_plane_token(testbed, account)
     setting, stack, ref = connected(_kubeconfig(testbed, revoked), on_disconnect="Release")
-    urns, objects = _urns(stack), _app_objects(testbed)
+    urns, objects = _urns(stack), app_objects(testbed)
     testbed.kubectl(CONTROL_PLANE, "delete", "serviceaccount", account, "-n", testbed.claim_namespace)
     eventually(lambda: as_token(testbed, revoked, "GET", "/api") == 401, what="the token to be rejected")
 
@@ -173,7 +165,7 @@ def test_revoked_token_blocks_the_hook_and_current_credentials_finish_it(
     with pytest.raises(auto.errors.CommandError) as failed:
         stack.up(on_output=log)
     assert "HTTP 401" in str(failed.value) and revoked not in str(failed.value)
-    assert _urns(stack) == urns and _app_objects(testbed) == objects
+    assert _urns(stack) == urns and app_objects(testbed) == objects
     assert _labelled(testbed, ref)
 
     # Destroy with the program giving a fresh token: the hook uses the stack's current credentials.
@@ -183,7 +175,7 @@ def test_revoked_token_blocks_the_hook_and_current_credentials_finish_it(
     assert "Release: released 1 claim(s)" in done.stdout
     claim = cp_claim(testbed, CLUSTERS, ref)
     assert claim is not None and is_released(claim, ref)
-    assert _app_objects(testbed) == []
+    assert app_objects(testbed) == []
 
 
 def test_replacements_renames_and_refreshes_never_disconnect(
@@ -288,7 +280,7 @@ def test_interrupted_release_converges(
             assert child.poll() is None, log_file.read_text()[-3000:]
             assert time.monotonic() < deadline, log_file.read_text()[-3000:]
             time.sleep(0.2)
-        os.killpg(child.pid, signal.SIGKILL)
+        kill_session(child.pid)  # the plugins too: the CLI starts them in process groups of their own
         child.wait(timeout=30)
         proxy.release()
         claims = {ref: cp_claim(testbed, res, ref) for res, ref in refs}
