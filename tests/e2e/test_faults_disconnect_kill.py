@@ -327,7 +327,7 @@ def app_namespace(testbed: Testbed) -> Iterator[str]:
     testbed.kubectl(APP_CLUSTER, "delete", "namespace", name, "--wait=false", check=False)
 
 
-@pytest.mark.timeout(1500)
+@pytest.mark.timeout(900)
 def test_disconnect_killed_at_random_points_converges(
     testbed: Testbed,
     pulumi_tools: None,
