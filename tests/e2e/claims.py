@@ -103,3 +103,25 @@ def remove_install(testbed: Testbed, instance: str) -> None:
         APP_CLUSTER, "delete", INSTALL_KINDS, "--all-namespaces", "--ignore-not-found", "--wait=false",
         "-l", f"app.kubernetes.io/name=mcp-connector,app.kubernetes.io/instance={instance}",
     )  # fmt: skip
+
+
+def remove_released_claims(testbed: Testbed) -> int:
+    """Delete the released claims left in the claim namespace (no app cluster owns them any more);
+    how many. Left to pile up, Crossplane keeps reconciling them and slows the control plane."""
+    released = f"{contract.RELEASED_ANNOTATION_PREFIX}app-cluster"
+    removed = 0
+    for resource in (CLUSTER_RESOURCE, DB_RESOURCE):
+        listed = testbed.kubectl_json(CONTROL_PLANE, "get", resource, "-n", testbed.claim_namespace)
+        names = [
+            item["metadata"]["name"]
+            for item in listed["items"]
+            if released in (item["metadata"].get("annotations") or {})
+            and contract.APP_CLUSTER_LABEL not in (item["metadata"].get("labels") or {})
+        ]
+        if names:
+            testbed.kubectl(
+                CONTROL_PLANE, "delete", resource, "-n", testbed.claim_namespace, "--wait=false", "--ignore-not-found",
+                *names,
+            )  # fmt: skip
+            removed += len(names)
+    return removed

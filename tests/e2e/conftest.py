@@ -28,6 +28,7 @@ if str(_REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(_REPO_ROOT))
 
 import connector_fixtures  # noqa: E402
+from claims import remove_released_claims  # noqa: E402
 from component_helpers import EXTERNAL_NAME, SA  # noqa: E402
 from connector_fixtures import SERVICE_NAMESPACE, ConnectorProcess  # noqa: E402
 
@@ -72,6 +73,15 @@ def testbed() -> Iterator[Testbed]:
     yield Testbed(state, started_here=started_here)
     if started_here and not os.environ.get("MCP_TESTBED_KEEP"):
         testbed_cluster.down(quiet=True)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _released_claims_removed(request: pytest.FixtureRequest) -> Iterator[None]:
+    """After each module that used the test bed, delete the claims its disconnects released."""
+    yield
+    items = request.session.items
+    if any(item.module is request.module and "testbed" in item.fixturenames for item in items):  # type: ignore[attr-defined]
+        remove_released_claims(request.getfixturevalue("testbed"))
 
 
 @pytest.fixture(scope="session")

@@ -8,7 +8,6 @@ then does something that must (or must not) run the disconnect hook.
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import subprocess
 import sys
@@ -387,22 +386,19 @@ def test_release_leaves_copied_connection_secrets_in_place(
             apply_claim(testbed, app_ns, CLUSTER_CLAIM, "cs")
             claim = cp_claim(testbed, CLUSTERS, ref)
             assert claim is not None
-            # Crossplane's connection Secret for the claim: controlled by it, under the hashed name.
+            # Crossplane writes the claim's connection Secret (controlled by the claim, under the
+            # hashed name) from the composition's connection details; the connector copies it.
             source = contract.connection_secret_name(contract.AppRef(cluster_id, app_ns, "my-cluster-kubeconfig"))
-            owner = {
-                "apiVersion": claim["apiVersion"],
-                "kind": claim["kind"],
-                "name": claim["metadata"]["name"],
-                "uid": claim["metadata"]["uid"],
-                "controller": True,
-            }
-            metadata = {"name": source, "namespace": testbed.claim_namespace, "ownerReferences": [owner]}
-            doc = {"apiVersion": "v1", "kind": "Secret", "stringData": {"kubeconfig": "abc"}, "metadata": metadata}
-            testbed.kubectl(CONTROL_PLANE, "apply", "-f", "-", input=json.dumps(doc))
-            copy = eventually(
-                lambda: testbed.kubectl_json(APP_CLUSTER, "get", "secret", "my-cluster-kubeconfig", "-n", app_ns),
-                what="the connection Secret's copy",
-            )
+            written = eventually(
+                lambda: testbed.kubectl_json(CONTROL_PLANE, "get", "secret", source, "-n", testbed.claim_namespace),
+                timeout=60, what="Crossplane's connection Secret for the claim",
+            )  # fmt: skip
+
+            def copied() -> dict[str, Any] | None:
+                found = testbed.kubectl_json(APP_CLUSTER, "get", "secret", "my-cluster-kubeconfig", "-n", app_ns)
+                return found if found["data"] == written["data"] else None
+
+            copy = eventually(copied, what="the connection Secret's copy, with Crossplane's data")
 
             done = stack.destroy(run_program=True, on_output=log)
             assert "Release: released 1 claim(s)" in done.stdout
