@@ -73,13 +73,24 @@ def _ours(secret: dict[str, Any], cluster_id: str) -> bool:
 
 
 def wanted_copies(claims: Iterable[dict[str, Any]], cluster_id: str) -> dict[Key, tuple[str, dict[str, Any]]]:
-    """Which app Secrets this cluster's claims ask for: key -> (control-plane Secret name, claim)."""
+    """Which app Secrets this cluster's claims ask for: key -> (control-plane Secret name, claim).
+
+    Two claims of one namespace may name the same Secret; the oldest keeps it, as with
+    Crossplane, where the first claim to write a connection Secret controls it. Never the
+    order the claims happen to come in, which changes with every relist.
+    """
     wanted: dict[Key, tuple[str, dict[str, Any]]] = {}
-    for claim in claims:
+    for claim in sorted(claims, key=_age_order):
         found = contract.app_connection_secret(claim)
         if found is not None and found[0].cluster_id == cluster_id:
-            wanted[(found[0].namespace, found[0].name)] = (found[1], claim)
+            wanted.setdefault((found[0].namespace, found[0].name), (found[1], claim))
     return wanted
+
+
+def _age_order(claim: dict[str, Any]) -> tuple[str, str]:
+    """Oldest first (RFC 3339 timestamps sort as text), then by (stored) name."""
+    metadata = claim.get("metadata") or {}
+    return str(metadata.get("creationTimestamp") or ""), str(metadata.get("name") or "")
 
 
 def _cached_claims(rt: Runtime) -> list[dict[str, Any]] | None:
