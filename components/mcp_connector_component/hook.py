@@ -16,6 +16,8 @@ sees one construct call per component) share one registration.
 
 from __future__ import annotations
 
+import asyncio
+import weakref
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -49,6 +51,8 @@ class _Deployment:
     #: replacement (``pulumi up --replace``), never a disconnect; in a destroy, every
     #: registration is answered before the first delete.
     registered: set[str] = field(default_factory=set)
+    #: The event loop of the program run that registered the hook (see ``_current``).
+    loop: weakref.ref[asyncio.AbstractEventLoop] | None = None
 
 
 _deployments: dict[object, _Deployment] = {}
@@ -66,9 +70,27 @@ def _deployment_key() -> object:
     return target if target is not None else monitor
 
 
+def _running_loop() -> asyncio.AbstractEventLoop | None:
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        return None
+
+
 def _current() -> _Deployment:
+    """This deployment's hook, registered once per program run.
+
+    The monitor's address alone is not enough: a process that runs many deployments one after
+    another (the Automation API's inline programs) meets a port again, and a hook registered
+    with a finished engine is unknown to the new one ("hook ... was not registered"). Each
+    program run has an event loop of its own, while the construct calls of one deployment
+    share the provider host's; so an entry counts only on the loop that made it.
+    """
     key = _deployment_key()
+    loop = _running_loop()
     deployment = _deployments.get(key)
+    if deployment is not None and deployment.loop is not None and deployment.loop() is not loop:
+        deployment = None
     if deployment is None:
         dry_run = pulumi.runtime.is_dry_run()
         hook = pulumi.ResourceHook(
@@ -76,7 +98,7 @@ def _current() -> _Deployment:
             lambda args: _before_delete(args, dry_run=dry_run, key=key),
             opts=pulumi.ResourceHookOptions(on_dry_run=True),
         )
-        deployment = _deployments[key] = _Deployment(hook, dry_run)
+        deployment = _deployments[key] = _Deployment(hook, dry_run, loop=weakref.ref(loop) if loop else None)
     return deployment
 
 

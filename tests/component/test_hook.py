@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Iterator
 from typing import Any
@@ -411,3 +412,21 @@ async def test_a_destroy_of_two_connectors_for_one_cluster_releases(
     monkeypatch.setitem(hook._deployments, "k", deployment)
     await hook._before_delete(_guard_args(plan), dry_run=False, key="k")
     assert _labelled(cp, CLUSTER) == 0, "both are declared and deleted: a destroy, not a rename"
+
+
+def test_a_monitor_address_met_again_by_a_later_program_run_gets_a_hook_of_its_own(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A process running deployments one after another meets an engine port again; the hook
+    registered with the finished engine must not be taken for the new one's."""
+    monkeypatch.setattr(hook, "_deployments", {})
+    monkeypatch.setattr(hook, "_deployment_key", lambda: "127.0.0.1:40000")
+    monkeypatch.setattr(hook.pulumi, "ResourceHook", lambda *args, **kwargs: object())
+
+    async def twice() -> tuple[object, object]:
+        return hook._current(), hook._current()
+
+    first, same_run = asyncio.run(twice())
+    later_run, _ = asyncio.run(twice())
+    assert first is same_run, "one hook per program run"
+    assert later_run is not first and later_run.hook is not first.hook
