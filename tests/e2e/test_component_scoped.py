@@ -13,6 +13,7 @@ import sys
 import uuid
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -96,26 +97,19 @@ def test_platform_credentials_scope_the_connector_to_its_own_namespace(
             )
             assert contract.app_ref_of(stored) == ref
 
-            # Crossplane writes the claim's connection Secret; the connector copies it into the app namespace.
+            # Crossplane writes the claim's connection Secret (controlled by the claim, under the hashed
+            # name) from the composition's connection details; the connector copies it.
             source = contract.connection_secret_name(contract.AppRef(cluster_id, app_ns, "my-cluster-kubeconfig"))
-            owner = {
-                "apiVersion": stored["apiVersion"],
-                "kind": stored["kind"],
-                "name": stored["metadata"]["name"],
-                "uid": stored["metadata"]["uid"],
-                "controller": True,
-            }  # as Crossplane writes it: controlled by the claim it is for
-            secret_doc = {
-                "apiVersion": "v1",
-                "kind": "Secret",
-                "metadata": {"name": source, "namespace": namespace, "ownerReferences": [owner]},
-                "stringData": {"kubeconfig": "abc"},
-            }
-            testbed.kubectl(CONTROL_PLANE, "apply", "-f", "-", input=json.dumps(secret_doc))
-            copy = eventually(
-                lambda: testbed.kubectl_json(APP_CLUSTER, "get", "secret", "my-cluster-kubeconfig", "-n", app_ns),
-                what="the connection Secret's copy",
-            )
+            written = eventually(
+                lambda: testbed.kubectl_json(CONTROL_PLANE, "get", "secret", source, "-n", namespace),
+                timeout=60, what="Crossplane's connection Secret for the claim",
+            )  # fmt: skip
+
+            def copied() -> dict[str, Any] | None:
+                found = testbed.kubectl_json(APP_CLUSTER, "get", "secret", "my-cluster-kubeconfig", "-n", app_ns)
+                return found if found["data"] == written["data"] else None
+
+            copy = eventually(copied, what="the connection Secret's copy, with Crossplane's data")
 
             # Disconnect: writes are stopped, the claim released, the identity removed, the namespace kept.
             done = stack.destroy(run_program=True, on_output=log)
