@@ -12,7 +12,6 @@ in per-stack working directories.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import signal
 import subprocess
@@ -22,6 +21,7 @@ from pathlib import Path
 
 import connector_fixtures
 import pytest
+from fault_tools import kill_session
 from fleet_fixtures import MCP_CONNECTOR, fleet, fleet_env, output
 
 from testbed import APP_CLUSTER, seed
@@ -186,7 +186,7 @@ def test_rollout_waves_halt_rerun_preview_interrupt(platform: Platform, testbed:
         reader = LineReader(proc.stdout)
         reader.wait_for(lambda line: line.startswith("prod-1: ") and line.endswith(" ..."), timeout=120, what="a step")
         (worker,) = _children(proc.pid)
-        os.killpg(worker, signal.SIGKILL)
+        kill_session(worker)  # the worker leads its session; its Pulumi plugins have groups of their own
         reader.wait_for(lambda line: line.startswith("| prod-1 "), timeout=120, what="the summary row")
         assert proc.wait(timeout=60) == 1
     assert "worker exited with status -9" in row("\n".join(reader.lines), "prod-1")[5]
