@@ -102,8 +102,11 @@ def test_control_plane_restarts_under_watch(testbed: Testbed, namespace: str) ->
                 last = round_writes[-1]
                 eventually(lambda last=last: any(d.rv == last.rv for d in informer.deliveries),  # type: ignore[misc]
                            timeout=DELIVERY_S, what=f"the informer to see {last} (round {restart})")  # fmt: skip
-                eventually(lambda s=session, last=last: any(x.rv == last.rv for x in kubectl.session_lines(s)),  # type: ignore[misc]
-                           timeout=DELIVERY_S, what=f"kubectl -w to see {last} (round {restart})")  # fmt: skip
+                try:
+                    eventually(lambda s=session, last=last: any(x.rv == last.rv for x in kubectl.session_lines(s)),  # type: ignore[misc]
+                               timeout=DELIVERY_S, what=f"kubectl -w to see {last} (round {restart})")  # fmt: skip
+                except AssertionError as e:
+                    raise AssertionError(f"{e}; sessions: {kubectl.describe()}") from None
                 lines = kubectl.session_lines(session)
                 seen = Counter((x.key, x.rv) for x in lines)
                 assert any(key == f"{namespace}/anchor" for key, _ in seen), (
