@@ -28,7 +28,8 @@ class HoldingProxy(ForwardingProxy):
     def __init__(self, testbed: Testbed, work: Path) -> None:
         super().__init__(testbed, work, "holding-proxy")
         self.patches = 0
-        self.held = 0
+        #: Set once a PATCH is being held.
+        self.holding = threading.Event()
         self._allowed: int | None = None
         self._release = threading.Event()
 
@@ -67,9 +68,8 @@ class HoldingProxy(ForwardingProxy):
         if request.method != "PATCH":
             return
         if self._allowed is not None and self.patches >= self._allowed:
-            self.held += 1
-            while not self._release.is_set():
-                await asyncio.sleep(0.05)
+            self.holding.set()
+            await asyncio.get_running_loop().run_in_executor(None, self._release.wait)
         self.patches += 1
 
     def __exit__(self, *exc: Any) -> None:

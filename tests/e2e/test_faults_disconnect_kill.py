@@ -104,6 +104,8 @@ class Destroy:
     lines: list[tuple[float, str]] = field(default_factory=list)
     exited_at: float | None = None
     reader: threading.Thread | None = None
+    #: Notified on every line read and when the child exits.
+    changed: threading.Condition = field(default_factory=threading.Condition)
 
     @classmethod
     def start(cls, work_dir: Path, setting_file: Path, log_file: Path) -> Destroy:
@@ -124,10 +126,14 @@ class Destroy:
         with self.proc.stdout, self.log_file.open("w") as out:
             for raw in self.proc.stdout:
                 line = raw.decode(errors="replace")
-                self.lines.append((time.monotonic() - self.started, line))
+                with self.changed:
+                    self.lines.append((time.monotonic() - self.started, line))
+                    self.changed.notify_all()
                 out.write(line)
         self.proc.wait()
-        self.exited_at = time.monotonic() - self.started
+        with self.changed:
+            self.exited_at = time.monotonic() - self.started
+            self.changed.notify_all()
 
     def first(self, match: Callable[[str], bool], nth: int = 1) -> float | None:
         """Seconds after the start at which the ``nth`` line matching ``match`` was read, if it was."""
@@ -142,18 +148,20 @@ class Destroy:
 
     def wait_for(self, match: Callable[[str], bool], nth: int, what: str) -> float | None:
         """When the ``nth`` matching line came, or None if the child exited without it."""
-        deadline = self.started + DESTROY_BOUND_S
-        while (seen := self.first(match, nth)) is None:
-            if self.exited_at is not None:
-                return self.first(match, nth)
-            assert time.monotonic() < deadline, f"no {what} within {DESTROY_BOUND_S}s:\n{self.tail()}"
-            time.sleep(0.002)
-        return seen
+        left = self.started + DESTROY_BOUND_S - time.monotonic()
+        with self.changed:
+            ended = self.changed.wait_for(
+                lambda: self.exited_at is not None or self.first(match, nth) is not None, timeout=max(0.0, left)
+            )
+        assert ended, f"no {what} within {DESTROY_BOUND_S}s:\n{self.tail()}"
+        return self.first(match, nth)
 
     def sleep_until(self, at: float) -> None:
         """Wait until ``at`` seconds after the start, or until the child exits."""
-        while self.exited_at is None and (left := at - (time.monotonic() - self.started)) > 0:
-            time.sleep(min(left, 0.002))
+        left = at - (time.monotonic() - self.started)
+        if left > 0:
+            with self.changed:
+                self.changed.wait_for(lambda: self.exited_at is not None, timeout=left)
 
     def kill(self) -> tuple[float | None, int]:
         """SIGKILL the child's session: (seconds after its start, processes killed); (None, 0) if it had exited."""
