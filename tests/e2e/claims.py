@@ -125,3 +125,22 @@ def remove_released_claims(testbed: Testbed) -> int:
             )  # fmt: skip
             removed += len(names)
     return removed
+
+
+def crossplane_secret_and_copy(
+    testbed: Testbed, source: str, source_namespace: str, app_namespace: str, name: str
+) -> dict[str, Any]:
+    """Wait for the connection Secret ``source`` Crossplane writes in the control plane (controlled
+    by its claim), then for the connector's copy ``name`` in the app namespace holding its data;
+    return the copy. A Secret written by hand would race Crossplane's own."""
+    written = eventually(
+        lambda: testbed.kubectl_json(CONTROL_PLANE, "get", "secret", source, "-n", source_namespace),
+        timeout=60, what="Crossplane's connection Secret for the claim",
+    )  # fmt: skip
+
+    def copied() -> dict[str, Any] | None:
+        found = testbed.kubectl_json(APP_CLUSTER, "get", "secret", name, "-n", app_namespace)
+        return found if found["data"] == written["data"] else None
+
+    copy: dict[str, Any] = eventually(copied, what="the connection Secret's copy, with Crossplane's data")
+    return copy

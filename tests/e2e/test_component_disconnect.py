@@ -25,6 +25,7 @@ from claims import (
     apiservice_exists,
     apply_claim,
     cp_claim,
+    crossplane_secret_and_copy,
     is_labelled,
     is_released,
     wait_available,
@@ -275,10 +276,9 @@ def test_interrupted_release_converges(
                 stdout=out, stderr=subprocess.STDOUT, start_new_session=True, env=dict(os.environ),
             )  # fmt: skip
         deadline = time.monotonic() + 180
-        while proxy.held < 1:
+        while not proxy.holding.wait(0.2):
             assert child.poll() is None, log_file.read_text()[-3000:]
             assert time.monotonic() < deadline, log_file.read_text()[-3000:]
-            time.sleep(0.2)
         kill_session(child.pid)  # the plugins too: the CLI starts them in process groups of their own
         child.wait(timeout=30)
         proxy.release()
@@ -389,16 +389,7 @@ def test_release_leaves_copied_connection_secrets_in_place(
             # Crossplane writes the claim's connection Secret (controlled by the claim, under the
             # hashed name) from the composition's connection details; the connector copies it.
             source = contract.connection_secret_name(contract.AppRef(cluster_id, app_ns, "my-cluster-kubeconfig"))
-            written = eventually(
-                lambda: testbed.kubectl_json(CONTROL_PLANE, "get", "secret", source, "-n", testbed.claim_namespace),
-                timeout=60, what="Crossplane's connection Secret for the claim",
-            )  # fmt: skip
-
-            def copied() -> dict[str, Any] | None:
-                found = testbed.kubectl_json(APP_CLUSTER, "get", "secret", "my-cluster-kubeconfig", "-n", app_ns)
-                return found if found["data"] == written["data"] else None
-
-            copy = eventually(copied, what="the connection Secret's copy, with Crossplane's data")
+            copy = crossplane_secret_and_copy(testbed, source, testbed.claim_namespace, app_ns, "my-cluster-kubeconfig")
 
             done = stack.destroy(run_program=True, on_output=log)
             assert "Release: released 1 claim(s)" in done.stdout

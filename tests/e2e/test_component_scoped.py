@@ -13,11 +13,10 @@ import sys
 import uuid
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import pytest
 import yaml
-from claims import CLUSTER_CLAIM, apply_claim, wait_available
+from claims import CLUSTER_CLAIM, apply_claim, crossplane_secret_and_copy, wait_available
 from component_helpers import CLUSTERS, EXTERNAL_NAME, as_token, log, stack_for
 from component_stack import Program, Setting
 from connector_fixtures import SERVICE_NAMESPACE, ConnectorProcess, start_connector
@@ -100,16 +99,7 @@ def test_platform_credentials_scope_the_connector_to_its_own_namespace(
             # Crossplane writes the claim's connection Secret (controlled by the claim, under the hashed
             # name) from the composition's connection details; the connector copies it.
             source = contract.connection_secret_name(contract.AppRef(cluster_id, app_ns, "my-cluster-kubeconfig"))
-            written = eventually(
-                lambda: testbed.kubectl_json(CONTROL_PLANE, "get", "secret", source, "-n", namespace),
-                timeout=60, what="Crossplane's connection Secret for the claim",
-            )  # fmt: skip
-
-            def copied() -> dict[str, Any] | None:
-                found = testbed.kubectl_json(APP_CLUSTER, "get", "secret", "my-cluster-kubeconfig", "-n", app_ns)
-                return found if found["data"] == written["data"] else None
-
-            copy = eventually(copied, what="the connection Secret's copy, with Crossplane's data")
+            copy = crossplane_secret_and_copy(testbed, source, namespace, app_ns, "my-cluster-kubeconfig")
 
             # Disconnect: writes are stopped, the claim released, the identity removed, the namespace kept.
             done = stack.destroy(run_program=True, on_output=log)
