@@ -135,24 +135,24 @@ async def _desired(rt: Runtime, key: Key, wanted: dict[Key, tuple[str, dict[str,
     return app_secret(source, contract.AppRef(rt.cluster_id, *key), rt.claim_namespace)
 
 
-async def _existing(rt: Runtime, keys: set[Key] | None) -> dict[Key, dict[str, Any]]:
-    """This cluster's copies now in the app cluster: all of them, or those of ``keys``."""
-    if keys is None:
-        listed = await upstream.list_all(
-            rt.app_cluster, "/api/v1/secrets", params={"labelSelector": f"{MANAGED_LABEL}={rt.cluster_id}"}
-        )
-        return {(s["metadata"]["namespace"], s["metadata"]["name"]): s for s in listed}
-    found: dict[Key, dict[str, Any]] = {}
-    for namespace, name in keys:
-        # A list narrowed to one name, not a GET: the connector's role lists its copies and never
-        # gets one, so a connector upgrade needs no new permission.
-        listed = await upstream.list_all(
-            rt.app_cluster,
-            f"/api/v1/namespaces/{namespace}/secrets",
-            params={"labelSelector": f"{MANAGED_LABEL}={rt.cluster_id}", "fieldSelector": f"metadata.name={name}"},
-        )
-        found.update(((namespace, name), secret) for secret in listed if _ours(secret, rt.cluster_id))
-    return found
+async def _all_copies(rt: Runtime) -> dict[Key, dict[str, Any]]:
+    """This cluster's copies now in the app cluster."""
+    listed = await upstream.list_all(
+        rt.app_cluster, "/api/v1/secrets", params={"labelSelector": f"{MANAGED_LABEL}={rt.cluster_id}"}
+    )
+    return {(s["metadata"]["namespace"], s["metadata"]["name"]): s for s in listed}
+
+
+async def _copy(rt: Runtime, key: Key) -> dict[str, Any] | None:
+    """This cluster's copy at ``key``, if there is one."""
+    # A list narrowed to one name, not a GET: the connector's role lists its copies and never
+    # gets one, so a connector upgrade needs no new permission.
+    listed = await upstream.list_all(
+        rt.app_cluster,
+        f"/api/v1/namespaces/{key[0]}/secrets",
+        params={"labelSelector": f"{MANAGED_LABEL}={rt.cluster_id}", "fieldSelector": f"metadata.name={key[1]}"},
+    )
+    return next((secret for secret in listed if _ours(secret, rt.cluster_id)), None)
 
 
 async def _claim_released(rt: Runtime, copy: dict[str, Any]) -> bool:
@@ -188,43 +188,53 @@ async def _claim_released(rt: Runtime, copy: dict[str, Any]) -> bool:
     return contract.released_from(claim, rt.cluster_id)
 
 
-async def reconcile(rt: Runtime, only: set[Key] | None = None) -> None:
-    """Make the app cluster's copies match the control plane's Secrets: all, or those of ``only``."""
+async def reconcile(rt: Runtime, only: set[Key] | None = None) -> dict[Key, upstream.ControlPlaneRejected]:
+    """Make the app cluster's copies match the control plane's Secrets: all, or those of ``only``.
+
+    A copy that either cluster refuses (a missing permission in one namespace, say) does not
+    hold up the others: its error is returned for the caller to log and retry. An unreachable
+    cluster stops the whole pass.
+    """
     claims = _cached_claims(rt)
     wanted = wanted_copies(claims if claims is not None else await _listed_claims(rt), rt.cluster_id)
-    keys = set(wanted) if only is None else set(only)
-    existing = await _existing(rt, None if only is None else keys)
-    app = rt.app_cluster
-    for key in sorted(keys | (existing.keys() if only is None else set())):
-        secret = await _desired(rt, key, wanted)
-        current = existing.get(key)
-        path = f"/api/v1/namespaces/{key[0]}/secrets"
+    existing = await _all_copies(rt) if only is None else None
+    keys = set(wanted) | set(existing or {}) if only is None else set(only)
+    refused: dict[Key, upstream.ControlPlaneRejected] = {}
+    for key in sorted(keys):
         try:
-            if secret is None:
-                if current is not None and await _claim_released(rt, current):
-                    log.info(
-                        "connection secret kept: its claim was released", extra=fields(namespace=key[0], name=key[1])
-                    )
-                elif current is not None:
-                    await upstream.request(app, "DELETE", f"{path}/{key[1]}")
-                    log.info("connection secret removed", extra=fields(namespace=key[0], name=key[1]))
-            elif current is None:
-                await upstream.request(app, "POST", path, json_body=secret)
-                log.info("connection secret copied", extra=fields(namespace=key[0], name=key[1]))
-            elif not _same(current, secret):
-                secret["metadata"]["resourceVersion"] = current["metadata"]["resourceVersion"]
-                await upstream.request(app, "PUT", f"{path}/{key[1]}", json_body=secret)
-                log.info("connection secret updated", extra=fields(namespace=key[0], name=key[1]))
+            current = existing.get(key) if existing is not None else await _copy(rt, key)
+            await _sync_copy(rt, key, await _desired(rt, key, wanted), current)
         except upstream.ControlPlaneRejected as e:
-            # 409 on create: a Secret of that name exists and is not ours; 404: namespace is gone.
-            if e.status not in (404, 409):
-                raise
-            log.warning(
-                "connection secret not written",
-                extra=fields(
-                    namespace=key[0], name=key[1], status=e.status, reason=str(e.body and e.body.get("reason"))
-                ),
-            )
+            refused[key] = e
+    return refused
+
+
+async def _sync_copy(rt: Runtime, key: Key, secret: dict[str, Any] | None, current: dict[str, Any] | None) -> None:
+    """Create, update or remove the one copy at ``key`` so it matches ``secret``."""
+    app = rt.app_cluster
+    path = f"/api/v1/namespaces/{key[0]}/secrets"
+    try:
+        if secret is None:
+            if current is not None and await _claim_released(rt, current):
+                log.info("connection secret kept: its claim was released", extra=fields(namespace=key[0], name=key[1]))
+            elif current is not None:
+                await upstream.request(app, "DELETE", f"{path}/{key[1]}")
+                log.info("connection secret removed", extra=fields(namespace=key[0], name=key[1]))
+        elif current is None:
+            await upstream.request(app, "POST", path, json_body=secret)
+            log.info("connection secret copied", extra=fields(namespace=key[0], name=key[1]))
+        elif not _same(current, secret):
+            secret["metadata"]["resourceVersion"] = current["metadata"]["resourceVersion"]
+            await upstream.request(app, "PUT", f"{path}/{key[1]}", json_body=secret)
+            log.info("connection secret updated", extra=fields(namespace=key[0], name=key[1]))
+    except upstream.ControlPlaneRejected as e:
+        # 409 on create: a Secret of that name exists and is not ours; 404: namespace is gone.
+        if e.status not in (404, 409):
+            raise
+        log.warning(
+            "connection secret not written",
+            extra=fields(namespace=key[0], name=key[1], status=e.status, reason=str(e.body and e.body.get("reason"))),
+        )
 
 
 class SecretSync:
@@ -286,12 +296,22 @@ class SecretSync:
             if not self._rt.catalog_loaded:
                 continue
             try:
+                refused: dict[Key, upstream.ControlPlaneRejected] = {}
                 if full:
                     SECRET_SYNCS.labels("full").inc()
-                    await reconcile(self._rt)
+                    refused = await reconcile(self._rt)
                 elif pending:
                     SECRET_SYNCS.labels("targeted").inc(len(pending))
-                    await reconcile(self._rt, pending)
+                    refused = await reconcile(self._rt, pending)
+                for (namespace, name), error in refused.items():
+                    log.warning(
+                        "reconcile failed",
+                        extra=fields(loop="connection-secrets", namespace=namespace, name=name, error=describe(error)),
+                    )
+                if refused:
+                    self._pending |= refused.keys()
+                    await asyncio.sleep(2.0)
+                    self._kick.set()
             except upstream.ControlPlaneError as e:
                 log.warning("reconcile failed", extra=fields(loop="connection-secrets", error=describe(e)))
                 self._pending |= pending
