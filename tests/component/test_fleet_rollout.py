@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import psutil
 import pytest
 import yaml
 from pulumi.automation import events
@@ -15,7 +16,8 @@ from pulumi.automation import events
 from mcp_connector_component.fleet import engine
 from mcp_connector_component.fleet.progress import FAILED, SUCCEEDED, StackRun, summary_text
 from mcp_connector_component.fleet.project import ProjectError, load, stack_folder
-from mcp_connector_component.fleet.rolling import PlanError, plan, use_inline
+from mcp_connector_component.fleet.rolling import PlanError, kill_session, plan, use_inline
+from testbed.waiting import eventually
 
 STACKS = ["dev-1", "dev-2", "prod-eu-1", "prod-us-1", "staging-1"]
 
@@ -138,3 +140,32 @@ def test_summary_table_names_failures_and_logs() -> None:
     assert rows["dev-2"] == ["dev-2", "1", "failed", "-", "1.0s", ("boom " * 40) + " (log: /tmp/dev-2.log)"]
     preview = summary_text([StackRun("p", 2, state=SUCCEEDED, new_apiservices=["v1.a.b"])], preview=True)
     assert preview.splitlines()[2].split("|")[6].strip() == "v1.a.b"
+
+
+def test_a_second_interrupt_kills_the_whole_session_plugins_included() -> None:
+    """The Pulumi CLI starts each plugin in a process group of its own: a ``killpg`` missed them."""
+    plugin = "import time; time.sleep(600)"
+    cli = (
+        "import subprocess, sys, time\n"
+        f"p = subprocess.Popen([sys.executable, '-c', {plugin!r}], process_group=0)\n"
+        "print(p.pid, flush=True)\n"
+        "time.sleep(600)\n"
+    )
+    worker = subprocess.Popen([sys.executable, "-c", cli], stdout=subprocess.PIPE, text=True, start_new_session=True)
+    assert worker.stdout is not None
+    with worker.stdout:
+        plugin_pid = int(worker.stdout.readline())
+    assert os.getpgid(plugin_pid) not in (worker.pid, os.getpgid(0)), "the plugin leads a group of its own"
+    assert os.getsid(plugin_pid) == worker.pid
+
+    kill_session(worker.pid)
+
+    assert worker.wait(timeout=10) == -9
+
+    def plugin_gone() -> bool:  # or a zombie its new parent has yet to reap
+        try:
+            return psutil.Process(plugin_pid).status() == psutil.STATUS_ZOMBIE
+        except psutil.NoSuchProcess:
+            return True
+
+    eventually(plugin_gone, timeout=10, what="the plugin to be killed")

@@ -29,6 +29,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+import psutil
 from pulumi import automation as auto
 from rich.console import Console
 
@@ -38,8 +39,26 @@ from mcp_connector_component.fleet.project import Project, ProjectError, load, s
 
 WORKER = "mcp_connector_component.fleet.worker"
 LANGUAGE_HOST = "pulumi-language-python"
-#: Seconds a cancelled stack may take to wind down after a second interrupt before it is killed.
-KILL_AFTER = 10.0
+
+
+def kill_session(sid: int, *, rounds: int = 20) -> None:
+    """SIGKILL every process of session ``sid`` (a worker leads its own), plugins included.
+
+    A process group is not enough: the Pulumi CLI starts each plugin in a process group of its
+    own, and a ``killpg`` left them running as orphans. They stay in the worker's session even
+    once their parent is gone, and what one forks meanwhile is found by the next round.
+    """
+    for _ in range(rounds):
+        members = []
+        for process in psutil.process_iter():
+            with contextlib.suppress(psutil.Error, ProcessLookupError, PermissionError):
+                if os.getsid(process.pid) == sid and process.status() != psutil.STATUS_ZOMBIE:
+                    members.append(process)
+        if not members:
+            return
+        for process in members:
+            with contextlib.suppress(psutil.Error):
+                process.kill()
 
 
 class PlanError(ValueError):
@@ -120,11 +139,14 @@ class Rollout:
     def interrupt(self) -> None:
         """First time: cancel running stacks as Ctrl-C would, start no more. Then: kill them."""
         self.interrupts += 1
-        sig = signal.SIGINT if self.interrupts == 1 else signal.SIGKILL
-        self.display.note(None, "interrupted: cancelling running stacks" if sig == signal.SIGINT else "stopping now")
+        first = self.interrupts == 1
+        self.display.note(None, "interrupted: cancelling running stacks" if first else "stopping now")
         for proc in self._running.values():
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, sig)
+            if first:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGINT)
+            else:
+                kill_session(proc.pid)
 
     async def run(self) -> None:
         """Every wave in order, stopping after a wave with a failure or on interrupt."""
