@@ -7,7 +7,7 @@ from typing import Any
 
 import yaml
 
-from mcp_connector.connector.catalog import Catalog
+from mcp_connector.connector.followers.catalog import Catalog
 from mcp_connector.core import contract
 from mcp_connector.core.discovery import claim_apis_from
 

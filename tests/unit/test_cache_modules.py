@@ -14,7 +14,7 @@ from connector_samples import CLUSTER, OTHER_CLUSTER, catalog, cp_claim
 from mcp_connector.connector.cache import fanout, forms
 from mcp_connector.connector.cache.cache import Cache
 from mcp_connector.connector.cache.selection import Selection, parse
-from mcp_connector.connector.catalog import ServedResource
+from mcp_connector.connector.followers.catalog import ServedResource
 
 
 def no_table(api_version: str) -> None:
@@ -265,7 +265,7 @@ async def test_a_cache_read_waits_for_a_version_until_its_bound() -> None:
 
 
 def test_openapi_documents_are_built_once_per_catalog() -> None:
-    from mcp_connector.connector import openapi
+    from mcp_connector.connector.api import openapi
 
     first = catalog()
     doc = openapi.document(first, "v3", "k8s.starter.org", "v1alpha1")

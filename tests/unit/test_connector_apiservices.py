@@ -13,8 +13,8 @@ import pytest
 from connector_samples import catalog
 
 from mcp_connector import upstream
-from mcp_connector.connector import apiservices
 from mcp_connector.connector.cli import main as connector_main
+from mcp_connector.connector.followers import apiservices
 
 SERVICE = apiservices.ServiceRef(
     namespace="kube-system", name="mcp-connector", port=443, ca_bundle=b"CA", owner="mcp-connector"

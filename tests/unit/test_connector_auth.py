@@ -14,8 +14,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from mcp_connector.connector import options
-from mcp_connector.connector.auth import Headers, Unauthenticated, User, authenticate, settings_from_configmap
-from mcp_connector.connector.authz import Attributes, Authorizer, review_body
+from mcp_connector.connector.http.auth import Headers, Unauthenticated, User, authenticate, settings_from_configmap
+from mcp_connector.connector.http.authz import Attributes, Authorizer, review_body
 
 
 def _cert(cn: str, issuer: tuple[x509.Name, ec.EllipticCurvePrivateKey] | None = None, *, ca: bool = False) -> Any:

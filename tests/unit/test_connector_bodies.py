@@ -10,8 +10,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from mcp_connector.connector import bodies
 from mcp_connector.connector.errors import ApiError
+from mcp_connector.connector.http import bodies
 
 SMALL = bodies.Limits(max_bytes=10_000, max_depth=10, max_nodes=200)
 

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from mcp_connector.connector.patches import PatchError, json_patch, merge_patch
+from mcp_connector.connector.api.patches import PatchError, json_patch, merge_patch
 
 
 @pytest.mark.parametrize(

@@ -7,11 +7,11 @@ from typing import Any
 import pytest
 from connector_samples import CLAIM_NS, CLUSTER, catalog
 
-from mcp_connector.connector.auth import User
-from mcp_connector.connector.health import Health
-from mcp_connector.connector.routing import ResourceRoute
+from mcp_connector.connector.api.verbs.request import Call, field_manager_of, upstream_headers
+from mcp_connector.connector.http.auth import User
+from mcp_connector.connector.http.health import Health
+from mcp_connector.connector.http.routing import ResourceRoute
 from mcp_connector.connector.runtime import Runtime
-from mcp_connector.connector.verbs.request import Call, field_manager_of, upstream_headers
 
 ROUTE = ResourceRoute("k8s.starter.org", "v1alpha1", "kubernetesclusters", "team-a")
 

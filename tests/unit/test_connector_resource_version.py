@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from mcp_connector.connector.api.verbs.request import check_resource_version
 from mcp_connector.connector.errors import ApiError
-from mcp_connector.connector.verbs.request import check_resource_version
 
 
 @pytest.mark.parametrize("value", ["", "0", "1", "18446744073709551615"])

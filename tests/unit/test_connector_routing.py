@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from mcp_connector.connector.routing import (
+from mcp_connector.connector.http.routing import (
     DiscoveryRoute,
     NonResourceRoute,
     OpenApiRoute,

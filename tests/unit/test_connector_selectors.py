@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from mcp_connector.connector.auth import User
-from mcp_connector.connector.authz import Attributes, review_body
-from mcp_connector.connector.selectors import Requirement, authorizable, field_requirements, label_requirements
+from mcp_connector.connector.api.selectors import Requirement, authorizable, field_requirements, label_requirements
+from mcp_connector.connector.http.auth import User
+from mcp_connector.connector.http.authz import Attributes, review_body
 
 
 @pytest.mark.parametrize(

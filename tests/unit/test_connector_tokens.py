@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from mcp_connector.connector.auth import User
-from mcp_connector.connector.authz import Attributes, review_body
-from mcp_connector.connector.tokens import TokenAuthenticator, bearer_token
+from mcp_connector.connector.http.auth import User
+from mcp_connector.connector.http.authz import Attributes, review_body
+from mcp_connector.connector.http.tokens import TokenAuthenticator, bearer_token
 
 
 def test_bearer_token_header() -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from connector_samples import CLAIM_NS, CLUSTER, OTHER_CLUSTER, cp_claim
 
-from mcp_connector.connector.translate import (
+from mcp_connector.connector.api.translate import (
     Scope,
     body_to_app,
     event_to_app,

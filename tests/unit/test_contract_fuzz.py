@@ -14,7 +14,7 @@ from typing import Any
 from hypothesis import given
 from hypothesis import strategies as st
 
-from mcp_connector.connector.translate import Scope
+from mcp_connector.connector.api.translate import Scope
 from mcp_connector.core import contract
 from mcp_connector.core.contract import AppRef
 

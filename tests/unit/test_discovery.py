@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from mcp_connector.connector.catalog import Catalog
+from mcp_connector.connector.followers.catalog import Catalog
 from mcp_connector.core.contract import Flavor
 from mcp_connector.core.discovery import (
     ClaimApiSelection,

@@ -7,7 +7,7 @@ import contextlib
 import pytest
 
 from mcp_connector.connector.errors import ApiError
-from mcp_connector.connector.fairshare import Gate, Gates, Limits
+from mcp_connector.connector.http.fairshare import Gate, Gates, Limits
 
 
 def test_one_user_past_the_limit_is_429_while_others_get_in() -> None:

@@ -6,7 +6,7 @@ from typing import Any
 
 from connector_samples import CLUSTER, OTHER_CLUSTER, cp_claim
 
-from mcp_connector.connector.secrets_sync import wanted_copies
+from mcp_connector.connector.followers.secrets_sync import wanted_copies
 
 
 def _asking(name: str, secret: str, created: str, cluster: str = CLUSTER) -> dict[str, Any]:

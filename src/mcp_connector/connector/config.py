@@ -10,9 +10,9 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from mcp_connector.connector import tls
-from mcp_connector.connector.apiservices import ServiceRef
-from mcp_connector.connector.fairshare import Limits
+from mcp_connector.connector.followers.apiservices import ServiceRef
+from mcp_connector.connector.http import tls
+from mcp_connector.connector.http.fairshare import Limits
 from mcp_connector.connector.options import ServeOptions
 from mcp_connector.core import access
 

@@ -78,7 +78,7 @@ FLAGS = (
     Flag("log-level", "debug, info, warning or error", "info"),
 )
 
-#: The fair-share flags: whole numbers of at least 1 (see fairshare.py).
+#: The fair-share flags: whole numbers of at least 1 (see http/fairshare.py).
 LIMIT_FLAGS = ("max-requests-inflight", "max-requests-inflight-per-user", "max-watches", "max-watches-per-user")
 
 

@@ -10,12 +10,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from mcp_connector import upstream
-from mcp_connector.connector.auth import FrontProxySettings
-from mcp_connector.connector.authz import Authorizer
 from mcp_connector.connector.cache.registry import Caches
-from mcp_connector.connector.catalog import Catalog
-from mcp_connector.connector.fairshare import Gates
-from mcp_connector.connector.tokens import TokenAuthenticator
+from mcp_connector.connector.followers.catalog import Catalog
+from mcp_connector.connector.http.auth import FrontProxySettings
+from mcp_connector.connector.http.authz import Authorizer
+from mcp_connector.connector.http.fairshare import Gates
+from mcp_connector.connector.http.tokens import TokenAuthenticator
 
 
 @dataclass

@@ -17,20 +17,21 @@ from typing import Any
 from aiohttp import web
 
 from mcp_connector import upstream
-from mcp_connector.connector import apiservices, app, auth, follow, secrets_sync
-from mcp_connector.connector.authz import SAR_PATH, Authorizer
 from mcp_connector.connector.cache import reflector
 from mcp_connector.connector.cache.registry import Caches
-from mcp_connector.connector.catalog import Catalog
 from mcp_connector.connector.config import Config, ConfigError
 from mcp_connector.connector.errors import from_control_plane
-from mcp_connector.connector.fairshare import Gates
-from mcp_connector.connector.health import Health
+from mcp_connector.connector.followers import apiservices, follow, secrets_sync
+from mcp_connector.connector.followers.catalog import Catalog
+from mcp_connector.connector.http import app, auth
+from mcp_connector.connector.http.authz import SAR_PATH, Authorizer
+from mcp_connector.connector.http.fairshare import Gates
+from mcp_connector.connector.http.health import Health
+from mcp_connector.connector.http.tls import SwappableContext
+from mcp_connector.connector.http.tokens import TOKEN_REVIEW_PATH, TokenAuthenticator
 from mcp_connector.connector.logs import fields
 from mcp_connector.connector.metrics import SERVED_APIS
 from mcp_connector.connector.runtime import Runtime
-from mcp_connector.connector.tls import SwappableContext
-from mcp_connector.connector.tokens import TOKEN_REVIEW_PATH, TokenAuthenticator
 from mcp_connector.core.discovery import CRD_LIST_PATH, XRD_LIST_PATH, Unserved
 
 log = logging.getLogger(__name__)
@@ -80,7 +81,7 @@ async def run(config: Config) -> None:
         config.limits,
     )
     # Two control-plane pools: requests never wait for a connection an open watch holds, and
-    # the fair-share limits keep each pool from filling up (fairshare.py).
+    # the fair-share limits keep each pool from filling up (http/fairshare.py).
     control_plane = _client(cp_access, cp_token, timeout, limits.requests + OWN_CONNECTIONS)
     control_plane_watches = _client(cp_access, cp_token, timeout, limits.watches + OWN_CONNECTIONS)
     app_cluster = _client(config.app_cluster, config.app_token_file, timeout, limits.requests + OWN_CONNECTIONS)

@@ -20,7 +20,7 @@ from mcp_connector.connector.cache.fanout import Watcher
 from mcp_connector.connector.cache.history import Event, History
 from mcp_connector.connector.cache.selection import Selection
 from mcp_connector.connector.cache.store import Entry, NotOurs, Store, resource_version
-from mcp_connector.connector.catalog import ServedResource
+from mcp_connector.connector.followers.catalog import ServedResource
 
 log = logging.getLogger(__name__)
 

@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterator
 from mcp_connector.connector.cache import reflector
 from mcp_connector.connector.cache.cache import Cache
 from mcp_connector.connector.cache.history import Event
-from mcp_connector.connector.catalog import Catalog, ServedResource
+from mcp_connector.connector.followers.catalog import Catalog, ServedResource
 
 Key = tuple[str, str, str]
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from mcp_connector.connector.selectors import Requirement, field_requirements, label_requirements
+from mcp_connector.connector.api.selectors import Requirement, field_requirements, label_requirements
 
 
 @dataclass(frozen=True)

@@ -32,16 +32,16 @@ from typing import Any
 from aiohttp import web
 
 from mcp_connector import upstream
+from mcp_connector.connector.api.verbs.calls import app_warnings
+from mcp_connector.connector.api.verbs.request import Call, app_ref, collection_path, list_params, upstream_headers
 from mcp_connector.connector.cache import fanout, forms, tables
 from mcp_connector.connector.cache.cache import Cache
 from mcp_connector.connector.cache.selection import Selection, parse
 from mcp_connector.connector.cache.store import Entry, resource_version
 from mcp_connector.connector.errors import ApiError, from_control_plane, not_found, status_body
+from mcp_connector.connector.http.routing import query_flag
 from mcp_connector.connector.metrics import CACHE_READS, OPEN_WATCHES
-from mcp_connector.connector.routing import query_flag
 from mcp_connector.connector.runtime import Runtime
-from mcp_connector.connector.verbs.calls import app_warnings
-from mcp_connector.connector.verbs.request import Call, app_ref, collection_path, list_params, upstream_headers
 from mcp_connector.core import contract
 
 log = logging.getLogger(__name__)

@@ -18,10 +18,10 @@ from typing import Any
 
 import orjson
 
+from mcp_connector.connector.api.translate import cell_replacements
 from mcp_connector.connector.cache.forms import Form
 from mcp_connector.connector.cache.jsonpath import compile_path
 from mcp_connector.connector.cache.store import Entry
-from mcp_connector.connector.translate import cell_replacements
 from mcp_connector.core.discovery import RawPrinterColumn
 
 NAME_DESCRIPTION = (

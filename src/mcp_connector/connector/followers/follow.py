@@ -16,7 +16,8 @@ from mcp_connector import upstream
 from mcp_connector.connector.errors import describe
 from mcp_connector.connector.logs import fields
 
-log = logging.getLogger(__name__)
+# Named as before the rooms (connector.http, .api, .followers), so log lines keep their "logger".
+log = logging.getLogger("mcp_connector.connector.follow")
 
 
 class Trigger:

@@ -8,13 +8,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from mcp_connector.connector import bodies
-from mcp_connector.connector.errors import ApiError, bad_request
-from mcp_connector.connector.runtime import Runtime
-from mcp_connector.connector.translate import Scope
-from mcp_connector.connector.verbs.calls import call_control_plane, call_control_plane_status
-from mcp_connector.connector.verbs.ownership import get_owned, pinned_to
-from mcp_connector.connector.verbs.request import (
+from mcp_connector.connector.api.translate import Scope
+from mcp_connector.connector.api.verbs.calls import call_control_plane, call_control_plane_status
+from mcp_connector.connector.api.verbs.ownership import get_owned, pinned_to
+from mcp_connector.connector.api.verbs.request import (
     DELETE_PARAMS,
     Call,
     app_ref,
@@ -24,6 +21,9 @@ from mcp_connector.connector.verbs.request import (
     object_path,
     pick,
 )
+from mcp_connector.connector.errors import ApiError, bad_request
+from mcp_connector.connector.http import bodies
+from mcp_connector.connector.runtime import Runtime
 from mcp_connector.core import contract
 
 

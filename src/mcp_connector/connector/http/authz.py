@@ -16,8 +16,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-from mcp_connector.connector.auth import User
-from mcp_connector.connector.selectors import Requirement
+from mcp_connector.connector.api.selectors import Requirement
+from mcp_connector.connector.http.auth import User
 
 SAR_PATH = "/apis/authorization.k8s.io/v1/subjectaccessreviews"
 

@@ -11,11 +11,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from mcp_connector.connector.api.translate import Scope
+from mcp_connector.connector.api.verbs.calls import call_control_plane
+from mcp_connector.connector.api.verbs.request import Call, hashed_name, object_path
 from mcp_connector.connector.errors import ApiError, not_found
 from mcp_connector.connector.runtime import Runtime
-from mcp_connector.connector.translate import Scope
-from mcp_connector.connector.verbs.calls import call_control_plane
-from mcp_connector.connector.verbs.request import Call, hashed_name, object_path
 from mcp_connector.core import contract
 
 

@@ -18,15 +18,19 @@ import orjson
 from aiohttp import web
 
 from mcp_connector import upstream
-from mcp_connector.connector import bodies, discovery_docs, metrics, openapi, tokens, watch
-from mcp_connector.connector.auth import Headers, Unauthenticated, User, authenticate
-from mcp_connector.connector.authz import Attributes
+from mcp_connector.connector import metrics
+from mcp_connector.connector.api import discovery_docs, openapi, watch
+from mcp_connector.connector.api.selectors import Requirement, authorizable, field_requirements, label_requirements
+from mcp_connector.connector.api.verbs import deleting, reading, writing
+from mcp_connector.connector.api.verbs.request import Call, check_resource_version
 from mcp_connector.connector.cache import serving as cached
-from mcp_connector.connector.catalog import ServedResource
 from mcp_connector.connector.errors import ApiError, from_control_plane, status_body
-from mcp_connector.connector.health import Health
-from mcp_connector.connector.logs import fields
-from mcp_connector.connector.routing import (
+from mcp_connector.connector.followers.catalog import ServedResource
+from mcp_connector.connector.http import bodies, tokens
+from mcp_connector.connector.http.auth import Headers, Unauthenticated, User, authenticate
+from mcp_connector.connector.http.authz import Attributes
+from mcp_connector.connector.http.health import Health
+from mcp_connector.connector.http.routing import (
     METRICS_PATH,
     DiscoveryRoute,
     NonResourceRoute,
@@ -37,12 +41,11 @@ from mcp_connector.connector.routing import (
     selectors_authorized,
     verb_of,
 )
+from mcp_connector.connector.logs import fields
 from mcp_connector.connector.runtime import Runtime
-from mcp_connector.connector.selectors import Requirement, authorizable, field_requirements, label_requirements
-from mcp_connector.connector.verbs import deleting, reading, writing
-from mcp_connector.connector.verbs.request import Call, check_resource_version
 
-log = logging.getLogger(__name__)
+# Named as before the rooms (connector.http, .api, .followers), so log lines keep their "logger".
+log = logging.getLogger("mcp_connector.connector.app")
 
 RUNTIME: web.AppKey[Runtime] = web.AppKey("runtime", Runtime)
 HEALTH: web.AppKey[Health] = web.AppKey("health", Health)

@@ -8,11 +8,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from mcp_connector.connector.errors import not_found
-from mcp_connector.connector.runtime import Runtime
-from mcp_connector.connector.translate import Scope, body_to_app, table_is_empty
-from mcp_connector.connector.verbs.calls import call_control_plane
-from mcp_connector.connector.verbs.request import (
+from mcp_connector.connector.api.translate import Scope, body_to_app, table_is_empty
+from mcp_connector.connector.api.verbs.calls import call_control_plane
+from mcp_connector.connector.api.verbs.request import (
     READ_PARAMS,
     Call,
     app_ref,
@@ -24,6 +22,8 @@ from mcp_connector.connector.verbs.request import (
     table_params,
     upstream_accept,
 )
+from mcp_connector.connector.errors import not_found
+from mcp_connector.connector.runtime import Runtime
 from mcp_connector.core import contract
 
 

@@ -13,12 +13,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from mcp_connector import upstream
-from mcp_connector.connector.auth import User
-from mcp_connector.connector.catalog import ServedResource
+from mcp_connector.connector.api.translate import upstream_include_object
 from mcp_connector.connector.errors import ApiError, bad_request, not_found
-from mcp_connector.connector.routing import ResourceRoute
+from mcp_connector.connector.followers.catalog import ServedResource
+from mcp_connector.connector.http.auth import User
+from mcp_connector.connector.http.routing import ResourceRoute
 from mcp_connector.connector.runtime import Runtime
-from mcp_connector.connector.translate import upstream_include_object
 from mcp_connector.core import contract
 
 READ_PARAMS = ("resourceVersion", "resourceVersionMatch", "limit", "continue", "timeoutSeconds")

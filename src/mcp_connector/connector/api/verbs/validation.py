@@ -15,9 +15,9 @@ from urllib.parse import quote
 import orjson
 
 from mcp_connector import upstream
+from mcp_connector.connector.api.verbs.request import Call
 from mcp_connector.connector.errors import ApiError, bad_request, status_body
 from mcp_connector.connector.runtime import Runtime
-from mcp_connector.connector.verbs.request import Call
 from mcp_connector.core import contract, references
 
 _NAME = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")

@@ -17,12 +17,8 @@ import orjson
 from aiohttp import web
 
 from mcp_connector import upstream
-from mcp_connector.connector.errors import from_control_plane
-from mcp_connector.connector.metrics import OPEN_WATCHES
-from mcp_connector.connector.routing import query_flag
-from mcp_connector.connector.runtime import Runtime
-from mcp_connector.connector.translate import Scope, event_to_app, upstream_include_object
-from mcp_connector.connector.verbs.request import (
+from mcp_connector.connector.api.translate import Scope, event_to_app, upstream_include_object
+from mcp_connector.connector.api.verbs.request import (
     Call,
     app_ref,
     collection_path,
@@ -30,9 +26,14 @@ from mcp_connector.connector.verbs.request import (
     upstream_accept,
     upstream_headers,
 )
+from mcp_connector.connector.errors import from_control_plane
+from mcp_connector.connector.http.routing import query_flag
+from mcp_connector.connector.metrics import OPEN_WATCHES
+from mcp_connector.connector.runtime import Runtime
 from mcp_connector.core import contract
 
-log = logging.getLogger(__name__)
+# Named as before the rooms (connector.http, .api, .followers), so log lines keep their "logger".
+log = logging.getLogger("mcp_connector.connector.watch")
 
 WATCH_PARAMS = (
     "resourceVersion",

@@ -17,11 +17,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from mcp_connector import upstream
-from mcp_connector.connector.catalog import Catalog
+from mcp_connector.connector.followers.catalog import Catalog
 from mcp_connector.connector.logs import fields
 from mcp_connector.core.discovery import GroupVersion
 
-log = logging.getLogger(__name__)
+# Named as before the rooms (connector.http, .api, .followers), so log lines keep their "logger".
+log = logging.getLogger("mcp_connector.connector.apiservices")
 
 PATH = "/apis/apiregistration.k8s.io/v1/apiservices"
 MANAGED_BY = "app.kubernetes.io/managed-by"

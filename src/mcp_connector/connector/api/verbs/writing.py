@@ -14,12 +14,10 @@ import secrets
 from collections.abc import Mapping
 from typing import Any
 
-from mcp_connector.connector import bodies, patches
-from mcp_connector.connector.errors import ApiError, bad_request
-from mcp_connector.connector.runtime import Runtime
-from mcp_connector.connector.verbs.calls import call_control_plane, call_control_plane_status
-from mcp_connector.connector.verbs.ownership import existing_owned, get_owned, pin_uid
-from mcp_connector.connector.verbs.request import (
+from mcp_connector.connector.api import patches
+from mcp_connector.connector.api.verbs.calls import call_control_plane, call_control_plane_status
+from mcp_connector.connector.api.verbs.ownership import existing_owned, get_owned, pin_uid
+from mcp_connector.connector.api.verbs.request import (
     WRITE_PARAMS,
     Call,
     app_ref,
@@ -29,7 +27,7 @@ from mcp_connector.connector.verbs.request import (
     pick,
     write_params,
 )
-from mcp_connector.connector.verbs.validation import (
+from mcp_connector.connector.api.verbs.validation import (
     check_identity,
     check_kind,
     check_namespace,
@@ -37,6 +35,9 @@ from mcp_connector.connector.verbs.validation import (
     stored_form,
     validate_name,
 )
+from mcp_connector.connector.errors import ApiError, bad_request
+from mcp_connector.connector.http import bodies
+from mcp_connector.connector.runtime import Runtime
 from mcp_connector.core import contract, references
 
 _GENERATE_CHARS = "bcdfghjklmnpqrstvwxz2456789"

@@ -11,10 +11,10 @@ import time
 from typing import Any
 
 from mcp_connector import upstream
+from mcp_connector.connector.api.verbs.request import Call, upstream_headers
 from mcp_connector.connector.errors import from_control_plane, scrub_text
 from mcp_connector.connector.metrics import UPSTREAM_SECONDS
 from mcp_connector.connector.runtime import Runtime
-from mcp_connector.connector.verbs.request import Call, upstream_headers
 from mcp_connector.core import contract
 
 

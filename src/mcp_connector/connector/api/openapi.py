@@ -14,7 +14,7 @@ from typing import Any
 
 import orjson
 
-from mcp_connector.connector.catalog import Catalog, ServedResource
+from mcp_connector.connector.followers.catalog import Catalog, ServedResource
 
 OBJECT_META = "io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta"
 LIST_META = "io.k8s.apimachinery.pkg.apis.meta.v1.ListMeta"

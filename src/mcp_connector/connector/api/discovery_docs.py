@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from mcp_connector.connector.catalog import Catalog, ServedResource
+from mcp_connector.connector.followers.catalog import Catalog, ServedResource
 
 VERBS = ("create", "delete", "deletecollection", "get", "list", "patch", "update", "watch")
 STATUS_VERBS = ("get", "patch", "update")
