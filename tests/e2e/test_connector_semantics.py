@@ -187,10 +187,14 @@ def test_exceeded_quota_reaches_kubectl_in_its_own_words(
     cp(testbed, "apply", "-f", "-", input=json.dumps(quota))
     try:
         body = json.dumps(claim("one-too-many", namespace))
+        # Until the quota controller has counted, admission refuses with "status unknown for
+        # quota"; the quota's own message comes once its status covers the resource. A quota
+        # made before the controller discovered the CRD (every 30 s) waits for its next recount.
         eventually(
-            lambda: app(testbed, "create", "--dry-run=server", "-f", "-", input=body, check=False).returncode != 0,
-            what="the quota to be enforced",
-        )
+            lambda: f"count/{RESOURCE}" in ((testbed.kubectl_json(
+                CONTROL_PLANE, "get", "resourcequota", "e2e-claims", "-n", ns).get("status") or {}).get("used") or {}),
+            timeout=90, what="the quota controller to count the claims",
+        )  # fmt: skip
         out = app(testbed, "create", "-f", "-", input=body, check=False)
         assert out.returncode != 0
         assert "Error from server (Forbidden)" in out.stderr, out.stderr
