@@ -448,16 +448,17 @@ def test_disconnect_killed_at_random_points_converges(
                 + f"; hit {hit!r}: {len(claims) - left}/{len(claims)} released"
             )
 
-            # A kill during a checkpoint write of the file backend can leave its metadata sidecar
-            # empty (gocloud.dev's fileblob writes it in place; the checkpoint itself is renamed
-            # into place): every command then fails to load the checkpoint. The README's recovery:
-            # delete that file.
+            # A kill during a write of the file backend can leave a metadata sidecar empty
+            # (gocloud.dev's fileblob writes it in place; the file itself is renamed into place).
+            # The checkpoint's own sidecar makes every command fail to load the checkpoint; those
+            # of the history and backups hold up nothing. The README's recovery: delete the file.
             for sidecar in torn_sidecars(work_dir / "state"):
-                with pytest.raises(auto.errors.CommandError, match="failed to load checkpoint"):
-                    stack.export_stack()
+                if sidecar.parent.parent.name == "stacks":
+                    with pytest.raises(auto.errors.CommandError, match="failed to load checkpoint"):
+                        stack.export_stack()
                 sidecar.unlink()
                 torn += 1
-                print(f"\n[kill] run {run}: torn state sidecar {sidecar.name} removed")
+                print(f"\n[kill] run {run}: torn state sidecar {sidecar.relative_to(work_dir)} removed")
 
             # Re-run as a person would: cancel the dead CLI's lock, destroy again while the stack
             # still has resources. A destroy that already finished needs none; a re-run of a

@@ -257,6 +257,12 @@ REGRESSIONS: dict[str, tuple[Request, ...]] = {
     ),
     # A CONNECT's authority-form target matched no route: aiohttp's plain-text "404: Not Found".
     "CONNECT": (Request("CONNECT", "/apis", ADMIN_HEADERS, None),),
+    # A CONNECT target with a ":" is no host:port to aiohttp's parser: its plain-text 400 (README),
+    # and the connector goes on serving.
+    "CONNECT with a colon": (
+        Request("CONNECT", f"/apis/{GROUP}/{VERSION}/namespaces/:/{PLURAL}", ADMIN_HEADERS, None),
+        Request("GET", "/apis", ADMIN_HEADERS, None),
+    ),
 }
 
 
