@@ -9,8 +9,10 @@ tenant's uid or data), the process must stay up, the other tenants' claims untou
 and resourceVersion), and the connector's memory bounded.
 
 ``MCP_FUZZ_REQUESTS`` sets how many requests (default 1,500: well under a minute on a quiet machine; the
-issue's long run is ``MCP_FUZZ_REQUESTS=10000``, figures in the README). Cases the fuzzer found
-are kept below as regression tests.
+issue's long run is ``MCP_FUZZ_REQUESTS=10000``, figures in the README). ``MCP_FUZZ_SEED`` picks
+the examples: a number (the default, so that ``make test`` and CI send the same requests every
+run and fail only on a change) or ``random`` (a new seed each run, printed; how new cases are
+found). Cases the fuzzer found are kept below as regression tests.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ import pytest
 from connector_fixtures import ConnectorProcess, start_connector
 from fault_tools import GROUP, PLURAL, VERSION, ControlPlaneClaims
 from http_fuzz import Client, Kit, Pools, Request, Response, Surface, problems, rss_bytes
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, given, seed, settings
 from hypothesis import strategies as st
 
 from mcp_connector.core import contract
@@ -37,6 +39,7 @@ from testbed.harness import Testbed
 pytestmark = pytest.mark.e2e
 
 FUZZ_REQUESTS = int(os.environ.get("MCP_FUZZ_REQUESTS", "1500"))
+FUZZ_SEED = os.environ.get("MCP_FUZZ_SEED", "1129")
 BATCH = 10
 CLUSTER_ID = "fuzz-a"
 OTHER_TENANT = "fuzz-b"
@@ -183,8 +186,10 @@ def test_fuzz_the_http_surface(testbed: Testbed, target: Target) -> None:
         if len(target.rss) < 2 or target.sent % 500 < BATCH:
             target.rss.append(rss_bytes(pid))
 
+    chosen = secrets.randbelow(2**32) if FUZZ_SEED == "random" else int(FUZZ_SEED)
+    print(f"[fuzz] seed {chosen} (replay with MCP_FUZZ_SEED={chosen})")
     try:
-        fuzz()
+        seed(chosen)(fuzz)()
     finally:
         client.close()
     took = time.monotonic() - started
