@@ -264,6 +264,28 @@ async def test_a_cache_read_waits_for_a_version_until_its_bound() -> None:
     assert not await cache.wait_for(10, 0.05)
 
 
+async def test_a_cache_told_410_is_not_ready_until_it_has_relisted() -> None:
+    """A re-watch answered 200 and then 410 Gone: watches waiting for the cache keep waiting for
+    the relist instead of being served from the stale store (and ended by the relist)."""
+    cache = Cache(served(), CLUSTER)
+    cache.replace([claim("a", 1)], 1)
+    cache.set_ready()
+    open_watch = fanout.Watcher(Selection(), forms.OBJECT, bookmarks=False, bookmark=lambda rv, end: b"")
+    cache.watchers.add(open_watch)
+    cache.fail(None)  # the control plane went away
+    assert open_watch.closed
+    waiting = asyncio.create_task(cache.wait_ready(2.0))
+    await asyncio.sleep(0.01)
+    cache.set_ready()  # the re-watch is answered 200 OK...
+    cache.expired()  # ...and its first event is 410 Gone, before the waiting watch ran
+    assert not cache.ready
+    await asyncio.sleep(0.01)
+    assert not waiting.done()
+    cache.replace([claim("a", 7)], 7)
+    cache.set_ready()
+    assert await waiting
+
+
 def test_openapi_documents_are_built_once_per_catalog() -> None:
     from mcp_connector.connector.api import openapi
 

@@ -122,6 +122,17 @@ class Cache:
         self._became_ready.clear()
         self.close_watchers("the connector lost its watch on the control plane; re-watch")
 
+    def expired(self) -> None:
+        """The control plane no longer has the cache's version (410): stop serving until relisted.
+
+        The store is stale from here on, and a watch accepted now would only be ended by the
+        relist: new watches wait for it (or go to the control plane), as kube-apiserver's cacher
+        refuses watches while it re-initializes.
+        """
+        self.ready = False
+        self._became_ready.clear()
+        self.close_watchers("the connector's cache relists; re-watch")
+
     def close_watchers(self, reason: str) -> None:
         """End every open client watch."""
         for watcher in list(self.watchers):
@@ -135,12 +146,15 @@ class Cache:
     # -- read by requests ----------------------------------------------------------------
 
     async def wait_ready(self, timeout: float) -> bool:
-        """Wait up to ``timeout`` seconds for the cache to be ready."""
-        if self.ready:
-            return True
+        """Wait up to ``timeout`` seconds for the cache to be ready.
+
+        Ready when this returns True: the flag is checked after the wake-up, since the upstream
+        watch that made the cache ready may have said 410 in the meantime.
+        """
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(timeout):
-                await self._became_ready.wait()
+                while not self.ready:
+                    await self._became_ready.wait()
         return self.ready
 
     async def wait_for(self, rv: int, timeout: float) -> bool:

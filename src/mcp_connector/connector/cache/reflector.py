@@ -3,9 +3,10 @@
 It lists this cluster's objects of one claim API in the claim namespace (selected by the
 ``app-cluster`` label), then watches from the list's resourceVersion with bookmarks, and
 re-watches from the last version seen whenever a watch ends. Only a ``410 Gone`` (the control
-plane no longer has that version) makes it list again. While the watch is broken the cache is
-not ready: its client watches end and requests go to the control plane, which answers them
-(or says it cannot be reached) as it did before there was a cache.
+plane no longer has that version) makes it list again. While the watch is broken, and from a
+410 until the relist is done, the cache is not ready: its client watches end, new ones wait
+for it, and requests go to the control plane, which answers them (or says it cannot be
+reached) as it did before there was a cache.
 """
 
 from __future__ import annotations
@@ -119,9 +120,11 @@ async def run(cache: Cache, up: Upstream) -> None:
             raise
         except _Relist as e:
             log.info("cache relists", extra=fields(resource=cache.served.api.resource, reason=str(e)))
+            cache.expired()
             listed = False
         except upstream.ControlPlaneError as e:
             if isinstance(e, upstream.ControlPlaneRejected) and e.status == 410:
+                cache.expired()
                 listed = False
                 continue
             if cache.ready or cache.error is None:
