@@ -320,6 +320,8 @@ def test_colliding_and_cluster_scoped_xrds_are_not_served_and_say_why(
         testbed.kubectl(CONTROL_PLANE, "apply", "-f", "-", input=json.dumps(xrd))
     try:
         # Crossplane establishes the cluster-scoped XRD's CRD; the colliding one never gets its CRD.
+        # (`--for=condition` fails at once on an object that does not exist yet.)
+        testbed.kubectl(CONTROL_PLANE, "wait", "--for=create", "--timeout=60s", "crd/networks.net.example.org")
         testbed.kubectl(
             CONTROL_PLANE, "wait", "--for=condition=Established", "--timeout=60s", "crd/networks.net.example.org"
         )
