@@ -15,7 +15,12 @@ from typing import Any
 
 from testbed import APP_CLUSTER
 from testbed.harness import Testbed
+from testbed.kube import https_get
 from testbed.pki import CertKey, issue
+from testbed.waiting import eventually
+
+#: The discovery document kubectl asks ``/apis`` for, and maps kinds to resources with.
+AGGREGATED_DISCOVERY = "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList"
 
 
 def service_dns_name(service: str, namespace: str) -> str:
@@ -78,6 +83,38 @@ def register(
             APP_CLUSTER, "wait", "--for=condition=Available", f"--timeout={int(wait_available_s)}s",
             f"apiservice/{apiservice_name(group, version)}",
         )
+
+
+def discovered(tb: Testbed, name: str) -> bool:
+    """True once the app cluster's aggregated discovery lists current resources for APIService ``name``.
+
+    The aggregator updates an APIService's Available condition and its discovery document apart:
+    its first fetch of the resources, made while the APIService was not yet Available, got a 503
+    and left the version empty, and it fetches again only after Available turned True. Right after
+    ``kubectl wait --for=condition=Available`` kubectl may therefore not know the kinds yet
+    ("no matches for kind", "doesn't have a resource type").
+    """
+    version, group = name.split(".", 1)
+    app = tb.cluster(APP_CLUSTER)
+    status, body = https_get(
+        f"{app.apiserver_url}/apis", ca_cert=app.ca_cert, client_cert=app.admin_cert, client_key=app.admin_key,
+        timeout=30, accept=AGGREGATED_DISCOVERY,
+    )
+    assert status == 200, body[:300]
+    for found in json.loads(body).get("items") or []:
+        if found.get("metadata", {}).get("name") == group:
+            for v in found.get("versions") or []:
+                if v.get("version") == version:
+                    return bool(v.get("resources")) and v.get("freshness", "Current") == "Current"
+    return False
+
+
+def wait_discovered(tb: Testbed, names: list[str], timeout: float = 60) -> None:
+    """Wait until kubectl can map the kinds of each APIService in ``names`` (see ``discovered``)."""
+    eventually(
+        lambda: all(discovered(tb, name) for name in names), timeout=timeout,
+        what=f"the app cluster's discovery to list the resources of {', '.join(names)}",
+    )
 
 
 def unregister(tb: Testbed, group: str, version: str, *, service: str, namespace: str) -> None:

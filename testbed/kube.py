@@ -55,6 +55,7 @@ def https_get(
     client_cert: Path | None = None,
     client_key: Path | None = None,
     timeout: float = 2.0,
+    accept: str | None = None,
 ) -> tuple[int, bytes]:
     """GET ``url`` over HTTPS (or plain HTTP) and return (status, body).
 
@@ -78,7 +79,7 @@ def https_get(
     else:
         conn = http.client.HTTPConnection(host, parts.port, timeout=timeout)
     try:
-        conn.request("GET", path)
+        conn.request("GET", path, headers={"Accept": accept} if accept else {})
         resp = conn.getresponse()
         return resp.status, resp.read()
     finally:

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from mcp_connector.core import contract
-from testbed import APP_CLUSTER, CONTROL_PLANE, REPO_ROOT
+from testbed import APP_CLUSTER, CONTROL_PLANE, REPO_ROOT, aggregation
 from testbed.harness import Testbed
 from testbed.waiting import eventually
 
@@ -31,9 +31,11 @@ def apiservice_exists(testbed: Testbed, name: str) -> bool:
 
 
 def wait_available(testbed: Testbed, name: str, timeout: float = 60) -> None:
+    """Wait until the APIService is Available and kubectl can map its kinds (``aggregation.discovered``)."""
     testbed.kubectl(
         APP_CLUSTER, "wait", "--for=condition=Available", f"--timeout={int(timeout)}s", f"apiservice/{name}"
     )
+    aggregation.wait_discovered(testbed, [name], timeout=timeout)
 
 
 def apply_claim(testbed: Testbed, namespace: str, file: Path, prefix: str) -> None:

@@ -36,7 +36,7 @@ from typing import Any
 
 import yaml
 
-from testbed import APP_CLUSTER, CONTROL_PLANE, REPO_ROOT
+from testbed import APP_CLUSTER, CONTROL_PLANE, REPO_ROOT, aggregation
 from testbed.harness import Testbed
 from testbed.relay import FaultRelay
 
@@ -276,15 +276,15 @@ def expose(tb: Testbed, proc: ConnectorProcess) -> None:
 
 
 def wait_available(tb: Testbed, names: Sequence[str], timeout: float = 60) -> None:
-    """Wait until each APIService exists and the aggregator reports it Available."""
+    """Wait until each APIService exists, the aggregator reports it Available and kubectl can
+    map its kinds (the aggregator's discovery catches up after Available: ``aggregation.discovered``)."""
     deadline = time.monotonic() + timeout
     for name in names:
-        while tb.kubectl(APP_CLUSTER, "get", "apiservice", name, check=False).returncode != 0:
-            if time.monotonic() > deadline:
-                raise AssertionError(f"APIService {name} was never created")
-            time.sleep(0.5)
+        left = max(1, int(deadline - time.monotonic()))
+        tb.kubectl(APP_CLUSTER, "wait", "--for=create", f"--timeout={left}s", f"apiservice/{name}")
         left = max(1, int(deadline - time.monotonic()))
         tb.kubectl(APP_CLUSTER, "wait", "--for=condition=Available", f"--timeout={left}s", f"apiservice/{name}")
+    aggregation.wait_discovered(tb, list(names), timeout=max(1.0, deadline - time.monotonic()))
 
 
 def write_connection_secret(tb: Testbed, owner: Mapping[str, Any], name: str, data: Mapping[str, str]) -> None:

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from claims import wait_available
 from component_stack import Program, Setting, open_stack
 from pulumi import automation as auto
 
@@ -34,6 +35,7 @@ NAME = "mcp-incluster"
 NAMESPACE = "kube-system"
 SA_OLD, SA_NEW = "mcp-incluster-old", "mcp-incluster-new"
 CLAIM = Path(__file__).resolve().parents[2] / "testbed/crossplane/kubernetescluster/claim.yaml"
+APISERVICE = "v1alpha1.k8s.starter.org"
 
 
 @dataclass
@@ -47,7 +49,13 @@ class Deployed:
 
     def claim(self, name: str) -> contract.AppRef:
         """Apply the seed claim as ``name`` (connection Secret ``<name>-kubeconfig``) through the app
-        cluster; its app-side reference."""
+        cluster; its app-side reference.
+
+        First waits until the aggregator serves the claim API again and kubectl can map its kind: a
+        pod that just became ready (or a new container) is found Available by the aggregator a
+        moment later, and discovery catches up after that.
+        """
+        wait_available(self.testbed, APISERVICE, timeout=90)
         text = CLAIM.read_text().replace("name: my-cluster\n", f"name: {name}\n", 1)
         text = text.replace("name: my-cluster-kubeconfig\n", f"name: {name}-kubeconfig\n", 1)
         self.testbed.kubectl(APP_CLUSTER, "apply", "-n", self.app_namespace, "-f", "-", input=text)
@@ -126,8 +134,7 @@ def test_the_rendered_pod_serves_claims_as_its_own_service_account(deployed: Dep
     mounts = {m["Destination"] for m in container["Mounts"]}
     assert "/var/run/secrets/kubernetes.io/serviceaccount" in mounts
 
-    apiservice = "apiservice/v1alpha1.k8s.starter.org"
-    testbed.kubectl(APP_CLUSTER, "wait", "--for=condition=Available", "--timeout=60s", apiservice)
+    testbed.kubectl(APP_CLUSTER, "wait", "--for=condition=Available", "--timeout=60s", f"apiservice/{APISERVICE}")
     ref = deployed.claim("seeded")
     claim = eventually(lambda: deployed.cp_claim(ref), timeout=30, what="the claim in the control plane")
     assert contract.app_ref_of(claim) == ref  # type: ignore[arg-type]
