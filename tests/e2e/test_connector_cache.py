@@ -181,7 +181,7 @@ def test_cached_tables_are_the_control_planes(
         assert _mapped(ours["rows"], {}) == _mapped(theirs["rows"], names)  # ages equal unless a second ticked
         return ours, theirs
 
-    ours, _ = eventually(compare, timeout=10, what="the same Table from the cache and the control plane")
+    ours, _ = eventually(compare, timeout=60, what="the same Table from the cache and the control plane")
     assert ours["kind"] == "Table" and {"tab-a", "tab-b"} <= {r["cells"][0] for r in ours["rows"]}
     assert {r["object"]["kind"] for r in ours["rows"]} == {"PartialObjectMetadata"}
     assert [r["object"]["metadata"]["name"] for r in ours["rows"]] == [r["cells"][0] for r in ours["rows"]]
@@ -282,7 +282,7 @@ def test_connection_secrets_follow_their_claims_and_sources_without_full_resyncs
         source = stored["spec"]["writeConnectionSecretToRef"]["name"]
         write_connection_secret(testbed, stored, source, {"password": "one"})
         copy = eventually(lambda: testbed.kubectl_json(APP_CLUSTER, "get", "secret", "conn", "-n", SECRETS_NS),
-                          timeout=20, what="the copy made on the Secret's own event")  # fmt: skip
+                          timeout=60, what="the copy made on the Secret's own event")  # fmt: skip
         assert copy["data"]["password"] == "b25l"
         full = _syncs(proc, "full")
         for name in unrelated:  # other clusters' writes in the shared claim namespace
@@ -293,7 +293,7 @@ def test_connection_secrets_follow_their_claims_and_sources_without_full_resyncs
                 testbed.kubectl_json(APP_CLUSTER, "get", "secret", "conn", "-n", SECRETS_NS)["data"]["password"]
                 == "dHdv"
             ),
-            timeout=20,
+            timeout=60,
             what="the copy updated on the Secret's own event",
         )
         assert _syncs(proc, "full") == full, "Secrets written elsewhere in the claim namespace caused a full resync"
@@ -303,7 +303,7 @@ def test_connection_secrets_follow_their_claims_and_sources_without_full_resyncs
             lambda: (
                 testbed.kubectl(APP_CLUSTER, "get", "secret", "conn", "-n", SECRETS_NS, check=False).returncode != 0
             ),
-            timeout=20,
+            timeout=60,
             what="the copy removed with its claim",
         )
     finally:

@@ -437,7 +437,7 @@ def test_disconnect_killed_at_random_points_converges(
                 assert app_objects(testbed) == connected_objects, (run, hit, "the connector went before its claims")
                 assert apiservices(testbed) == set(SEEDED_APISERVICES), (run, hit)
                 still = {c.ref.name for c in claims if states[c] == CONNECTED}
-                eventually(lambda still=still: served_claims(testbed, app_namespace) == still, timeout=30,  # type: ignore[misc]
+                eventually(lambda still=still: served_claims(testbed, app_namespace) == still, timeout=60,  # type: ignore[misc]
                            what=f"run {run}: the app cluster to show the {left} claims still connected")  # fmt: skip
             t3 = time.monotonic()
             print(

@@ -181,7 +181,7 @@ def test_a_missing_permission_fails_a_named_operation_and_restoring_it_recovers(
     try:
         copied = eventually(
             lambda: testbed.kubectl_json(APP_CLUSTER, "get", "secret", "with-secret-kubeconfig", "-n", app_namespace),
-            timeout=30, what="the connection Secret to be copied once the permission is back",
+            timeout=60, what="the connection Secret to be copied once the permission is back",
         )  # fmt: skip
     except AssertionError as e:
         raise AssertionError(f"{e}\nconnector log:\n{runner.container_log()[-4000:]}") from None

@@ -129,7 +129,7 @@ def test_a_failing_readiness_probe_is_reported_with_the_log(run: Any, image: str
         "readinessProbe": {"httpGet": {"path": "/readyz", "port": "http"}, "periodSeconds": 1},
     }
     runner = run("bad-probe", deployment("bad-probe", image, container))
-    status = runner.wait(lambda s: s["reason"] == "ReadinessProbeFailed", timeout=30, what="probe failure")
+    status = runner.wait(lambda s: s["reason"] == "ReadinessProbeFailed", timeout=90, what="probe failure")
     assert status["phase"] == "Running" and status["ready"] is False
     assert "Readiness probe failed: HTTP probe failed with statuscode: 404" in status["message"]
     assert '"GET /readyz HTTP/1.1" 404' in runner.wait(lambda s: "/readyz" in s["log"], timeout=10)["log"]

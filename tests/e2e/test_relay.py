@@ -11,6 +11,7 @@ from collections.abc import Iterator
 import pytest
 
 from testbed.relay import FaultRelay
+from testbed.waiting import eventually
 
 
 @pytest.fixture
@@ -41,7 +42,7 @@ def relay() -> Iterator[FaultRelay]:
 
 
 def connect(relay: FaultRelay) -> socket.socket:
-    return socket.create_connection(("127.0.0.1", relay.port), timeout=2)
+    return socket.create_connection(("127.0.0.1", relay.port), timeout=30)
 
 
 def roundtrip(sock: socket.socket, data: bytes = b"ping") -> bytes:
@@ -58,7 +59,7 @@ def test_pass_stall_resume(relay: FaultRelay) -> None:
     with pytest.raises(TimeoutError):
         sock.recv(4096)
     relay.resume()
-    sock.settimeout(2)
+    sock.settimeout(30)
     assert sock.recv(4096) == b"held"  # a stall delays, it does not lose
     sock.close()
 
@@ -70,9 +71,10 @@ def test_drop_loses_bytes_but_keeps_the_connection(relay: FaultRelay) -> None:
     sock.sendall(b"lost")
     with pytest.raises(TimeoutError):
         sock.recv(4096)
-    assert relay.open_connections() == 1
+    # The relay accepts on its own thread: the client may be connected before it has counted.
+    eventually(lambda: relay.open_connections() == 1, what="the relay to hold the connection")
     relay.resume()
-    sock.settimeout(2)
+    sock.settimeout(30)
     assert roundtrip(sock, b"again") == b"again"
     sock.close()
 
@@ -92,7 +94,7 @@ def test_stop_refuses_and_start_listens_again(relay: FaultRelay) -> None:
     sock = connect(relay)
     assert roundtrip(sock) == b"ping"  # the relay has taken the connection over
     relay.stop()
-    sock.settimeout(2)
+    sock.settimeout(30)
     assert sock.recv(4096) == b""  # shut down: the client sees the end of the stream
     sock.close()
     with pytest.raises(ConnectionRefusedError):

@@ -28,6 +28,7 @@ from cryptography.x509.oid import NameOID
 from testbed import APP_CLUSTER, CONTROL_PLANE, REPO_ROOT, aggregation, pki, seed
 from testbed.harness import Testbed
 from testbed.tools import tool_path
+from testbed.waiting import eventually
 
 pytestmark = pytest.mark.e2e
 
@@ -73,8 +74,15 @@ def test_control_plane_crd_and_custom_object_round_trip(testbed: Testbed) -> Non
     testbed.kubectl(CONTROL_PLANE, "apply", "-f", "-", input=WIDGET_CRD)
     try:
         testbed.kubectl(
-            CONTROL_PLANE, "wait", "--for=condition=Established", "--timeout=30s", "crd/widgets.testbed.example.org"
+            CONTROL_PLANE, "wait", "--for=condition=Established", "--timeout=60s", "crd/widgets.testbed.example.org"
         )
+        # Discovery lists the kind once its own controller has seen Established, a moment after kubectl
+        # wait may have: until then kubectl create cannot map the kind.
+        eventually(
+            lambda: "widgets.testbed.example.org" in testbed.kubectl(
+                CONTROL_PLANE, "api-resources", "--api-group=testbed.example.org", "-o", "name").stdout,
+            what="discovery to list widgets",
+        )  # fmt: skip
         widget = {
             "apiVersion": "testbed.example.org/v1",
             "kind": "Widget",
@@ -316,7 +324,7 @@ def test_controller_manager_runs(testbed: Testbed) -> None:
     name = f"testbed-kcm-{uuid.uuid4().hex[:6]}"
     testbed.kubectl(APP_CLUSTER, "create", "namespace", name)
     try:
-        testbed.kubectl(APP_CLUSTER, "wait", "-n", name, "--for=create", "--timeout=30s", "serviceaccount/default")
+        testbed.kubectl(APP_CLUSTER, "wait", "-n", name, "--for=create", "--timeout=60s", "serviceaccount/default")
         owner = testbed.kubectl_json(APP_CLUSTER, "create", "configmap", "owner", "-n", name)
         dependent = {
             "apiVersion": "v1",
@@ -331,7 +339,7 @@ def test_controller_manager_runs(testbed: Testbed) -> None:
         }
         testbed.kubectl(APP_CLUSTER, "create", "-f", "-", input=json.dumps(dependent))
         testbed.kubectl(APP_CLUSTER, "delete", "-n", name, "configmap", "owner", "--wait=true")
-        testbed.kubectl(APP_CLUSTER, "wait", "-n", name, "--for=delete", "--timeout=30s", "configmap/dependent")
+        testbed.kubectl(APP_CLUSTER, "wait", "-n", name, "--for=delete", "--timeout=60s", "configmap/dependent")
     finally:
         testbed.kubectl(APP_CLUSTER, "delete", "--ignore-not-found", "--wait=false", "namespace", name)
 
