@@ -83,7 +83,8 @@ def test_render_apply_claim_delete(testbed: Testbed, tmp_path: Path) -> None:
             what="the APIServices garbage-collected with their ClusterRole",
         )
         assert testbed.kubectl(APP_CLUSTER, "get", "namespace", NAMESPACE, check=False).returncode != 0
-        assert "owner ClusterRole missing" in connector.logs()
+        # The connector sees the owner go on its own watch, not necessarily before the garbage collector acts.
+        eventually(lambda: "owner ClusterRole missing" in connector.logs(), what="the connector logging its owner gone")
         assert (
             contract.app_ref_of(
                 testbed.kubectl_json(CONTROL_PLANE, "get", "kubernetesclusters", name, "-n", testbed.claim_namespace)
