@@ -310,6 +310,9 @@ def test_resource_names_role_can_get_watch_wait_and_delete(
         "--verb=get,list,watch,delete")  # fmt: skip
     app(testbed, "create", "rolebinding", "only-mine", "-n", namespace, "--role=only-mine", "--user=jane")
     as_jane = ("--as=jane", "-n", namespace)
+    # The authorizer learns of a new binding from its informer, a moment after the create returned.
+    eventually(lambda: app(testbed, "auth", "can-i", "watch", f"{PLURAL}/mine", *as_jane).stdout.strip() == "yes",
+               what="the RoleBinding in force")  # fmt: skip
     kubectl = [str(tool_path("kubectl")), "--kubeconfig", str(testbed.app_cluster.kubeconfig)]
     with subprocess.Popen(
         [*kubectl, "get", PLURAL, "mine", "-w", "-o", "name", *as_jane],
