@@ -46,7 +46,7 @@ class PodRunner:
             capture_output=True, text=True, check=True, env=env, cwd=REPO_ROOT, start_new_session=True,
         )  # fmt: skip
         (root / "pid").write_text(out.stdout.strip())
-        eventually(lambda: runner.pid() is not None and (root / "status.json").exists(), timeout=30,
+        eventually(lambda: runner.pid() is not None and (root / "status.json").exists(), timeout=60,
                    what=f"pod runner to start (log: {runner.log()[-1500:]})")  # fmt: skip
         return runner
 

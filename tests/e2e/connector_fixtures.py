@@ -96,7 +96,7 @@ class ConnectorProcess:
         if wait:
             self.wait_ready()
 
-    def wait_ready(self, timeout: float = 30.0) -> None:
+    def wait_ready(self, timeout: float = 60.0) -> None:
         """Wait until /readyz says ok; fail with the log tail otherwise."""
         deadline = time.monotonic() + timeout
         last = ""
