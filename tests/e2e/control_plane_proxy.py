@@ -32,6 +32,7 @@ class HoldingProxy(ForwardingProxy):
         self.holding = threading.Event()
         self._allowed: int | None = None
         self._release = threading.Event()
+        self._held: list[web.Request] = []
 
     def hold_writes_after(self, count: int) -> None:
         """Let ``count`` more PATCH requests through, then hold the rest."""
@@ -42,6 +43,12 @@ class HoldingProxy(ForwardingProxy):
         """Forward every PATCH again, including the held ones."""
         self._allowed = None
         self._release.set()
+
+    def held_clients_gone(self) -> bool:
+        """True once the proxy has seen the client of every held PATCH disconnect. Such a PATCH is
+        then dropped on ``release()`` (aiohttp fails its body read); released before the proxy saw
+        its client go, it would be forwarded: a write the client, killed meanwhile, never made."""
+        return bool(self._held) and all(request.transport is None for request in self._held)
 
     def kubeconfig(self, token: str) -> str:
         """A control-plane kubeconfig that goes through this proxy with a bearer token."""
@@ -68,6 +75,7 @@ class HoldingProxy(ForwardingProxy):
         if request.method != "PATCH":
             return
         if self._allowed is not None and self.patches >= self._allowed:
+            self._held.append(request)
             self.holding.set()
             await asyncio.get_running_loop().run_in_executor(None, self._release.wait)
         self.patches += 1

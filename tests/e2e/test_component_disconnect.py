@@ -281,6 +281,7 @@ def test_interrupted_release_converges(
             assert time.monotonic() < deadline, log_file.read_text()[-3000:]
         kill_session(child.pid)  # the plugins too: the CLI starts them in process groups of their own
         child.wait(timeout=30)
+        eventually(proxy.held_clients_gone, what="the proxy to see the killed hook's held request go")
         proxy.release()
         claims = {ref: cp_claim(testbed, res, ref) for res, ref in refs}
         assert sum(is_released(c, r) for r, c in claims.items() if c) == 1
