@@ -32,8 +32,7 @@ from mcp_connector.connector.metrics import OPEN_WATCHES
 from mcp_connector.connector.runtime import Runtime
 from mcp_connector.core import contract
 
-# Named as before the rooms (connector.http, .api, .followers), so log lines keep their "logger".
-log = logging.getLogger("mcp_connector.connector.watch")
+log = logging.getLogger(__name__)
 
 WATCH_PARAMS = (
     "resourceVersion",

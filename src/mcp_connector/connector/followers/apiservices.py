@@ -21,8 +21,7 @@ from mcp_connector.connector.followers.catalog import Catalog
 from mcp_connector.connector.logs import fields
 from mcp_connector.core.discovery import GroupVersion
 
-# Named as before the rooms (connector.http, .api, .followers), so log lines keep their "logger".
-log = logging.getLogger("mcp_connector.connector.apiservices")
+log = logging.getLogger(__name__)
 
 PATH = "/apis/apiregistration.k8s.io/v1/apiservices"
 MANAGED_BY = "app.kubernetes.io/managed-by"

@@ -16,8 +16,7 @@ from mcp_connector import upstream
 from mcp_connector.connector.errors import describe
 from mcp_connector.connector.logs import fields
 
-# Named as before the rooms (connector.http, .api, .followers), so log lines keep their "logger".
-log = logging.getLogger("mcp_connector.connector.follow")
+log = logging.getLogger(__name__)
 
 
 class Trigger:

@@ -32,8 +32,7 @@ from mcp_connector.connector.metrics import SECRET_SYNCS
 from mcp_connector.connector.runtime import Runtime
 from mcp_connector.core import contract
 
-# Named as before the rooms (connector.http, .api, .followers), so log lines keep their "logger".
-log = logging.getLogger("mcp_connector.connector.secrets_sync")
+log = logging.getLogger(__name__)
 
 MANAGED_LABEL = f"{contract.LABEL_DOMAIN}/connection-secret-for"
 SOURCE_ANNOTATION = f"{contract.LABEL_DOMAIN}/source"

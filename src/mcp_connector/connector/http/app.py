@@ -44,8 +44,7 @@ from mcp_connector.connector.http.routing import (
 from mcp_connector.connector.logs import fields
 from mcp_connector.connector.runtime import Runtime
 
-# Named as before the rooms (connector.http, .api, .followers), so log lines keep their "logger".
-log = logging.getLogger("mcp_connector.connector.app")
+log = logging.getLogger(__name__)
 
 RUNTIME: web.AppKey[Runtime] = web.AppKey("runtime", Runtime)
 HEALTH: web.AppKey[Health] = web.AppKey("health", Health)
