@@ -291,10 +291,11 @@ class SecretSync:
                 timed_out = True
             await asyncio.sleep(debounce)
             self._kick.clear()
+            if not self._rt.catalog_loaded:
+                self._full = True  # nothing is lost: the first pass with a catalog does everything
+                continue
             full = self._full or timed_out
             pending, self._pending, self._full = self._pending, set(), False
-            if not self._rt.catalog_loaded:
-                continue
             try:
                 refused: dict[Key, upstream.ControlPlaneRejected] = {}
                 if full:
