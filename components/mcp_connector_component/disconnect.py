@@ -181,8 +181,15 @@ async def _nothing() -> None:
 
 
 async def _released_earlier(client: upstream.Client, kind: ClaimResource, plan: DisconnectPlan) -> list[str]:
-    everything = await upstream.list_all(client, kind.list_path(plan.claim_namespace))
-    return [describe(kind.kind, o) for o in everything if contract.released_from(o, plan.cluster_id)]
+    """Claims an earlier disconnect of this cluster released, for the report.
+
+    Annotations cannot be selected, but a released claim has no ``app-cluster`` label: listing
+    only such claims skips the connected claims of every cluster sharing the namespace.
+    """
+    unlabelled = await upstream.list_all(
+        client, kind.list_path(plan.claim_namespace), params={"labelSelector": f"!{contract.APP_CLUSTER_LABEL}"}
+    )
+    return [describe(kind.kind, o) for o in unlabelled if contract.released_from(o, plan.cluster_id)]
 
 
 async def _release_all(
