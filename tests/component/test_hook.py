@@ -105,10 +105,13 @@ class FakeControlPlane:
         store = self.claims[plural]
         if request.method == "GET":
             selector = request.url.params.get("labelSelector")
-            wanted = dict(r.split("=", 1) for r in selector.split(",")) if selector else {}
+            terms = selector.split(",") if selector else []
+            wanted = dict(t.split("=", 1) for t in terms if not t.startswith("!"))
+            absent = [t[1:] for t in terms if t.startswith("!")]
             items = [
                 o for o in store.values()
                 if all((o["metadata"].get("labels") or {}).get(k) == v for k, v in wanted.items())
+                and not any(k in (o["metadata"].get("labels") or {}) for k in absent)
             ]  # fmt: skip
             return httpx.Response(200, json={"items": items, "metadata": {}})
         assert request.method == "PATCH"
