@@ -198,7 +198,7 @@ async def reconcile(rt: Runtime, only: set[Key] | None = None) -> dict[Key, upst
     claims = _cached_claims(rt)
     wanted = wanted_copies(claims if claims is not None else await _listed_claims(rt), rt.cluster_id)
     existing = await _all_copies(rt) if only is None else None
-    keys = set(wanted) | set(existing or {}) if only is None else set(only)
+    keys = (set(wanted) | set(existing or {})) if only is None else set(only)
     refused: dict[Key, upstream.ControlPlaneRejected] = {}
     for key in sorted(keys):
         try:
