@@ -123,8 +123,9 @@ def deployed(testbed: Testbed, pulumi_tools: None, tmp_path_factory: pytest.Temp
 
 def test_the_rendered_pod_serves_claims_as_its_own_service_account(deployed: Deployed) -> None:
     testbed, runner = deployed.testbed, deployed.runner
-    status = runner.wait(lambda s: s["ready"], timeout=90, what="the connector pod to be ready")
-    assert status["probes"]["readiness"]["passed"] and status["live"]
+    # The two probes run apart: "live" is None until the first liveness probe has run.
+    status = runner.wait(lambda s: s["ready"] and s["live"], timeout=90, what="the connector pod to be ready and live")
+    assert status["probes"]["readiness"]["passed"] and status["probes"]["liveness"]["passed"]
 
     container = json.loads(podman.run("inspect", status["container"]).stdout)[0]
     assert container["Config"]["User"] == "65532:65532"
