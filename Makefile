@@ -63,9 +63,9 @@ e2e: tools image
 	$(E2E_ENV) $(PY) -m pytest tests/e2e -q -ra --durations=15
 
 test: venv tools image
-	@scripts/phase lint $(MAKE) --no-print-directory lint
-	@scripts/phase unit $(PY) -m pytest tests/unit tests/component -q -ra
-	@scripts/phase e2e env $(E2E_ENV) $(PY) -m pytest tests/e2e -q -ra --durations=15 --session-timeout=3000
+	@scripts/phase lint 10m $(MAKE) --no-print-directory lint
+	@scripts/phase unit 15m $(PY) -m pytest tests/unit tests/component -q -ra
+	@scripts/phase e2e 55m env $(E2E_ENV) $(PY) -m pytest tests/e2e -q -ra --durations=15 --session-timeout=3000
 
 clean:
 	$(PY) -m testbed.cluster down || true

@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
-# Builds the test-bed tools from Go modules and caches them by version outside the repo.
+# Builds the test-bed tools from Go modules and caches them outside the repo, keyed by version and
+# by the content of the tool's wrapper module (gomod/<tool>: go.mod, go.sum and its top-level Go
+# files), so a changed go.mod or go.sum rebuilds even when the version stays.
 # Idempotent: a tool whose cache folder is complete is only linked again. A failed build
-# names the tool, the version and the command, and leaves nothing in the cache.
+# names the tool, the version and the command, and leaves nothing in the cache. Builds hold a
+# lock on the cache, so two checkouts running this at once build each tool once.
 #
 # Usage: build-tools.sh [etcd|kubernetes|pulumi|pulumi-kubernetes|pulumi-yaml|crossplane|crossplane-function ...]   (default: all, in that order)
 # MCP_TOOLS_CACHE overrides the cache folder, MCP_TOOLS_BIN the folder the tools are linked into.
@@ -32,11 +35,28 @@ run() {
 # cached TOOL VERSION: true when the tool's cache folder is complete.
 cached() { [[ -f "$cache/$1-$2/.complete" ]]; }
 
+# module_key DIR: a digest of a wrapper module's lock files and top-level Go files.
+module_key() {
+  local dir="$repo/testbed/gomod/$1"
+  cat "$dir/go.mod" "$dir/go.sum" "$dir"/*.go | sha256sum | cut -c1-12
+}
+
 # build TOOL VERSION FUNCTION: builds into a scratch folder and moves it into place only on success.
+# VERSION is the cache key (the tool's version and its module key); FUNCTION gets the plain version.
 build() {
   local tool="$1" version="$2" fn="$3" started
   if cached "$tool" "$version"; then
     say "$tool $version: cached"
+    return
+  fi
+  exec 9>"$cache/.lock"
+  if ! flock --nonblock 9; then
+    say "$tool $version: waiting for another build on this machine (lock $cache/.lock)"
+    flock 9
+  fi
+  if cached "$tool" "$version"; then
+    flock --unlock 9
+    say "$tool $version: cached (built by the other build)"
     return
   fi
   local scratch="$cache/.$tool-$version.partial"
@@ -45,11 +65,12 @@ build() {
   trap "rm -rf '$scratch'" EXIT
   say "$tool $version: building (first time on this machine; this takes minutes)"
   started=$SECONDS
-  "$fn" "$scratch" "$version"
+  "$fn" "$scratch" "${version%+*}"
   touch "$scratch/.complete"
   rm -rf "${cache:?}/$tool-$version"
   mv "$scratch" "$cache/$tool-$version"
   trap - EXIT
+  flock --unlock 9
   say "$tool $version: built in $((SECONDS - started))s"
 }
 
@@ -139,30 +160,39 @@ function_version() {
 
 link() { ln -sfn "$cache/$1-$2/$3" "$bin_dir/$3"; }
 
+# key TOOL VERSION: the cache key, VERSION+<module key> (build() passes VERSION alone to the build).
+key() { printf '%s+%s' "$2" "$(module_key "$1")"; }
+
 wanted=("$@")
 [[ ${#wanted[@]} -gt 0 ]] || wanted=(etcd kubernetes pulumi pulumi-kubernetes pulumi-yaml crossplane crossplane-function)
 for tool in "${wanted[@]}"; do
   case "$tool" in
     etcd)
-      build etcd "$ETCD_VERSION" build_etcd
-      link etcd "$ETCD_VERSION" etcd ;;
+      k="$(key etcd "$ETCD_VERSION")"
+      build etcd "$k" build_etcd
+      link etcd "$k" etcd ;;
     kubernetes)
-      build kubernetes "$KUBERNETES_VERSION" build_kubernetes
-      link kubernetes "$KUBERNETES_VERSION" kube-apiserver
-      link kubernetes "$KUBERNETES_VERSION" kube-controller-manager ;;
+      k="$(key kubernetes "$KUBERNETES_VERSION")"
+      build kubernetes "$k" build_kubernetes
+      link kubernetes "$k" kube-apiserver
+      link kubernetes "$k" kube-controller-manager ;;
     pulumi)
-      build pulumi "$PULUMI_VERSION" build_pulumi
-      link pulumi "$PULUMI_VERSION" pulumi ;;
+      k="$(key pulumi "$PULUMI_VERSION")"
+      build pulumi "$k" build_pulumi
+      link pulumi "$k" pulumi ;;
     pulumi-kubernetes)
-      build pulumi-kubernetes "$PULUMI_KUBERNETES_VERSION" build_pulumi_kubernetes
-      link pulumi-kubernetes "$PULUMI_KUBERNETES_VERSION" pulumi-resource-kubernetes ;;
+      k="$(key pulumi-kubernetes "$PULUMI_KUBERNETES_VERSION")"
+      build pulumi-kubernetes "$k" build_pulumi_kubernetes
+      link pulumi-kubernetes "$k" pulumi-resource-kubernetes ;;
     pulumi-yaml)
-      build pulumi-yaml "$PULUMI_YAML_VERSION" build_pulumi_yaml
-      link pulumi-yaml "$PULUMI_YAML_VERSION" pulumi-language-yaml ;;
+      k="$(key pulumi-yaml "$PULUMI_YAML_VERSION")"
+      build pulumi-yaml "$k" build_pulumi_yaml
+      link pulumi-yaml "$k" pulumi-language-yaml ;;
     crossplane)
-      build crossplane "$CROSSPLANE_VERSION" build_crossplane
-      link crossplane "$CROSSPLANE_VERSION" crossplane
-      link crossplane "$CROSSPLANE_VERSION" crossplane-crds ;;
+      k="$(key crossplane "$CROSSPLANE_VERSION")"
+      build crossplane "$k" build_crossplane
+      link crossplane "$k" crossplane
+      link crossplane "$k" crossplane-crds ;;
     crossplane-function)
       version="$(function_version)"
       build crossplane-function "$version" build_crossplane_function
