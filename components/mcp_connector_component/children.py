@@ -1,0 +1,236 @@
+"""Registering the component's children in the app cluster: credentials, workload, RBAC, APIServices, guard.
+
+The objects themselves come from ``manifests``; this module only turns them into typed
+pulumi-kubernetes resources with the options every child needs, and keeps the list the
+guard depends on (so that the guard, whose deletion runs the disconnect, goes first).
+"""
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import pulumi
+import pulumi_kubernetes as k8s
+
+from mcp_connector.core.discovery import ClaimApi, group_versions, preferred_versions
+from mcp_connector_component import manifests, scoped
+from mcp_connector_component.discovery import control_plane_url
+from mcp_connector_component.guard import KEEP, ClaimResource, DisconnectGuard
+from mcp_connector_component.hook import declare_guard, register_disconnect_hook
+from mcp_connector_component.tls import generation as tls_generation
+from mcp_connector_component.tls import service_dns_names, serving_tls
+from mcp_connector_component.validation import Plain, on_disconnect
+
+
+def _snake(key: str) -> str:
+    return re.sub(r"([A-Z])", lambda m: "_" + m.group(1).lower(), key)
+
+
+def kwargs(obj: Mapping[str, Any]) -> dict[str, Any]:
+    """Top-level fields of a manifest as keyword arguments of the typed pulumi-kubernetes class."""
+    return {_snake(k): v for k, v in obj.items() if k not in ("apiVersion", "kind")}
+
+
+@dataclass
+class Registrar:
+    """Where children go: their parent, the names they derive from, and every child made so far."""
+
+    parent: pulumi.Resource
+    name: str
+    #: Every child but the guard, which depends on them all so that it is deleted first.
+    made: list[pulumi.Resource] = field(default_factory=list)
+
+    def under(self, **options: Any) -> pulumi.ResourceOptions:
+        """Options of a child that is not an object of the app cluster (a read, a provider)."""
+        return pulumi.ResourceOptions(parent=self.parent, **options)
+
+    def child(self, **options: Any) -> pulumi.ResourceOptions:
+        """Options of an object in the app cluster.
+
+        Every object has a fixed name, so a replacement must delete the old one before
+        creating the new one (`pulumi up --replace`, a replaced provider): created first,
+        the new object would collide with the old one's name, and the old one's delete
+        would then remove the object the new one just took over.
+        """
+        return pulumi.ResourceOptions(parent=self.parent, delete_before_replace=True, **options)
+
+
+@dataclass(frozen=True)
+class Connection:
+    """What the children are built from once discovery succeeded."""
+
+    apis: tuple[ClaimApi, ...]
+    #: The credential the program (and the disconnect hook) uses.
+    access_kubeconfig: pulumi.Output[str]
+    #: The credential the connector's pods use (scoped, or inlined).
+    kubeconfig: pulumi.Output[str]
+    cluster_id: pulumi.Output[str]
+    claim_namespace: pulumi.Output[str]
+    fence: scoped.Fence | None
+
+
+def register(reg: Registrar, raw: Mapping[str, Any], plain: Plain, conn: Connection) -> list[str]:
+    """Register every app-cluster child and the guard. Returns the APIService names."""
+    names, mode, name, made = plain.names, plain.mode, reg.name, reg.made
+    if plain.credential_form == "control_plane_secret":
+        credentials_name = str(raw["control_plane_secret"])
+    else:
+        credentials_name = names.credentials_secret
+        made.append(
+            k8s.core.v1.Secret(
+                f"{name}-credentials",
+                opts=reg.child(additional_secret_outputs=["data", "stringData"]),
+                **kwargs(manifests.credentials_secret(names, conn.kubeconfig)),
+            )
+        )
+
+    serving: list[pulumi.Resource] = []
+    if isinstance(mode, manifests.External):
+        ca_bundle: pulumi.Output[str] = pulumi.Output.from_input(raw["ca_bundle"]).apply(manifests.ca_bundle_of)
+    else:
+        dns_names = service_dns_names(names.service, names.namespace)
+        generation = tls_generation(dns_names)
+        tls_name = f"{names.tls_secret}-{generation}"
+        serving += _workload(reg, raw, plain, conn, credentials_name, tls_name)
+        tls = serving_tls(dns_names)
+        # A new generation is a new resource (fresh certificate); within one, the stored pair stays.
+        tls_secret = k8s.core.v1.Secret(
+            f"{name}-tls-{generation}",
+            opts=reg.child(ignore_changes=["data", "stringData"], additional_secret_outputs=["data"]),
+            **kwargs(
+                manifests.tls_secret(
+                    names, name=tls_name, cert_pem=tls.cert_pem, key_pem=tls.key_pem, ca_pem=tls.ca_pem
+                )
+            ),
+        )
+        serving.append(tls_secret)
+        ca_bundle = pulumi.Output.unsecret(tls_secret.data.apply(lambda d: str(d["ca.crt"])))
+
+    _access_rbac(reg, names)
+    serving.append(
+        k8s.core.v1.Service(
+            f"{name}-service",
+            opts=reg.child(),
+            **kwargs(manifests.service(names, mode, skip_await=plain.skip_await)),
+        )
+    )
+    made += serving
+
+    gvs = group_versions(conn.apis)
+    preferred = preferred_versions(conn.apis)
+    priorities = manifests.version_priorities(gvs, preferred)
+    made += [
+        k8s.apiregistration.v1.APIService(
+            f"{name}-{gv.apiservice_name}",
+            opts=reg.child(depends_on=serving),
+            **kwargs(
+                manifests.apiservice(
+                    names,
+                    gv,
+                    ca_bundle=ca_bundle,
+                    port=manifests.service_port(mode),
+                    group_priority_minimum=plain.group_priority_minimum,
+                    version_priority=priorities[gv],
+                )
+            ),
+        )
+        for gv in gvs
+    ]
+
+    _guard(reg, raw, conn)
+    return [gv.apiservice_name for gv in gvs]
+
+
+def _guard(reg: Registrar, raw: Mapping[str, Any], conn: Connection) -> None:
+    """The child whose deletion runs the disconnect hook, deleted before every other child."""
+    name = reg.name
+    mode = pulumi.Output.from_input(raw.get("on_disconnect") or KEEP).apply(lambda v: on_disconnect(name, v))
+    control_plane = pulumi.Output.unsecret(conn.access_kubeconfig.apply(control_plane_url(name)))
+    guard_name = f"{name}-disconnect"
+    identity = pulumi.Output.all(control_plane, conn.claim_namespace, conn.cluster_id).apply(
+        lambda v: (v[0], v[1], v[2])
+    )
+    guard = DisconnectGuard(
+        guard_name,
+        connector=name,
+        kubeconfig=conn.access_kubeconfig,
+        control_plane=control_plane,
+        claim_namespace=conn.claim_namespace,
+        cluster_id=conn.cluster_id,
+        on_disconnect=mode,
+        served=[ClaimResource.of(a) for a in conn.apis],
+        writer_binding=conn.fence.role_binding if conn.fence else "",
+        opts=reg.under(
+            depends_on=list(reg.made),
+            # Replaced (pulumi up --replace) delete-first, which the hook tells from a disconnect.
+            delete_before_replace=True,
+            hooks=pulumi.ResourceHookBinding(before_delete=[register_disconnect_hook()]),
+        ),
+    )
+    declare_guard(guard_name, pulumi.Output.unsecret(identity), guard)
+
+
+def _access_rbac(reg: Registrar, names: manifests.Names) -> None:
+    """ServiceAccount and the least-privilege RBAC an aggregated API server needs."""
+    name = reg.name
+    reg.made += [
+        k8s.core.v1.ServiceAccount(f"{name}-sa", opts=reg.child(), **kwargs(manifests.service_account(names))),
+        k8s.rbac.v1.ClusterRole(f"{name}-secret-sync", opts=reg.child(), **kwargs(manifests.cluster_role(names))),
+        k8s.rbac.v1.ClusterRoleBinding(
+            f"{name}-secret-sync", opts=reg.child(), **kwargs(manifests.cluster_role_binding(names))
+        ),
+        k8s.rbac.v1.ClusterRoleBinding(
+            f"{name}-auth-delegator", opts=reg.child(), **kwargs(manifests.auth_delegator_binding(names))
+        ),
+        k8s.rbac.v1.RoleBinding(
+            f"{name}-auth-reader", opts=reg.child(), **kwargs(manifests.auth_reader_binding(names))
+        ),
+    ]
+
+
+def _workload(
+    reg: Registrar,
+    raw: Mapping[str, Any],
+    plain: Plain,
+    conn: Connection,
+    credentials_name: str,
+    tls_name: str,
+) -> list[pulumi.Resource]:
+    """The in-cluster Deployment (and its PodDisruptionBudget when replicated)."""
+    name, names = reg.name, plain.names
+    settings = manifests.ConnectorSettings(claim_namespace=conn.claim_namespace, cluster_id=conn.cluster_id)
+    # Only the digest leaves the secret: rotating the token changes it and rolls the pods.
+    checksum = pulumi.Output.unsecret(
+        pulumi.Output.all(conn.kubeconfig, conn.claim_namespace, conn.cluster_id).apply(
+            lambda v: manifests.config_checksum(
+                v[0], v[1], v[2], list(plain.selection.include), list(plain.selection.exclude)
+            )
+        )
+    )
+    made: list[pulumi.Resource] = [
+        k8s.apps.v1.Deployment(
+            f"{name}-deployment",
+            opts=reg.child(),
+            **kwargs(
+                manifests.deployment(
+                    names,
+                    image=raw["image"],
+                    replicas=plain.replicas,
+                    settings=settings,
+                    checksum=checksum,
+                    credentials_secret_name=credentials_name,
+                    tls_secret_name=tls_name,
+                    resources=raw.get("resources"),
+                    skip_await=plain.skip_await,
+                )
+            ),
+        )
+    ]
+    if plain.replicas > 1:
+        made.append(
+            k8s.policy.v1.PodDisruptionBudget(
+                f"{name}-pdb", opts=reg.child(), **kwargs(manifests.pod_disruption_budget(names))
+            )
+        )
+    return made
