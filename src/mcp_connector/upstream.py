@@ -450,11 +450,25 @@ async def watch(
                 with mapped_errors(url):
                     async for line in response.aiter_lines():
                         if line.strip():
-                            event = orjson.loads(line)
-                            if isinstance(event, dict):
+                            event = watch_event(url, line)
+                            if event is not None:
                                 yield event
 
             yield events()
+
+
+def watch_event(url: str, line: bytes | str) -> dict[str, Any] | None:
+    """One watch line as an event; a line that is not JSON ends the watch as a broken stream.
+
+    The stream cannot be trusted past such a line (a proxy cut it, a server wrote garbage), so
+    it surfaces as ControlPlaneUnreachable, which every watcher already handles by resuming
+    from the last version seen, instead of an error nobody expects.
+    """
+    try:
+        event = orjson.loads(line)
+    except orjson.JSONDecodeError:
+        raise ControlPlaneUnreachable(url, "the watch stream held a line that is not JSON") from None
+    return event if isinstance(event, dict) else None
 
 
 class _TokenFile:
@@ -626,8 +640,8 @@ class AioClient:
                             line = bytes(pending[start:end])
                             start = end + 1
                             if line.strip():
-                                event = orjson.loads(line)
-                                if isinstance(event, dict):
+                                event = watch_event(self.base_url, line)
+                                if event is not None:
                                     yield event
                         del pending[:start]
                 except (aiohttp.ClientError, TimeoutError) as e:

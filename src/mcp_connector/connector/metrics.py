@@ -47,6 +47,13 @@ CACHE_READS = Counter(
     ["verb"],
     registry=REGISTRY,
 )
+CACHE_SKIPPED = Counter(
+    "mcp_connector_cache_skipped_total",
+    "What the cache could not use and left out instead of failing: an upstream event or object"
+    " it cannot read (thing=event, object), a client watch whose event could not be written (watch).",
+    ["thing"],
+    registry=REGISTRY,
+)
 SECRET_SYNCS = Counter(
     "mcp_connector_connection_secret_syncs_total",
     "Connection-Secret syncs: full reconciles, and copies synced one by one after a claim or Secret changed.",

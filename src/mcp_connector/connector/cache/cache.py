@@ -21,6 +21,8 @@ from mcp_connector.connector.cache.history import Event, History
 from mcp_connector.connector.cache.selection import Selection
 from mcp_connector.connector.cache.store import Entry, NotOurs, Store, resource_version
 from mcp_connector.connector.followers.catalog import ServedResource
+from mcp_connector.connector.logs import fields
+from mcp_connector.connector.metrics import CACHE_SKIPPED
 
 log = logging.getLogger(__name__)
 
@@ -72,8 +74,9 @@ class Cache:
         self.close_watchers("the connector's cache relisted; re-watch")
         store = Store()
         for raw in items:
-            with contextlib.suppress(NotOurs):
-                store.put(Entry.of(raw, self.cluster_id))
+            entry = self._entry(raw)
+            if entry is not None:
+                store.put(entry)
         self.store = store
         self.history.reset(rv)
         self.rv = rv
@@ -82,11 +85,30 @@ class Cache:
             listener()
         self._advanced()
 
+    def _entry(self, raw: Any) -> Entry | None:
+        """The entry of a control-plane object; None when it is not ours or cannot be read.
+
+        An object the cache cannot read (no metadata, a resourceVersion that is no number) is
+        left out and counted: requests for it find no entry and go to the control plane, which
+        answers them in its own words, and nothing else the cache serves is held up by it.
+        """
+        try:
+            return Entry.of(raw, self.cluster_id)
+        except NotOurs:
+            return None
+        except Exception as e:
+            CACHE_SKIPPED.labels("object").inc()
+            log.warning(
+                "cache left out an object it cannot read",
+                extra=fields(resource=self.served.api.resource, error=f"{type(e).__name__}: {str(e)[:200]}"),
+            )
+            return None
+
     def apply(self, kind: str, raw: dict[str, Any]) -> None:
         """One ADDED, MODIFIED or DELETED event from the control plane."""
-        try:
-            entry = Entry.of(raw, self.cluster_id)
-        except NotOurs:
+        entry = self._entry(raw)
+        if entry is None:
+            self._forget(raw)
             return
         if kind == "DELETED":
             prev = self.store.remove(entry.namespace, entry.name)
@@ -100,10 +122,28 @@ class Cache:
         self.history.add(event)
         self.rv = max(self.rv, entry.rv)
         for watcher in list(self.watchers):
-            watcher.offer(event)
+            try:
+                watcher.offer(event)
+            except Exception:  # one watch's form that cannot be written ends that watch only
+                CACHE_SKIPPED.labels("watch").inc()
+                log.warning("a watch ended: its event could not be written", exc_info=True)
+                watcher.close("the connector could not write an event of this watch; re-watch")
+                self.watchers.discard(watcher)
         for listener in self.listeners:
-            listener(event)
+            try:
+                listener(event)
+            except Exception:
+                log.exception("a cache listener failed", extra=fields(resource=self.served.api.resource))
         self._advanced()
+
+    def _forget(self, raw: Any) -> None:
+        """Drop the cached entry of an object whose new state could not be read (it is stale now)."""
+        metadata = raw.get("metadata") if isinstance(raw, dict) else None
+        name = metadata.get("name") if isinstance(metadata, dict) else None
+        if not isinstance(name, str):
+            return
+        for entry in [e for e in self.store if e.cp_name == name]:
+            self.store.remove(entry.namespace, entry.name)
 
     def progress(self, rv: int) -> None:
         """A BOOKMARK from the control plane: nothing for us happened up to ``rv``."""

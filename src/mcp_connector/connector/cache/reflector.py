@@ -23,6 +23,7 @@ from mcp_connector.connector.cache.cache import Cache
 from mcp_connector.connector.cache.store import resource_version
 from mcp_connector.connector.errors import describe
 from mcp_connector.connector.logs import fields
+from mcp_connector.connector.metrics import CACHE_SKIPPED
 from mcp_connector.core import contract
 
 log = logging.getLogger(__name__)
@@ -86,18 +87,36 @@ async def _watch_once(cache: Cache, up: Upstream) -> None:
 
 
 def _apply(cache: Cache, event: Mapping[str, Any]) -> None:
+    """Apply one upstream event; one the cache cannot read is logged and skipped, never fatal.
+
+    An unknown event type or a bookmark without a readable version says nothing the store
+    needs (client-go's watch decoder skips what it cannot use too); objects are contained by
+    ``Cache.apply`` itself.
+    """
     kind = event.get("type")
     obj = event.get("object")
     if not isinstance(obj, dict):
+        _skipped(cache, f"a {kind!r} event without an object")
         return
     if kind == "ERROR":
-        if obj.get("code") == 410:
+        code = obj.get("code")
+        if code == 410:
             raise _Relist(str(obj.get("message") or "410 Gone"))
-        raise upstream.ControlPlaneRejected("watch", int(obj.get("code") or 500), obj)
+        raise upstream.ControlPlaneRejected("watch", code if isinstance(code, int) and code >= 400 else 500, obj)
     if kind == "BOOKMARK":
-        cache.progress(resource_version((obj.get("metadata") or {}).get("resourceVersion")))
+        try:
+            cache.progress(resource_version((obj.get("metadata") or {}).get("resourceVersion")))
+        except (ValueError, AttributeError):
+            _skipped(cache, "a bookmark without a resourceVersion")
     elif kind in ("ADDED", "MODIFIED", "DELETED"):
         cache.apply(str(kind), obj)
+    else:
+        _skipped(cache, f"an event of unknown type {str(kind)[:40]!r}")
+
+
+def _skipped(cache: Cache, what: str) -> None:
+    CACHE_SKIPPED.labels("event").inc()
+    log.warning("cache skipped an upstream event", extra=fields(resource=cache.served.api.resource, event=what))
 
 
 async def run(cache: Cache, up: Upstream) -> None:

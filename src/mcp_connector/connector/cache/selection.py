@@ -31,6 +31,7 @@ class Selection:
     labels: tuple[Requirement, ...] = ()
     names: tuple[tuple[str, bool], ...] = ()
     namespaces: tuple[tuple[str, bool], ...] = ()
+
     @property
     def exact_name(self) -> str | None:
         """The one name selected, if the path or the field selector names one."""

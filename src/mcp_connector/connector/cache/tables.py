@@ -13,12 +13,14 @@ from __future__ import annotations
 
 import datetime
 import hashlib
+import logging
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import orjson
 
 from mcp_connector.connector.api.translate import cell_replacements
+from mcp_connector.connector.cache import cells
 from mcp_connector.connector.cache.forms import Form
 from mcp_connector.connector.cache.jsonpath import compile_path
 from mcp_connector.connector.cache.store import Entry
@@ -32,82 +34,16 @@ NAME_DESCRIPTION = (
 )
 INCLUDE_OBJECTS = ("", "Metadata", "Object", "None")
 
-
-class Unsupported(Exception):
-    """A cell the cache cannot make exactly as the control plane would (the Table goes upstream)."""
+log = logging.getLogger(__name__)
 
 
-def human_duration(seconds: float) -> str:
-    """k8s.io/apimachinery's duration.HumanDuration, for ages."""
-    whole = int(seconds)
-    if whole < -1:
-        return "<invalid>"
-    if whole < 0:
-        return "0s"
-    if whole < 120:
-        return f"{whole}s"
-    minutes = whole // 60
-    if minutes < 10:
-        return f"{minutes}m" if whole % 60 == 0 else f"{minutes}m{whole % 60}s"
-    if minutes < 180:
-        return f"{minutes}m"
-    hours = whole // 3600
-    if hours < 8:
-        return f"{hours}h" if minutes % 60 == 0 else f"{hours}h{minutes % 60}m"
-    if hours < 48:
-        return f"{hours}h"
-    if hours < 24 * 8:
-        return f"{hours // 24}d" if hours % 24 == 0 else f"{hours // 24}d{hours % 24}h"
-    if hours < 24 * 365 * 2:
-        return f"{hours // 24}d"
-    if hours < 24 * 365 * 8:
-        days = (hours // 24) % 365
-        return f"{hours // 24 // 365}y" if days == 0 else f"{hours // 24 // 365}y{days}d"
-    return f"{hours // 24 // 365}y"
-
-
-def _age(value: Any, now: datetime.datetime) -> str | None:
-    if not isinstance(value, str):
+def _cell(kind: str, results: list[Any], replacements: Mapping[str, str], now: datetime.datetime) -> Any:
+    if not results:
         return None
-    try:
-        stamp = datetime.datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return "<invalid>"
-    if stamp.tzinfo is None:
-        return "<invalid>"
-    return human_duration((now - stamp).total_seconds())
-
-
-def _text(value: Any) -> str | None:
-    """A value printed as client-go's jsonpath prints it into a string column."""
-    if value is None:
-        return None
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, str):
-        return value
-    if isinstance(value, int):
-        return str(value)
-    if isinstance(value, float):
-        if value.is_integer() and abs(value) < 1e21:
-            return str(int(value))
-        return repr(value)
-    raise Unsupported("a map or list in a string column")
-
-
-def _typed(kind: str, value: Any, now: datetime.datetime) -> Any:
-    """cellForJSONValue: the cell for a non-string column."""
-    if value is None:
-        return None
-    if kind == "integer" and isinstance(value, int | float) and not isinstance(value, bool):
-        return int(value)
-    if kind == "number" and isinstance(value, int | float) and not isinstance(value, bool):
-        return float(value)
-    if kind == "boolean" and isinstance(value, bool):
-        return value
-    if kind == "date":
-        return _age(value, now)
-    return None
+    if kind == "string":
+        text = cells.string_cell(results[0])
+        return replacements.get(text, text)
+    return cells.typed_cell(kind, results[0], now)
 
 
 class Columns:
@@ -140,19 +76,16 @@ class Columns:
         self.ages = any(kind == "date" for kind, _ in self.paths)
 
     def cells(self, entry: Entry, now: datetime.datetime) -> list[Any]:
-        """The row cells of one object (Unsupported when one cannot be made exactly)."""
+        """The row cells of one object; a cell that cannot be made is empty, never the row's end."""
         replacements: Mapping[str, str] = cell_replacements(entry.raw)
-        cells: list[Any] = [entry.name]
+        row: list[Any] = [entry.name]
         for kind, path in self.paths:
-            results = path(entry.raw)
-            if not results:
-                cells.append(None)
-            elif kind == "string":
-                text = _text(results[0])
-                cells.append(replacements.get(text, text) if text is not None else None)
-            else:
-                cells.append(_typed(kind, results[0], now))
-        return cells
+            try:
+                row.append(_cell(kind, path(entry.raw), replacements, now))
+            except Exception:  # a cell kube-apiserver could not print either: an empty one
+                log.debug("empty table cell", exc_info=True)
+                row.append(None)
+        return row
 
 
 class TableForm(Form):
