@@ -156,7 +156,10 @@ async def stop_writes(client: upstream.Client, plan: DisconnectPlan, *, log: Log
     """
     if not plan.writer_binding:
         return _nothing
-    path = f"/apis/rbac.authorization.k8s.io/v1/namespaces/{plan.claim_namespace}/rolebindings/{plan.writer_binding}"
+    bindings = upstream.api_path(
+        "apis", "rbac.authorization.k8s.io", "v1", "namespaces", plan.claim_namespace, "rolebindings"
+    )
+    path = bindings.child(plan.writer_binding)
     try:
         saved = await upstream.request(client, "GET", path)
     except upstream.ControlPlaneRejected as e:
@@ -171,7 +174,7 @@ async def stop_writes(client: upstream.Client, plan: DisconnectPlan, *, log: Log
         metadata = {k: v for k, v in saved["metadata"].items() if k in ("name", "namespace", "labels", "annotations")}
         body = {**saved, "metadata": metadata}
         with contextlib.suppress(upstream.ControlPlaneError):
-            await upstream.request(client, "POST", path.rsplit("/", 1)[0], json_body=body)
+            await upstream.request(client, "POST", bindings, json_body=body)
 
     return restore
 
@@ -213,7 +216,7 @@ async def _release_all(
             await upstream.request(
                 client,
                 "PATCH",
-                f"{path}/{obj['metadata']['name']}",
+                path.child(obj["metadata"]["name"]),
                 json_body=release_patch(ref),
                 content_type="application/merge-patch+json",
             )

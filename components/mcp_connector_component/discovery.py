@@ -132,7 +132,7 @@ async def scoped_kubeconfig(name: str, platform: str, namespace: str, metadata: 
                 ),
                 name="mcp-connector",
             )
-        path = f"/api/v1/namespaces/{namespace}/secrets/{scoped.ScopedNames.token_secret}"
+        path = upstream.api_path("api", "v1", "namespaces", namespace, "secrets", scoped.ScopedNames.token_secret)
         async with upstream.connected(access, timeout=DISCOVERY_TIMEOUT) as client:
             deadline = time.monotonic() + TOKEN_TIMEOUT
             while not (token := ((await upstream.request(client, "GET", path)).get("data") or {}).get("token")):

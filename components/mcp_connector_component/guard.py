@@ -24,6 +24,7 @@ from typing import Any
 
 import pulumi
 
+from mcp_connector import upstream
 from mcp_connector.core.discovery import ClaimApi
 
 #: Type token of the guard; a component of this package, so it needs no provider of its own.
@@ -47,9 +48,9 @@ class ClaimResource:
         """``plural.group``."""
         return f"{self.plural}.{self.group}"
 
-    def list_path(self, namespace: str) -> str:
+    def list_path(self, namespace: str) -> upstream.ApiPath:
         """The control-plane path listing this kind in ``namespace``."""
-        return f"/apis/{self.group}/{self.version}/namespaces/{namespace}/{self.plural}"
+        return upstream.api_path("apis", self.group, self.version, "namespaces", namespace, self.plural)
 
     @classmethod
     def of(cls, api: ClaimApi) -> "ClaimResource":

@@ -18,6 +18,7 @@ import time
 from collections.abc import AsyncIterator, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import quote
 
 import aiohttp
 import httpx
@@ -25,9 +26,45 @@ import orjson
 from httpx_aiohttp import AiohttpTransport
 
 from mcp_connector.core.access import ControlPlaneAccess
-from mcp_connector.core.discovery import CRD_LIST_PATH, XRD_LIST_PATH, ClaimApi, Discovered, crd_names_for, discover
+from mcp_connector.core.discovery import CRD_LIST, XRD_LIST, ClaimApi, Discovered, crd_names_for, discover
 
 USER_AGENT = "mcp-connector/0.1"
+
+
+class ApiPath(str):
+    """A request path whose every segment went through ``api_path``: the only path the clients send.
+
+    The calls below take an ApiPath, not a str, so (under mypy) no caller can hand them a path
+    formatted from a string; ``tests/unit/test_url_builder.py`` keeps the product from building
+    one by hand anyway. Query values travel as a mapping, encoded by the HTTP library.
+    """
+
+    __slots__ = ()
+
+    def child(self, *segments: str) -> ApiPath:
+        """This path with more segments, each encoded."""
+        return ApiPath(self + "".join("/" + _segment(s) for s in segments))
+
+
+class InvalidPathSegment(ValueError):
+    """A value that cannot be one path segment: never sent anywhere."""
+
+
+def _segment(value: str) -> str:
+    """One path segment, percent-encoded (``?``, ``#``, ``,``, spaces, control characters).
+
+    As client-go's request builder (IsValidPathSegmentName), a segment may not be empty, ``.``
+    or ``..``, nor hold ``/`` or ``%``: Go's servers decode ``%2F`` before they route, so an
+    encoded slash would still split the path there.
+    """
+    if not isinstance(value, str) or value in ("", ".", "..") or "/" in value or "%" in value:
+        raise InvalidPathSegment(f"not a path segment: {value!r}")
+    return quote(value, safe="")
+
+
+def api_path(*segments: str) -> ApiPath:
+    """The one URL builder for both clusters: ``api_path("api", "v1", "namespaces", ns, "secrets", name)``."""
+    return ApiPath("").child(*segments)
 
 
 class ControlPlaneError(Exception):
@@ -278,7 +315,7 @@ def raise_for_status(url: str, response: httpx.Response) -> None:
 async def request(
     client: Client,
     method: str,
-    path: str,
+    path: ApiPath,
     *,
     params: Mapping[str, str] | None = None,
     json_body: Any = None,
@@ -307,7 +344,7 @@ async def request(
 async def exchange(
     client: Client,
     method: str,
-    path: str,
+    path: ApiPath,
     *,
     params: Mapping[str, str] | None = None,
     json_body: Any = None,
@@ -338,7 +375,7 @@ async def exchange(
     return Reply(response.status_code, result, tuple(response.headers.get_list("Warning")))
 
 
-async def list_all(client: Client, path: str, *, params: Mapping[str, str] | None = None) -> list[dict[str, Any]]:
+async def list_all(client: Client, path: ApiPath, *, params: Mapping[str, str] | None = None) -> list[dict[str, Any]]:
     """List every item at ``path``, following ``continue`` tokens."""
     items: list[dict[str, Any]] = []
     query = dict(params or {})
@@ -375,8 +412,8 @@ def _discovery_errors(client: Client) -> Iterator[None]:
 async def discover_apis(client: Client) -> Discovered:
     """Ask the control plane which claim and namespaced XR APIs it offers (XRDs + their CRDs)."""
     with _discovery_errors(client):
-        xrds = await list_all(client, XRD_LIST_PATH)
-        crds = await list_all(client, CRD_LIST_PATH)
+        xrds = await list_all(client, api_path(*XRD_LIST))
+        crds = await list_all(client, api_path(*CRD_LIST))
     return discover(xrds, crds)
 
 
@@ -397,11 +434,11 @@ async def discover_apis_by_name(client: Client) -> Discovered:
     disconnect): never the whole CRD list of the control plane.
     """
     with _discovery_errors(client):
-        xrds = await list_all(client, XRD_LIST_PATH)
+        xrds = await list_all(client, api_path(*XRD_LIST))
         crds = []
         for name in crd_names_for(xrds):
             try:
-                crds.append(await request(client, "GET", f"{CRD_LIST_PATH}/{name}"))
+                crds.append(await request(client, "GET", api_path(*CRD_LIST, name)))
             except ControlPlaneRejected as e:
                 if e.status != 404:
                     raise
@@ -416,7 +453,7 @@ WATCH_IDLE_TIMEOUT = 130.0
 @contextlib.asynccontextmanager
 async def watch(
     client: Client,
-    path: str,
+    path: ApiPath,
     *,
     params: Mapping[str, str],
     accept: str | None = None,
@@ -575,7 +612,7 @@ class AioClient:
     async def exchange(
         self,
         method: str,
-        path: str,
+        path: ApiPath,
         *,
         params: Mapping[str, str] | None,
         content: bytes | None,
@@ -606,7 +643,7 @@ class AioClient:
 
     @contextlib.asynccontextmanager
     async def watch(
-        self, path: str, *, params: Mapping[str, str], headers: Mapping[str, str], idle_timeout: float | None
+        self, path: ApiPath, *, params: Mapping[str, str], headers: Mapping[str, str], idle_timeout: float | None
     ) -> AsyncIterator[AsyncIterator[dict[str, Any]]]:
         """A watch stream's decoded events; silence longer than ``idle_timeout`` ends it (see watch)."""
         session = self._open()

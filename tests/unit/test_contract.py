@@ -147,11 +147,26 @@ def test_connection_secret_is_mapped_both_ways() -> None:
     )
     secret_name = stored["spec"]["writeConnectionSecretToRef"]["name"]
     assert secret_name == contract.control_plane_name(AppRef("cluster-a", "default", "my-cluster-kubeconfig"))
-    assert contract.app_connection_secret(stored) == (
-        AppRef("cluster-a", "default", "my-cluster-kubeconfig"),
-        secret_name,
+    assert contract.app_connection_secret(stored) == contract.SecretCopy(
+        "cluster-a", "default", "my-cluster-kubeconfig", secret_name
     )
     assert contract.to_app(stored)["spec"]["writeConnectionSecretToRef"] == {"name": "my-cluster-kubeconfig"}
+
+
+def test_a_stored_connection_secret_name_is_parsed_again_before_use() -> None:
+    """Defence in depth: names read back from a control-plane object name nothing unless they parse."""
+    ref = AppRef("cluster-a", "default", "my-cluster")
+    stored = contract.to_control_plane(
+        claim("my-cluster", "default", writeConnectionSecretToRef={"name": "ok"}), ref, claim_namespace=CLAIM_NAMESPACE
+    )
+    for bad in ("a,metadata.name!=/../../../victimns/secrets/victim", "..", "a%2Fb", "UPPER", "x" * 254, ""):
+        tampered = {
+            **stored,
+            "metadata": {**stored["metadata"], "annotations": {contract.APP_SECRET_NAME_ANNOTATION: bad}},
+        }
+        assert contract.app_connection_secret(tampered) is None, bad
+    tampered = {**stored, "spec": {"writeConnectionSecretToRef": {"name": "../x"}}}
+    assert contract.app_connection_secret(tampered) is None
 
 
 def test_names_too_long_for_a_label_are_refused() -> None:

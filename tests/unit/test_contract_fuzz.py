@@ -15,7 +15,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from mcp_connector.connector.api.translate import Scope
-from mcp_connector.core import contract
+from mcp_connector.core import contract, names
 from mcp_connector.core.contract import AppRef
 
 CLAIM_NAMESPACE = "mcp-claims"
@@ -75,7 +75,11 @@ def test_a_body_never_chooses_its_identity_and_reads_back(
     secret_ref = body["spec"].get("writeConnectionSecretToRef") if isinstance(body["spec"], dict) else None
     if secret_ref is not None:
         app_secret = AppRef(ref.cluster_id, ref.namespace, secret_ref["name"])
-        assert contract.app_connection_secret(stored) == (app_secret, contract.connection_secret_name(app_secret))
+        parses = not names.dns1123_subdomain(ref.namespace) and not names.dns1123_subdomain(secret_ref["name"])
+        expected = contract.SecretCopy(
+            ref.cluster_id, ref.namespace, secret_ref["name"], contract.connection_secret_name(app_secret)
+        )
+        assert contract.app_connection_secret(stored) == (expected if parses else None)
         assert back["spec"]["writeConnectionSecretToRef"] == {"name": secret_ref["name"]}
 
 

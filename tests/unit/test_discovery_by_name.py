@@ -14,7 +14,10 @@ from aiohttp import web
 from mcp_connector import upstream
 from mcp_connector.core import certs
 from mcp_connector.core.access import ControlPlaneAccess
-from mcp_connector.core.discovery import CRD_LIST_PATH, XRD_LIST_PATH, crd_names_for
+from mcp_connector.core.discovery import CRD_LIST, XRD_LIST, crd_names_for
+
+XRD_LIST_PATH = "/" + "/".join(XRD_LIST)
+CRD_LIST_PATH = "/" + "/".join(CRD_LIST)
 
 LEGACY = {
     "metadata": {"name": "xwidgets.example.org", "uid": "xrd-uid"},

@@ -32,11 +32,11 @@ from mcp_connector.connector.http.tokens import TOKEN_REVIEW_PATH, TokenAuthenti
 from mcp_connector.connector.logs import fields
 from mcp_connector.connector.metrics import SERVED_APIS
 from mcp_connector.connector.runtime import Runtime
-from mcp_connector.core.discovery import CRD_LIST_PATH, XRD_LIST_PATH, Unserved
+from mcp_connector.core.discovery import CRD_LIST, XRD_LIST, Unserved
 
 log = logging.getLogger(__name__)
 
-CONFIGMAP_PATH = f"/api/v1/namespaces/{auth.CONFIGMAP_NAMESPACE}/configmaps"
+CONFIGMAP_PATH = upstream.api_path("api", "v1", "namespaces", auth.CONFIGMAP_NAMESPACE, "configmaps")
 
 #: Connections beyond the users' share, for the connector's own calls (followers, Secret sync, probes).
 OWN_CONNECTIONS = 50
@@ -49,13 +49,13 @@ def _client(access: Any, token_file: str | None, timeout: float, connections: in
 
 async def cluster_id_of(app_cluster: upstream.Client) -> str:
     """The default cluster ID: the UID of the app cluster's kube-system namespace."""
-    namespace = await upstream.request(app_cluster, "GET", "/api/v1/namespaces/kube-system")
+    namespace = await upstream.request(app_cluster, "GET", upstream.api_path("api", "v1", "namespaces", "kube-system"))
     return str(namespace["metadata"]["uid"])
 
 
 async def read_front_proxy(app_cluster: upstream.Client) -> auth.FrontProxySettings | None:
     """The request-header settings the app cluster publishes now (None if it publishes none)."""
-    configmap = await upstream.request(app_cluster, "GET", f"{CONFIGMAP_PATH}/{auth.CONFIGMAP_NAME}")
+    configmap = await upstream.request(app_cluster, "GET", CONFIGMAP_PATH.child(auth.CONFIGMAP_NAME))
     return auth.settings_from_configmap(configmap.get("data") or {})
 
 
@@ -194,8 +194,8 @@ async def _serve(
     ]
     tasks += [asyncio.create_task(secrets.run()), asyncio.create_task(secrets_sync.follow_secrets(rt, secrets))]
     tasks += [
-        asyncio.create_task(follow.follow(control_plane_watches, XRD_LIST_PATH, catalog_trigger)),
-        asyncio.create_task(follow.follow(control_plane_watches, CRD_LIST_PATH, catalog_trigger)),
+        asyncio.create_task(follow.follow(control_plane_watches, upstream.api_path(*XRD_LIST), catalog_trigger)),
+        asyncio.create_task(follow.follow(control_plane_watches, upstream.api_path(*CRD_LIST), catalog_trigger)),
         asyncio.create_task(
             follow.follow(
                 app_cluster,

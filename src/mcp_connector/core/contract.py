@@ -20,7 +20,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from mcp_connector.core import managed_fields
+from mcp_connector.core import managed_fields, names
 
 LABEL_DOMAIN = "mcp-connector.upbound.io"
 APP_NAMESPACE_LABEL = f"{LABEL_DOMAIN}/app-namespace"
@@ -394,15 +394,39 @@ def connection_secret_name(secret_ref: AppRef) -> str:
     return control_plane_name(secret_ref, flavor=Flavor.CLAIM)
 
 
-def app_connection_secret(obj: Mapping[str, Any]) -> tuple[AppRef, str] | None:
-    """Return (app-side Secret ref, control-plane Secret name) for a claim that asks for one."""
+@dataclass(frozen=True, order=True)
+class SecretCopy:
+    """Where a claim's connection Secret is copied from and to, every name parsed (core.names)."""
+
+    cluster_id: str
+    namespace: names.ObjectName
+    name: names.SecretName
+    #: The control-plane Secret in the claim namespace (a hashed name).
+    source: names.SecretName
+
+
+def app_connection_secret(obj: Mapping[str, Any]) -> SecretCopy | None:
+    """The connection Secret copy a claim asks for; None when it asks for none or a name does not parse.
+
+    The names come from a control-plane object (an annotation, a label, the spec), written by
+    the connector after checking them; they are parsed again here, before any is used in a
+    path or a selector, in case something else wrote them.
+    """
     ref = app_ref_of(obj)
     annotations = (obj.get("metadata") or {}).get("annotations") or {}
     app_secret = annotations.get(APP_SECRET_NAME_ANNOTATION)
     secret_ref = _secret_ref(obj)
     if ref is None or app_secret is None or secret_ref is None or not secret_ref.get("name"):
         return None
-    return AppRef(ref.cluster_id, ref.namespace, app_secret), str(secret_ref["name"])
+    try:
+        return SecretCopy(
+            ref.cluster_id,
+            names.parse_object_name(ref.namespace),
+            names.parse_secret_name(app_secret),
+            names.parse_secret_name(secret_ref["name"]),
+        )
+    except names.InvalidName:
+        return None
 
 
 def connection_secret_written_for(secret: Mapping[str, Any], obj: Mapping[str, Any]) -> bool:

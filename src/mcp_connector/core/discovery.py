@@ -24,8 +24,8 @@ from typing import Any, TypedDict
 
 from mcp_connector.core.contract import Flavor
 
-XRD_LIST_PATH = "/apis/apiextensions.crossplane.io/v1/compositeresourcedefinitions"
-CRD_LIST_PATH = "/apis/apiextensions.k8s.io/v1/customresourcedefinitions"
+XRD_LIST = ("apis", "apiextensions.crossplane.io", "v1", "compositeresourcedefinitions")
+CRD_LIST = ("apis", "apiextensions.k8s.io", "v1", "customresourcedefinitions")
 
 RawXrd = Mapping[str, Any]
 RawCrd = Mapping[str, Any]

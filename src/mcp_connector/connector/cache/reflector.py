@@ -47,10 +47,12 @@ class _Relist(Exception):
     """The control plane no longer has the version the cache is at (410 Gone)."""
 
 
-def collection_path(cache: Cache, claim_namespace: str) -> str:
+def collection_path(cache: Cache, claim_namespace: str) -> upstream.ApiPath:
     """The control-plane collection a cache follows."""
     served = cache.served
-    return f"/apis/{served.group}/{served.version.name}/namespaces/{claim_namespace}/{served.api.plural}"
+    return upstream.api_path(
+        "apis", served.group, served.version.name, "namespaces", claim_namespace, served.api.plural
+    )
 
 
 async def list_state(cache: Cache, up: Upstream) -> tuple[list[dict[str, Any]], int]:

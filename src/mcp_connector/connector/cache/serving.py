@@ -163,7 +163,7 @@ async def _consistent_entry(rt: Runtime, call: Call, cache: Cache, ref: contract
     entry = cache.get(ref.namespace, ref.name)
     if entry is None:
         return None
-    path = f"{collection_path(rt, call.served)}/{entry.cp_name}"
+    path = collection_path(rt, call.served).child(entry.cp_name)
     try:
         reply = await upstream.exchange(
             rt.control_plane, "GET", path, accept=_PARTIAL, headers=upstream_headers(rt, call)

@@ -23,10 +23,10 @@ from mcp_connector.core.discovery import GroupVersion
 
 log = logging.getLogger(__name__)
 
-PATH = "/apis/apiregistration.k8s.io/v1/apiservices"
+PATH = upstream.api_path("apis", "apiregistration.k8s.io", "v1", "apiservices")
 MANAGED_BY = "app.kubernetes.io/managed-by"
 MANAGER = "mcp-connector"
-OWNER_LIST_PATH = "/apis/rbac.authorization.k8s.io/v1/clusterroles"
+OWNER_LIST_PATH = upstream.api_path("apis", "rbac.authorization.k8s.io", "v1", "clusterroles")
 
 
 @dataclass(frozen=True)
@@ -70,7 +70,7 @@ def desired(catalog: Catalog, service: ServiceRef) -> dict[str, dict[str, Any]]:
 async def owner_reference(client: upstream.Client, name: str) -> dict[str, Any] | None:
     """The ownerReference to ClusterRole ``name``, or None when it does not exist."""
     try:
-        role = await upstream.request(client, "GET", f"{OWNER_LIST_PATH}/{name}")
+        role = await upstream.request(client, "GET", OWNER_LIST_PATH.child(name))
     except upstream.ControlPlaneRejected as e:
         if e.status == 404:
             return None
@@ -112,11 +112,11 @@ async def reconcile(client: upstream.Client, catalog: Catalog, service: ServiceR
             current["metadata"].get("ownerReferences") != body["metadata"].get("ownerReferences")
         ):
             body["metadata"]["resourceVersion"] = current["metadata"]["resourceVersion"]
-            await upstream.request(client, "PUT", f"{PATH}/{name}", json_body=body)
+            await upstream.request(client, "PUT", PATH.child(name), json_body=body)
             log.info("APIService updated", extra=fields(name=name))
     for name in ours.keys() - wanted.keys():
         try:
-            await upstream.request(client, "DELETE", f"{PATH}/{name}")
+            await upstream.request(client, "DELETE", PATH.child(name))
             log.info("APIService deleted", extra=fields(name=name))
         except upstream.ControlPlaneRejected as e:
             if e.status != 404:

@@ -53,7 +53,7 @@ class Trigger:
 
 async def follow(
     client: upstream.Client,
-    path: str,
+    path: upstream.ApiPath,
     trigger: Trigger,
     *,
     params: Mapping[str, str] | None = None,

@@ -30,7 +30,7 @@ from mcp_connector.connector.errors import describe
 from mcp_connector.connector.logs import fields
 from mcp_connector.connector.metrics import SECRET_SYNCS
 from mcp_connector.connector.runtime import Runtime
-from mcp_connector.core import contract
+from mcp_connector.core import contract, names
 
 log = logging.getLogger(__name__)
 
@@ -39,19 +39,19 @@ SOURCE_ANNOTATION = f"{contract.LABEL_DOMAIN}/source"
 _METADATA = "application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1"
 _METADATA_LIST = "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1"
 
-#: An app-side Secret: (namespace, name).
-Key = tuple[str, str]
+#: An app-side Secret: (namespace, name), both parsed (core.names) before they name anything.
+Key = tuple[names.ObjectName, names.SecretName]
 
 
-def app_secret(source: dict[str, Any], target: contract.AppRef, claim_namespace: str) -> dict[str, Any]:
+def app_secret(source: dict[str, Any], target: Key, cluster_id: str, claim_namespace: str) -> dict[str, Any]:
     """The app-side copy of a control-plane connection Secret."""
     return {
         "apiVersion": "v1",
         "kind": "Secret",
         "metadata": {
-            "name": target.name,
-            "namespace": target.namespace,
-            "labels": {MANAGED_LABEL: target.cluster_id},
+            "name": target[1],
+            "namespace": target[0],
+            "labels": {MANAGED_LABEL: cluster_id},
             "annotations": {SOURCE_ANNOTATION: f"{claim_namespace}/{source['metadata']['name']}"},
         },
         "type": source.get("type") or "Opaque",
@@ -72,18 +72,20 @@ def _ours(secret: dict[str, Any], cluster_id: str) -> bool:
     return ((secret.get("metadata") or {}).get("labels") or {}).get(MANAGED_LABEL) == cluster_id
 
 
-def wanted_copies(claims: Iterable[dict[str, Any]], cluster_id: str) -> dict[Key, tuple[str, dict[str, Any]]]:
+def wanted_copies(
+    claims: Iterable[dict[str, Any]], cluster_id: str
+) -> dict[Key, tuple[names.SecretName, dict[str, Any]]]:
     """Which app Secrets this cluster's claims ask for: key -> (control-plane Secret name, claim).
 
     Two claims of one namespace may name the same Secret; the oldest keeps it, as with
     Crossplane, where the first claim to write a connection Secret controls it. Never the
     order the claims happen to come in, which changes with every relist.
     """
-    wanted: dict[Key, tuple[str, dict[str, Any]]] = {}
+    wanted: dict[Key, tuple[names.SecretName, dict[str, Any]]] = {}
     for claim in sorted(claims, key=_age_order):
         found = contract.app_connection_secret(claim)
-        if found is not None and found[0].cluster_id == cluster_id:
-            wanted.setdefault((found[0].namespace, found[0].name), (found[1], claim))
+        if found is not None and found.cluster_id == cluster_id:
+            wanted.setdefault((found.namespace, found.name), (found.source, claim))
     return wanted
 
 
@@ -112,47 +114,71 @@ def _cached_claims(rt: Runtime) -> list[dict[str, Any]] | None:
 async def _listed_claims(rt: Runtime) -> list[dict[str, Any]]:
     claims: list[dict[str, Any]] = []
     for api in rt.catalog.apis:
-        path = f"/apis/{api.group}/{api.preferred_version.name}/namespaces/{rt.claim_namespace}/{api.plural}"
+        path = upstream.api_path(
+            "apis", api.group, api.preferred_version.name, "namespaces", rt.claim_namespace, api.plural
+        )
         selector = contract.scope_selector(rt.cluster_id, None)
         claims.extend(await upstream.list_all(rt.control_plane, path, params={"labelSelector": selector}))
     return claims
 
 
-async def _desired(rt: Runtime, key: Key, wanted: dict[Key, tuple[str, dict[str, Any]]]) -> dict[str, Any] | None:
+def _secrets(namespace: str) -> upstream.ApiPath:
+    return upstream.api_path("api", "v1", "namespaces", namespace, "secrets")
+
+
+async def _desired(
+    rt: Runtime, key: Key, wanted: dict[Key, tuple[names.SecretName, dict[str, Any]]]
+) -> dict[str, Any] | None:
     if key not in wanted:
         return None
     source_name, claim = wanted[key]
     try:
-        source = await upstream.request(
-            rt.control_plane, "GET", f"/api/v1/namespaces/{rt.claim_namespace}/secrets/{source_name}"
-        )
+        source = await upstream.request(rt.control_plane, "GET", _secrets(rt.claim_namespace).child(source_name))
     except upstream.ControlPlaneRejected as e:
         if e.status == 404:
             return None
         raise
     if not contract.connection_secret_written_for(source, claim):
         return None
-    return app_secret(source, contract.AppRef(rt.cluster_id, *key), rt.claim_namespace)
+    return app_secret(source, key, rt.cluster_id, rt.claim_namespace)
 
 
 async def _all_copies(rt: Runtime) -> dict[Key, dict[str, Any]]:
-    """This cluster's copies now in the app cluster."""
+    """This cluster's copies now in the app cluster (any whose name does not parse is left alone)."""
     listed = await upstream.list_all(
-        rt.app_cluster, "/api/v1/secrets", params={"labelSelector": f"{MANAGED_LABEL}={rt.cluster_id}"}
+        rt.app_cluster,
+        upstream.api_path("api", "v1", "secrets"),
+        params={"labelSelector": f"{MANAGED_LABEL}={rt.cluster_id}"},
     )
-    return {(s["metadata"]["namespace"], s["metadata"]["name"]): s for s in listed}
+    copies: dict[Key, dict[str, Any]] = {}
+    for secret in listed:
+        key = _key_of(secret)
+        if key is not None:
+            copies[key] = secret
+    return copies
+
+
+def _key_of(secret: dict[str, Any]) -> Key | None:
+    """Where a listed copy is, read from the copy itself and parsed again."""
+    metadata = secret.get("metadata") or {}
+    try:
+        return names.parse_object_name(metadata.get("namespace")), names.parse_secret_name(metadata.get("name"))
+    except names.InvalidName:
+        log.warning("connection secret copy skipped: its name does not parse", extra=fields(error="invalid name"))
+        return None
 
 
 async def _copy(rt: Runtime, key: Key) -> dict[str, Any] | None:
     """This cluster's copy at ``key``, if there is one."""
     # A list narrowed to one name, not a GET: the connector's role lists its copies and never
     # gets one, so a connector upgrade needs no new permission.
+    # The name is a parsed SecretName (a DNS-1123 subdomain): it cannot carry selector syntax.
     listed = await upstream.list_all(
         rt.app_cluster,
-        f"/api/v1/namespaces/{key[0]}/secrets",
+        _secrets(key[0]),
         params={"labelSelector": f"{MANAGED_LABEL}={rt.cluster_id}", "fieldSelector": f"metadata.name={key[1]}"},
     )
-    return next((secret for secret in listed if _ours(secret, rt.cluster_id)), None)
+    return next((secret for secret in listed if _ours(secret, rt.cluster_id) and _key_of(secret) == key), None)
 
 
 async def _claim_released(rt: Runtime, copy: dict[str, Any]) -> bool:
@@ -164,23 +190,29 @@ async def _claim_released(rt: Runtime, copy: dict[str, Any]) -> bool:
     (or whose Secret is gone) means the copy goes, as before.
     """
     source = ((copy.get("metadata") or {}).get("annotations") or {}).get(SOURCE_ANNOTATION, "")
-    namespace, _, name = source.partition("/")
-    if namespace != rt.claim_namespace or not name:
+    namespace, _, name = str(source).partition("/")
+    if namespace != rt.claim_namespace:
         return False
     try:
-        secret = await upstream.request(rt.control_plane, "GET", f"/api/v1/namespaces/{namespace}/secrets/{name}")
+        secret = await upstream.request(
+            rt.control_plane, "GET", _secrets(namespace).child(names.parse_secret_name(name))
+        )
         owner = next(
             (o for o in (secret.get("metadata") or {}).get("ownerReferences") or [] if o.get("controller")), None
         )
-        group = str((owner or {}).get("apiVersion", "")).partition("/")[0]
+        group, _, version = str((owner or {}).get("apiVersion", "")).partition("/")
         api = next((a for a in rt.catalog.apis if owner and a.group == group and a.kind == owner.get("kind")), None)
         if owner is None or api is None:
             return False
         claim = await upstream.request(
             rt.control_plane,
             "GET",
-            f"/apis/{owner['apiVersion']}/namespaces/{namespace}/{api.plural}/{owner['name']}",
+            upstream.api_path(
+                "apis", group, version, "namespaces", namespace, api.plural, names.parse_object_name(owner.get("name"))
+            ),
         )
+    except (names.InvalidName, upstream.InvalidPathSegment):
+        return False
     except upstream.ControlPlaneRejected as e:
         if e.status == 404:
             return False
@@ -209,26 +241,45 @@ async def reconcile(rt: Runtime, only: set[Key] | None = None) -> dict[Key, upst
     return refused
 
 
+def _preconditions(current: dict[str, Any]) -> dict[str, Any]:
+    """DeleteOptions that hold only for this very copy: its uid and the version we read."""
+    metadata = current.get("metadata") or {}
+    return {
+        "kind": "DeleteOptions",
+        "apiVersion": "v1",
+        "preconditions": {"uid": metadata.get("uid"), "resourceVersion": metadata.get("resourceVersion")},
+    }
+
+
 async def _sync_copy(rt: Runtime, key: Key, secret: dict[str, Any] | None, current: dict[str, Any] | None) -> None:
-    """Create, update or remove the one copy at ``key`` so it matches ``secret``."""
+    """Create, update or remove the one copy at ``key`` so it matches ``secret``.
+
+    An existing copy is updated and deleted by the namespace and name read from the copy itself
+    (parsed again, and equal to ``key``), pinned to its uid and resourceVersion: the app cluster
+    refuses (409) if the Secret there is not the one we read. No annotation ever names a path.
+    """
     app = rt.app_cluster
-    path = f"/api/v1/namespaces/{key[0]}/secrets"
+    if current is not None and _key_of(current) != key:
+        log.warning("connection secret copy skipped: it is not where it was looked for", extra=fields(name=key[1]))
+        return
     try:
         if secret is None:
             if current is not None and await _claim_released(rt, current):
                 log.info("connection secret kept: its claim was released", extra=fields(namespace=key[0], name=key[1]))
             elif current is not None:
-                await upstream.request(app, "DELETE", f"{path}/{key[1]}")
+                await upstream.request(app, "DELETE", _secrets(key[0]).child(key[1]), json_body=_preconditions(current))
                 log.info("connection secret removed", extra=fields(namespace=key[0], name=key[1]))
         elif current is None:
-            await upstream.request(app, "POST", path, json_body=secret)
+            await upstream.request(app, "POST", _secrets(key[0]), json_body=secret)
             log.info("connection secret copied", extra=fields(namespace=key[0], name=key[1]))
         elif not _same(current, secret):
             secret["metadata"]["resourceVersion"] = current["metadata"]["resourceVersion"]
-            await upstream.request(app, "PUT", f"{path}/{key[1]}", json_body=secret)
+            secret["metadata"]["uid"] = current["metadata"].get("uid")
+            await upstream.request(app, "PUT", _secrets(key[0]).child(key[1]), json_body=secret)
             log.info("connection secret updated", extra=fields(namespace=key[0], name=key[1]))
     except upstream.ControlPlaneRejected as e:
-        # 409 on create: a Secret of that name exists and is not ours; 404: namespace is gone.
+        # 409 on create: a Secret of that name exists and is not ours (or, on update and delete,
+        # the copy changed since it was read: the next pass reads it again); 404: namespace is gone.
         if e.status not in (404, 409):
             raise
         log.warning(
@@ -260,8 +311,8 @@ class SecretSync:
         self._by_source = None
         for entry in (event.prev, event.entry):
             found = contract.app_connection_secret(entry.raw) if entry is not None else None
-            if found is not None and found[0].cluster_id == self._rt.cluster_id:
-                self._pending.add((found[0].namespace, found[0].name))
+            if found is not None and found.cluster_id == self._rt.cluster_id:
+                self._pending.add((found.namespace, found.name))
                 self._kick.set()
 
     def secret_changed(self, name: str) -> None:
@@ -328,7 +379,7 @@ class SecretSync:
 
 async def follow_secrets(rt: Runtime, sync: SecretSync) -> None:
     """Tell ``sync`` which claim-namespace Secrets change, by name, from a metadata-only watch."""
-    path = f"/api/v1/namespaces/{rt.claim_namespace}/secrets"
+    path = _secrets(rt.claim_namespace)
     backoff = 1.0
     first = True
     while True:

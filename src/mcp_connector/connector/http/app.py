@@ -306,6 +306,9 @@ async def handle(request: web.Request) -> web.StreamResponse:
         response = _error_response(e)
     except upstream.ControlPlaneError as e:
         response = _error_response(from_control_plane(e, ref=None, claim_namespace=rt.claim_namespace))
+    except upstream.InvalidPathSegment:
+        # A value from the request that cannot be one path segment names nothing in either cluster.
+        response = _error_response(ApiError.of(404, "the server could not find the requested resource"))
     except web.HTTPException:
         raise
     except Exception:

@@ -16,10 +16,11 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
+from mcp_connector import upstream
 from mcp_connector.connector.api.selectors import Requirement
 from mcp_connector.connector.http.auth import User
 
-SAR_PATH = "/apis/authorization.k8s.io/v1/subjectaccessreviews"
+SAR_PATH = upstream.api_path("apis", "authorization.k8s.io", "v1", "subjectaccessreviews")
 
 
 @dataclass(frozen=True)

@@ -15,9 +15,10 @@ from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from mcp_connector import upstream
 from mcp_connector.connector.http.auth import User
 
-TOKEN_REVIEW_PATH = "/apis/authentication.k8s.io/v1/tokenreviews"
+TOKEN_REVIEW_PATH = upstream.api_path("apis", "authentication.k8s.io", "v1", "tokenreviews")
 
 Reviewer = Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]
 

@@ -19,14 +19,28 @@ from mcp_connector.core import contract
 
 
 async def call_control_plane(
-    rt: Runtime, call: Call, verb: str, method: str, path: str, *, ref: contract.AppRef | None, **kwargs: Any
+    rt: Runtime,
+    call: Call,
+    verb: str,
+    method: str,
+    path: upstream.ApiPath,
+    *,
+    ref: contract.AppRef | None,
+    **kwargs: Any,
 ) -> dict[str, Any]:
     """``call_control_plane_status`` for callers that need only the body."""
     return (await call_control_plane_status(rt, call, verb, method, path, ref=ref, **kwargs))[1]
 
 
 async def call_control_plane_status(
-    rt: Runtime, call: Call, verb: str, method: str, path: str, *, ref: contract.AppRef | None, **kwargs: Any
+    rt: Runtime,
+    call: Call,
+    verb: str,
+    method: str,
+    path: upstream.ApiPath,
+    *,
+    ref: contract.AppRef | None,
+    **kwargs: Any,
 ) -> tuple[int, dict[str, Any]]:
     """One control-plane call made for ``call``: its headers go up, its warnings come back."""
     start = time.monotonic()

@@ -132,15 +132,17 @@ def list_params(rt: Runtime, call: Call, names: tuple[str, ...]) -> dict[str, st
     return params
 
 
-def collection_path(rt: Runtime, served: ServedResource) -> str:
+def collection_path(rt: Runtime, served: ServedResource) -> upstream.ApiPath:
     """Where the served kind's objects of every app namespace live: the claim namespace."""
-    return f"/apis/{served.group}/{served.version.name}/namespaces/{rt.claim_namespace}/{served.api.plural}"
+    return upstream.api_path(
+        "apis", served.group, served.version.name, "namespaces", rt.claim_namespace, served.api.plural
+    )
 
 
-def object_path(rt: Runtime, served: ServedResource, hashed: str, subresource: str | None = None) -> str:
+def object_path(rt: Runtime, served: ServedResource, hashed: str, subresource: str | None = None) -> upstream.ApiPath:
     """The control-plane path of one object (or its subresource) under its hashed name."""
-    path = f"{collection_path(rt, served)}/{hashed}"
-    return f"{path}/{subresource}" if subresource else path
+    path = collection_path(rt, served).child(hashed)
+    return path.child(subresource) if subresource else path
 
 
 def hashed_name(call: Call, ref: contract.AppRef) -> str:

@@ -7,10 +7,8 @@ app namespace's existence: writes refused here never reach the control plane.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from typing import Any
-from urllib.parse import quote
 
 import orjson
 
@@ -18,9 +16,7 @@ from mcp_connector import upstream
 from mcp_connector.connector.api.verbs.request import Call
 from mcp_connector.connector.errors import ApiError, bad_request, status_body
 from mcp_connector.connector.runtime import Runtime
-from mcp_connector.core import contract, references
-
-_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+from mcp_connector.core import contract, names, references
 
 
 def check_kind(call: Call, body: Mapping[str, Any], *, required: bool = False) -> None:
@@ -60,10 +56,9 @@ async def check_namespace(rt: Runtime, namespace: str) -> None:
     namespace is being deleted would be orphaned in the control plane.
     """
     try:
-        # Quoted: the segment comes from the URL as the user sent it (control characters included).
-        found = await upstream.request(rt.app_cluster, "GET", f"/api/v1/namespaces/{quote(namespace, safe='')}")
-    except upstream.ControlPlaneRejected as e:
-        if e.status == 404:
+        found = await upstream.request(rt.app_cluster, "GET", upstream.api_path("api", "v1", "namespaces", namespace))
+    except (upstream.ControlPlaneRejected, upstream.InvalidPathSegment) as e:
+        if isinstance(e, upstream.InvalidPathSegment) or e.status == 404:
             raise ApiError.of(
                 404, f'namespaces "{namespace}" not found', details={"name": namespace, "kind": "namespaces"}
             ) from None
@@ -82,22 +77,72 @@ async def check_namespace(rt: Runtime, namespace: str) -> None:
         )
 
 
-def validate_name(call: Call, name: str) -> None:
-    """App names must be DNS subdomains that also fit in a label value (the contract stores them there)."""
+def check_fields(call: Call, body: Mapping[str, Any], name: str) -> None:
+    """422 naming every field kube-apiserver (or the connector, for names it acts on) would refuse.
+
+    The name, ``generateName`` and labels (ValidateObjectMeta), owner references (they travel in
+    an annotation the control plane does not validate) and the names the connector later acts on
+    (``reference_problems``), all collected into one answer as sample-apiserver's field errors.
+    """
+    metadata = body.get("metadata") or {}
+    problems = [
+        *name_problems(name),
+        *metadata_problems(body),
+        *contract.owner_reference_problems(metadata.get("ownerReferences")),
+        *reference_problems(body),
+    ]
+    if problems:
+        raise invalid(call, name, problems)
+
+
+def name_problems(name: str) -> list[tuple[str, Any, str]]:
+    """``metadata.name`` as kube-apiserver checks a custom resource's name, plus the label-value length."""
     if not name:
-        raise _invalid_name(call, name, "name or generateName is required")
-    if len(name) > contract.MAX_LABEL_VALUE or not _NAME.match(name):
-        raise _invalid_name(
-            call,
-            name,
-            "a lowercase RFC 1123 subdomain of at most 63 characters is required "
-            "(the connector stores it as a label value)",
+        return [("metadata.name", None, "name or generateName is required")]
+    found = [("metadata.name", name, m) for m in names.name_is_dns_subdomain(name)]
+    if not found and len(name) > contract.MAX_LABEL_VALUE:
+        found.append(
+            (
+                "metadata.name",
+                name,
+                f"must be no more than {contract.MAX_LABEL_VALUE} characters "
+                "(the connector stores the name as a label value)",
+            )
         )
+    return found
 
 
-def _invalid_name(call: Call, name: str, reason: str) -> ApiError:
-    cause = {"reason": "FieldValueInvalid", "message": f'Invalid value: "{name}": {reason}', "field": "metadata.name"}
-    return _unprocessable(call, name, [cause])
+def metadata_problems(body: Mapping[str, Any]) -> list[tuple[str, Any, str]]:
+    """``generateName`` and labels as ValidateObjectMeta checks them: every problem, with its field."""
+    metadata = body.get("metadata") or {}
+    found: list[tuple[str, Any, str]] = []
+    prefix = metadata.get("generateName")
+    if isinstance(prefix, str) and prefix:
+        found += [("metadata.generateName", prefix, m) for m in names.name_is_dns_subdomain(prefix, prefix=True)]
+    labels = metadata.get("labels")
+    for key, value in (labels or {}).items() if isinstance(labels, dict) else ():
+        found += [("metadata.labels", key, m) for m in names.label_key(str(key))]
+        if isinstance(value, str):
+            found += [("metadata.labels", value, m) for m in names.label_value(value)]
+    return found
+
+
+def reference_problems(body: Mapping[str, Any]) -> list[tuple[str, Any, str]]:
+    """Names the connector later acts on, checked as the kind they name: a connection Secret's name.
+
+    ``spec.writeConnectionSecretToRef.name`` becomes a Secret in the control plane and a copy in
+    the app namespace, so it must be a Secret name (a DNS-1123 subdomain) for both to exist.
+    """
+    spec = body.get("spec")
+    ref = spec.get("writeConnectionSecretToRef") if isinstance(spec, dict) else None
+    if not isinstance(ref, dict) or ref.get("name") in (None, ""):
+        return []
+    value = ref["name"]
+    try:
+        names.parse_secret_name(value)
+    except names.InvalidName as e:
+        return [("spec.writeConnectionSecretToRef.name", value, m) for m in e.messages]
+    return []
 
 
 def check_references(call: Call, name: str, body: Mapping[str, Any], stored: Mapping[str, Any] | None) -> None:
@@ -119,22 +164,17 @@ def _forbidden_references(call: Call, name: str, found: list[references.Violatio
 
 
 def stored_form(rt: Runtime, call: Call, body: Mapping[str, Any], ref: contract.AppRef) -> dict[str, Any]:
-    """The control-plane object for an app body, after the checks the API server would make.
-
-    Owner references travel in an annotation the control plane does not validate, so they
-    are checked here as kube-apiserver checks them (422 naming each bad field).
-    """
-    metadata = body.get("metadata") or {}
-    problems = contract.owner_reference_problems(metadata.get("ownerReferences"))
-    if problems:
-        raise invalid(call, ref.name, problems)
+    """The control-plane object for an app body, after the checks the API server would make (check_fields)."""
+    check_fields(call, body, ref.name)
     return contract.to_control_plane(body, ref, claim_namespace=rt.claim_namespace, flavor=call.served.api.flavor)
 
 
 def invalid(call: Call, name: str, problems: list[tuple[str, Any, str]]) -> ApiError:
-    """A 422 ``Invalid`` Status worded as kube-apiserver words field errors."""
+    """A 422 ``Invalid`` Status worded as kube-apiserver words field errors (a None value: required)."""
     causes = [
-        {"reason": "FieldValueInvalid", "message": f"Invalid value: {_go_value(v)}: {m}", "field": f}
+        {"reason": "FieldValueRequired", "message": f"Required value: {m}", "field": f}
+        if v is None
+        else {"reason": "FieldValueInvalid", "message": f"Invalid value: {_go_value(v)}: {m}", "field": f}
         for f, v, m in problems
     ]
     return _unprocessable(call, name, causes)

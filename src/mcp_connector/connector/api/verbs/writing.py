@@ -28,12 +28,12 @@ from mcp_connector.connector.api.verbs.request import (
     write_params,
 )
 from mcp_connector.connector.api.verbs.validation import (
+    check_fields,
     check_identity,
     check_kind,
     check_namespace,
     check_references,
     stored_form,
-    validate_name,
 )
 from mcp_connector.connector.errors import ApiError, bad_request
 from mcp_connector.connector.http import bodies
@@ -63,11 +63,13 @@ async def create(rt: Runtime, call: Call) -> tuple[int, dict[str, Any]]:
     await check_namespace(rt, call.route.namespace or "")
     metadata = body.setdefault("metadata", {})
     name, prefix = metadata.get("name"), metadata.get("generateName")
+    if not isinstance(name, str | None) or not isinstance(prefix, str | None):
+        raise bad_request("metadata.name and metadata.generateName must be strings")
     attempts = 3 if not name and prefix else 1
     for attempt in range(attempts):
         final = name or (generate_name(prefix) if prefix else "")
-        validate_name(call, final)
         metadata["name"] = final
+        check_fields(call, body, final)
         check_references(call, final, body, None)
         ref = app_ref(rt, call.route, final)
         translated = stored_form(rt, call, body, ref)

@@ -1,0 +1,68 @@
+"""Names parsed as apimachinery parses them, and the write-time field errors built on them."""
+
+from __future__ import annotations
+
+import pytest
+
+from mcp_connector.connector.api.verbs import validation
+from mcp_connector.core import names
+
+ATTACK = "my-cluster-kubeconfig,metadata.name!=/../../../victimns/secrets/victim"
+
+
+@pytest.mark.parametrize(
+    "value",
+    [ATTACK, "..", ".", "a%2Fb", "a/b", "Upper", "x" * 254, "", "-a", "a-", "a..b", "a\n", "a b", "ü", "a_b"],
+)
+def test_what_is_not_a_secret_name(value: str) -> None:
+    assert names.dns1123_subdomain(value)
+    with pytest.raises(names.InvalidName):
+        names.parse_secret_name(value)
+
+
+@pytest.mark.parametrize("value", ["a", "my-cluster-kubeconfig", "a.b-c.d", "0", "x" * 253])
+def test_what_is_a_secret_name(value: str) -> None:
+    assert names.parse_secret_name(value) == value
+
+
+def test_messages_are_apimachinery_s() -> None:
+    assert names.dns1123_subdomain("x" * 254) == ["must be no more than 253 characters"]
+    assert names.dns1123_subdomain("A") == [
+        "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', "
+        "and must start and end with an alphanumeric character (e.g. 'example.com', regex used for validation is "
+        "'[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')"
+    ]
+    assert names.dns1123_label("a.b") == ["must not contain dots"]
+
+
+def test_a_generate_name_may_end_in_a_dash_as_apimachinery_masks_it() -> None:
+    assert not names.name_is_dns_subdomain("web-", prefix=True)
+    assert names.name_is_dns_subdomain("web-", prefix=False)
+    assert names.name_is_dns_subdomain("Web-", prefix=True)
+
+
+def test_label_keys_and_values() -> None:
+    assert not names.label_key("example.com/My_Name")
+    assert names.label_key("a/b/c")
+    assert names.label_key("/x") == ["prefix part must be non-empty"]
+    assert not names.label_value("")
+    assert names.label_value("a,b")
+    assert names.label_value("a\n")
+
+
+def test_every_problem_of_a_body_is_named_with_its_field() -> None:
+    body = {
+        "metadata": {"name": "ok", "generateName": "Bad_", "labels": {"a/b/c": "x,y"}},
+        "spec": {"writeConnectionSecretToRef": {"name": ATTACK}},
+    }
+    fields = [f for f, _, _ in validation.metadata_problems(body) + validation.reference_problems(body)]
+    assert fields == [
+        "metadata.generateName",
+        "metadata.labels",
+        "metadata.labels",
+        "spec.writeConnectionSecretToRef.name",
+    ]
+    assert [f for f, _, _ in validation.name_problems("Evil..Name")] == ["metadata.name"]
+    assert validation.name_problems("n" * 64)[0][2].startswith("must be no more than 63 characters")
+    assert validation.name_problems("") == [("metadata.name", None, "name or generateName is required")]
+    assert validation.reference_problems({"spec": {"writeConnectionSecretToRef": {"name": 5}}})
