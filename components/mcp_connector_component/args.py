@@ -68,7 +68,10 @@ class McpConnectorArgs(TypedDict):
     """Number of connector pods (default 1; a PodDisruptionBudget is added when more than 1)."""
 
     resources: NotRequired[pulumi.Input[dict[str, dict[str, str]]]]
-    """Container resources, e.g. `{"requests": {"cpu": "50m", "memory": "64Mi"}, "limits": {"memory": "256Mi"}}`."""
+    """Container resources, e.g. `{"requests": {"cpu": "50m", "memory": "64Mi"}, "limits": {"memory": "256Mi"}}`.
+
+    Default: requests of 100m CPU and 256Mi memory, a 768Mi memory limit (room for the connector's
+    cache budgets at their defaults)."""
 
     mode: NotRequired[str]
     """`in-cluster` (default): the connector runs as a Deployment behind a ClusterIP Service. Or

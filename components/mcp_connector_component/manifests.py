@@ -300,6 +300,12 @@ def config_checksum(*parts: str | Sequence[str] | None) -> str:
     return hashlib.sha256(json.dumps(list(parts), sort_keys=True).encode()).hexdigest()
 
 
+#: The connector's container resources unless given: the memory limit holds the process's
+#: baseline, its caches' stores, and the connector's byte budgets at their defaults
+#: (--cache-history-bytes 128 MiB, --watch-queue-bytes 8 MiB per lagging watch).
+DEFAULT_RESOURCES: RawObject = {"requests": {"cpu": "100m", "memory": "256Mi"}, "limits": {"memory": "768Mi"}}
+
+
 def deployment(
     names: Names,
     *,
@@ -337,8 +343,7 @@ def deployment(
             {"name": "tmp", "mountPath": "/tmp"},
         ],
     }
-    if resources is not None:
-        container["resources"] = resources
+    container["resources"] = resources if resources is not None else DEFAULT_RESOURCES
     metadata = _meta(names.service, names)
     if skip_await:
         metadata["annotations"] = {SKIP_AWAIT_ANNOTATION: "true"}

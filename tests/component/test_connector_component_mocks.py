@@ -232,6 +232,13 @@ def test_replicas_resources_and_skip_await(render: Render) -> None:
     assert r.one(PDB).inputs["spec"]["minAvailable"] == 1
 
 
+def test_the_connector_gets_memory_and_cpu_requests_and_a_memory_limit_by_default(render: Render) -> None:
+    r = _ok(render(KUBECONFIG_ARGS))
+    resources = _container(r)["resources"]
+    assert resources["requests"]["cpu"] and resources["requests"]["memory"]
+    assert resources["limits"]["memory"] == "768Mi" and "cpu" not in resources["limits"]
+
+
 def test_selection_limits_apiservices(render: Render) -> None:
     r = _ok(render({**KUBECONFIG_ARGS, "include": ["*.example.org"], "exclude": ["v1alpha1-never"]}))
     assert r.k8s_names(APISERVICE) == ["v1alpha1.db.example.org", "v1beta1.db.example.org"]

@@ -119,7 +119,7 @@ def test_a_watch_whose_event_cannot_be_written_ends_alone() -> None:
     cache.apply("ADDED", claim("a", 2))
     cache.apply("MODIFIED", claim("a", 3))
     assert broken.closed and broken.reason and broken not in cache.watchers
-    assert [json.loads(line)["type"] for line in fine.queue] == ["ADDED", "MODIFIED"] and not fine.closed
+    assert [json.loads(line)["type"] for line in fine.lines()] == ["ADDED", "MODIFIED"] and not fine.closed
 
 
 @pytest.mark.parametrize(
@@ -137,7 +137,7 @@ def test_an_object_the_cache_cannot_read_is_left_out_and_the_rest_goes_on(odd: d
     cache.watchers.add(watcher)
     cache.apply("MODIFIED", odd)
     cache.apply("MODIFIED", claim("a", 3))
-    assert [e.name for e in cache.store] == ["a"] and cache.rv == 3 and len(watcher.queue) == 1
+    assert [e.name for e in cache.store] == ["a"] and cache.rv == 3 and len(watcher.lines()) == 1
 
 
 def test_an_entry_whose_new_state_cannot_be_read_is_dropped_not_served_stale() -> None:

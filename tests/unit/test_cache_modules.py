@@ -130,7 +130,7 @@ def test_a_watcher_sees_objects_enter_and_leave_its_selection() -> None:
     cache.apply("MODIFIED", claim("w", 4, labels={"team": "a", "x": "y"}))
     cache.apply("MODIFIED", claim("w", 5, labels={"team": "b"}))
     cache.apply("ADDED", claim("other-ns", 6, namespace="elsewhere", labels={"team": "a"}))
-    events = [json.loads(line) for line in watcher.queue]
+    events = [json.loads(line) for line in watcher.lines()]
     assert [(e["type"], e["object"]["metadata"]["resourceVersion"]) for e in events] == [
         ("ADDED", "3"),
         ("MODIFIED", "4"),
@@ -157,8 +157,8 @@ def test_one_encoding_per_object_and_form_is_shared_by_every_watcher() -> None:
     ]
     cache.watchers.update(watchers)
     cache.apply("ADDED", claim("shared", 2))
-    lines = [w.queue[0] for w in watchers]
-    assert lines[0] is lines[1] is lines[2]
+    objects = [w.queue[1] for w in watchers]  # head, object, tail: the object is the cache's own bytes
+    assert objects[0] is objects[1] is objects[2] is cache.get("default", "shared").encoded["object"]  # type: ignore[union-attr]
 
 
 def test_lists_and_metadata_forms_look_like_kube_apiservers() -> None:

@@ -19,7 +19,7 @@ from importlib.metadata import entry_points
 
 import uvloop
 
-from mcp_connector.connector import config, logs, options, server
+from mcp_connector.connector import config, logs, memory, options, server
 
 #: Entry point group under which other packages add subcommands: ``name = "module:function"``,
 #: where the function takes the arguments after the command name and returns an exit status.
@@ -65,6 +65,7 @@ def serve(args: Sequence[str]) -> int:
             print(f"mcp-connector serve: {problem}", file=sys.stderr)
         return 2
     logs.setup(opts.get("log-level") or "info")
+    memory.give_back_large_blocks()
     try:
         cfg = config.build(opts)
         # uvloop: the event loop on libuv, a measured share of the connector's CPU per request (bench/).

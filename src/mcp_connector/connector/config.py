@@ -44,6 +44,8 @@ class Config:
     authz_denied_ttl: float
     authz_cache_size: int
     limits: Limits
+    cache_history_bytes: int
+    watch_queue_bytes: int
     log_level: str
 
 
@@ -151,5 +153,7 @@ def build(options: ServeOptions) -> Config:
             watches=int(float(options.get("max-watches") or 1000)),
             watches_per_user=int(float(options.get("max-watches-per-user") or 100)),
         ),
+        cache_history_bytes=int(float(options.get("cache-history-bytes") or 128 * 1024 * 1024)),
+        watch_queue_bytes=int(float(options.get("watch-queue-bytes") or 8 * 1024 * 1024)),
         log_level=(options.get("log-level") or "info").lower(),
     )

@@ -75,6 +75,17 @@ FLAGS = (
     Flag("max-requests-inflight-per-user", "requests (not watches) one user may have in flight", "100"),
     Flag("max-watches", "watches open at once, all users together", "1000"),
     Flag("max-watches-per-user", "watches one user may have open", "100"),
+    Flag(
+        "cache-history-bytes",
+        "bytes of recent changes the caches keep for resuming watches, all claim APIs together"
+        " (the oldest go first; a watch from a version no longer kept gets 410 Expired)",
+        str(128 * 1024 * 1024),
+    ),
+    Flag(
+        "watch-queue-bytes",
+        "bytes of changes one client watch may have waiting before it is cut off",
+        str(8 * 1024 * 1024),
+    ),
     Flag("log-level", "debug, info, warning or error", "info"),
 )
 
@@ -192,6 +203,8 @@ def validate(options: ServeOptions) -> list[str]:
     _number(options, "authz-cache-size", errors, low=1, high=10_000_000)
     for name in LIMIT_FLAGS:
         _number(options, name, errors, low=1, high=100_000)
+    for name in ("cache-history-bytes", "watch-queue-bytes"):
+        _number(options, name, errors, low=1024 * 1024, high=2**40)
     if (options.get("log-level") or "").lower() not in ("debug", "info", "warning", "error"):
         errors.append(f"--log-level: {options.get('log-level')!r} is not one of debug, info, warning, error")
     return errors

@@ -18,6 +18,7 @@ from aiohttp import web
 
 from mcp_connector import upstream
 from mcp_connector.connector.cache import reflector
+from mcp_connector.connector.cache.history import Budget
 from mcp_connector.connector.cache.registry import Caches
 from mcp_connector.connector.config import Config, ConfigError
 from mcp_connector.connector.errors import from_control_plane
@@ -130,6 +131,8 @@ async def _serve(
         caches=Caches(
             reflector.Upstream(control_plane, control_plane_watches, config.claim_namespace, config.watch_idle_timeout),
             cluster_id,
+            budget=Budget(config.cache_history_bytes),
+            watch_bytes=config.watch_queue_bytes,
         ),
     )
     context = SwappableContext(config.serving, front_proxy.client_ca_pem if front_proxy else None)

@@ -16,8 +16,9 @@ from collections.abc import Callable
 from typing import Any
 
 from mcp_connector import upstream
-from mcp_connector.connector.cache.fanout import Watcher
-from mcp_connector.connector.cache.history import Event, History
+from mcp_connector.connector.cache.fanout import QUEUE_BYTES, Watcher
+from mcp_connector.connector.cache.forms import OBJECT
+from mcp_connector.connector.cache.history import Budget, Event, History
 from mcp_connector.connector.cache.selection import Selection
 from mcp_connector.connector.cache.store import Entry, NotOurs, Store, resource_version
 from mcp_connector.connector.followers.catalog import ServedResource
@@ -45,11 +46,21 @@ def _settle() -> None:
 class Cache:
     """One served resource's cached objects (see module docstring)."""
 
-    def __init__(self, served: ServedResource, cluster_id: str, *, capacity: int = HISTORY_CAPACITY) -> None:
+    def __init__(
+        self,
+        served: ServedResource,
+        cluster_id: str,
+        *,
+        capacity: int = HISTORY_CAPACITY,
+        budget: Budget | None = None,
+        watch_bytes: int = QUEUE_BYTES,
+    ) -> None:
         self.served = served
         self.cluster_id = cluster_id
         self.store = Store()
-        self.history = History(capacity)
+        self.history = History(capacity, budget=budget)
+        #: The bytes one client watch may have queued before it is cut off.
+        self.watch_bytes = watch_bytes
         self.rv = 0
         self.watchers: set[Watcher] = set()
         #: True while the upstream watch is open and the store follows it.
@@ -119,7 +130,9 @@ class Cache:
             elif kind == "MODIFIED" and prev is None:
                 kind = "ADDED"
         event = Event(kind, entry.rv, entry, prev)
-        self.history.add(event)
+        # What the history keeps of this event once the entry has left the store: the object's
+        # bytes (made here once, shared by every watcher and read) and its packed control-plane form.
+        self.history.add(event, 2 * len(OBJECT.object_bytes(entry)))
         self.rv = max(self.rv, entry.rv)
         for watcher in list(self.watchers):
             try:
@@ -128,12 +141,17 @@ class Cache:
                 CACHE_SKIPPED.labels("watch").inc()
                 log.warning("a watch ended: its event could not be written", exc_info=True)
                 watcher.close("the connector could not write an event of this watch; re-watch")
+            if watcher.closed:  # cut off or failed: nothing more is offered to it
                 self.watchers.discard(watcher)
         for listener in self.listeners:
             try:
                 listener(event)
             except Exception:
                 log.exception("a cache listener failed", extra=fields(resource=self.served.api.resource))
+        if prev is not None:
+            prev.pack()
+        if kind == "DELETED":
+            entry.pack()
         self._advanced()
 
     def _forget(self, raw: Any) -> None:

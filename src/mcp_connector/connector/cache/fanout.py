@@ -4,20 +4,21 @@ Each watcher sees every change of its claim API (``offer``), keeps what its sele
 (an object that starts or stops matching becomes ADDED or DELETED, as kube-apiserver's
 cacheWatcher does) and queues the already encoded line. The queue is bounded: a client that
 reads slower than changes arrive is cut off (its watch ends; it re-watches from the last
-version it saw) instead of holding memory or other watchers back. BOOKMARKs go out about once
+version it saw) instead of holding memory or other watchers back: bounded in events and in
+bytes, and the queue holds the cache's own serialized objects (shared by every watcher, never
+copied per watch) between constant event heads and tails. BOOKMARKs go out about once
 a minute and shortly before the watch's deadline, to clients that allow them.
 """
 
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import random
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterable
 
-from mcp_connector.connector.cache.forms import Form, event_line
+from mcp_connector.connector.cache.forms import Form, event_parts
 from mcp_connector.connector.cache.history import Event
 from mcp_connector.connector.cache.selection import Selection
 from mcp_connector.connector.cache.store import Entry
@@ -28,6 +29,8 @@ BOOKMARK_SECONDS = 60.0
 BOOKMARK_BEFORE_DEADLINE = 2.0
 #: Pending events one watcher may hold before it is cut off.
 QUEUE_LIMIT = 1000
+#: Pending bytes (of serialized objects) one watcher may hold before it is cut off, unless configured.
+QUEUE_BYTES = 16 * 1024 * 1024
 #: Initial events are written in chunks of about this many bytes.
 _CHUNK = 64 * 1024
 
@@ -43,13 +46,17 @@ class Watcher:
         bookmarks: bool,
         bookmark: Callable[[int, bool], bytes],
         limit: int = QUEUE_LIMIT,
+        limit_bytes: int = QUEUE_BYTES,
     ) -> None:
         self.selection = selection
         self.form = form
         self.bookmarks = bookmarks
         self._bookmark = bookmark
         self.limit = limit
+        self.limit_bytes = limit_bytes
+        #: Queued events as their parts (head, object, tail); ``pending`` counts the objects' bytes.
         self.queue: deque[bytes] = deque()
+        self.pending = 0
         self.wake = asyncio.Event()
         self.closed = False
         #: Forms with column headers put them in the first event only.
@@ -73,7 +80,7 @@ class Watcher:
                 kind = "ADDED"
             elif before and not now:
                 assert event.prev is not None
-                self._push(event_line("DELETED", self._event_object(_with_version(event.prev, event.rv))))
+                self._push("DELETED", self._event_object(event.prev.at_version(event.rv)))
                 return
             elif not now:
                 return
@@ -84,25 +91,33 @@ class Watcher:
         else:
             kind = event.type
         if self.first:
-            self._push(event_line(kind, self._event_object(event.entry)))
+            self._push(kind, self._event_object(event.entry))
             return
-        line = event.lines.get((self.form.key, kind))
-        if line is None:
-            line = event.lines[(self.form.key, kind)] = event_line(
-                kind, self.form.event_bytes(event.entry, headers=False)
-            )
-        self._push(line)
+        self._push(kind, self.form.event_bytes(event.entry, headers=False))
 
     def _event_object(self, entry: Entry) -> bytes:
         headers, self.first = self.first, False
         return self.form.event_bytes(entry, headers=headers)
 
-    def _push(self, line: bytes) -> None:
-        if len(self.queue) >= self.limit:
+    def _push(self, kind: str, object_bytes: bytes) -> None:
+        """Queue one event as its parts: the object's bytes are shared with the cache, not copied."""
+        if len(self.queue) >= 3 * self.limit or self.pending + len(object_bytes) > self.limit_bytes:
             self.close("the client read too slowly; re-watch from the last resourceVersion seen")
             return
-        self.queue.append(line)
+        self.queue.extend(event_parts(kind, object_bytes))
+        self.pending += len(object_bytes)
         self.wake.set()
+
+    def lines(self) -> list[bytes]:
+        """The queued events as whole lines (a copy; for inspection)."""
+        return b"".join(self.queue).splitlines(keepends=True)
+
+    def take(self) -> list[bytes]:
+        """Everything queued, in order, leaving the queue empty."""
+        parts = list(self.queue)
+        self.queue.clear()
+        self.pending = 0
+        return parts
 
     def close(self, reason: str = "") -> None:
         """End the watch once what is queued is written (nothing more is queued)."""
@@ -110,19 +125,12 @@ class Watcher:
             self.closed = True
             self.reason = reason
             if reason:
-                self.queue.clear()
+                self.take()
             self.wake.set()
 
     def bookmark_line(self, rv: int, initial_end: bool = False) -> bytes:
         """A BOOKMARK at ``rv`` in this watcher's form."""
         return self._bookmark(rv, initial_end)
-
-
-def _with_version(entry: Entry, rv: int) -> Entry:
-    """``entry`` at another resourceVersion (an object leaving a selection is deleted at the change's)."""
-    obj = {**entry.obj, "metadata": {**(entry.obj.get("metadata") or {}), "resourceVersion": str(rv)}}
-    raw = {**entry.raw, "metadata": {**(entry.raw.get("metadata") or {}), "resourceVersion": str(rv)}}
-    return dataclasses.replace(entry, rv=rv, obj=obj, raw=raw, encoded={})
 
 
 def deadline_of(timeout_seconds: str | None, *, min_request_timeout: float = 1800.0) -> float:
@@ -166,9 +174,7 @@ async def pump(
     try:
         while True:
             if watcher.queue:
-                lines = list(watcher.queue)
-                watcher.queue.clear()
-                await write(b"".join(lines))
+                await write(b"".join(watcher.take()))
                 continue
             if watcher.closed:
                 return

@@ -13,7 +13,8 @@ from collections.abc import Callable, Iterator
 
 from mcp_connector.connector.cache import reflector
 from mcp_connector.connector.cache.cache import Cache
-from mcp_connector.connector.cache.history import Event
+from mcp_connector.connector.cache.fanout import QUEUE_BYTES
+from mcp_connector.connector.cache.history import Budget, Event
 from mcp_connector.connector.followers.catalog import Catalog, ServedResource
 
 Key = tuple[str, str, str]
@@ -26,9 +27,14 @@ def _key(served: ServedResource) -> Key:
 class Caches:
     """The running caches and their reflector tasks."""
 
-    def __init__(self, up: reflector.Upstream, cluster_id: str) -> None:
+    def __init__(
+        self, up: reflector.Upstream, cluster_id: str, *, budget: Budget | None = None, watch_bytes: int = QUEUE_BYTES
+    ) -> None:
         self._up = up
         self._cluster_id = cluster_id
+        #: The bytes every cache's history draws on together.
+        self.budget = budget if budget is not None else Budget()
+        self._watch_bytes = watch_bytes
         self._running: dict[Key, tuple[Cache, asyncio.Task[None]]] = {}
         #: Called with each change any cache applies (connection Secrets follow claims this way).
         self.listeners: list[Callable[[Cache, Event], None]] = []
@@ -36,7 +42,7 @@ class Caches:
         self.relisted: list[Callable[[], None]] = []
 
     def _start(self, served: ServedResource) -> Cache:
-        cache = Cache(served, self._cluster_id)
+        cache = Cache(served, self._cluster_id, budget=self.budget, watch_bytes=self._watch_bytes)
         cache.listeners = [functools.partial(self._notify, cache)]
         cache.relisted = [self._notify_relisted]
         task = asyncio.create_task(
@@ -57,6 +63,7 @@ class Caches:
         cache, task = self._running.pop(key)
         task.cancel()
         cache.close_watchers("the claim API is no longer served")
+        cache.history.reset(cache.history.start)  # its events no longer draw on the budget
 
     def sync(self, catalog: Catalog) -> None:
         """Follow a new catalog: caches for every API's preferred version; none for what went."""

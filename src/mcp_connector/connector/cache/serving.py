@@ -29,6 +29,7 @@ import functools
 import logging
 from typing import Any
 
+import orjson
 from aiohttp import web
 
 from mcp_connector import upstream
@@ -298,19 +299,24 @@ async def _watch(
                 raise too_large(wanted, cache.rv)
             start = cache.rv
         else:
+            if cache.history.expired(wanted):
+                return await _expired(request, call, wanted, cache.history.start)
             if not cache.history.covers(wanted):
-                return None  # older than the cache's history: the control plane answers it
+                return None  # older than the cache's last list: the control plane answers it
             start = wanted
     if not cache.ready:
         return None
     # From here to the watcher's registration nothing awaits: the snapshot, the history
     # replayed and the registration see one version of the cache.
-    watcher = fanout.Watcher(selection, form, bookmarks=bookmarks, bookmark=_bookmark(cache, form))
+    watcher = fanout.Watcher(
+        selection, form, bookmarks=bookmarks, bookmark=_bookmark(cache, form), limit_bytes=cache.watch_bytes
+    )
     initial: list[bytes] = []
     if send_initial:
         initial = [
-            forms.event_line("ADDED", form.event_bytes(e, headers=i == 0 and form.headers_once))
+            part
             for i, e in enumerate(cache.select(selection))
+            for part in forms.event_parts("ADDED", form.event_bytes(e, headers=i == 0 and form.headers_once))
         ]
         if initial:
             watcher.first = False
@@ -348,6 +354,24 @@ async def _watch(
         cache.watchers.discard(watcher)
     if watcher.reason:
         log.info("watch ended early", extra={"fields": {"reason": watcher.reason}})
+    return response
+
+
+async def _expired(request: web.Request, call: Call, wanted: int, oldest: int) -> web.StreamResponse:
+    """kube-apiserver's answer to a watch its window no longer reaches: 200, one 410 ERROR event.
+
+    Its cacher answers so (not with an HTTP 410) once the request is parsed and authorized;
+    clients then list again.
+    """
+    status = status_body(410, f"too old resource version: {wanted} ({oldest})", reason="Expired")
+    response = web.StreamResponse(
+        status=200,
+        headers={"Content-Type": "application/json", "Cache-Control": "no-cache", "Audit-ID": call.audit_id},
+    )
+    response.enable_chunked_encoding()
+    CACHE_READS.labels("watch").inc()
+    await response.prepare(request)
+    await response.write(orjson.dumps({"type": "ERROR", "object": status}) + b"\n")
     return response
 
 

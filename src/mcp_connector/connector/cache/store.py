@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import bisect
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
 from typing import Any
+
+import orjson
 
 from mcp_connector.core import contract
 
@@ -21,18 +22,38 @@ class NotOurs(ValueError):
     """A control-plane object without this cluster's ownership labels (never cached)."""
 
 
-@dataclass(slots=True, eq=False)
 class Entry:
-    """One object as cached: both forms, its version, and its serialized forms once made."""
+    """One object as cached: both forms, its version, and its serialized forms once made.
 
-    namespace: str
-    name: str
-    cp_name: str
-    rv: int
-    labels: Mapping[str, str]
-    raw: dict[str, Any]
-    obj: dict[str, Any]
-    encoded: dict[str, bytes] = field(default_factory=dict)
+    While in the store an entry holds both forms as dicts. Once replaced or deleted it lives on
+    only in the history, for watches that resume from an older version; ``pack`` then keeps the
+    control-plane form as its JSON bytes and drops the dicts (several times the size of the JSON
+    for the same object), so what the history holds is close to the bytes it accounts for. The
+    forms are decoded again, each time, by the rare reader that needs them.
+    """
+
+    __slots__ = ("_obj", "_packed", "_raw", "cp_name", "encoded", "labels", "name", "namespace", "rv")
+
+    def __init__(
+        self,
+        namespace: str,
+        name: str,
+        cp_name: str,
+        rv: int,
+        labels: Mapping[str, str],
+        raw: dict[str, Any],
+        obj: dict[str, Any],
+        encoded: dict[str, bytes] | None = None,
+    ) -> None:
+        self.namespace = namespace
+        self.name = name
+        self.cp_name = cp_name
+        self.rv = rv
+        self.labels = labels
+        self.encoded: dict[str, bytes] = encoded if encoded is not None else {}
+        self._raw: dict[str, Any] | None = raw
+        self._obj: dict[str, Any] | None = obj
+        self._packed: bytes | None = None
 
     @classmethod
     def of(cls, raw: dict[str, Any], cluster_id: str) -> Entry:
@@ -49,6 +70,46 @@ class Entry:
             dict(metadata.get("labels") or {}),
             raw,
             contract.to_app(raw),
+        )
+
+    @property
+    def raw(self) -> dict[str, Any]:
+        """The control-plane form."""
+        if self._raw is not None:
+            return self._raw
+        assert self._packed is not None
+        decoded: dict[str, Any] = orjson.loads(self._packed)
+        return decoded
+
+    @property
+    def obj(self) -> dict[str, Any]:
+        """The app-side form."""
+        if self._obj is not None:
+            return self._obj
+        return contract.to_app(self.raw)
+
+    def pack(self) -> None:
+        """Keep the control-plane form as bytes only (the entry has left the store)."""
+        if self._raw is not None:
+            self._packed = orjson.dumps(self._raw)
+            self._raw = self._obj = None
+
+    @property
+    def packed(self) -> bool:
+        """True once the dicts are gone."""
+        return self._raw is None
+
+    def at_version(self, rv: int) -> Entry:
+        """This object at another resourceVersion (an object leaving a selection is deleted at the change's)."""
+        raw, obj = self.raw, self.obj
+        return Entry(
+            self.namespace,
+            self.name,
+            self.cp_name,
+            rv,
+            self.labels,
+            {**raw, "metadata": {**(raw.get("metadata") or {}), "resourceVersion": str(rv)}},
+            {**obj, "metadata": {**(obj.get("metadata") or {}), "resourceVersion": str(rv)}},
         )
 
 
