@@ -47,6 +47,17 @@ CACHE_READS = Counter(
     ["verb"],
     registry=REGISTRY,
 )
+CACHE_PROOF_REQUESTS = Counter(
+    "mcp_connector_cache_consistent_reads_total",
+    "Consistent reads (no resourceVersion) that asked for a freshness proof of the cache.",
+    registry=REGISTRY,
+)
+CACHE_PROOF_READS = Counter(
+    "mcp_connector_cache_proof_reads_total",
+    "Control-plane reads made to prove the cache fresh, each shared by the consistent reads waiting"
+    " for it (divided by mcp_connector_cache_consistent_reads_total: proof reads per consistent read).",
+    registry=REGISTRY,
+)
 CACHE_SKIPPED = Counter(
     "mcp_connector_cache_skipped_total",
     "What the cache could not use and left out instead of failing: an upstream event or object"

@@ -19,6 +19,7 @@ from mcp_connector import upstream
 from mcp_connector.connector.cache.fanout import QUEUE_BYTES, Watcher
 from mcp_connector.connector.cache.forms import OBJECT
 from mcp_connector.connector.cache.history import Budget, Event, History
+from mcp_connector.connector.cache.proofs import Proofs
 from mcp_connector.connector.cache.selection import Selection
 from mcp_connector.connector.cache.store import Entry, NotOurs, Store, resource_version
 from mcp_connector.connector.followers.catalog import ServedResource
@@ -61,6 +62,8 @@ class Cache:
         self.history = History(capacity, budget=budget)
         #: The bytes one client watch may have queued before it is cut off.
         self.watch_bytes = watch_bytes
+        #: Freshness proofs shared by concurrent consistent reads (serving.py).
+        self.proofs: Proofs[Any] = Proofs()
         self.rv = 0
         self.watchers: set[Watcher] = set()
         #: True while the upstream watch is open and the store follows it.

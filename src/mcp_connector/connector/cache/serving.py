@@ -27,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -108,41 +109,67 @@ async def _version(cache: Cache, rv: str) -> int | None:
     return cache.rv
 
 
+@dataclass(frozen=True, slots=True)
+class _ScopeProof:
+    """What the control plane holds of a scope: its version, and each object's (by app ref)."""
+
+    at: int
+    want: dict[tuple[str, str], int]
+    warnings: tuple[str, ...]
+
+
 async def _consistent(rt: Runtime, call: Call, cache: Cache, name: str | None) -> int | None:
     """The control plane's current version, once the cache holds exactly its state of the request's
     scope (one namespace or the whole cluster); None when it does not catch up in time.
+
+    The proof (a metadata-only list of the scope) is shared with every consistent read of the
+    same scope waiting for it (proofs.py).
     """
+    namespace = call.route.namespace
+    headers = upstream_headers(rt, call)
     path = collection_path(rt, call.served)
-    params = {"labelSelector": contract.scope_selector(rt.cluster_id, call.route.namespace)}
+    params = {"labelSelector": contract.scope_selector(rt.cluster_id, namespace)}
     if name is not None:
         params["labelSelector"] += f",{contract.APP_NAME_LABEL}={name}"
-    try:
+
+    async def read() -> _ScopeProof | None:
         reply = await upstream.exchange(
-            rt.control_plane, "GET", path, params=params, accept=_PARTIAL_LIST, headers=upstream_headers(rt, call)
+            rt.control_plane, "GET", path, params=params, accept=_PARTIAL_LIST, headers=headers
         )
+        return _scope_proof(reply, rt.cluster_id)
+
+    try:
+        proof: _ScopeProof | None = await cache.proofs.proof(("list", namespace, name), read)
     except upstream.ControlPlaneError as e:
-        raise from_control_plane(
-            e, ref=None, claim_namespace=rt.claim_namespace, namespace=call.route.namespace
-        ) from None
-    call.warnings.extend(app_warnings(rt, reply.warnings, None, call.route.namespace))
-    body = reply.body
-    at = resource_version((body.get("metadata") or {}).get("resourceVersion"))
-    want = {}
-    for item in body.get("items") or []:
-        meta = item.get("metadata") or {}
-        ref = contract.app_ref_of(item)
-        if ref is not None and ref.cluster_id == rt.cluster_id:
-            want[(ref.namespace, ref.name)] = resource_version(meta.get("resourceVersion"))
+        raise from_control_plane(e, ref=None, claim_namespace=rt.claim_namespace, namespace=namespace) from None
+    if proof is None:
+        return None  # an answer the cache cannot read: the control plane answers the request itself
+    call.warnings.extend(app_warnings(rt, proof.warnings, None, namespace))
     loop = asyncio.get_running_loop()
     deadline = loop.time() + CONSISTENT_SECONDS
     while cache.ready:
-        if _holds(cache, call.route.namespace, name, want):
-            return at
+        if _holds(cache, namespace, name, proof.want):
+            return proof.at
         left = deadline - loop.time()
         if left <= 0:
             break
         await cache.changed(left)
     return None
+
+
+def _scope_proof(reply: upstream.Reply, cluster_id: str) -> _ScopeProof | None:
+    try:
+        body = reply.body
+        at = resource_version((body.get("metadata") or {}).get("resourceVersion"))
+        want = {}
+        for item in body.get("items") or []:
+            ref = contract.app_ref_of(item)
+            if ref is not None and ref.cluster_id == cluster_id:
+                want[(ref.namespace, ref.name)] = resource_version((item.get("metadata") or {}).get("resourceVersion"))
+    except (ValueError, AttributeError, TypeError):
+        log.warning("a freshness proof the cache cannot read; the control plane answers")
+        return None
+    return _ScopeProof(at, want, reply.warnings)
 
 
 def _holds(cache: Cache, namespace: str | None, name: str | None, want: dict[tuple[str, str], int]) -> bool:
@@ -158,17 +185,21 @@ async def _consistent_entry(rt: Runtime, call: Call, cache: Cache, ref: contract
     """The cached object as the control plane holds it now, or None when the cache cannot show it.
 
     A consistent GET reads the object's metadata from the control plane (a GET of its
-    control-plane name, as kube-apiserver reads storage for a GET without resourceVersion) and
-    answers from the cache once the cache holds that version.
+    control-plane name, as kube-apiserver reads storage for a GET without resourceVersion),
+    shared with every consistent GET of the object waiting for it (proofs.py), and answers from
+    the cache once the cache holds that version.
     """
     entry = cache.get(ref.namespace, ref.name)
     if entry is None:
         return None
     path = collection_path(rt, call.served).child(entry.cp_name)
+    headers = upstream_headers(rt, call)
+
+    async def read() -> upstream.Reply:
+        return await upstream.exchange(rt.control_plane, "GET", path, accept=_PARTIAL, headers=headers)
+
     try:
-        reply = await upstream.exchange(
-            rt.control_plane, "GET", path, accept=_PARTIAL, headers=upstream_headers(rt, call)
-        )
+        reply: upstream.Reply = await cache.proofs.proof(("get", entry.cp_name), read)
     except upstream.ControlPlaneError as e:
         if isinstance(e, upstream.ControlPlaneRejected) and e.status == 404:
             raise not_found(call.served.group, call.served.api.plural, ref.name) from None
@@ -176,7 +207,10 @@ async def _consistent_entry(rt: Runtime, call: Call, cache: Cache, ref: contract
     call.warnings.extend(app_warnings(rt, reply.warnings, ref, ref.namespace))
     if not contract.owned_by(reply.body, ref):
         return None
-    wanted = resource_version((reply.body.get("metadata") or {}).get("resourceVersion"))
+    try:
+        wanted = resource_version((reply.body.get("metadata") or {}).get("resourceVersion"))
+    except (ValueError, AttributeError):
+        return None
     loop = asyncio.get_running_loop()
     deadline = loop.time() + CONSISTENT_SECONDS
     while cache.ready:
