@@ -104,3 +104,54 @@ def test_list_errors_name_the_request_namespace() -> None:
     body = status(403, "Forbidden", f'exceeded quota in namespace "{CLAIM_NS}"')
     error = from_control_plane(ControlPlaneRejected(CP, 403, body), ref=None, claim_namespace=CLAIM_NS, namespace="x")
     assert error.code == 403 and error.body["message"] == 'exceeded quota in namespace "x"'
+
+
+# Nothing of the control plane's side leaks (issue 17, point 7).
+
+CLUSTER = "5b1c0e0e-1111-2222-3333-444455556666"
+SCOPE = f"{contract.APP_CLUSTER_LABEL}={CLUSTER},{contract.APP_NAMESPACE_LABEL}=team-a"
+OTHER_HASH = contract.control_plane_name(contract.AppRef(CLUSTER, "team-a", "creds"))
+
+
+def _leaks(text: str) -> list[str]:
+    return [
+        s for s in (CP, "cp.example", CLUSTER, CLAIM_NS + "/", contract.LABEL_DOMAIN + "/app-", OTHER_HASH) if s in text
+    ]
+
+
+@pytest.mark.parametrize(
+    "message",
+    [
+        f'unable to parse requirement: found "(", expected: "," in "{SCOPE},a in (b"',
+        f'secrets "{OTHER_HASH}" not found',
+        f'Internal error occurred: failed calling webhook "v.example.org": Post "{CP}/validate?timeout=10s": EOF',
+        f"{CLAIM_NS}/{OTHER_HASH}-x7k2p is being deleted",
+    ],
+)
+def test_a_control_plane_answer_shows_nothing_internal(message: str) -> None:
+    body = status(400, "BadRequest", message, name=OTHER_HASH, causes=[{"message": message, "field": OTHER_HASH}])
+    for ref in (None, REF):
+        error = from_control_plane(
+            ControlPlaneRejected(CP, 400, body, warnings=(message,)),
+            ref=ref,
+            claim_namespace=CLAIM_NS,
+            namespace="team-a",
+            cluster_id=CLUSTER,
+        )
+        shown = str(error.body) + str(error.headers)
+        assert not _leaks(shown), shown
+        assert error.code == 400
+
+
+def test_outages_say_what_not_where() -> None:
+    from mcp_connector.upstream import ControlPlaneUnauthorized, ControlPlaneUnreachable
+
+    for error in (
+        ControlPlaneUnreachable(CP, "cannot connect (Cannot connect to host cp.example:6443)"),
+        ControlPlaneUnauthorized(CP, "credentials rejected (HTTP 401)"),
+        ControlPlaneRejected(CP, 401, status(401, "Unauthorized", "Unauthorized")),
+        ControlPlaneRejected(CP, 403, RBAC),
+    ):
+        shown = from_control_plane(error, ref=REF, claim_namespace=CLAIM_NS, cluster_id=CLUSTER)
+        assert shown.code == 503
+        assert not _leaks(str(shown.body)), shown.body

@@ -6,6 +6,7 @@ so the HTTP layer has exactly one place that turns errors into responses.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -88,12 +89,76 @@ def bad_request(message: str) -> ApiError:
     return ApiError.of(400, message)
 
 
+#: Ownership-label requirements the connector adds to every control-plane list and watch.
+_INTERNAL_TERM = re.compile(
+    re.escape(contract.LABEL_DOMAIN)
+    + r"/[A-Za-z0-9_.-]+\s*(?:==|!=|=|\s+in\s+|\s+notin\s+)\s*(?:\([^)]*\)|[^,\s\"')]*),?"
+)
+#: Hashed control-plane names (``claim-``/``nxr-`` + 16 hex) and names Crossplane derives from them.
+_HASHED = re.compile(r"\b(?:claim|nxr)-[0-9a-f]{16}(?:-[a-z0-9]+)*\b")
+_URL = re.compile(r"\bhttps?://[^\s\"'<>]+")
+HIDDEN_NAME = "<control-plane name>"
+
+
+def hide_internals(text: str, *, cluster_id: str | None, claim_namespace: str) -> str:
+    """``text`` without what only the control plane's side knows: no URL, cluster ID, hashed name
+    (but those the caller already mapped to app-side names), claim namespace path or ownership selector.
+    """
+    text = _URL.sub("<control-plane URL>", text)
+    text = _INTERNAL_TERM.sub("", text)
+    if cluster_id:
+        text = text.replace(cluster_id, "<app cluster>")
+    text = text.replace(f"{claim_namespace}/", "")
+    return _HASHED.sub(HIDDEN_NAME, text)
+
+
+def app_status(
+    body: Mapping[str, Any],
+    *,
+    ref: contract.AppRef | None,
+    claim_namespace: str,
+    namespace: str | None,
+    cluster_id: str | None,
+) -> dict[str, Any]:
+    """A control-plane ``Status`` as the app user may see it: app-side names, nothing internal.
+
+    The named object's hashed name and the claim namespace become the app-side ones
+    (``contract.rewrite_status``); what is left of the control plane's side is hidden
+    (``hide_internals``) in the message, the causes and ``details.name``.
+    """
+    if ref is not None:
+        out = contract.rewrite_status(body, ref, claim_namespace=claim_namespace)
+        cluster_id = cluster_id or ref.cluster_id
+    else:
+        out = scrub_namespace(dict(body), claim_namespace, namespace)
+
+    def hide(text: str) -> str:
+        return hide_internals(text, cluster_id=cluster_id, claim_namespace=claim_namespace)
+
+    if isinstance(out.get("message"), str):
+        out["message"] = hide(out["message"])
+    details = out.get("details")
+    if isinstance(details, dict):
+        details = out["details"] = dict(details)
+        if isinstance(details.get("name"), str):
+            details["name"] = hide(details["name"])
+        if isinstance(details.get("causes"), list):
+            details["causes"] = [
+                {k: hide(v) if isinstance(v, str) and k in ("message", "field") else v for k, v in c.items()}
+                if isinstance(c, dict)
+                else c
+                for c in details["causes"]
+            ]
+    return out
+
+
 def from_control_plane(
     error: ControlPlaneError,
     *,
     ref: contract.AppRef | None,
     claim_namespace: str,
     namespace: str | None = None,
+    cluster_id: str | None = None,
 ) -> ApiError:
     """Map a control-plane failure to what the app user sees, naming app-side objects only.
 
@@ -102,10 +167,12 @@ def from_control_plane(
     quota, admission policies and webhooks included, is the control plane's verdict on the
     request: it reaches the user with its code, reason, message, ``Retry-After`` and
     ``Warning`` headers, with the claim's hashed name and the claim namespace replaced by
-    the app-side ones (``namespace`` names the app namespace of a request without one object).
+    the app-side ones (``namespace`` names the app namespace of a request without one object),
+    and nothing else of the control plane's side shown (``app_status``). Outages say what
+    happened, never where: the control plane's URL and the transport's detail go to the log.
     """
     if isinstance(error, ControlPlaneUnreachable):
-        return ApiError.of(503, f"control plane {error.url} is unreachable: {error.cause}")
+        return ApiError.of(503, "the control plane is unreachable; the connector retries, try again later")
     if isinstance(error, ControlPlaneUnauthorized) or (
         isinstance(error, ControlPlaneRejected) and error.refuses_credentials
     ):
@@ -118,28 +185,32 @@ def from_control_plane(
         headers: list[tuple[str, str]] = []
         if error.retry_after:
             headers.append(("Retry-After", error.retry_after))
-        if ref is not None:
-            body = contract.rewrite_status(body, ref, claim_namespace=claim_namespace)
-            headers += [
-                ("Warning", contract.rewrite_message(w, ref, claim_namespace=claim_namespace)) for w in error.warnings
-            ]
-        else:
-            body = scrub_namespace(body, claim_namespace, namespace)
-            headers += [("Warning", scrub_text(w, claim_namespace, namespace)) for w in error.warnings]
+        body = app_status(body, ref=ref, claim_namespace=claim_namespace, namespace=namespace, cluster_id=cluster_id)
+        known = cluster_id or (ref.cluster_id if ref is not None else None)
+        for warning in error.warnings:
+            text = (
+                contract.rewrite_message(warning, ref, claim_namespace=claim_namespace)
+                if ref is not None
+                else scrub_text(warning, claim_namespace, namespace)
+            )
+            headers.append(("Warning", hide_internals(text, cluster_id=known, claim_namespace=claim_namespace)))
         return ApiError(body, headers=tuple(headers))
-    return ApiError.of(503, f"control plane {error.url}: {error.cause}")
+    return ApiError.of(503, "the control plane did not answer as expected; try again later")
 
 
-def credentials_message(error: ControlPlaneError) -> str:
-    """What the app user is told when the control plane refuses the connector itself."""
+def credentials_message(error: ControlPlaneError, *, where: bool = False) -> str:
+    """What the app user is told when the control plane refuses the connector itself.
+
+    ``where`` adds the control plane's URL, for the connector's own log only.
+    """
     status = getattr(error, "status", 401)
+    plane = f"control plane {error.url}" if where else "the control plane"
     if status == 403:
         return (
-            f"control plane {error.url} denied the connector's own identity (HTTP 403); "
-            "check the connector's RBAC in the control plane"
+            f"{plane} denied the connector's own identity (HTTP 403); check the connector's RBAC in the control plane"
         )
     return (
-        f"control plane {error.url} refused the connector's credentials "
+        f"{plane} refused the connector's credentials "
         f"(HTTP {status}); check the connector's control-plane token or kubeconfig"
     )
 
@@ -170,5 +241,5 @@ def describe(error: ControlPlaneError) -> str:
     if isinstance(error, ControlPlaneUnauthorized) or (
         isinstance(error, ControlPlaneRejected) and error.refuses_credentials
     ):
-        return credentials_message(error)
+        return credentials_message(error, where=True)
     return str(error)

@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from mcp_connector.connector import errors
 from mcp_connector.core import contract
 
 
@@ -128,7 +129,7 @@ def event_to_app(
     and pass through when the app client asked for them (``bookmarks``). ERROR events carry a
     Status, rewritten exactly as error responses are: the hashed name of ``ref`` (a watch of one
     object) and the claim namespace, in the ``namespace "..."`` form kube-apiserver writes it,
-    become the app-side ones; nothing else in the message changes.
+    become the app-side ones, and nothing else of the control plane's side shows (``errors.app_status``).
     """
     kind = event.get("type")
     obj = event.get("object")
@@ -137,13 +138,9 @@ def event_to_app(
     if kind == "BOOKMARK":
         return {"type": kind, "object": obj} if bookmarks else None
     if kind == "ERROR":
-        if ref is not None:
-            return {"type": kind, "object": contract.rewrite_status(obj, ref, claim_namespace=claim_namespace)}
-        status = dict(obj)
-        if isinstance(status.get("message"), str):
-            status["message"] = contract.hide_claim_namespace(
-                status["message"], claim_namespace=claim_namespace, namespace=scope.namespace
-            )
+        status = errors.app_status(
+            obj, ref=ref, claim_namespace=claim_namespace, namespace=scope.namespace, cluster_id=scope.cluster_id
+        )
         return {"type": kind, "object": status}
     translated = body_to_app(obj, scope, include_object)
     if translated is None or table_is_empty(translated):

@@ -80,7 +80,7 @@ async def serve(request: web.Request, rt: Runtime, call: Call) -> web.StreamResp
         events = await opened.__aenter__()
     except upstream.ControlPlaneError as e:
         raise from_control_plane(
-            e, ref=ref, claim_namespace=rt.claim_namespace, namespace=call.route.namespace
+            e, ref=ref, claim_namespace=rt.claim_namespace, namespace=call.route.namespace, cluster_id=rt.cluster_id
         ) from None
     response = web.StreamResponse(
         status=200,

@@ -133,15 +133,13 @@ class Watcher:
         return self._bookmark(rv, initial_end)
 
 
-def deadline_of(timeout_seconds: str | None, *, min_request_timeout: float = 1800.0) -> float:
-    """When a watch ends: its timeoutSeconds, or kube-apiserver's random 1-2x min-request-timeout."""
-    try:
-        seconds = float(timeout_seconds) if timeout_seconds else 0.0
-    except ValueError:
-        seconds = 0.0
-    if seconds <= 0:
-        seconds = min_request_timeout * (1 + random.random())
-    return time.monotonic() + seconds
+def deadline_of(timeout_seconds: int | None, *, min_request_timeout: float = 1800.0) -> float:
+    """When a watch ends: its timeoutSeconds (parsed at the edge: an int64, never NaN), or
+    kube-apiserver's random 1-2x min-request-timeout when none or 0 is given. A negative one
+    ends the watch at once, as kube-apiserver's context with a negative timeout does."""
+    if not timeout_seconds:
+        return time.monotonic() + min_request_timeout * (1 + random.random())
+    return time.monotonic() + timeout_seconds
 
 
 async def pump(

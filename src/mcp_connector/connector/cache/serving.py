@@ -141,7 +141,9 @@ async def _consistent(rt: Runtime, call: Call, cache: Cache, name: str | None) -
     try:
         proof: _ScopeProof | None = await cache.proofs.proof(("list", namespace, name), read)
     except upstream.ControlPlaneError as e:
-        raise from_control_plane(e, ref=None, claim_namespace=rt.claim_namespace, namespace=namespace) from None
+        raise from_control_plane(
+            e, ref=None, claim_namespace=rt.claim_namespace, namespace=namespace, cluster_id=rt.cluster_id
+        ) from None
     if proof is None:
         return None  # an answer the cache cannot read: the control plane answers the request itself
     call.warnings.extend(app_warnings(rt, proof.warnings, None, namespace))
@@ -203,7 +205,7 @@ async def _consistent_entry(rt: Runtime, call: Call, cache: Cache, ref: contract
     except upstream.ControlPlaneError as e:
         if isinstance(e, upstream.ControlPlaneRejected) and e.status == 404:
             raise not_found(call.served.group, call.served.api.plural, ref.name) from None
-        raise from_control_plane(e, ref=ref, claim_namespace=rt.claim_namespace) from None
+        raise from_control_plane(e, ref=ref, claim_namespace=rt.claim_namespace, cluster_id=rt.cluster_id) from None
     call.warnings.extend(app_warnings(rt, reply.warnings, ref, ref.namespace))
     if not contract.owned_by(reply.body, ref):
         return None
@@ -242,10 +244,8 @@ async def _get(rt: Runtime, call: Call, cache: Cache, form: forms.Form) -> web.S
 
 
 def _limit(call: Call) -> int:
-    try:
-        return max(0, int(call.query.get("limit") or 0))
-    except ValueError:
-        return -1
+    """The page size, parsed at the edge (http.params); 0 or less lists everything, as in kube-apiserver."""
+    return max(0, call.params.limit)
 
 
 async def _list(rt: Runtime, call: Call, cache: Cache, form: forms.Form) -> web.StreamResponse | None:
@@ -376,7 +376,7 @@ async def _watch(
             response.write,
             watcher,
             initial,
-            deadline=fanout.deadline_of(query.get("timeoutSeconds")),
+            deadline=fanout.deadline_of(call.params.timeout_seconds),
             current=lambda: max(cache.rv, watcher.after),
         )
     except (ConnectionResetError, BrokenPipeError, asyncio.CancelledError) as e:

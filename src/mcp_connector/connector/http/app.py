@@ -26,7 +26,7 @@ from mcp_connector.connector.api.verbs.request import Call, check_resource_versi
 from mcp_connector.connector.cache import serving as cached
 from mcp_connector.connector.errors import ApiError, from_control_plane, status_body
 from mcp_connector.connector.followers.catalog import ServedResource
-from mcp_connector.connector.http import bodies, tokens
+from mcp_connector.connector.http import bodies, params, tokens
 from mcp_connector.connector.http.auth import Headers, Unauthenticated, User, authenticate
 from mcp_connector.connector.http.authz import Attributes
 from mcp_connector.connector.http.health import Health
@@ -189,7 +189,10 @@ async def _authorized(
         *_selector_requirements(route, verb, query),
     )
     await _authorize(rt, attrs)
-    check_resource_version(query)
+    # Parsed after authorization, as kube-apiserver's handlers decode their options.
+    parsed = params.parse(query, verb)
+    if verb in ("get", "list", "watch"):  # the verbs whose options carry a resourceVersion
+        check_resource_version(query)
     body = await bodies.read(request)
     call = Call(
         route,
@@ -202,6 +205,7 @@ async def _authorized(
         audit_id=request["audit_id"],
         user=user,
         user_agent=request.headers.get("User-Agent", ""),
+        params=parsed,
     )
     answered = await cached.serve(request, rt, call)
     if answered is not None:
@@ -305,7 +309,9 @@ async def handle(request: web.Request) -> web.StreamResponse:
     except ApiError as e:
         response = _error_response(e)
     except upstream.ControlPlaneError as e:
-        response = _error_response(from_control_plane(e, ref=None, claim_namespace=rt.claim_namespace))
+        response = _error_response(
+            from_control_plane(e, ref=None, claim_namespace=rt.claim_namespace, cluster_id=rt.cluster_id)
+        )
     except upstream.InvalidPathSegment:
         # A value from the request that cannot be one path segment names nothing in either cluster.
         response = _error_response(ApiError.of(404, "the server could not find the requested resource"))

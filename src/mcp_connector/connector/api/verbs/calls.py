@@ -48,7 +48,7 @@ async def call_control_plane_status(
         reply = await upstream.exchange(rt.control_plane, method, path, headers=upstream_headers(rt, call), **kwargs)
     except upstream.ControlPlaneError as e:
         raise from_control_plane(
-            e, ref=ref, claim_namespace=rt.claim_namespace, namespace=call.route.namespace
+            e, ref=ref, claim_namespace=rt.claim_namespace, namespace=call.route.namespace, cluster_id=rt.cluster_id
         ) from None
     finally:
         UPSTREAM_SECONDS.labels(verb).observe(time.monotonic() - start)

@@ -17,6 +17,7 @@ from mcp_connector.connector.api.translate import upstream_include_object
 from mcp_connector.connector.errors import ApiError, bad_request, not_found
 from mcp_connector.connector.followers.catalog import ServedResource
 from mcp_connector.connector.http.auth import User
+from mcp_connector.connector.http.params import Params
 from mcp_connector.connector.http.routing import ResourceRoute
 from mcp_connector.connector.runtime import Runtime
 from mcp_connector.core import contract
@@ -46,6 +47,8 @@ class Call:
     audit_id: str = ""
     user: User | None = None
     user_agent: str = ""
+    #: The parameters inner code acts on, parsed at the edge (http.params).
+    params: Params = field(default_factory=Params)
     warnings: list[str] = field(default_factory=list, compare=False)
 
 
