@@ -116,31 +116,83 @@ async def disconnect(
     if plan.on_disconnect not in ON_DISCONNECT:
         raise DisconnectError(f"on_disconnect {plan.on_disconnect!r} must be one of {', '.join(ON_DISCONNECT)}")
     report = DisconnectReport(plan.on_disconnect, dry_run=dry_run)
-    restore: Restore | None = None
+    fence: list[Restore] = []
     async with upstream.connected(access) as client:
-        for kind in await kinds_to_search(client, plan.served, log=log):
-            try:
-                owned = await labelled_claims(client, kind, plan)
-            except upstream.ControlPlaneRejected as e:
-                if e.status == 404:
-                    report.gone_kinds.append(kind.resource)
-                    continue
-                raise
-            if plan.on_disconnect == KEEP:
-                report.kept += [describe(kind.kind, o) for o in owned]
-                continue
-            if dry_run:
-                report.released += [describe(kind.kind, o) for o in owned]
-                continue
-            if restore is None:
-                restore = await stop_writes(client, plan, log=log)
-            report.released_earlier += await _released_earlier(client, kind, plan)
-            try:
-                await _release_all(client, kind, plan, owned, report, log=log)
-            except BaseException:
-                await restore()
-                raise
+        try:
+            await _apply(client, plan, report, fence, dry_run=dry_run, log=log)
+        except Exception as e:
+            if not fence:
+                raise  # nothing was written: the caller's message ("stopped before ...") is exact
+            # Past the fence every failure ends here, whatever raised it: the writes go back
+            # (or the message says they could not), and the message lists what was released.
+            raise await _stopped_after_fence(plan, report, fence[0], e) from None
+        except BaseException:
+            # Cancelled or interrupted: give the writes back if we still can, then stop as asked.
+            if fence:
+                with contextlib.suppress(Exception):
+                    await fence[0]()
+            raise
     return report
+
+
+async def _apply(
+    client: upstream.Client,
+    plan: DisconnectPlan,
+    report: DisconnectReport,
+    fence: list[Restore],
+    *,
+    dry_run: bool,
+    log: Log,
+) -> None:
+    """Keep or release every kind; appends the fence's restore to ``fence`` once it took the writes away."""
+    for kind in await kinds_to_search(client, plan.served, log=log):
+        try:
+            owned = await labelled_claims(client, kind, plan)
+        except upstream.ControlPlaneRejected as e:
+            if e.status == 404:
+                report.gone_kinds.append(kind.resource)
+                continue
+            raise
+        if plan.on_disconnect == KEEP:
+            report.kept += [describe(kind.kind, o) for o in owned]
+            continue
+        if dry_run:
+            report.released += [describe(kind.kind, o) for o in owned]
+            continue
+        if not fence:
+            fence.append(await stop_writes(client, plan, log=log))
+        report.released_earlier += await _released_earlier(client, kind, plan)
+        await _release_all(client, kind, plan, owned, report, log=log)
+
+
+async def _stopped_after_fence(
+    plan: DisconnectPlan, report: DisconnectReport, restore: Restore, error: Exception
+) -> DisconnectError:
+    """The error of a Release that failed once writes were fenced: what was done, what is left, how to finish."""
+    released = (
+        f"{len(report.released)} claim(s) released before it stopped ({', '.join(report.released)})"
+        if report.released
+        else "no claim was released"
+    )
+    try:
+        await restore()
+        writes = (
+            f"the connector's writes were given back (RoleBinding {plan.claim_namespace}/{plan.writer_binding} "
+            "restored)"
+            if plan.writer_binding
+            else "the connector's writes were never taken away (its credential was given as it is)"
+        )
+    except Exception as e:
+        writes = (
+            f"the connector's writes could NOT be given back ({e}): RoleBinding "
+            f"{plan.claim_namespace}/{plan.writer_binding} is missing, so the connector cannot create or change "
+            "claims; `pulumi up --refresh` recreates it, or re-run the disconnect to finish the Release"
+        )
+    return DisconnectError(
+        f"mcp-connector disconnect (Release) of cluster {plan.cluster_id} stopped: {error}. {released[0].upper()}"
+        f"{released[1:]}; the other claims keep their labels; {writes}. Re-run `pulumi destroy --run-program` "
+        "to release the rest (released claims stay released)."
+    )
 
 
 Restore = Callable[[], Awaitable[None]]
@@ -171,10 +223,15 @@ async def stop_writes(client: upstream.Client, plan: DisconnectPlan, *, log: Log
     log(f"mcp-connector disconnect: stopped the connector's writes (RoleBinding {where} removed)")
 
     async def restore() -> None:
+        """Recreate the binding; raises when it cannot (the caller says so). Already there counts as done."""
         metadata = {k: v for k, v in saved["metadata"].items() if k in ("name", "namespace", "labels", "annotations")}
         body = {**saved, "metadata": metadata}
-        with contextlib.suppress(upstream.ControlPlaneError):
+        try:
             await upstream.request(client, "POST", bindings, json_body=body)
+        except upstream.ControlPlaneRejected as e:
+            if e.status != 409:
+                raise
+        log(f"mcp-connector disconnect: gave the connector's writes back (RoleBinding {where} restored)")
 
     return restore
 

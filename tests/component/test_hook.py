@@ -219,9 +219,13 @@ async def test_release_twice_is_a_no_op(cp: FakeControlPlane) -> None:
 
 async def test_interrupted_release_converges(cp: FakeControlPlane) -> None:
     cp.fail_patch_after = 1
-    with pytest.raises(upstream.ControlPlaneUnreachable):
+    with pytest.raises(DisconnectError) as stopped:
         await disconnect(_plan("Release"), ACCESS, log=_quiet)
     assert _labelled(cp, CLUSTER) == 2
+    message = str(stopped.value)
+    assert "connection reset" in message and "1 claim(s) released before it stopped (PostgreSQLInstance" in message
+    assert "the other claims keep their labels" in message and "Re-run `pulumi destroy --run-program`" in message
+    assert "never taken away" in message, "no writer binding: the message does not claim one was restored"
     cp.fail_patch_after = None
     report = await disconnect(_plan("Release"), ACCESS, log=_quiet)
     assert len(report.released) == 2 and len(report.released_earlier) == 1
@@ -374,7 +378,7 @@ async def test_release_stops_the_connectors_writes_first(cp: FakeControlPlane) -
 async def test_a_failed_release_gives_the_writes_back(cp: FakeControlPlane) -> None:
     cp.bindings["mcp-connector"] = dict(WRITER)
     cp.fail_patch_after = 1
-    with pytest.raises(upstream.ControlPlaneUnreachable):
+    with pytest.raises(DisconnectError, match="given back \\(RoleBinding mcp-claims/mcp-connector restored\\)"):
         await disconnect(_fenced("Release"), ACCESS, log=_quiet)
     restored = cp.bindings["mcp-connector"]
     assert restored["subjects"] == WRITER["subjects"] and "uid" not in restored["metadata"]
@@ -433,3 +437,60 @@ def test_a_monitor_address_met_again_by_a_later_program_run_gets_a_hook_of_its_o
     later_run, _ = asyncio.run(twice())
     assert first is same_run, "one hook per program run"
     assert later_run is not first and later_run.hook is not first.hook
+
+
+@pytest.mark.parametrize("failing", ["released-earlier", "second-kind-list"])
+async def test_every_failure_after_the_fence_gives_the_writes_back(cp: FakeControlPlane, failing: str) -> None:
+    """Lists after the fence (not only the patches) fail too; each one restores and says what was done."""
+    cp.bindings["mcp-connector"] = dict(WRITER)
+    original = cp.handler
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        selector = request.url.params.get("labelSelector") or ""
+        fenced = "mcp-connector" not in cp.bindings
+        if fenced and failing == "released-earlier" and selector.startswith("!"):
+            return httpx.Response(500, json={"kind": "Status", "message": "etcd timeout", "code": 500})
+        if fenced and failing == "second-kind-list" and "kubernetesclusters" in request.url.path and cp.patches:
+            return httpx.Response(500, json={"kind": "Status", "message": "etcd timeout", "code": 500})
+        return original(request)
+
+    cp.handler = handler  # type: ignore[method-assign]
+    with pytest.raises(DisconnectError) as stopped:
+        await disconnect(_fenced("Release"), ACCESS, log=_quiet)
+    message = str(stopped.value)
+    assert "mcp-connector" in cp.bindings, "the writes are given back"
+    assert "RoleBinding mcp-claims/mcp-connector restored" in message and "etcd timeout" in message
+    released = 1 if failing == "second-kind-list" else 0
+    assert _labelled(cp, CLUSTER) == 3 - released
+    assert (f"{released} claim(s) released" in message) if released else ("No claim was released" in message)
+
+
+async def test_a_restore_that_fails_says_what_is_left_and_how_to_finish(cp: FakeControlPlane) -> None:
+    cp.bindings["mcp-connector"] = dict(WRITER)
+    cp.fail_patch_after = 1
+    rolebindings = cp.rolebindings
+
+    def refuse_create(request: httpx.Request) -> httpx.Response:
+        if request.method == "POST":
+            return httpx.Response(403, json={"kind": "Status", "message": "forbidden", "code": 403})
+        return rolebindings(request)
+
+    cp.rolebindings = refuse_create  # type: ignore[method-assign]
+    with pytest.raises(DisconnectError) as stopped:
+        await disconnect(_fenced("Release"), ACCESS, log=_quiet)
+    message = str(stopped.value)
+    assert "could NOT be given back" in message and "RoleBinding mcp-claims/mcp-connector is missing" in message
+    assert "pulumi up --refresh" in message and "1 claim(s) released before it stopped" in message
+    assert "mcp-connector" not in cp.bindings
+
+
+async def test_a_cancelled_release_still_gives_the_writes_back(cp: FakeControlPlane) -> None:
+    cp.bindings["mcp-connector"] = dict(WRITER)
+
+    def cancel() -> None:
+        raise asyncio.CancelledError
+
+    cp.on_patch.append(cancel)
+    with pytest.raises(asyncio.CancelledError):
+        await disconnect(_fenced("Release"), ACCESS, log=_quiet)
+    assert "mcp-connector" in cp.bindings
