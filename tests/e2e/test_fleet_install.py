@@ -1,9 +1,12 @@
 """``mcp-connector install`` / ``uninstall`` against the test bed, with the real Pulumi engine.
 
 The connector runs as a local process (external mode, as everywhere in e2e); install gets
-its address through Helm-style values. Claims are made through the app cluster, then
-uninstall must run the disconnect hook (Keep, or Release when asked), remove everything it
-installed, and a second uninstall must do nothing.
+its address through Helm-style values, with the keys Upbound's ``up ctp connector install``
+sets. Claims are made through the app cluster, then uninstall must run the disconnect hook
+(Keep, or Release when asked), remove everything it installed, and a second uninstall must
+do nothing. A team's install: the state in a shared backend, the passphrase only in each
+member's environment, uninstall from another machine (a fresh state folder); and without
+state, uninstall finds the connector in the cluster and refuses to pretend it is gone.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ CLAIM = REPO / "testbed" / "crossplane" / "kubernetescluster" / "claim.yaml"
 NAMESPACE = "mcp-fleet-install"
 APISERVICES = ("v1alpha1.k8s.starter.org", "v1alpha1.db.example.org", "v1beta1.db.example.org")
 CP_SECRET = "ctp-kubeconfig"
+UNUSED_TOKEN = "up-cli-token-" + uuid.uuid4().hex
 
 
 @pytest.fixture
@@ -56,12 +60,19 @@ def connector(testbed: Testbed, cluster_id: str) -> Iterator[connector_fixtures.
 
 
 def values_file(tmp_path: Path, connector: connector_fixtures.ConnectorProcess, cluster_id: str) -> Path:
-    """Upbound chart keys plus our own: where the external connector is and which cluster ID to use."""
+    """What ``up ctp connector install ctp <ns> --control-plane-secret`` sets, plus our own keys: where
+    the external connector is and which cluster ID to use. The token up always sets is unused there."""
     path = tmp_path / "values.yaml"
     path.write_text(
         yaml.safe_dump(
             {
-                "mcp": {"secret": {"name": CP_SECRET}},
+                "mcp": {
+                    "account": "acme",
+                    "name": "ctp",
+                    "host": "https://proxy.upbound.io",
+                    "token": UNUSED_TOKEN,
+                    "secret": {"name": CP_SECRET, "provision": False},
+                },
                 "clusterID": cluster_id,
                 "mode": f"localhost:{connector.port}",
                 "caBundle": connector.ca_bundle.decode(),
@@ -134,7 +145,10 @@ def test_install_claim_uninstall_keep_then_noop(
 
     second = fleet("uninstall", claim_ns, *state, env=env)
     assert second.returncode == 0, output(second)
-    assert "nothing to uninstall" in second.stdout
+    assert "nothing to uninstall" in second.stdout and "no connector in the cluster" in second.stdout
+    assert UNUSED_TOKEN not in "".join(p.read_text() for p in tmp_path.rglob("*") if p.is_file()), (
+        "with mcp.secret.provision false the token is neither used nor stored"
+    )
     testbed.kubectl(CONTROL_PLANE, "delete", "kubernetesclusters", contract.control_plane_name(ref), "-n", claim_ns)
     testbed.kubectl(APP_CLUSTER, "delete", "namespace", ref.namespace, "--wait=false")
 
@@ -207,3 +221,74 @@ def test_bad_input_is_named_and_never_prints_the_token(testbed: Testbed, pulumi_
                            "-o", "name").stdout.strip() == ""  # fmt: skip
     leftover = fleet("uninstall", "team-a", *kubeconfig, *state, env=env)
     assert leftover.returncode == 0, output(leftover)
+
+
+@pytest.mark.timeout(600)
+def test_a_team_installs_and_another_machine_uninstalls(
+    testbed: Testbed,
+    pulumi_tools: None,
+    connector: connector_fixtures.ConnectorProcess,
+    cluster_id: str,
+    tmp_path: Path,
+) -> None:
+    """Machine A installs into the team's backend; B, with a fresh state folder, finds the stack and uninstalls."""
+    passphrase = "team-passphrase-" + uuid.uuid4().hex
+    passphrase_file = tmp_path / "team-passphrase"
+    passphrase_file.write_text(passphrase + "\n")
+    shared = tmp_path / "team-backend"
+    shared.mkdir()
+    team = ["--backend", f"file://{shared}", "--kubeconfig", str(testbed.app_cluster.kubeconfig)]
+    base = fleet_env(tmp_path)
+    for key in ("PULUMI_CONFIG_PASSPHRASE", "PULUMI_CONFIG_PASSPHRASE_FILE", "PULUMI_BACKEND_URL"):
+        base.pop(key, None)
+    machine_a = {**base, "PULUMI_CONFIG_PASSPHRASE": passphrase}
+    machine_b = {**base, "PULUMI_CONFIG_PASSPHRASE_FILE": str(passphrase_file)}
+    claim_ns = testbed.claim_namespace
+    values = values_file(tmp_path, connector, cluster_id)
+    state_a, state_b = ["--state-dir", str(tmp_path / "machine-a")], ["--state-dir", str(tmp_path / "machine-b")]
+
+    no_secret = fleet("install", "ctp", claim_ns, "-n", NAMESPACE, "-f", str(values), *team, *state_a, env=base)
+    assert no_secret.returncode == 1, output(no_secret)
+    assert "set PULUMI_CONFIG_PASSPHRASE or PULUMI_CONFIG_PASSPHRASE_FILE" in no_secret.stderr, output(no_secret)
+    assert "--secrets-provider" in no_secret.stderr
+
+    done = fleet("install", "ctp", claim_ns, "-n", NAMESPACE, "-f", str(values), *team, *state_a, env=machine_a)
+    assert done.returncode == 0, output(done)
+    assert f"state in file://{shared}" in done.stderr, output(done)
+    testbed.kubectl(APP_CLUSTER, "wait", "--for=condition=Available", "--timeout=60s", f"apiservice/{APISERVICES[0]}")
+    stored = [p for p in tmp_path.rglob("*") if p.is_file() and p != passphrase_file]
+    assert not [p for p in stored if p.name == "passphrase"], "no passphrase file is made"
+    assert not [p for p in stored if passphrase in p.read_text(errors="replace")], "the passphrase is written nowhere"
+    assert list(shared.rglob("*.json")), "the state is in the team's backend"
+
+    # Without the team's backend there is no state for this cluster: the connector is found, nothing changes.
+    elsewhere = fleet("uninstall", claim_ns, "--kubeconfig", str(testbed.app_cluster.kubeconfig), *state_b,
+                      env=machine_b)  # fmt: skip
+    assert elsewhere.returncode == 1, output(elsewhere)
+    for expected in (
+        "no mcp-connector install for",
+        "but the cluster runs a connector",
+        f"Service {NAMESPACE}/mcp-connector",
+        APISERVICES[0],
+        "managed by pulumi",
+        "--backend or PULUMI_BACKEND_URL",
+        "Nothing was changed",
+    ):
+        assert expected in elsewhere.stderr, output(elsewhere)
+    testbed.kubectl(APP_CLUSTER, "get", "apiservice", APISERVICES[0])
+
+    wrong = fleet("uninstall", claim_ns, *team, *state_b, env={**base, "PULUMI_CONFIG_PASSPHRASE": "not-it"})
+    assert wrong.returncode == 1, output(wrong)
+    assert passphrase not in wrong.stdout + wrong.stderr
+    testbed.kubectl(APP_CLUSTER, "get", "apiservice", APISERVICES[0])
+
+    down = fleet("uninstall", claim_ns, *team, *state_b, env=machine_b)
+    assert down.returncode == 0, output(down)
+    assert "Keep: " in down.stdout, output(down)
+    for name in APISERVICES:
+        assert gone(testbed, "apiservice", name), f"{name} still there"
+    assert gone(testbed, "service", "mcp-connector", "-n", NAMESPACE)
+
+    again = fleet("uninstall", claim_ns, *team, *state_a, env=machine_a)
+    assert again.returncode == 0, output(again)
+    assert "nothing to uninstall" in again.stdout, "machine A sees the uninstall B made"

@@ -37,8 +37,17 @@ def _control_plane_arguments(p: CommandParser) -> None:
 
 
 def _installation_namespace_flag(p: CommandParser, text: str) -> None:
-    """``-n``: where the connector is installed (``render``/``install`` create it there, ``uninstall`` finds it)."""
-    p.add_argument("-n", "--installation-namespace", default=None, metavar="NAMESPACE", help=text)
+    """``-n``: where the connector is installed (``render``/``install`` create it there, ``uninstall`` finds it).
+
+    ``$MCP_CONNECTOR_NAMESPACE`` is its default, as for Upbound's ``up ctp connector``.
+    """
+    p.add_argument(
+        "-n",
+        "--installation-namespace",
+        default=os.environ.get("MCP_CONNECTOR_NAMESPACE") or None,
+        metavar="NAMESPACE",
+        help=text,
+    )
 
 
 def _values_flags(p: CommandParser) -> None:
@@ -53,7 +62,7 @@ def _values_flags(p: CommandParser) -> None:
         help="existing Secret in the installation namespace whose 'kubeconfig' key reaches the control plane",
     )
     p.add_argument("--control-plane-kubeconfig", metavar="FILE", help="kubeconfig file for the control plane")
-    _installation_namespace_flag(p, "namespace for the connector (default kube-system)")
+    _installation_namespace_flag(p, "namespace for the connector (default $MCP_CONNECTOR_NAMESPACE, else kube-system)")
     p.add_argument(
         "--cluster-id",
         metavar="ID",
@@ -175,9 +184,22 @@ def _cluster_flags(p: CommandParser) -> None:
         help="name of this install (its Pulumi stack); default: the claim namespace",
     )
     p.add_argument(
+        "--backend",
+        metavar="URL",
+        help="Pulumi backend for the install state, shared by a team (s3://, azblob://, gs://, file://, "
+        "https://; default $PULUMI_BACKEND_URL, else a folder in --state-dir)",
+    )
+    p.add_argument(
+        "--secrets-provider",
+        metavar="PROVIDER",
+        help="encrypts the state's secrets: awskms://, azurekeyvault://, gcpkms://, hashivault:// or passphrase "
+        "(default: passphrase from $PULUMI_CONFIG_PASSPHRASE or $PULUMI_CONFIG_PASSPHRASE_FILE; never stored)",
+    )
+    p.add_argument(
         "--state-dir",
         metavar="DIR",
-        help="where install state is kept (default $MCP_CONNECTOR_STATE_DIR or ~/.local/state/mcp-connector)",
+        help="where logs, and the state without --backend, are kept "
+        "(default $MCP_CONNECTOR_STATE_DIR or ~/.local/state/mcp-connector)",
     )
     p.add_argument("-v", "--verbose", action="store_true", help="show Pulumi's output")
 
@@ -189,8 +211,10 @@ def install_parser() -> CommandParser:
         usage=f"{INSTALL} <control-plane> <claim-namespace> [flags]",
         description=(
             "Connect an app cluster to a control plane: the control plane's claim APIs are served in the cluster.\n\n"
-            "Underneath is a Pulumi stack of McpConnector with its state on this machine (one per cluster), so\n"
-            "'uninstall' runs the same disconnect hook as 'pulumi destroy'. Running install again updates it."
+            "Underneath is a Pulumi stack of McpConnector (one per cluster), so 'uninstall' runs the same disconnect\n"
+            "hook as 'pulumi destroy'. Running install again updates it. The state goes to your backend (--backend or\n"
+            "PULUMI_BACKEND_URL; a folder on this machine otherwise), encrypted with PULUMI_CONFIG_PASSPHRASE(_FILE)\n"
+            "or --secrets-provider; share both with your team and any of you can update or uninstall it."
         ),
         examples=(
             "  # Connect the current context's cluster to an Upbound control plane\n"
@@ -198,7 +222,10 @@ def install_parser() -> CommandParser:
             "  # A control plane reached through a kubeconfig kept in a Secret of the app cluster\n"
             "  mcp-connector install my-ctp team-a --control-plane-secret ctp-kubeconfig --context dev-1\n\n"
             "  # Helm-style values (mcp.*, upbound.*, spaces.controlPlane.*, clusterID)\n"
-            "  mcp-connector install my-ctp team-a -f connector-values.yaml --set clusterID=dev-1"
+            "  mcp-connector install my-ctp team-a -f connector-values.yaml --set clusterID=dev-1\n\n"
+            "  # State in the team's bucket, secrets encrypted with its KMS key\n"
+            "  mcp-connector install my-ctp team-a --control-plane-secret ctp --backend s3://team-state \\\n"
+            "      --secrets-provider awskms://alias/mcp-connector"
         ),
     )
     _control_plane_arguments(p)
@@ -217,20 +244,25 @@ def uninstall_parser() -> CommandParser:
             "Disconnect an app cluster installed with 'mcp-connector install'.\n\n"
             "The disconnect hook runs first: claims stay in the control plane with their labels (Keep), or are\n"
             "released as ordinary control-plane claims (--on-disconnect Release). Claims are never deleted.\n"
-            "Uninstalling a cluster that is not connected does nothing."
+            "With no install state for the cluster in the backend, the cluster itself is checked: a connector\n"
+            "installed another way is named with how to remove it (exit 1); no connector at all is a no-op."
         ),
         examples=(
             "  # Disconnect the current context's cluster, keeping its claims for a later reconnect\n"
             "  mcp-connector uninstall team-a\n\n"
             "  # Hand the claims over to the control plane for good\n"
-            "  mcp-connector uninstall team-a --on-disconnect Release --context dev-1"
+            "  mcp-connector uninstall team-a --on-disconnect Release --context dev-1\n\n"
+            "  # From another machine: the team's backend and passphrase\n"
+            "  PULUMI_CONFIG_PASSPHRASE_FILE=~/.config/mcp/passphrase mcp-connector uninstall team-a --backend s3://team-state"
         ),
     )
     p.add_argument(
         "claim_namespace", metavar="claim-namespace", help="control-plane namespace of this cluster's claims"
     )
     p.add_argument("--on-disconnect", choices=("Keep", "Release"), help="override what happens to the claims")
-    _installation_namespace_flag(p, "namespace of the connector (default kube-system)")
+    _installation_namespace_flag(
+        p, "namespace of the connector, checked against the install (default $MCP_CONNECTOR_NAMESPACE)"
+    )
     _cluster_flags(p)
     return p
 
@@ -273,6 +305,8 @@ def _target(args: argparse.Namespace) -> Any:
         context=args.context,
         cluster_name=args.cluster_name,
         state_dir=args.state_dir or os.environ.get("MCP_CONNECTOR_STATE_DIR"),
+        backend=args.backend,
+        secrets_provider=args.secrets_provider,
     )
 
 

@@ -1,28 +1,27 @@
-"""``install`` and ``uninstall``: one cluster connected through a Pulumi stack kept on this machine.
+"""``install`` and ``uninstall``: one cluster connected through a Pulumi stack in the user's backend.
 
 A user who never writes a Pulumi program gets what a program gives: McpConnector's
 discovery, its checks, and above all the disconnect hook on ``uninstall``. The program is
 inline (the Automation API runs it in this process), so this works with any Pulumi CLI,
-whichever language hosts it has. State lives in a ``file://`` backend per app cluster under
-the state folder, keyed by the cluster's API server URL, encrypted with a passphrase made
-on first use and kept next to it (mode 0600). The install's settings, secrets included,
-are the stack's config, so ``uninstall`` needs nothing but the claim namespace.
+whichever language hosts it has. The state lives where the user says (``--backend``,
+``PULUMI_BACKEND_URL``; a local folder by default), encrypted by the user's passphrase or
+secrets provider (``backend.py``), one stack per app cluster named after the cluster's API
+server URL. The install's settings, secrets included, are a secret output of the stack, so
+``uninstall`` needs nothing but the claim namespace, on any machine that reaches the backend.
 
 ``uninstall`` removes the component from the program and runs ``up``: the hook runs before
 the APIServices go, without asking the control plane anything (Keep works when it is
 gone). ``--on-disconnect`` first updates what the hook will do, which needs the control
-plane. A cluster without an install is a no-op.
+plane. With no install state for the cluster, it looks in the cluster: a connector there
+was installed some other way, and it says how to remove it (exit 1); none is a no-op.
 """
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import json
 import os
 import re
-import secrets
-import shutil
 import socket
 import sys
 from collections.abc import Callable
@@ -37,11 +36,13 @@ import yaml
 from pulumi import automation as auto
 
 from mcp_connector_component import McpConnector, register_disconnect_hook
-from mcp_connector_component.fleet import engine
+from mcp_connector_component.fleet import engine, finding
+from mcp_connector_component.fleet.backend import StateBackend, StateError
+from mcp_connector_component.fleet.backend import resolve as resolve_backend
 from mcp_connector_component.fleet.values import ConnectorValues
 
 PROJECT = "mcp-connector-install"
-SETTINGS_KEY = f"{PROJECT}:settings"
+SETTINGS_OUTPUT = "settings"
 RESOURCE_NAME = "mcp-connector"
 CONNECT_TIMEOUT = 5.0
 
@@ -58,6 +59,8 @@ class Target:
     context: str | None = None
     cluster_name: str | None = None
     state_dir: str | None = None
+    backend: str | None = None
+    secrets_provider: str | None = None
 
 
 @dataclass(frozen=True)
@@ -122,56 +125,46 @@ def check_reachable(cluster: Cluster) -> None:
         raise InstallError(f"cannot reach the app cluster at {cluster.describe()}: {reason}") from None
 
 
-class ClusterState:
-    """The state folder of one app cluster: backend, passphrase, workspace."""
+class Installs:
+    """The install stacks of one app cluster in the user's backend, with a local work folder for logs.
 
-    def __init__(self, root: Path, cluster: Cluster) -> None:
+    Stacks of every cluster may share one backend (a team's bucket), so a stack's name carries the
+    cluster: ``<install name>.<cluster key>``.
+    """
+
+    def __init__(self, root: Path, cluster: Cluster, state: StateBackend) -> None:
         self.cluster = cluster
+        self.state = state
         self.dir = root / "clusters" / cluster.key
 
-    @property
-    def exists(self) -> bool:
-        """Whether anything was ever installed here."""
-        return (self.dir / "state").is_dir()
-
-    def passphrase(self) -> str:
-        """The state's passphrase, made on first use (readable by this user only)."""
-        path = self.dir / "passphrase"
-        if not path.exists():
-            self.dir.mkdir(parents=True, exist_ok=True)
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            with os.fdopen(fd, "w") as f:
-                f.write(base64.urlsafe_b64encode(secrets.token_bytes(32)).decode())
-        return path.read_text().strip()
+    def stack_name(self, name: str) -> str:
+        """The stack of install ``name`` of this cluster."""
+        return f"{name}.{self.cluster.key}"
 
     def options(self) -> auto.LocalWorkspaceOptions:
-        """A workspace whose backend and secrets live in this folder, whatever the caller's login."""
-        backend = "file://" + str((self.dir / "state").resolve())
-        (self.dir / "state").mkdir(parents=True, exist_ok=True)
+        """A workspace on the user's backend and secrets provider, whatever the caller's ``pulumi login``."""
         (self.dir / "project").mkdir(parents=True, exist_ok=True)
         return auto.LocalWorkspaceOptions(
             work_dir=str(self.dir / "project"),
             project_settings=auto.ProjectSettings(
-                name=PROJECT, runtime="python", backend=auto.ProjectBackend(url=backend)
+                name=PROJECT, runtime="python", backend=auto.ProjectBackend(url=self.state.url)
             ),
-            secrets_provider="passphrase",
-            env_vars={
-                "PULUMI_BACKEND_URL": backend,
-                "PULUMI_CONFIG_PASSPHRASE": self.passphrase(),
-                "PULUMI_SKIP_UPDATE_CHECK": "true",
-            },
+            secrets_provider=self.state.secrets_provider,
+            env_vars=dict(self.state.env),
         )
 
-    def stack_names(self) -> list[str]:
+    def names(self) -> list[str]:
         """Installs recorded for this cluster (normally one)."""
-        if not self.exists:
-            return []
         workspace = auto.LocalWorkspace(**_workspace_kwargs(self.options()))
-        return sorted(s.name.rsplit("/", 1)[-1] for s in workspace.list_stacks())
+        suffix = f".{self.cluster.key}"
+        stacks = (s.name.rsplit("/", 1)[-1] for s in workspace.list_stacks())
+        return sorted(s.removesuffix(suffix) for s in stacks if s.endswith(suffix))
 
     def stack(self, name: str, program: Callable[[], None]) -> auto.Stack:
-        """Create or select the install's stack with ``program``."""
-        return auto.create_or_select_stack(stack_name=name, project_name=PROJECT, program=program, opts=self.options())
+        """Create or select the stack of install ``name`` with ``program``."""
+        return auto.create_or_select_stack(
+            stack_name=self.stack_name(name), project_name=PROJECT, program=program, opts=self.options()
+        )
 
 
 def _workspace_kwargs(opts: auto.LocalWorkspaceOptions) -> dict[str, Any]:
@@ -184,7 +177,7 @@ def _workspace_kwargs(opts: auto.LocalWorkspaceOptions) -> dict[str, Any]:
 
 
 class Program:
-    """The install's inline program: McpConnector in the target cluster, or (``connect=False``) nothing."""
+    """The install's inline program: McpConnector in the target cluster, or (no values) nothing."""
 
     def __init__(self, values: ConnectorValues | None, cluster: Cluster | None) -> None:
         self.values = values
@@ -211,6 +204,8 @@ class Program:
         pulumi.export("clusterId", connector.cluster_id)
         pulumi.export("apiserviceNames", connector.apiservice_names)
         pulumi.export("controlPlaneNamespace", connector.control_plane_namespace)
+        # In the state, encrypted: what uninstall (on this machine or another) needs to know.
+        pulumi.export(SETTINGS_OUTPUT, pulumi.Output.secret(json.dumps(self.values.to_json())))
 
 
 class Output:
@@ -252,16 +247,26 @@ def _fail(message: str) -> int:
     return 1
 
 
+def _installs(target: Target, cluster: Cluster) -> Installs:
+    """The cluster's installs in the backend the user named (raises StateError)."""
+    root = Path(target.state_dir) if target.state_dir else default_state_dir()
+    state = resolve_backend(backend=target.backend, secrets_provider=target.secrets_provider, state_dir=root)
+    return Installs(root, cluster, state)
+
+
 def install(values: ConnectorValues, *, target: Target, verbose: bool = False) -> int:
     """Connect the target cluster (or update its install); returns the exit status."""
     try:
         cluster = load_cluster(target)
+        installs = _installs(target, cluster)
         check_reachable(cluster)
-    except InstallError as e:
+    except (InstallError, StateError) as e:
         return _fail(str(e))
-    state = ClusterState(Path(target.state_dir) if target.state_dir else default_state_dir(), cluster)
     name = target.cluster_name or values.claim_namespace or "default"
-    others = [s for s in state.stack_names() if s != name]
+    try:
+        others = [s for s in installs.names() if s != name]
+    except auto.errors.CommandError as e:
+        return _fail(f"cannot read the install state in {installs.state.describe()}: {engine.error_text(e)}")
     if others:
         return _fail(
             f"cluster {cluster.describe()} is already connected as {others[0]!r} (one connector per cluster); "
@@ -269,13 +274,12 @@ def install(values: ConnectorValues, *, target: Target, verbose: bool = False) -
         )
     sys.stderr.write(
         f"Connecting {cluster.describe()} to claim namespace {values.claim_namespace!r}"
-        f" (install {name!r}, state in {state.dir})\n"
+        f" (install {name!r}, state in {installs.state.describe()})\n"
     )
-    stack = state.stack(name, Program(values, cluster))
-    stack.set_config(SETTINGS_KEY, auto.ConfigValue(value=json.dumps(values.to_json()), secret=True))
     watch = engine.Watch()
-    out = Output(state.dir / "logs" / f"{name}-install.log", verbose)
+    out = Output(installs.dir / "logs" / f"{name}-install.log", verbose)
     try:
+        stack = installs.stack(name, Program(values, cluster))
         result = _up(stack, out, watch)
     except auto.errors.CommandError as e:
         return _fail(f"install failed: {engine.error_text(e, watch)} (Pulumi's output: {out.log_file})")
@@ -289,6 +293,44 @@ def install(values: ConnectorValues, *, target: Target, verbose: bool = False) -
     return 0
 
 
+#: What to do about a connector found without install state, by its ``managed-by`` label.
+_HOW_TO_REMOVE = {
+    "pulumi": "it was installed by 'mcp-connector install' with another state backend, or by a Pulumi program: "
+    "run uninstall with the backend it was installed with (--backend or PULUMI_BACKEND_URL, with its passphrase "
+    "or --secrets-provider), or 'pulumi destroy --run-program' on the program's stack",
+    "mcp-connector-render": "it was applied from 'mcp-connector render' manifests: delete them "
+    "('kubectl delete -f', or remove them from your GitOps repository)",
+    "Helm": "it was installed with Helm (Upbound's chart): 'up ctp connector uninstall' or 'helm uninstall'",
+}
+
+
+def _not_installed_here(installs: Installs) -> int:
+    """No state for this cluster: look in the cluster, so a connector installed elsewhere is never missed."""
+    cluster, where = installs.cluster, installs.state.describe()
+    try:
+        found = finding.look(cluster.kubeconfig_path, cluster.context)
+    except finding.LookError as e:
+        return _fail(
+            f"no mcp-connector install for {cluster.describe()} in {where}, and the cluster could not be "
+            f"checked for a connector installed another way: {e}"
+        )
+    if not found:
+        print(f"nothing to uninstall: no mcp-connector install for {cluster.describe()} in {where}, "
+              "and no connector in the cluster")  # fmt: skip
+        return 0
+    hints = [_HOW_TO_REMOVE[m] for m in found.managed_by if m in _HOW_TO_REMOVE] or [_HOW_TO_REMOVE["pulumi"]]
+    return _fail(
+        f"no mcp-connector install for {cluster.describe()} in {where}, but the cluster runs a connector: "
+        f"{found.describe()}. Nothing was changed. " + "; or ".join(hints)
+    )
+
+
+def _settings(stack: auto.Stack) -> ConnectorValues | None:
+    """The install's settings from its state (None when the install never finished)."""
+    output = stack.outputs().get(SETTINGS_OUTPUT)
+    return ConnectorValues.from_json(json.loads(output.value)) if output is not None else None
+
+
 def uninstall(
     claim_namespace: str,
     *,
@@ -297,17 +339,18 @@ def uninstall(
     installation_namespace: str | None = None,
     verbose: bool = False,
 ) -> int:
-    """Disconnect the target cluster through its install's stack; a no-op when there is none."""
+    """Disconnect the target cluster through its install's stack; without one, look in the cluster."""
     try:
         cluster = load_cluster(target)
-    except InstallError as e:
+        installs = _installs(target, cluster)
+        names = installs.names()
+    except (InstallError, StateError) as e:
         return _fail(str(e))
-    state = ClusterState(Path(target.state_dir) if target.state_dir else default_state_dir(), cluster)
-    names = state.stack_names()
+    except auto.errors.CommandError as e:
+        return _fail(f"cannot read the install state: {engine.error_text(e)}")
     name = target.cluster_name or claim_namespace
     if not names:
-        print(f"nothing to uninstall: no mcp-connector install for {cluster.describe()} in {state.dir.parent}")
-        return 0
+        return _not_installed_here(installs)
     if name not in names:
         return _fail(
             f"cluster {cluster.describe()} is connected as {names[0]!r}, not {name!r}; give --cluster-name {names[0]}"
@@ -317,20 +360,23 @@ def uninstall(
     except InstallError as e:
         return _fail(str(e))
     program = Program(None, None)
-    stack = state.stack(name, program)
-    settings = ConnectorValues.from_json(json.loads(stack.get_config(SETTINGS_KEY).value))
-    if settings.claim_namespace != claim_namespace:
-        return _fail(f"install {name!r} connects claim namespace {settings.claim_namespace!r}, not {claim_namespace!r}")
-    if installation_namespace and installation_namespace != settings.namespace:
-        return _fail(f"install {name!r} is in namespace {settings.namespace!r}, not {installation_namespace!r}")
     watch = engine.Watch()
-    out = Output(state.dir / "logs" / f"{name}-uninstall.log", verbose)
+    out = Output(installs.dir / "logs" / f"{name}-uninstall.log", verbose)
     try:
-        if on_disconnect and on_disconnect != (settings.on_disconnect or "Keep"):
+        stack = installs.stack(name, program)
+        settings = _settings(stack)
+        if settings is not None and settings.claim_namespace != claim_namespace:
+            return _fail(
+                f"install {name!r} connects claim namespace {settings.claim_namespace!r}, not {claim_namespace!r}"
+            )
+        if settings is not None and installation_namespace and installation_namespace != settings.namespace:
+            return _fail(f"install {name!r} is in namespace {settings.namespace!r}, not {installation_namespace!r}")
+        if on_disconnect and settings is None:
+            return _fail(f"install {name!r} never finished, so its disconnect cannot be changed; uninstall without "
+                         "--on-disconnect (it runs what the install had set, Keep by default)")  # fmt: skip
+        if on_disconnect and settings is not None and on_disconnect != (settings.on_disconnect or "Keep"):
             sys.stderr.write(f"setting on-disconnect to {on_disconnect} before disconnecting\n")
-            settings = replace(settings, on_disconnect=on_disconnect)
-            stack.set_config(SETTINGS_KEY, auto.ConfigValue(value=json.dumps(settings.to_json()), secret=True))
-            program.values, program.cluster = settings, cluster
+            program.values, program.cluster = replace(settings, on_disconnect=on_disconnect), cluster
             _up(stack, out, engine.Watch())
             program.values, program.cluster = None, None
         sys.stderr.write(f"Disconnecting {cluster.describe()} (install {name!r}); the disconnect hook runs first\n")
@@ -343,8 +389,6 @@ def uninstall(
         out.close()
     for message in watch.hook_messages:
         print(message)
-    stack.workspace.remove_stack(name)
-    if not [s for s in state.stack_names() if s != name]:
-        shutil.rmtree(state.dir / "state", ignore_errors=True)
+    stack.workspace.remove_stack(installs.stack_name(name))
     print(f"disconnected: {watch.change_text()}")
     return 0

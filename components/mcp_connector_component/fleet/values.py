@@ -1,9 +1,13 @@
 """Install settings from Helm-style values (``-f values.yaml``, ``--set a.b=c``) and flags.
 
 Users of Upbound's connector know its chart values (``mcp.account``, ``mcp.name``,
-``mcp.namespace``, ``mcp.token``, ``mcp.secret.name``, and the newer ``upbound.*``,
-``spaces.*``, ``clusterID``); ``install`` and ``render`` read the same keys, plus a few of
-our own, and map them onto McpConnector's arguments in one place. Flags win over ``--set``,
+``mcp.namespace``, ``mcp.host``, ``mcp.token``, ``mcp.secret.name``, ``mcp.secret.provision``,
+and the newer ``upbound.*``, ``spaces.*``, ``clusterID``); ``install`` and ``render`` read the
+same keys, plus a few of our own, and map them onto McpConnector's arguments in one place.
+Upbound's ``up ctp connector install`` always sets ``mcp.account``, ``mcp.name``,
+``mcp.namespace``, ``mcp.host`` (``https://<proxy host>``) and ``mcp.token``, and with
+``--control-plane-secret`` also ``mcp.secret.name`` with ``mcp.secret.provision: false``: the
+chart then uses that existing Secret and leaves the token unused, and so do we. Flags win over ``--set``,
 which wins over files, as in Helm. Every problem is collected and named by its key or flag;
 a secret value never appears in a message.
 """
@@ -15,6 +19,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import yaml
 
@@ -144,13 +149,16 @@ KEYS: Mapping[str, str] = {
     "mcp.name": "control_plane",
     "mcp.namespace": "claim_namespace",
     "mcp.token": "token",
+    "mcp.host": "host",
     "mcp.secret.name": "control_plane_secret",
+    "mcp.secret.provision": "secret_provision",
     "upbound.account": "account",
     "upbound.token": "token",
     "upbound.host": "host",
     "spaces.controlPlane.name": "control_plane",
     "spaces.controlPlane.claimNamespace": "claim_namespace",
     "spaces.controlPlane.kubeconfigSecret.name": "control_plane_secret",
+    "spaces.controlPlane.kubeconfigSecret.key": "secret_key",
     "clusterID": "cluster_id",
     "controlPlaneKubeconfig": "control_plane_kubeconfig",
     "image": "image",
@@ -169,11 +177,14 @@ UNSUPPORTED: Mapping[str, str] = {
     "spaces.controlPlane.group": "an Upbound Space is reached through a kubeconfig: put one in a Secret and give "
     "spaces.controlPlane.kubeconfigSecret.name or --control-plane-secret",
     "spaces.insecureSkipTLSVerify": "TLS is always verified; put the CA into the control-plane kubeconfig",
-    "mcp.secret.provision": "the credentials Secret is made from --token or --control-plane-kubeconfig",
 }
 SECRET_KEYS = frozenset({"mcp.token", "upbound.token", "controlPlaneKubeconfig"})
 _INTS = frozenset({"replicas"})
-_BOOLS = frozenset({"skip_await"})
+_BOOLS = frozenset({"skip_await", "secret_provision"})
+#: The one key of the control-plane Secret the connector mounts.
+SECRET_KEY = "kubeconfig"
+#: Keys only read while resolving, never ConnectorValues fields.
+_RESOLVE_ONLY = frozenset({"secret_provision", "secret_key"})
 _LISTS = frozenset({"include", "exclude"})
 
 
@@ -289,11 +300,55 @@ def resolve(
         coerced = _coerce(key, name, value, problems)
         if coerced is not None:
             chosen[name] = coerced
-    for name, value in (flags or {}).items():
-        if value is not None:
-            chosen[name] = value
+    given = {name: value for name, value in (flags or {}).items() if value is not None}
+    problems += _secret_values(chosen, given)
+    chosen.update(given)
+    if "host" in chosen:
+        chosen["host"] = _host(chosen["host"], problems)
     values = ConnectorValues(**chosen)
     problems += values.problems()
     if problems:
         raise ValuesError(problems)
     return values
+
+
+def _secret_values(chosen: dict[str, Any], flags: Mapping[str, Any]) -> list[str]:
+    """Apply the chart's ``mcp.secret.provision`` and ``kubeconfigSecret.key`` to ``chosen``, as the chart reads them.
+
+    ``provision: false`` means the Secret named by ``mcp.secret.name`` exists and is the
+    credential; the token the up CLI always sets is then unused (dropped here, unless a flag
+    gave it). ``provision: true`` is the chart's default (it makes the Secret from the
+    token), where ``mcp.secret.name`` would name the Secret to make; McpConnector names its own.
+    """
+    problems: list[str] = []
+    provision = chosen.pop("secret_provision", None)
+    key = chosen.pop("secret_key", None)
+    if key is not None and key != SECRET_KEY:
+        problems.append(
+            f"spaces.controlPlane.kubeconfigSecret.key: the connector reads the Secret's {SECRET_KEY!r} key "
+            f"(got {key!r}); store the kubeconfig under {SECRET_KEY!r}"
+        )
+    secret = flags.get("control_plane_secret") or chosen.get("control_plane_secret")
+    if provision is False:
+        if not secret:
+            problems.append(
+                "mcp.secret.provision: false uses an existing Secret: name it with mcp.secret.name "
+                "or --control-plane-secret"
+            )
+        chosen.pop("token", None)
+    elif provision is True and chosen.get("control_plane_secret") and not flags.get("control_plane_secret"):
+        problems.append(
+            "mcp.secret.name with mcp.secret.provision: true names a Secret to make from the token; McpConnector "
+            "makes its own credentials Secret: drop mcp.secret.name, or set mcp.secret.provision: false to use "
+            "that existing Secret"
+        )
+    return problems
+
+
+def _host(value: str, problems: list[str]) -> str | None:
+    """``mcp.host``/``upbound.host`` as the up CLI writes it (``https://proxy.upbound.io``) or ``host[:port]``."""
+    parts = urlsplit(value if "://" in value else f"https://{value}")
+    if parts.scheme != "https" or not parts.hostname or parts.path.strip("/") or parts.query or parts.username:
+        problems.append(f"mcp.host (or upbound.host): {value!r} must be https://<host>[:port] or <host>[:port]")
+        return None
+    return parts.netloc
