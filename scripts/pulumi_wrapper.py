@@ -7,7 +7,10 @@ as the Automation API runs inline programs); the CLI and engine are the real one
 It also sets what a local run needs and a person should not have to remember: the file
 backend under ``.dev/pulumi-state``, a development passphrase (unless
 PULUMI_CONFIG_PASSPHRASE is set), ``.dev/bin`` first on PATH, no plugin downloads, and the
-stack ``local`` (created on first use) unless ``--stack``/``-s`` is given.
+stack ``local`` (created on first use) unless ``--stack``/``-s`` is given. Nothing that changes
+what a command does: the arguments reach the CLI as typed, and the test bed's
+``PULUMI_SKIP_CONFIRMATIONS`` is left out (it turns every command into ``--yes``, which
+``destroy --preview-only`` refuses), so ``up`` and ``destroy`` ask or want ``--yes`` as anywhere.
 """
 
 from __future__ import annotations
@@ -27,6 +30,8 @@ from testbed.tools import tool_path  # noqa: E402
 
 STACK = os.environ.get("MCP_PULUMI_STACK", "local")
 STATE_DIR = DEV_DIR / "pulumi-state"
+#: Test-bed settings that change what a command does; a person's command runs as typed.
+CHANGES_COMMANDS = frozenset({"PULUMI_SKIP_CONFIRMATIONS"})
 #: Commands that know nothing about stacks.
 STACKLESS = {"version", "about", "login", "logout", "whoami", "plugin", "help", "gen-completion", "--help", "-h"}
 
@@ -40,6 +45,8 @@ def environment() -> dict[str, str]:
     env = dict(os.environ)
     local = pulumi_env(STATE_DIR, passphrase=os.environ.get("PULUMI_CONFIG_PASSPHRASE", DEFAULT_PASSPHRASE))
     for key, value in local.items():
+        if key in CHANGES_COMMANDS:
+            continue
         if key == "PATH" or key not in env:
             env[key] = value
     return env

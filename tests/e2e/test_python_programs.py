@@ -9,6 +9,9 @@ set`` as the examples' READMEs say.
 from __future__ import annotations
 
 import base64
+import json
+import os
+import subprocess
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -168,3 +171,38 @@ def test_root_program_connects_a_claim_and_releases_it(testbed: Testbed, pulumi_
         delete_cp_claim(testbed, CLUSTER_RESOURCE, ref)
         testbed.kubectl(APP_CLUSTER, "delete", "namespace", app_ns, "--wait=false", check=False)
         project.run("stack", "rm", "--yes", "--force", check=False)
+
+
+def test_scripts_pulumi_passes_every_command_through_unchanged(pulumi_tools: None) -> None:
+    """``scripts/pulumi`` adds no ``--yes`` of its own: ``destroy --preview-only`` previews, ``up`` asks as anywhere."""
+    stack = f"e2e-wrapper-{uuid.uuid4().hex[:8]}"
+    env = {k: v for k, v in os.environ.items() if k != "PULUMI_SKIP_CONFIRMATIONS"}
+    env["MCP_PULUMI_STACK"] = stack
+
+    def pulumi(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [str(REPO_ROOT / "scripts" / "pulumi"), *args],
+            env=env, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=300, check=False,
+        )  # fmt: skip
+
+    def resources() -> list[str]:
+        exported = pulumi("stack", "export")
+        assert exported.returncode == 0, exported.stdout + exported.stderr
+        return [r["urn"] for r in json.loads(exported.stdout)["deployment"].get("resources") or []]
+
+    try:
+        assert pulumi("config", "set", "mcp-connector:connect", "false").returncode == 0
+        asked = pulumi("up")
+        assert asked.returncode != 0 and "--yes" in asked.stdout + asked.stderr, "non-interactive up wants --yes"
+        done = pulumi("up", "--yes")
+        assert done.returncode == 0, done.stdout + done.stderr
+        before = resources()
+        assert any("pulumi:pulumi:Stack" in urn for urn in before)
+        for args in (("destroy", "--preview-only"), ("destroy", "--preview-only", "--run-program")):
+            preview = pulumi(*args)
+            assert preview.returncode == 0, f"{args}: {preview.stdout}{preview.stderr}"
+            assert "cannot be used together" not in preview.stdout + preview.stderr
+            assert "pulumi:pulumi:Stack" in preview.stdout, preview.stdout
+            assert resources() == before, f"{args} changed nothing"
+    finally:
+        pulumi("stack", "rm", "--yes", "--force")
