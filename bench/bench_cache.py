@@ -39,7 +39,7 @@ import aiohttp
 REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO), str(REPO / "tests" / "e2e")]
 
-from connector_fixtures import expose, start_connector, wait_available  # noqa: E402
+from connector_fixtures import ConnectorProcess, expose, start_connector, wait_available  # noqa: E402
 
 from mcp_connector.core import contract  # noqa: E402
 from testbed import APP_CLUSTER, CONTROL_PLANE  # noqa: E402
@@ -57,7 +57,9 @@ GROUP, LOCAL_GROUP, VERSION, PLURAL, KIND = (
 #: the app cluster would resolve ``kubernetesclusters`` to it instead of the connector's API.
 LOCAL_PLURAL, LOCAL_KIND = "benchclusters", "BenchCluster"
 CLUSTER_ID = "bench-cache"
-NAMESPACES = {"bench-get": 1, "bench-1k": 1000, "bench-10k": 10000, "bench-watch": 1}
+NAMESPACES = {"bench-get": 1, "bench-200": 200, "bench-1k": 1000, "bench-10k": 10000, "bench-watch": 1}
+#: What the reads phase alone (--reads-only) needs seeded.
+READ_NAMESPACES = ("bench-get", "bench-200")
 PAUSED = {"crossplane.io/paused": "true"}
 FILLER = "x" * 1300  # brings a claim to about 2 KB
 
@@ -129,9 +131,12 @@ async def _names(s: aiohttp.ClientSession, path: str, params: dict[str, str]) ->
         query["continue"] = token
 
 
-async def seed(tb: Testbed, cp: aiohttp.ClientSession, app: aiohttp.ClientSession) -> None:
+async def seed(
+    tb: Testbed, cp: aiohttp.ClientSession, app: aiohttp.ClientSession, namespaces: tuple[str, ...] = tuple(NAMESPACES)
+) -> None:
     """The claims on both sides; only what an earlier run did not make yet."""
-    for namespace, count in NAMESPACES.items():
+    for namespace in namespaces:
+        count = NAMESPACES[namespace]
         tb.kubectl(APP_CLUSTER, "create", "namespace", namespace, check=False)
         paths = Paths(tb, namespace)
         wanted = {f"bench-{i}" for i in range(count)}
@@ -248,43 +253,19 @@ async def cp_watches(cp: aiohttp.ClientSession) -> float:
 async def measure(tb: Testbed, pid: int, args: argparse.Namespace) -> list[str]:
     rows: list[str] = []
     cp, app = session(tb.control_plane, 64), session(tb.app_cluster, 64)
-    await seed(tb, cp, app)  # all of them, also for --watches-only: the cache's size is part of the conditions
+    # All of them, also for --watches-only: the cache's size is part of the conditions.
+    await seed(tb, cp, app, READ_NAMESPACES if args.reads_only else tuple(NAMESPACES))
+    if args.reads_only:
+        rows += await reads(tb, pid, args, cp, app)
+        await cp.close()
+        await app.close()
+        return rows
     if args.watches_only:
         rows += await watches(tb, pid, args)
         await cp.close()
         await app.close()
         return rows
-    g = Paths(tb, "bench-get")
-    one = {
-        "aggregator": getter(app, f"{g.agg}/bench-0"),
-        "aggregator RV=0": getter(app, f"{g.agg}/bench-0", resourceVersion="0"),
-        "app CRD": getter(app, f"{g.local}/bench-0"),
-        "control plane": getter(cp, f"{g.cp}/{g.cp_name('bench-0')}"),
-    }
-    for send in one.values():  # warm pools, TLS, caches
-        await rate(send, 200, 16)
-    lat: dict[str, list[float]] = {k: [] for k in one}
-    rates: dict[str, list[float]] = {k: [] for k in one}
-    cpu: dict[str, float] = {"aggregator": 0.0, "aggregator RV=0": 0.0}
-    counts: dict[str, int] = {"aggregator": 0, "aggregator RV=0": 0}
-    for _ in range(args.rounds):
-        for name, send in one.items():
-            before = proc_stats(pid)[0]
-            lat[name] += await latencies(send, args.sequential)
-            rates[name].append(await rate(send, args.requests, 16))
-            if name in cpu:
-                cpu[name] += proc_stats(pid)[0] - before
-                counts[name] += args.sequential + args.requests
-    rows.append("| GET one 2 KB claim | p50 ms | p99 ms | req/s (16 clients) | ratio to app CRD (p50, req/s) |")
-    rows.append("|---|---|---|---|---|")
-    floor_p50, floor_rate = pct(lat["app CRD"], 0.5), statistics.median(rates["app CRD"])
-    for name in one:
-        p50, p99, r = pct(lat[name], 0.5), pct(lat[name], 0.99), statistics.median(rates[name])
-        ratios = f"{p50 / floor_p50:.2f}x, {r / floor_rate:.2f}x"
-        rows.append(f"| {name} | {p50 * 1000:.1f} | {p99 * 1000:.1f} | {r:.0f} | {ratios} |")
-    for name in cpu:
-        rows.append(f"| connector CPU per 1,000 GETs ({name}) | {cpu[name] / counts[name] * 1000:.2f} s | | | |")
-
+    rows += await reads(tb, pid, args, cp, app)
     rows.append("")
     rows += await watches(tb, pid, args)
     rows.append("")
@@ -312,6 +293,92 @@ async def measure(tb: Testbed, pid: int, args: argparse.Namespace) -> list[str]:
             )
     await cp.close()
     await app.close()
+    return rows
+
+
+#: The connector under measurement (set by main), for its own /metrics.
+CONNECTOR: list[ConnectorProcess] = []
+
+
+def metric(name: str) -> float:
+    """A counter of the connector's /metrics (0 when absent), read as an admin of the app cluster."""
+    admin = {"X-Remote-User": "bench-admin", "X-Remote-Group": "system:masters"}
+    status, body = CONNECTOR[0].raw("GET", "/metrics", headers=admin)
+    assert status == 200, body[:300]
+    for line in body.decode().splitlines():
+        if line.startswith(name + " ") or line.startswith(name + "{"):
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0
+
+
+async def reads(
+    tb: Testbed, pid: int, args: argparse.Namespace, cp: aiohttp.ClientSession, app: aiohttp.ClientSession
+) -> list[str]:
+    """Issue 23: consistent and resourceVersion=0 GETs and LISTs of 200, at 1 and 16 clients.
+
+    Every path in each round, rounds interleaved; figures are medians over the rounds (p50 at 1
+    client, throughput at 16), so a floor that moves with the machine's load moves for all.
+    """
+    g, l200 = Paths(tb, "bench-get"), Paths(tb, "bench-200")
+    targets = {
+        "GET of a 2 KB claim": {
+            "aggregator": (app, f"{g.agg}/bench-0", {}),
+            "app CRD": (app, f"{g.local}/bench-0", {}),
+            "control plane": (cp, f"{g.cp}/{g.cp_name('bench-0')}", {}),
+        },
+        "LIST of 200 x 2 KB": {
+            "aggregator": (app, l200.agg, {}),
+            "app CRD": (app, l200.local, {}),
+            "control plane": (cp, l200.cp, {"labelSelector": l200.selector}),
+        },
+    }
+    rows = [
+        "| read | path | 1 client p50 ms | x app CRD | x control plane | 16 clients req/s | x app CRD "
+        "| connector CPU ms per read | proof reads per read at 16 clients |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for read, paths in targets.items():
+        listing = read.startswith("LIST")
+        sequential = max(10, args.sequential // 5) if listing else args.sequential
+        requests = max(50, args.requests // 5) if listing else args.requests
+        for consistency in ("consistent", "resourceVersion=0"):
+            extra = {"resourceVersion": "0"} if consistency != "consistent" else {}
+            sends = {name: getter(s, path, **params, **extra) for name, (s, path, params) in paths.items()}
+            for send in sends.values():  # warm pools, TLS, caches
+                await rate(send, 50, 16)
+            p50s: dict[str, list[float]] = {k: [] for k in sends}
+            rates: dict[str, list[float]] = {k: [] for k in sends}
+            cpu: list[float] = []
+            proofs: list[float] = []
+            for _ in range(args.rounds):
+                for name, send in sends.items():
+                    before = proc_stats(pid)[0]
+                    p50s[name].append(pct(await latencies(send, sequential), 0.5))
+                    asked, proved = (
+                        metric("mcp_connector_cache_consistent_reads_total"),
+                        metric("mcp_connector_cache_proof_reads_total"),
+                    )
+                    rates[name].append(await rate(send, requests, 16))
+                    if name == "aggregator":
+                        cpu.append((proc_stats(pid)[0] - before) / (sequential + requests))
+                        asked = metric("mcp_connector_cache_consistent_reads_total") - asked
+                        proved = metric("mcp_connector_cache_proof_reads_total") - proved
+                        proofs.append(proved / asked if asked else 0.0)
+            med = {k: statistics.median(v) for k, v in p50s.items()}
+            med_rate = {k: statistics.median(v) for k, v in rates.items()}
+            for name in sends:
+                cells = [
+                    read if name == "aggregator" else "",
+                    f"{name}, {consistency}",
+                    f"{med[name] * 1000:.1f}",
+                    f"{med[name] / med['app CRD']:.2f}x",
+                    f"{med[name] / med['control plane']:.2f}x",
+                    f"{med_rate[name]:.0f}",
+                    f"{med_rate[name] / med_rate['app CRD']:.2f}x",
+                    f"{statistics.median(cpu) * 1000:.2f}" if name == "aggregator" else "",
+                    f"{statistics.median(proofs):.2f}" if name == "aggregator" and consistency == "consistent" else "",
+                ]
+                rows.append("| " + " | ".join(cells) + " |")
     return rows
 
 
@@ -440,6 +507,9 @@ def main() -> None:
         "--watches-only", action="store_true", help="only the watch phase (use with --keep to seed once)"
     )
     parser.add_argument(
+        "--reads-only", action="store_true", help="only issue 23's reads (GETs and LISTs of 200, both consistencies)"
+    )
+    parser.add_argument(
         "--keep", action="store_true", help="keep the 11,002 claims per side for the next run (Crossplane resyncs them)"
     )
     args = parser.parse_args()
@@ -467,6 +537,7 @@ def main() -> None:
         assert connector.proc is not None
         started, load_before = time.monotonic(), os.getloadavg()[0]
         print(f"connector pid {connector.proc.pid}", flush=True)
+        CONNECTOR.append(connector)
         rows = asyncio.run(measure(tb, connector.proc.pid, args))
         load = f"load average {load_before:.1f} at the start, {os.getloadavg()[0]:.1f} at the end"
         print(f"\n`{' '.join(['bench/bench_cache.py', *sys.argv[1:]])}` ({time.monotonic() - started:.0f}s, {load}):\n")
