@@ -337,6 +337,7 @@ async def reads(
         "| connector CPU ms per read | proof reads per read at 16 clients |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
+    profiler = profile(pid, args.profile) if args.reads_only else None
     for read, paths in targets.items():
         listing = read.startswith("LIST")
         sequential = max(10, args.sequential // 5) if listing else args.sequential
@@ -379,6 +380,9 @@ async def reads(
                     f"{statistics.median(proofs):.2f}" if name == "aggregator" and consistency == "consistent" else "",
                 ]
                 rows.append("| " + " | ".join(cells) + " |")
+    if profiler is not None:
+        profiler.send_signal(signal.SIGINT)
+        profiler.wait(60)
     return rows
 
 
@@ -501,7 +505,9 @@ def main() -> None:
     parser.add_argument("--writes", type=int, default=20)
     parser.add_argument("--quick", action="store_true", help="a short run to check the benchmark works")
     parser.add_argument(
-        "--profile", metavar="FILE", help="py-spy (pip install py-spy) samples the connector during the watch writes"
+        "--profile",
+        metavar="FILE",
+        help="py-spy samples the connector during the watch writes (with --reads-only: during the reads)",
     )
     parser.add_argument(
         "--watches-only", action="store_true", help="only the watch phase (use with --keep to seed once)"
