@@ -177,3 +177,8 @@ def test_a_watch_line_that_is_not_json_is_a_broken_stream() -> None:
     with pytest.raises(reflector.upstream.ControlPlaneUnreachable):
         reflector.upstream.watch_event("https://cp", b'{"type": "ADDED", "obj')
     assert reflector.upstream.watch_event("https://cp", b"[1]") is None
+
+
+def test_printer_columns_the_cache_cannot_read_send_tables_to_the_control_plane() -> None:
+    odd = ({"name": "X", "type": "integer", "jsonPath": ".spec.x", "priority": "high"},)
+    assert tables.table_form(odd, None, "meta.k8s.io/v1") is None  # type: ignore[arg-type]

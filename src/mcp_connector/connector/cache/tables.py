@@ -156,7 +156,12 @@ def table_form(
     key = orjson.dumps(printer_columns, option=orjson.OPT_SORT_KEYS)
     columns = _COLUMNS.get(key)
     if columns is None:
-        columns = _COLUMNS[key] = Columns(printer_columns, hashlib.sha256(key).hexdigest()[:16])
+        try:
+            columns = Columns(printer_columns, hashlib.sha256(key).hexdigest()[:16])
+        except (ValueError, TypeError, AttributeError):  # columns the cache cannot read: the control plane's Table
+            log.warning("printer columns the cache cannot read; Tables go to the control plane")
+            return None
+        _COLUMNS[key] = columns
         if len(_COLUMNS) > 256:
             _COLUMNS.pop(next(iter(_COLUMNS)))
     if not columns.supported:
