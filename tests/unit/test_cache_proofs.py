@@ -93,3 +93,14 @@ async def test_a_sharer_that_gives_up_leaves_the_proof_to_the_others() -> None:
     reads.release.set()
     assert await stayer == 2
     assert starter.cancelled() and quitter.cancelled()
+
+
+def test_a_scope_whose_proof_did_not_hold_skips_proving_for_a_while(monkeypatch: pytest.MonkeyPatch) -> None:
+    proofs: Proofs[int] = Proofs()
+    now = [100.0]
+    monkeypatch.setattr("mcp_connector.connector.cache.proofs.time.monotonic", lambda: now[0])
+    assert proofs.worth_proving("s")
+    proofs.missed("s")
+    assert not proofs.worth_proving("s") and proofs.worth_proving("other")
+    now[0] += 1.0
+    assert proofs.worth_proving("s")

@@ -15,12 +15,16 @@ share a proof, and the control plane sees a bounded rate of proofs however many 
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Awaitable, Callable, Hashable
 from typing import Any, Generic, TypeVar
 
 from mcp_connector.connector.metrics import CACHE_PROOF_READS, CACHE_PROOF_REQUESTS
 
 T = TypeVar("T")
+#: How long a scope whose proof did not hold goes to the control plane without proving.
+MISS_SECONDS = 1.0
+_MISSES_KEPT = 1024
 
 
 class _Scope(Generic[T]):
@@ -40,6 +44,7 @@ class Proofs(Generic[T]):
     def __init__(self) -> None:
         self._scopes: dict[Hashable, _Scope[T]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
+        self._missed: dict[Hashable, float] = {}
         #: Control-plane reads made as proofs, and the consistent reads that waited for one.
         self.reads = 0
         self.requests = 0
@@ -94,6 +99,22 @@ class Proofs(Generic[T]):
                 self._start(key, scope, following_read, following)
             elif self._scopes.get(key) is scope:
                 del self._scopes[key]
+
+    def missed(self, key: Hashable) -> None:
+        """A proof for ``key`` did not hold in time (the cache was behind the control plane)."""
+        self._missed[key] = time.monotonic()
+        if len(self._missed) > _MISSES_KEPT:
+            self._missed.pop(next(iter(self._missed)))
+
+    def worth_proving(self, key: Hashable) -> bool:
+        """False within ``MISS_SECONDS`` of a proof for ``key`` that did not hold.
+
+        Then a proof costs as much as the answer and more (the control plane is read twice, and
+        the reader waits for the cache in between): the read goes to the control plane directly
+        until the cache had time to catch up.
+        """
+        at = self._missed.get(key)
+        return at is None or time.monotonic() - at >= MISS_SECONDS
 
     def in_flight(self, key: Hashable) -> bool:
         """True while a proof for ``key`` runs (a read arriving now would wait for the next)."""

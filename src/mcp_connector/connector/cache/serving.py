@@ -128,6 +128,9 @@ async def _consistent(rt: Runtime, call: Call, cache: Cache, name: str | None) -
     same scope waiting for it (proofs.py).
     """
     namespace = call.route.namespace
+    key = ("list", namespace, name)
+    if not cache.proofs.worth_proving(key):
+        return None
     headers = upstream_headers(rt, call)
     path = collection_path(rt, call.served)
     params = {"labelSelector": contract.scope_selector(rt.cluster_id, namespace)}
@@ -141,7 +144,7 @@ async def _consistent(rt: Runtime, call: Call, cache: Cache, name: str | None) -
         return _scope_proof(reply, rt.cluster_id)
 
     try:
-        proof: _ScopeProof | None = await cache.proofs.proof(("list", namespace, name), read)
+        proof: _ScopeProof | None = await cache.proofs.proof(key, read)
     except upstream.ControlPlaneError as e:
         raise from_control_plane(
             e, ref=None, claim_namespace=rt.claim_namespace, namespace=namespace, cluster_id=rt.cluster_id
@@ -158,6 +161,7 @@ async def _consistent(rt: Runtime, call: Call, cache: Cache, name: str | None) -
         if left <= 0:
             break
         await cache.changed(left)
+    cache.proofs.missed(key)
     return None
 
 
@@ -198,7 +202,8 @@ async def _consistent_entry(rt: Runtime, call: Call, cache: Cache, ref: contract
     object the control plane holds; anything else never matches and goes to the control plane.
     """
     entry = cache.get(ref.namespace, ref.name)
-    if entry is None:
+    key = ("get", ref.namespace, ref.name)
+    if entry is None or not cache.proofs.worth_proving(key):
         return None
     path = collection_path(rt, call.served).child(entry.cp_name)
     headers = upstream_headers(rt, call)
@@ -209,7 +214,7 @@ async def _consistent_entry(rt: Runtime, call: Call, cache: Cache, ref: contract
         )
 
     try:
-        reply: upstream.Reply = await cache.proofs.proof(("get", entry.cp_name), read)
+        reply: upstream.Reply = await cache.proofs.proof(key, read)
     except upstream.ControlPlaneError as e:
         if isinstance(e, upstream.ControlPlaneRejected) and e.status == 404:
             raise not_found(call.served.group, call.served.api.plural, ref.name) from None
@@ -229,6 +234,7 @@ async def _consistent_entry(rt: Runtime, call: Call, cache: Cache, ref: contract
         if left <= 0 or (entry is not None and entry.rv > wanted):
             break
         await cache.changed(left)
+    cache.proofs.missed(key)
     return None
 
 
