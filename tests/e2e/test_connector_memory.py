@@ -1,9 +1,10 @@
 """Issue 17, point 4: the connector's memory holds to its byte budgets under large objects.
 
 A namespaced XR API whose spec keeps unknown fields (a Crossplane v2 XRD made here) carries a
-1 MB claim. Ten watches through the app cluster's aggregator follow it while the control plane
-changes it 300 times; the connector's resident set, read from /proc while it happens, stays
-within its measured baseline plus its budgets (``--cache-history-bytes`` for the history,
+1 MB claim of 10,000 small records (decoded, each a dict: the shape that costs Python most).
+Ten watches through the app cluster's aggregator follow it while the control plane changes it
+300 times; the connector's resident set, read from /proc while it happens, stays within its
+measured baseline plus its budgets (``--cache-history-bytes`` for the history,
 ``--watch-queue-bytes`` per watch), and every watch still reaches the last version (re-watching
 when cut off, relisting on 410, as an informer does). The largest object the control plane
 accepts, found by trying, is served by get, list and watch through the aggregator.
@@ -118,7 +119,9 @@ class ControlPlaneBlobs:
         return request(self.tb, CONTROL_PLANE, "POST", self.base, stored)
 
     def change(self, name: str, n: int, size: int) -> int:
-        patch = {"spec": {"blob": chr(ord("a") + n % 26) * size, "n": n}}
+        """Replace the claim's spec with ``size`` bytes of small records (decoded, many small dicts)."""
+        records = [{"i": i, "n": n, "v": chr(ord("a") + n % 26) * 80} for i in range(size // 100)]
+        patch = {"spec": {"blob": None, "records": records, "n": n}}
         path = f"{self.base}/{contract.control_plane_name(self.ref(name), flavor=NXR)}"
         status, obj = request(self.tb, CONTROL_PLANE, "PATCH", path, patch, "application/merge-patch+json")
         assert status == 200, (status, obj)

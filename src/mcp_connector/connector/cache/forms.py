@@ -82,11 +82,6 @@ _EVENT_HEADS = {t: f'{{"type":"{t}","object":'.encode() for t in ("ADDED", "MODI
 _EVENT_TAIL = b"}\n"
 
 
-def event_line(event_type: str, object_bytes: bytes) -> bytes:
-    """One watch event line around an already serialized object."""
-    return _EVENT_HEADS[event_type] + object_bytes + _EVENT_TAIL
-
-
 def event_parts(event_type: str, object_bytes: bytes) -> tuple[bytes, bytes, bytes]:
     """The parts of one event line (joined by the writer: the object's bytes are not copied here)."""
     return _EVENT_HEADS[event_type], object_bytes, _EVENT_TAIL
