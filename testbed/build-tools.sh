@@ -6,7 +6,7 @@
 # names the tool, the version and the command, and leaves nothing in the cache. Builds hold a
 # lock on the cache, so two checkouts running this at once build each tool once.
 #
-# Usage: build-tools.sh [etcd|kubernetes|pulumi|pulumi-kubernetes|pulumi-yaml|crossplane|crossplane-function ...]   (default: all, in that order)
+# Usage: build-tools.sh [etcd|kubernetes|pulumi|pulumi-kubernetes|pulumi-yaml|pulumi-sdkgen|crossplane|crossplane-function ...]   (default: all, in that order)
 # MCP_TOOLS_CACHE overrides the cache folder, MCP_TOOLS_BIN the folder the tools are linked into.
 # Go builds run one at a time: two at once on a small machine only makes both slower.
 set -euo pipefail
@@ -131,6 +131,14 @@ build_pulumi_yaml() {
     -o "$out/pulumi-language-yaml" github.com/pulumi/pulumi-yaml/cmd/pulumi-language-yaml
 }
 
+# Pulumi's SDK generators (pkg/v3/codegen) for TypeScript and Go: gen-sdk needs language hosts
+# that are not served here (testbed/gomod/pulumi-sdkgen/main.go says more).
+build_pulumi_sdkgen() {
+  local out="$1" version="$2"
+  cd "$repo/testbed/gomod/pulumi-sdkgen"
+  run pulumi-sdkgen "$version" go build -trimpath -ldflags "-s -w" -o "$out/pulumi-sdkgen" .
+}
+
 build_crossplane() {
   local out="$1" version="$2" module
   cd "$repo/testbed/gomod/crossplane"
@@ -164,7 +172,7 @@ link() { ln -sfn "$cache/$1-$2/$3" "$bin_dir/$3"; }
 key() { printf '%s+%s' "$2" "$(module_key "$1")"; }
 
 wanted=("$@")
-[[ ${#wanted[@]} -gt 0 ]] || wanted=(etcd kubernetes pulumi pulumi-kubernetes pulumi-yaml crossplane crossplane-function)
+[[ ${#wanted[@]} -gt 0 ]] || wanted=(etcd kubernetes pulumi pulumi-kubernetes pulumi-yaml pulumi-sdkgen crossplane crossplane-function)
 for tool in "${wanted[@]}"; do
   case "$tool" in
     etcd)
@@ -188,6 +196,10 @@ for tool in "${wanted[@]}"; do
       k="$(key pulumi-yaml "$PULUMI_YAML_VERSION")"
       build pulumi-yaml "$k" build_pulumi_yaml
       link pulumi-yaml "$k" pulumi-language-yaml ;;
+    pulumi-sdkgen)
+      k="$(key pulumi-sdkgen "$PULUMI_VERSION")"
+      build pulumi-sdkgen "$k" build_pulumi_sdkgen
+      link pulumi-sdkgen "$k" pulumi-sdkgen ;;
     crossplane)
       k="$(key crossplane "$CROSSPLANE_VERSION")"
       build crossplane "$k" build_crossplane
@@ -198,7 +210,7 @@ for tool in "${wanted[@]}"; do
       build crossplane-function "$version" build_crossplane_function
       link crossplane-function "$version" function-testbed-compose ;;
     *)
-      say "unknown tool '$tool' (expected etcd, kubernetes, pulumi, pulumi-kubernetes, pulumi-yaml, crossplane, crossplane-function)" >&2
+      say "unknown tool '$tool' (expected etcd, kubernetes, pulumi, pulumi-kubernetes, pulumi-yaml, pulumi-sdkgen, crossplane, crossplane-function)" >&2
       exit 2 ;;
   esac
 done

@@ -27,6 +27,7 @@ BUILT_TOOLS = (
     "pulumi",
     "pulumi-resource-kubernetes",
     "pulumi-language-yaml",
+    "pulumi-sdkgen",
 )
 
 #: The component provider as an executable plugin (testbed/plugins/), linked into BIN_DIR by make tools.
@@ -45,6 +46,9 @@ PULUMI_TOOLS = ("pulumi", "pulumi-resource-kubernetes")
 
 #: Tools the engine needs to run a Pulumi YAML program (the language host) on the test bed.
 YAML_TOOLS = (*PULUMI_TOOLS, "pulumi-language-yaml", PROVIDER_PLUGIN)
+
+#: Tools that make the TypeScript and Go SDKs: the CLI reads the provider host's schema, pulumi-sdkgen writes.
+SDK_TOOLS = ("pulumi", "pulumi-sdkgen", PROVIDER_PLUGIN)
 
 
 class MissingToolError(RuntimeError):
