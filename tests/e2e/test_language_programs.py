@@ -67,6 +67,7 @@ def connector(testbed: Testbed) -> Iterator[ConnectorProcess]:
     process.stop()
 
 
+@pytest.mark.timeout(900)
 @pytest.mark.parametrize("language", LANGUAGES)
 def test_example_connects_previews_new_api_and_disconnects(
     testbed: Testbed, language_tools: None, connector: ConnectorProcess, tmp_path: Path, language: str
