@@ -13,7 +13,7 @@ the component makes this cluster's own control-plane namespace and a token scope
 ``controlPlaneKubeconfig`` (secret) or ``controlPlaneSecret``; ``claimNamespace``
 (required unless ``platformKubeconfig``); optional ``clusterId``, ``namespace``, ``image``,
 ``replicas``, ``mode`` (``in-cluster`` or ``host:port``), ``caBundle``, ``claimApis``,
-``include``/``exclude`` (JSON lists), ``onDisconnect`` (Keep|Release), ``skipAwait``,
+``include``/``exclude`` (JSON lists), ``onDisconnect`` (Keep|Release),
 ``name`` (default ``mcp-connector``), ``connect`` (default true).
 """
 
@@ -62,9 +62,6 @@ def main() -> None:
     replicas = config.get_int("replicas")
     if replicas is not None:
         args["replicas"] = replicas
-    skip_await = config.get_bool("skipAwait")
-    if skip_await is not None:
-        args["skip_await"] = skip_await
 
     cluster = pulumi.Config("kubernetes")
     provider = k8s.Provider(

@@ -70,7 +70,7 @@ if [[ -n "$IN_CLUSTER" ]]; then
   "$PULUMI" config set --secret mcp-connector:controlPlaneKubeconfig -- "$(cat "$CP_KUBECONFIG")"
   "$PULUMI" config set mcp-connector:mode in-cluster
   "$PULUMI" config set mcp-connector:image "$IMAGE"
-  "$PULUMI" config set mcp-connector:skipAwait true   # no kubelet reports the Deployment's status
+  "$PULUMI" config rm mcp-connector:skipAwait >/dev/null 2>&1 || true   # gone: the pod runner reports pods
   "$PULUMI" config rm mcp-connector:caBundle >/dev/null 2>&1 || true
   "$PULUMI" config set kubernetes:kubeconfig "$APP_KUBECONFIG"
   "$PULUMI" config
@@ -117,16 +117,17 @@ sys.exit(0 if https_get('https://127.0.0.1:$port/readyz', ca_cert=None)[0] == 20
 fi
 
 step "4/6 pulumi up: connect the app cluster (McpConnector)"
+if [[ -n "$IN_CLUSTER" ]]; then
+  # Before up: Pulumi awaits the Deployment, which is Available once the runner's pods are ready.
+  info "pod runner for kube-system/mcp-connector (python -m testbed.kubelet; status in .dev/pods/)"
+  "$PY" -m testbed.kubelet start --namespace kube-system --deployment mcp-connector
+fi
 "$PULUMI" up --yes
 if [[ -n "$IN_CLUSTER" ]]; then
-  info "running the rendered Deployment's pod (python -m testbed.kubelet; status in .dev/pods/)"
   "$PY" -c "
 from testbed.kubelet import PodRunner
-runner = PodRunner.start('kube-system', 'mcp-connector')
-status = runner.wait(lambda s: s['ready'] or s['reason'] in ('ErrImageNeverPull', 'CreateContainerConfigError'),
-                     timeout=120, what='the connector pod to be ready')
-print('    pod', status['pod_name'], 'on', status['pod_ip'], '-', status['reason'], status['message'])
-raise SystemExit(0 if status['ready'] else 1)"
+for pod in PodRunner.attach('kube-system', 'mcp-connector').pods():
+    print('    pod', pod['name'], 'on', pod['pod_ip'], '-', 'ready' if pod['ready'] else pod['reason'], pod['message'])"
 fi
 
 step "5/6 A claim and a namespaced XR applied through the app cluster; Crossplane makes them Ready"

@@ -104,7 +104,3 @@ class McpConnectorArgs(TypedDict):
 
     group_priority_minimum: NotRequired[int]
     """`groupPriorityMinimum` of every APIService (default 1000)."""
-
-    skip_await: NotRequired[bool]
-    """Annotate the Deployment with `pulumi.com/skipAwait` so Pulumi does not wait for ready pods
-    (for clusters without nodes, e.g. tests). Default false."""

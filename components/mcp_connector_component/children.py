@@ -112,7 +112,7 @@ def register(reg: Registrar, raw: Mapping[str, Any], plain: Plain, conn: Connect
         k8s.core.v1.Service(
             f"{name}-service",
             opts=reg.child(),
-            **kwargs(manifests.service(names, mode, skip_await=plain.skip_await)),
+            **kwargs(manifests.service(names, mode)),
         )
     )
     made += serving
@@ -222,7 +222,6 @@ def _workload(
                     credentials_secret_name=credentials_name,
                     tls_secret_name=tls_name,
                     resources=raw.get("resources"),
-                    skip_await=plain.skip_await,
                 )
             ),
         )

@@ -32,7 +32,6 @@ KUBECONFIG_KEY = "kubeconfig"
 #: Annotation whose change rolls the pods when the connector's configuration (or token) changes.
 CHECKSUM_ANNOTATION = "mcp-connector.upbound.io/config-checksum"
 #: Tells pulumi-kubernetes not to wait for readiness (useful only where no kubelet runs pods).
-SKIP_AWAIT_ANNOTATION = "pulumi.com/skipAwait"
 #: Non-root user the image runs as (the distroless "nonroot" user).
 RUN_AS_USER = 65532
 
@@ -316,7 +315,6 @@ def deployment(
     credentials_secret_name: str,
     tls_secret_name: str,
     resources: Any = None,
-    skip_await: bool = False,
 ) -> RawObject:
     """The connector Deployment: non-root, read-only root filesystem, no privilege escalation."""
     selector = {"app.kubernetes.io/name": "mcp-connector", "app.kubernetes.io/instance": names.base}
@@ -344,13 +342,10 @@ def deployment(
         ],
     }
     container["resources"] = resources if resources is not None else DEFAULT_RESOURCES
-    metadata = _meta(names.service, names)
-    if skip_await:
-        metadata["annotations"] = {SKIP_AWAIT_ANNOTATION: "true"}
     return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
-        "metadata": metadata,
+        "metadata": _meta(names.service, names),
         "spec": {
             "replicas": replicas,
             "selector": {"matchLabels": selector},
@@ -392,11 +387,11 @@ def pod_disruption_budget(names: Names) -> RawObject:
     }
 
 
-def service(names: Names, mode: Mode, *, skip_await: bool = False) -> RawObject:
+def service(names: Names, mode: Mode) -> RawObject:
     """ClusterIP in front of the pods, or an ExternalName pointing at an external connector.
 
-    Pulumi waits for a ClusterIP Service to have endpoints; ``skip_await`` turns that off
-    where no pod can ever run.
+    Pulumi waits for a ClusterIP Service to have endpoints (a ready pod) and for the Deployment
+    to be Available, as for any workload.
     """
     spec: RawObject
     if isinstance(mode, External):
@@ -411,10 +406,7 @@ def service(names: Names, mode: Mode, *, skip_await: bool = False) -> RawObject:
             "selector": {"app.kubernetes.io/name": "mcp-connector", "app.kubernetes.io/instance": names.base},
             "ports": [{"name": "https", "port": SERVICE_PORT, "targetPort": CONTAINER_PORT, "protocol": "TCP"}],
         }
-    metadata = _meta(names.service, names)
-    if skip_await and isinstance(mode, InCluster):
-        metadata["annotations"] = {SKIP_AWAIT_ANNOTATION: "true"}
-    return {"apiVersion": "v1", "kind": "Service", "metadata": metadata, "spec": spec}
+    return {"apiVersion": "v1", "kind": "Service", "metadata": _meta(names.service, names), "spec": spec}
 
 
 def service_port(mode: Mode) -> int:

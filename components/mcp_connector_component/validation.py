@@ -30,7 +30,6 @@ class Plain:
     selection: ClaimApiSelection
     credential_form: str
     group_priority_minimum: int
-    skip_await: bool
     #: claim_apis, when given: no discovery at all.
     pinned: tuple[ClaimApi, ...] | None = None
 
@@ -123,7 +122,6 @@ def validate(name: str, args: Mapping[str, Any]) -> Plain:
         selection=ClaimApiSelection(tuple(args.get("include") or ()), tuple(args.get("exclude") or ())),
         credential_form=forms[0],
         group_priority_minimum=int(args.get("group_priority_minimum") or manifests.DEFAULT_GROUP_PRIORITY_MINIMUM),
-        skip_await=bool(args.get("skip_await", False)),
         pinned=pinned,
     )
 

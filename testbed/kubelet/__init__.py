@@ -1,17 +1,20 @@
-"""A pod runner for the test bed: runs a Deployment's container the way the kubelet would.
+"""A pod runner for the test bed: plays the kubelet (and scheduler, kube-proxy) for a Deployment's pods.
 
 ``python -m testbed.kubelet start --namespace kube-system --deployment mcp-connector`` runs it
 in the background (``stop``, ``status`` likewise); tests use ``PodRunner``. See ``runner.py``.
+Start it before ``pulumi up``: Pulumi awaits the Deployment, which becomes Available only when
+the runner has run its pods and reported them ready.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,7 +26,12 @@ from testbed.waiting import eventually
 
 @dataclass(frozen=True)
 class PodRunner:
-    """A background runner for one Deployment: read its status, wait on it, stop it."""
+    """A background runner for one Deployment: read its status, wait on it, stop it.
+
+    ``status()`` describes the newest pod at its top level (phase, reason, message, ready, live,
+    restarts, revision, pod_ip, pod_name, container, exit_code, log, probes) and every pod under
+    ``pods`` (the same keys plus ``terminating``); ``pods()`` and ``wait_pods()`` read those.
+    """
 
     namespace: str
     deployment: str
@@ -50,6 +58,21 @@ class PodRunner:
                    what=f"pod runner to start (log: {runner.log()[-1500:]})")  # fmt: skip
         return runner
 
+    @classmethod
+    def attach(cls, namespace: str, deployment: str, *, state_dir: Path = STATE_DIR) -> PodRunner:
+        """A handle on the runner of ``namespace/deployment`` (running or not), e.g. one started by the CLI."""
+        return cls(namespace, deployment, pod_root(namespace, deployment, state_dir))
+
+    @classmethod
+    @contextlib.contextmanager
+    def running(cls, namespace: str, deployment: str, *, state_dir: Path = STATE_DIR) -> Iterator[PodRunner]:
+        """A runner for the ``with`` block (start it before ``pulumi up``, which awaits the pods); stopped after."""
+        runner = cls.start(namespace, deployment, state_dir=state_dir)
+        try:
+            yield runner
+        finally:
+            runner.stop()
+
     def pid(self) -> int | None:
         """The runner's pid if it is still running."""
         try:
@@ -69,12 +92,34 @@ class PodRunner:
         path = self.root / "events.jsonl"
         return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
 
-    def container_log(self) -> str:
-        """The current container's own output (empty when none runs)."""
-        from testbed import podman
-        from testbed.kubelet.runner import container_name
+    def pods(self) -> list[dict[str, Any]]:
+        """Every pod the runner runs or is stopping (``name``, ``ready``, ``revision``, ``terminating``, ...)."""
+        pods: list[dict[str, Any]] = self.status().get("pods") or []
+        return pods
 
-        proc = podman.run("logs", container_name(self.namespace, self.deployment, self.root), check=False)
+    def ready_pods(self) -> list[dict[str, Any]]:
+        """The pods that are ready and not terminating."""
+        return [p for p in self.pods() if p["ready"] and not p["terminating"]]
+
+    def wait_pods(
+        self, check: Callable[[list[dict[str, Any]]], bool], *, timeout: float = 120, what: str = ""
+    ) -> list[dict[str, Any]]:
+        """Wait until ``check(pods)`` holds, e.g. ``lambda ps: sum(p["ready"] for p in ps) == 2``."""
+        status = self.wait(lambda s: check(s.get("pods") or []), timeout=timeout, what=what or "pods")
+        pods: list[dict[str, Any]] = status.get("pods") or []
+        return pods
+
+    def container_log(self, pod: str | None = None) -> str:
+        """The container's own output: of ``pod`` (a Pod name), else of the newest pod (empty when none ran)."""
+        from testbed import podman
+
+        status = self.status()
+        container = status.get("container", "")
+        if pod is not None:
+            container = next((p["container"] for p in status.get("pods") or [] if p["name"] == pod), "")
+        if not container:
+            return ""
+        proc = podman.run("logs", container, check=False)
         return proc.stdout + proc.stderr
 
     def log(self) -> str:

@@ -67,10 +67,22 @@ class Api:
         query = "?fieldManager=testbed-kubelet&force=true"
         return self.request("PATCH", path + query, body, content_type="application/apply-patch+yaml")
 
-    def delete(self, path: str) -> None:
-        """DELETE ``path``; a missing object is fine."""
+    def apply_status(self, path: str, body: RawObject) -> RawObject:
+        """Server-side apply on a ``/status`` subresource (a Node's heartbeat, as the kubelet's)."""
+        return self.apply(path, body)
+
+    def merge_patch(self, path: str, body: RawObject) -> RawObject:
+        """A JSON merge patch (lists in it replace the object's)."""
+        return self.request("PATCH", path, body, content_type="application/merge-patch+json")
+
+    def post(self, path: str, body: RawObject) -> RawObject:
+        """POST ``body`` to ``path``."""
+        return self.request("POST", path, body)
+
+    def delete(self, path: str, body: RawObject | None = None) -> None:
+        """DELETE ``path`` (with DeleteOptions ``body``); a missing object is fine."""
         try:
-            self.request("DELETE", path)
+            self.request("DELETE", path, body)
         except ApiError as e:
             if e.status != 404:
                 raise

@@ -1,16 +1,21 @@
-"""The pod runner: plays the kubelet (and kube-proxy) for one Deployment of the app cluster.
+"""The pod runner: plays the kubelet, the scheduler and kube-proxy for one Deployment's pods.
 
-It reads the Deployment's Pod template, fills the volumes as the kubelet does, runs the
-container with podman from local storage (host network, the pod's user, read-only root when
-asked, capabilities dropped), polls its probes and reports everything to ``status.json``,
-``events.jsonl`` and its own log. A changed template (e.g. the checksum annotation after a token
-rotation) replaces the container, as a rollout replaces the pod; a liveness failure or an exit
-restarts it with the kubelet's back-off. Each failure is reported with a reason, a message and
-the container's own log, never by hanging.
+The app cluster runs kube-controller-manager, so the Deployment and ReplicaSet controllers make
+the Pods, the EndpointSlice controller publishes their IPs and the node lifecycle controller
+watches the Node. The runner does the rest, as the missing parts would:
 
-One departure from the spec: the host network stands in for the pod's network namespace, so
-the pod gets an address of its own on the loopback range and the connector is told to listen
-there (``MCP_CONNECTOR_BIND_ADDRESS``), instead of on every address of the host.
+- kubelet registration: a Node for this host, Ready, with a Lease heartbeat (``node.py``);
+- scheduler: each Pod of the Deployment's ReplicaSets that has no node is bound to that Node
+  with the ``pods/binding`` subresource;
+- kubelet: each Pod bound to the Node runs in its own container with its own pod IP
+  (``pod.py``, ``podip.py``); its status (phase, conditions, containerStatuses, podIP) goes to
+  ``pods/status``, so the Deployment becomes Available from the real controllers' counting; a Pod
+  being deleted gets SIGTERM, its grace period, SIGKILL, and is then deleted with grace 0;
+- kube-proxy: each ClusterIP Service that selects the pods is relayed from its ClusterIP:port to
+  a ready endpoint of its EndpointSlices (``proxy.py``).
+
+Everything it sees is reported to ``status.json`` (the newest pod at the top level, every pod
+under ``pods``), ``events.jsonl`` and its own log.
 """
 
 from __future__ import annotations
@@ -20,102 +25,78 @@ import contextlib
 import hashlib
 import ipaddress
 import json
-import random
-import socket
 import time
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote, urlencode
 
 from testbed import STATE_DIR, podman
-from testbed.kubelet import probes
+from testbed.kubelet import podip
 from testbed.kubelet.api import Api, ApiError
-from testbed.kubelet.proxy import Proxy, Route
-from testbed.kubelet.spec import PodTemplate, Probe, SpecError, from_deployment
-from testbed.kubelet.volumes import ConfigError, Filled, Filler, clean, expand
+from testbed.kubelet.node import Node
+from testbed.kubelet.pod import LABEL, PodWorker
+from testbed.kubelet.proxy import Backend, Proxy, Route
+from testbed.kubelet.spec import SpecError, from_pod
+from testbed.kubelet.volumes import clean
 from testbed.state import TestbedState
 
-#: The environment variable that makes the connector listen on the pod's address only.
-BIND_ENV = "MCP_CONNECTOR_BIND_ADDRESS"
-#: The kubelet's crash-loop back-off: 10 s doubling up to 5 min.
-BACKOFF_START, BACKOFF_MAX = 10.0, 300.0
 TICK = 0.5
-LOG_LINES = 40
 SLICES = "/apis/discovery.k8s.io/v1"
-MANAGED_BY = "testbed.kubelet"
-#: Label on every container a runner starts, so a new runner can clean up after a killed one.
-LABEL = "io.mcp-connector.testbed-pod"
+#: Keys of a pod's status mirrored at the top of status.json (the newest pod's).
+POD_KEYS = ("phase", "reason", "message", "ready", "live", "restarts", "revision", "checksum", "image", "pod_ip",
+            "pod_name", "container", "container_id", "exit_code", "log", "probes")  # fmt: skip
 
 
 def pod_root(namespace: str, deployment: str, state_dir: Path = STATE_DIR) -> Path:
-    """Where one Deployment's runner keeps status, events, log and volumes."""
+    """Where one Deployment's runner keeps status, events, log and its pods' volumes."""
     return state_dir / "pods" / f"{namespace}.{deployment}"
 
 
-def container_name(namespace: str, deployment: str, root: Path) -> str:
-    """The podman name of a runner's container: unique per test bed (container storage is shared)."""
-    instance = hashlib.sha256(str(root.parent.parent.resolve()).encode()).hexdigest()[:8]
-    return f"testbed-{instance}-{namespace}-{deployment}"
+def _instance(root: Path) -> str:
+    return hashlib.sha256(str(root.resolve()).encode()).hexdigest()[:8]
 
 
-def _choose_pod_ip(ports: list[int]) -> str:
-    """A random loopback address on which none of the pod's ports is taken."""
-    for _ in range(50):
-        ip = f"127.{random.randint(200, 254)}.{random.randint(0, 255)}.{random.randint(1, 254)}"
-        try:
-            for port in ports:
-                with socket.socket() as s:
-                    s.bind((ip, port))
-        except OSError:
-            continue
-        return ip
-    raise RuntimeError("no free loopback address for the pod")
+def node_name(namespace: str, deployment: str, root: Path) -> str:
+    """The runner's Node: one per runner, unique per test bed (a label value: at most 63 characters)."""
+    return f"testbed-{_instance(root)}-{deployment}"[:63].rstrip("-.")
+
+
+def container_name(namespace: str, pod: str, root: Path) -> str:
+    """The podman name of a pod's container: unique per test bed (container storage is shared)."""
+    return f"testbed-{_instance(root.parent.parent)}-{namespace}-{pod}"
+
+
+def _controller(obj: dict[str, Any]) -> tuple[str, str]:
+    for ref in obj["metadata"].get("ownerReferences") or []:
+        if ref.get("controller"):
+            return ref["kind"], ref["name"]
+    return "", ""
 
 
 class Runner:
-    """Runs one Deployment's pod until stopped."""
+    """Runs one Deployment's pods until stopped."""
 
     def __init__(self, state: TestbedState, namespace: str, deployment: str, *, state_dir: Path = STATE_DIR) -> None:
         self.api = Api(state.app_cluster)
         self.namespace, self.deployment = namespace, deployment
         self.root = pod_root(namespace, deployment, state_dir)
         self.root.mkdir(parents=True, exist_ok=True)
-        self.container = container_name(namespace, deployment, self.root)
-        self.label = self.container
-        self.pod: PodTemplate | None = None
-        self.pod_ip = ""
-        self.filler: Filler | None = None
-        self.filled: Filled | None = None
+        instance = _instance(self.root)
+        self.label = f"testbed-{instance}"
+        self.ip_label = f"lo:tb{instance}"
+        self.node = Node(self.api, node_name(namespace, deployment, self.root))
+        self.workers: dict[str, PodWorker] = {}  # by Pod uid
+        self.created: dict[str, str] = {}  # uid -> creationTimestamp
         self.proxy = Proxy()
-        self.running = False
-        self.retry_at = 0.0
-        self.backoff = BACKOFF_START
-        self.started_at = 0.0
-        self.counts: dict[str, list[int]] = {}  # probe -> [successes, failures] in a row
-        self.next_probe: dict[str, float] = {}
         self.next_services = 0.0
-        self.published: set[str] = set()
-        self.published_ready: bool | None = None
+        self.published_ready: tuple[str, ...] = ()
         self.status: dict[str, Any] = {
-            "deployment": f"{namespace}/{deployment}",
-            "phase": "Pending",
-            "reason": "",
-            "message": "",
-            "ready": False,
-            "live": None,
-            "restarts": 0,
-            "revision": "",
-            "checksum": "",
-            "image": "",
-            "pod_ip": "",
-            "pod_name": "",
-            "container": "",
-            "container_id": "",
-            "exit_code": None,
-            "log": "",
-            "probes": {},
-            "services": [],
-            "generation": 0,
-        }
+            "deployment": f"{namespace}/{deployment}", "node": self.node.name,
+            "phase": "Pending", "reason": "", "message": "", "ready": False, "live": None, "restarts": 0,
+            "revision": "", "checksum": "", "image": "", "pod_ip": "", "pod_name": "", "container": "",
+            "container_id": "", "exit_code": None, "log": "", "probes": {}, "services": [], "pods": [],
+            "ready_pods": 0, "generation": 0,
+        }  # fmt: skip
 
     # ---- reporting -------------------------------------------------------------------------
 
@@ -124,10 +105,18 @@ class Runner:
         record = {"time": time.time(), "type": kind, "message": message, **extra}
         with (self.root / "events.jsonl").open("a") as f:
             f.write(json.dumps(record) + "\n")
-        print(f"[pod {self.namespace}/{self.deployment}] {kind}: {message}", flush=True)
+        print(f"[{self.namespace}/{self.deployment}] {kind}: {message}", flush=True)
 
     def report(self, **changes: Any) -> None:
-        """Update status.json (atomically) when something changed."""
+        """Update status.json (atomically) when something changed: runner fields, then every pod's."""
+        live = [w for w in self.workers.values() if not w.status["terminating"]]
+        newest = max(live, key=lambda w: (self.created.get(w.pod.uid, ""), w.pod.name), default=None)
+        if newest is not None:
+            changes = {**{k: newest.status[k] for k in POD_KEYS}, **changes}
+        elif self.workers:  # only pods being stopped
+            changes = {"phase": "Terminating", "reason": "Killing", "ready": False, **changes}
+        pods = [dict(w.status) for w in sorted(self.workers.values(), key=lambda w: w.pod.name)]
+        changes |= {"pods": pods, "ready_pods": sum(1 for p in pods if p["ready"] and not p["terminating"])}
         if all(self.status.get(k) == v for k, v in changes.items()):
             return
         self.status.update(changes, generation=self.status["generation"] + 1, updated=time.time())
@@ -135,248 +124,163 @@ class Runner:
         tmp.write_text(json.dumps(self.status, indent=2, sort_keys=True) + "\n")
         tmp.replace(self.root / "status.json")
 
-    def container_log(self) -> str:
-        """The last lines of the container's own output."""
-        # Not --tail: podman 4.3 returns nothing for it on a k8s-file log.
-        proc = podman.run("logs", self.container, check=False, timeout=20)
-        return "\n".join((proc.stdout + proc.stderr).strip().splitlines()[-LOG_LINES:])
+    # ---- scheduler and kubelet -------------------------------------------------------------
 
-    # ---- the container ---------------------------------------------------------------------
+    def _list(self, path: str, **query: str) -> list[dict[str, Any]]:
+        items: list[dict[str, Any]] = self.api.get(path + ("?" + urlencode(query) if query else "")).get("items") or []
+        return items
 
-    def _podman_args(self, pod: PodTemplate, filled: Filled) -> list[str]:
-        env_file = self.root / "env"
-        env = {**filled.env, BIND_ENV: self.pod_ip}
-        bad = [k for k, v in env.items() if "\n" in v]
-        if bad:
-            raise SpecError(f"env values with newlines are not supported by the runner: {bad}")
-        env_file.touch(mode=0o600)
-        env_file.write_text("".join(f"{k}={v}\n" for k, v in env.items()))
-        args = [
-            "run", "--detach", "--name", self.container, "--label", f"{LABEL}={self.label}",
-            "--pull=never", "--network=host", "--log-driver=k8s-file", *podman.ULIMITS,
-            f"--stop-timeout={pod.grace_seconds}", f"--env-file={env_file}",
-        ]  # fmt: skip
-        if pod.read_only_root:
-            args += ["--read-only", "--read-only-tmpfs=false"]
-        if pod.run_as_user is not None:
-            args += ["--user", f"{pod.run_as_user}:{pod.run_as_group if pod.run_as_group is not None else 0}"]
-        if pod.drop_all_capabilities:
-            args += ["--cap-drop=all"]
-        if pod.no_new_privileges:
-            args += ["--security-opt=no-new-privileges"]
-        for host, path, read_only in filled.mounts:
-            args += ["--volume", f"{host}:{path}:{'ro' if read_only else 'rw'}"]
-        if pod.command is not None:
-            args += ["--entrypoint", json.dumps([expand(c, env) for c in pod.command])]
-        return [*args, pod.image, *(expand(a, env) for a in pod.args)]
-
-    def remove_container(self, grace: int = 0) -> None:
-        """Stop and remove our container, if any."""
-        podman.run("stop", f"--time={grace}", self.container, check=False, timeout=grace + 30)
-        podman.run("rm", "--force", "--ignore", self.container, check=False, timeout=30)
-        self.running = False
-
-    def start(self, pod: PodTemplate) -> None:
-        """Fill volumes and start the container; on failure report why and retry later."""
-        now = time.monotonic()
-        self.remove_container()
-        if not podman.image_exists(pod.image):
-            self.retry_at = now + self.backoff
-            self.report(phase="Waiting", reason="ErrImageNeverPull", ready=False, log="",
-                        message=f'Container image "{pod.image}" is not present with pull policy of Never'
-                        " (this test bed never pulls: build it with make image)")  # fmt: skip
-            self.event("Warning", self.status["message"])
-            return
-        try:
-            if not self.pod_ip:
-                self.pod_ip = _choose_pod_ip(sorted(set(pod.ports.values())))
-            self.filler = Filler(self.api, pod, self.root, pod_ip=self.pod_ip)
-            self.filled = self.filler.fill()
-            args = self._podman_args(pod, self.filled)
-        except (ConfigError, SpecError, ApiError) as e:
-            self.retry_at = now + self.backoff
-            reason = "CreateContainerConfigError" if isinstance(e, ConfigError | ApiError) else "InvalidPodSpec"
-            self.report(phase="Waiting", reason=reason, message=str(e), ready=False, log="")
-            self.event("Warning", f"{reason}: {e}")
-            return
-        proc = podman.run(*args, check=False, timeout=120)
-        if proc.returncode != 0:
-            self.retry_at = now + self.backoff
-            self.report(phase="Waiting", reason="RunContainerError", message=proc.stderr.strip()[-1000:], ready=False)
-            self.event("Warning", f"RunContainerError: {proc.stderr.strip()[-500:]}")
-            return
-        self.running, self.started_at = True, now
-        self.counts = {"readiness": [0, 0], "liveness": [0, 0]}
-        self.next_probe = {k: now + (getattr(pod, k).initial_delay if getattr(pod, k) else 0) for k in self.counts}
-        self.report(phase="Running", reason="Started", message=f"container started on {self.pod_ip}",
-                    ready=pod.readiness is None, live=None, exit_code=None, pod_ip=self.pod_ip, log="",
-                    container=self.container, container_id=proc.stdout.strip())  # fmt: skip
-        self.event("Normal", f"Started container (image {pod.image}, revision {pod.revision[:12]})",
-                   checksum=self.status["checksum"])  # fmt: skip
-
-    def crashed(self, exit_code: int, why: str) -> None:
-        """The container ended: report its log, count a restart, back off."""
-        log = self.container_log()
-        deadline = time.monotonic() + 3
-        while not log and time.monotonic() < deadline:  # conmon may not have flushed the last lines yet
-            time.sleep(0.2)
-            log = self.container_log()
-        self.remove_container()
-        self.retry_at = time.monotonic() + self.backoff
-        self.report(phase="CrashLoopBackOff", reason=why, exit_code=exit_code, ready=False, log=log,
-                    restarts=self.status["restarts"] + 1,
-                    message=f"container exited with code {exit_code}; restarting in {self.backoff:.0f}s")  # fmt: skip
-        self.event("Warning", f"{why}: exit code {exit_code}; last log lines:\n{log[-2000:]}")
-        self.backoff = min(self.backoff * 2, BACKOFF_MAX)
-
-    # ---- probes and services ---------------------------------------------------------------
-
-    async def probe(self, kind: str, spec: Probe) -> None:
-        """Run one due probe and act on it as the kubelet does."""
-        now = time.monotonic()
-        if now < self.next_probe[kind]:
-            return
-        self.next_probe[kind] = now + spec.period
-        passed, detail = await asyncio.to_thread(probes.check, spec, self.pod_ip)
-        counts = self.counts[kind]
-        counts[:] = [counts[0] + 1, 0] if passed else [0, counts[1] + 1]
-        self.report(probes={**self.status["probes"], kind: {"passed": passed, "detail": detail}})
-        if kind == "readiness":
-            if passed and counts[0] >= spec.success_threshold and not self.status["ready"]:
-                self.report(ready=True, reason="Ready", message="readiness probe passed")
-                self.event("Normal", f"Ready ({detail})")
-            elif (
-                not passed
-                and (counts[1] >= spec.failure_threshold or not self.status["ready"])
-                and (self.status["ready"] or self.status["reason"] != "ReadinessProbeFailed")
-            ):
-                log = self.container_log()
-                message = f"Readiness probe failed: {detail}"
-                self.report(ready=False, reason="ReadinessProbeFailed", message=message, log=log)
-                self.event("Warning", f"{message}; last log lines:\n{log[-1500:]}")
-        else:
-            self.report(live=passed or counts[1] < spec.failure_threshold)
-            if not passed and counts[1] >= spec.failure_threshold:
-                self.event("Warning", f"Liveness probe failed {counts[1]} times: {detail}; restarting the container")
-                await asyncio.to_thread(self.crashed, -1, "LivenessProbeFailed")
-
-    def routes(self, pod: PodTemplate) -> list[Route]:
-        """ClusterIP Services of the namespace whose selector picks this pod, as relay routes."""
-        services = self.api.get(f"/api/v1/namespaces/{self.namespace}/services").get("items") or []
+    def our_pods(self) -> list[dict[str, Any]]:
+        """Pods of the Deployment's ReplicaSets, and any Pod bound to our Node."""
+        ns = quote(self.namespace)
+        sets = {rs["metadata"]["name"] for rs in self._list(f"/apis/apps/v1/namespaces/{ns}/replicasets")
+                if _controller(rs) == ("Deployment", self.deployment)}  # fmt: skip
         out = []
-        for svc in services:
-            spec = svc.get("spec") or {}
-            selector = spec.get("selector") or {}
-            ip = spec.get("clusterIP") or ""
-            if spec.get("type", "ClusterIP") != "ClusterIP" or not selector or ip in ("", "None"):
-                continue
-            if any(pod.labels.get(k) != v for k, v in selector.items()):
-                continue
-            if not ipaddress.ip_address(ip).is_loopback:
-                raise RuntimeError(f"Service {svc['metadata']['name']} has ClusterIP {ip}, not on loopback:"
-                                   " restart the test bed (its service range is on 127/8)")  # fmt: skip
-            for port in spec.get("ports") or []:
-                target = str(port.get("targetPort", port["port"]))
-                target_port = pod.ports.get(target, int(target) if target.isdigit() else 0)
-                name = f"{self.namespace}/{svc['metadata']['name']}"
-                out.append(Route(name, port.get("name") or "", ip, int(port["port"]), self.pod_ip, target_port))
+        for p in self._list(f"/api/v1/namespaces/{ns}/pods"):
+            node = (p.get("spec") or {}).get("nodeName")
+            kind, owner = _controller(p)
+            if node == self.node.name or (not node and kind == "ReplicaSet" and owner in sets):
+                out.append(p)
         return out
 
-    def publish_endpoints(self, routes: list[Route], *, ready: bool) -> None:
-        """The EndpointSlice the endpoint controller would write for this pod, ready as the pod is.
+    def bind(self, pod: dict[str, Any]) -> None:
+        """The scheduler's one act: bind the Pod to our Node."""
+        name = pod["metadata"]["name"]
+        self.api.post(f"/api/v1/namespaces/{quote(self.namespace)}/pods/{quote(name)}/binding", {
+            "apiVersion": "v1", "kind": "Binding", "metadata": {"name": name, "uid": pod["metadata"]["uid"]},
+            "target": {"apiVersion": "v1", "kind": "Node", "name": self.node.name},
+        })  # fmt: skip
+        self.event("Normal", f"Scheduled: assigned {self.namespace}/{name} to {self.node.name}", pod=name)
 
-        The aggregator only routes to a ClusterIP Service with a ready endpoint for the port; a
-        loopback address is not allowed in an IP EndpointSlice, so the pod is named by an FQDN.
-        """
-        by_service: dict[str, list[Route]] = {}
-        for route in routes:
-            by_service.setdefault(route.service.split("/", 1)[1], []).append(route)
-        wanted = set()
-        for service, rs in by_service.items():
-            name = f"{service}-testbed-pod"
-            wanted.add(name)
-            self.api.apply(f"{SLICES}/namespaces/{self.namespace}/endpointslices/{name}", {
-                "apiVersion": "discovery.k8s.io/v1",
-                "kind": "EndpointSlice",
-                "metadata": {"name": name, "namespace": self.namespace, "labels": {
-                    "kubernetes.io/service-name": service, "endpointslice.kubernetes.io/managed-by": MANAGED_BY}},
-                "addressType": "FQDN",
-                "endpoints": [{"addresses": [f"{self.status['pod_name']}.pods.testbed.invalid"],
-                               "conditions": {"ready": ready}}],
-                "ports": [{"name": r.port_name, "port": r.target_port, "protocol": "TCP"} for r in rs],
-            })  # fmt: skip
-        for name in self.published - wanted:
-            self.api.delete(f"{SLICES}/namespaces/{self.namespace}/endpointslices/{name}")
-        self.published = wanted
+    def worker(self, pod: dict[str, Any]) -> PodWorker | None:
+        """The worker of a Pod bound to us (made on first sight); None when its spec cannot be run."""
+        meta = pod["metadata"]
+        found = self.workers.get(meta["uid"])
+        if found is not None:
+            return found
+        try:
+            spec = from_pod(pod)
+        except SpecError as e:
+            self.report(reason="InvalidPodSpec", message=f"{meta['name']}: {e}")
+            return None
+        found = PodWorker(self.api, spec, root=self.root / "pods" / meta["name"],
+                          container=container_name(self.namespace, meta["name"], self.root),
+                          label=self.label, ip_label=self.ip_label, report=self.report, event=self.event)  # fmt: skip
+        scheduled = [c for c in (pod.get("status") or {}).get("conditions") or [] if c.get("type") == "PodScheduled"]
+        if scheduled and scheduled[0].get("lastTransitionTime"):
+            found.scheduled_at = scheduled[0]["lastTransitionTime"]
+        self.workers[meta["uid"]] = found
+        self.created[meta["uid"]] = meta.get("creationTimestamp", "")
+        return found
+
+    async def sync_pods(self) -> None:
+        """Bind new Pods, start workers for ours, terminate the ones being deleted or gone."""
+        pods = await asyncio.to_thread(self.our_pods)
+        seen = set()
+        for pod in pods:
+            meta, spec = pod["metadata"], pod.get("spec") or {}
+            seen.add(meta["uid"])
+            if not spec.get("nodeName"):
+                if not meta.get("deletionTimestamp"):
+                    await asyncio.to_thread(self.bind, pod)
+                continue
+            if meta.get("deletionTimestamp"):
+                grace = int(meta.get("deletionGracePeriodSeconds", spec.get("terminationGracePeriodSeconds", 30)))
+                w = self.workers.get(meta["uid"])
+                if w is None:  # never ran here (or the runner restarted): nothing to stop
+                    w = self.worker(pod)
+                if w is not None:
+                    w.terminate(grace, delete=True)
+                continue
+            self.worker(pod)
+        for uid, w in list(self.workers.items()):
+            if uid not in seen and w.terminating is None:
+                self.event("Normal", f"{w.pod.name}: the Pod is gone from the API; stopping its container")
+                w.terminate(0, delete=False)
+            if w.terminating is not None and w.terminating.done():
+                with contextlib.suppress(Exception):
+                    w.terminating.result()
+                del self.workers[uid]
+                self.created.pop(uid, None)
+        await asyncio.gather(*(w.tick() for w in self.workers.values()))
+
+    # ---- kube-proxy ------------------------------------------------------------------------
+
+    def routes(self) -> dict[Route, list[Backend]]:
+        """ClusterIP Services selecting our pods, each port with its ready endpoints from EndpointSlices."""
+        ns = quote(self.namespace)
+        labels = [w.pod.labels for w in self.workers.values()]
+        out: dict[Route, list[Backend]] = {}
+        for svc in self._list(f"/api/v1/namespaces/{ns}/services"):
+            spec, name = svc.get("spec") or {}, svc["metadata"]["name"]
+            selector, ip = spec.get("selector") or {}, spec.get("clusterIP") or ""
+            if spec.get("type", "ClusterIP") != "ClusterIP" or not selector or ip in ("", "None"):
+                continue
+            if not any(all(lb.get(k) == v for k, v in selector.items()) for lb in labels):
+                continue
+            if not ipaddress.ip_address(ip).is_loopback:
+                raise RuntimeError(f"Service {name} has ClusterIP {ip}, not on loopback:"
+                                   " restart the test bed (its service range is on 127/8)")  # fmt: skip
+            slices = self._list(f"{SLICES}/namespaces/{ns}/endpointslices",
+                                labelSelector=f"kubernetes.io/service-name={name}")  # fmt: skip
+            for port in spec.get("ports") or []:
+                backends = []
+                port_name = port.get("name") or ""
+                for s in slices:
+                    ports = s.get("ports") or []
+                    target = next((p.get("port") for p in ports if (p.get("name") or "") == port_name), None)
+                    for ep in s.get("endpoints") or []:
+                        if target and (ep.get("conditions") or {}).get("ready") is not False:
+                            backends += [(a, int(target)) for a in ep.get("addresses") or []]
+                out[Route(f"{self.namespace}/{name}", port.get("name") or "", ip, int(port["port"]))] = sorted(backends)
+        return out
+
+    async def sync_services(self) -> None:
+        """Relay the Services' ClusterIPs to ready endpoints (every 2 s, and at once when readiness changed)."""
+        ready = tuple(sorted(w.pod.name for w in self.workers.values() if w.status["ready"]))
+        now = time.monotonic()
+        if now < self.next_services and ready == self.published_ready:
+            return
+        self.next_services = now + (0.5 if ready != self.published_ready else 2.0)
+        try:
+            routes = await asyncio.to_thread(self.routes)
+            await self.proxy.sync(routes)
+            self.published_ready = ready
+            self.report(services=[f"{r} -> {', '.join(f'{a}:{p}' for a, p in b) or 'no ready endpoint'}"
+                                  for r, b in routes.items()])  # fmt: skip
+        except (ApiError, RuntimeError, OSError) as e:
+            self.report(services=[f"error: {e}"])
 
     # ---- the loop --------------------------------------------------------------------------
 
     async def tick(self) -> None:
-        """One round: follow the Deployment, the container, its probes, tokens and Services."""
+        """One round: heartbeat, the Deployment, its pods, the Services."""
+        await asyncio.to_thread(self.node.heartbeat)
         try:
-            deployment = await asyncio.to_thread(
-                self.api.get, f"/apis/apps/v1/namespaces/{self.namespace}/deployments/{self.deployment}"
+            await asyncio.to_thread(
+                self.api.get, f"/apis/apps/v1/namespaces/{quote(self.namespace)}/deployments/{quote(self.deployment)}"
             )
-            pod = from_deployment(deployment)
+            if not self.workers:
+                self.report(phase="Pending", reason="NoPods", message="waiting for the ReplicaSet controller's pods",
+                            ready=False)  # fmt: skip
         except ApiError as e:
-            if e.status == 404 and self.pod is not None:
-                self.event("Normal", "Deployment deleted: stopping the pod")
-                await asyncio.to_thread(self.remove_container, self.pod.grace_seconds)
-                self.pod = None
-            self.report(phase="Pending", reason="NoDeployment" if e.status == 404 else "ApiError", message=str(e),
-                        ready=False)  # fmt: skip
-            return
-        except SpecError as e:
-            self.report(phase="Pending", reason="InvalidPodSpec", message=str(e), ready=False)
-            return
-        now = time.monotonic()
-        if self.pod is None or pod.revision != self.pod.revision:
-            if self.pod is not None:
-                self.event("Normal", f"Template changed (revision {pod.revision[:12]}): replacing the container")
-                await asyncio.to_thread(self.remove_container, self.pod.grace_seconds)
-            self.pod, self.backoff, self.retry_at = pod, BACKOFF_START, 0.0
-            checksum = next((v for k, v in pod.annotations.items() if k.endswith("checksum")), "")
-            self.report(revision=pod.revision, image=pod.image, restarts=0, checksum=checksum, pod_name=pod.pod_name,
-                        phase="Pending", reason="NewRevision", message="starting the new revision's container",
-                        ready=False, live=None, container_id="", probes={})  # fmt: skip
-        if not self.running:
-            if now >= self.retry_at:
-                await asyncio.to_thread(self.start, pod)
-        else:
-            state = await asyncio.to_thread(podman.run, "inspect", "--format", "{{.State.Status}} {{.State.ExitCode}}",
-                                            self.container, check=False)  # fmt: skip
-            status, _, code = state.stdout.strip().partition(" ")
-            if status != "running":
-                await asyncio.to_thread(self.crashed, int(code or -1), "Error")
-            else:
-                if now - self.started_at > 60:
-                    self.backoff = BACKOFF_START  # ran long enough: the kubelet forgets the back-off
-                for kind in ("readiness", "liveness"):
-                    spec = getattr(pod, kind)
-                    if spec is not None and self.running:
-                        await self.probe(kind, spec)
-                if self.filler and self.filled and now >= self.filled.refresh_due:
-                    self.filled.refresh_due = await asyncio.to_thread(self.filler.refresh_tokens)
-                    self.event("Normal", "Refreshed projected ServiceAccount token")
-        ready = bool(self.status["ready"]) and self.running
-        if self.pod_ip and (now >= self.next_services or ready != self.published_ready):
-            self.next_services = now + 2.0
-            try:
-                routes = await asyncio.to_thread(self.routes, pod)
-                await self.proxy.sync(routes)
-                await asyncio.to_thread(self.publish_endpoints, routes, ready=ready)
-                self.published_ready = ready
-                self.report(services=[str(r) for r in routes])
-            except (ApiError, RuntimeError, OSError) as e:
-                self.report(services=[f"error: {e}"])
+            if not self.workers:
+                self.report(phase="Pending", reason="NoDeployment" if e.status == 404 else "ApiError", message=str(e),
+                            ready=False)  # fmt: skip
+        await self.sync_pods()
+        await self.sync_services()
+        self.report()
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Run until ``stop`` is set, then remove the container and stop relaying."""
+        """Run until ``stop`` is set, then stop every container, the relay, and remove the Node."""
         for stale in podman.run("ps", "--all", "--quiet", "--filter", f"label={LABEL}={self.label}",
                                 check=False).stdout.split():  # fmt: skip
             podman.run("rm", "--force", stale, check=False)
+        podip.release_all(self.ip_label)
         (self.root / "events.jsonl").unlink(missing_ok=True)
         self.report(phase="Pending", reason="Starting", message="runner started")
+        await asyncio.to_thread(self.node.register)
+        self.event("Normal", f"Registered Node {self.node.name}")
         try:
             while not stop.is_set():
                 try:
@@ -387,10 +291,12 @@ class Runner:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), TICK)
         finally:
-            grace = self.pod.grace_seconds if self.pod else 0
-            await asyncio.to_thread(self.remove_container, grace)
+            tasks = [w.terminate(w.pod.grace_seconds, delete=False) for w in self.workers.values()]
+            await asyncio.gather(*tasks, return_exceptions=True)
             await self.proxy.close()
-            with contextlib.suppress(ApiError):
-                await asyncio.to_thread(self.publish_endpoints, [], ready=False)
-            clean(self.root)
+            await asyncio.to_thread(self.node.deregister)
+            podip.release_all(self.ip_label)
+            for folder in (self.root / "pods").glob("*"):
+                clean(folder)
+            self.workers.clear()
             self.report(phase="Stopped", reason="RunnerStopped", ready=False, message="runner stopped")

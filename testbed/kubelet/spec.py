@@ -1,4 +1,4 @@
-"""What the runner needs from a Deployment's Pod template, read once and typed.
+"""What the runner needs from a Pod (made by the ReplicaSet controller), read once and typed.
 
 Only the parts of a Pod this test bed can honour are read; anything else that would change
 how the container runs (a second container, host ports, init containers) is refused with a
@@ -50,12 +50,15 @@ class PodTemplate:
     """The container to run and everything around it."""
 
     namespace: str
-    deployment: str
-    revision: str  # digest of the template: a change means a new pod (a rollout)
+    name: str  # the Pod's name (HOSTNAME, metadata.name)
+    uid: str
+    node_name: str
+    revision: str  # the ReplicaSet's pod-template-hash (a digest of the template when there is none)
     labels: dict[str, str]
     annotations: dict[str, str]
     service_account: str
     automount_token: bool
+    container: str  # the container's name
     image: str
     command: list[str] | None
     args: list[str]
@@ -74,8 +77,8 @@ class PodTemplate:
 
     @property
     def pod_name(self) -> str:
-        """A Pod name as a ReplicaSet would give it (HOSTNAME, metadata.name)."""
-        return f"{self.deployment}-{self.revision[:10]}"
+        """The Pod's name."""
+        return self.name
 
 
 def _probe(raw: RawObject | None, ports: dict[str, int]) -> Probe | None:
@@ -100,9 +103,18 @@ def _probe(raw: RawObject | None, ports: dict[str, int]) -> Probe | None:
 
 
 def from_deployment(deployment: RawObject) -> PodTemplate:
-    """Read the Pod template of ``deployment``; SpecError names what cannot be run."""
+    """Read the Pod template of ``deployment`` as a Pod made from it would be read."""
     meta, template = deployment["metadata"], deployment["spec"]["template"]
-    spec: RawObject = template.get("spec") or {}
+    digest = hashlib.sha256(json.dumps(template, sort_keys=True).encode()).hexdigest()
+    name = f"{meta['name']}-{digest[:10]}"
+    pod_meta = {**(template.get("metadata") or {}), "namespace": meta["namespace"], "name": name}
+    return from_pod({"metadata": pod_meta, "spec": template.get("spec") or {}})
+
+
+def from_pod(pod: RawObject) -> PodTemplate:
+    """Read ``pod``; SpecError names what cannot be run."""
+    meta = pod["metadata"]
+    spec: RawObject = pod.get("spec") or {}
     containers = spec.get("containers") or []
     unsupported = [k for k in ("initContainers", "hostPID", "hostIPC") if spec.get(k)]
     if len(containers) != 1 or unsupported:
@@ -120,15 +132,21 @@ def from_deployment(deployment: RawObject) -> PodTemplate:
     if (sc.get("runAsNonRoot") or pod_sc.get("runAsNonRoot")) and user in (None, 0):
         # The kubelet checks the image's user then; the runner only runs pods that name theirs.
         raise SpecError("runAsNonRoot is set but no non-zero runAsUser is given")
-    revision = hashlib.sha256(json.dumps(template, sort_keys=True).encode()).hexdigest()
+    labels = dict(meta.get("labels") or {})
+    revision = labels.get("pod-template-hash") or hashlib.sha256(
+        json.dumps({"metadata": {"labels": labels, "annotations": meta.get("annotations")}, "spec": spec},
+                   sort_keys=True).encode()).hexdigest()  # fmt: skip
     return PodTemplate(
         namespace=meta["namespace"],
-        deployment=meta["name"],
+        name=meta["name"],
+        uid=meta.get("uid", ""),
+        node_name=spec.get("nodeName") or "",
         revision=revision,
-        labels=dict((template.get("metadata") or {}).get("labels") or {}),
-        annotations=dict((template.get("metadata") or {}).get("annotations") or {}),
+        labels=labels,
+        annotations=dict(meta.get("annotations") or {}),
         service_account=spec.get("serviceAccountName") or "default",
         automount_token=spec.get("automountServiceAccountToken", True) is not False,
+        container=c.get("name") or "",
         image=c["image"],
         command=c.get("command"),
         args=[str(a) for a in c.get("args") or []],

@@ -116,7 +116,7 @@ class Filler:
             "metadata.name": pod.pod_name,
             "metadata.namespace": pod.namespace,
             "spec.serviceAccountName": pod.service_account,
-            "spec.nodeName": "testbed",
+            "spec.nodeName": pod.node_name,
             "status.podIP": self.pod_ip,
             "status.hostIP": "127.0.0.1",
         }

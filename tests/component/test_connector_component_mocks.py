@@ -98,7 +98,7 @@ def test_explicit_cluster_id_skips_the_read(render: Render) -> None:
 def test_deployment_is_locked_down_and_checksummed(render: Render) -> None:
     r = _ok(render(KUBECONFIG_ARGS))
     deployment = r.one(DEPLOYMENT).inputs
-    assert "annotations" not in deployment["metadata"], "no skipAwait unless asked"
+    assert "annotations" not in deployment["metadata"], "Pulumi awaits the Deployment as any workload"
     pod = deployment["spec"]["template"]
     assert pod["spec"]["securityContext"]["runAsNonRoot"] is True
     container = pod["spec"]["containers"][0]
@@ -220,12 +220,12 @@ def test_external_mode(render: Render) -> None:
         assert base64.b64decode(spec["caBundle"]).decode() == CA_PEM
 
 
-def test_replicas_resources_and_skip_await(render: Render) -> None:
+def test_replicas_and_resources_and_everything_awaited(render: Render) -> None:
     resources = {"requests": {"cpu": "50m"}, "limits": {"memory": "256Mi"}}
-    r = _ok(render({**KUBECONFIG_ARGS, "replicas": 2, "resources": resources, "skip_await": True, "image": "x:1"}))
+    r = _ok(render({**KUBECONFIG_ARGS, "replicas": 2, "resources": resources, "image": "x:1"}))
     deployment = r.one(DEPLOYMENT).inputs
-    assert deployment["metadata"]["annotations"] == {"pulumi.com/skipAwait": "true"}
-    assert r.one(SERVICE).inputs["metadata"]["annotations"] == {"pulumi.com/skipAwait": "true"}
+    assert "annotations" not in deployment["metadata"], "no pulumi.com/skipAwait: Pulumi awaits the rollout"
+    assert "annotations" not in r.one(SERVICE).inputs["metadata"], "and the Service's ready endpoints"
     assert deployment["spec"]["replicas"] == 2
     assert _container(r)["resources"] == resources
     assert _container(r)["image"] == "x:1"

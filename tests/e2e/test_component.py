@@ -36,6 +36,7 @@ from pulumi import automation as auto
 from mcp_connector.core import contract
 from testbed import APP_CLUSTER, podman, seed
 from testbed.harness import Testbed
+from testbed.kubelet import PodRunner
 
 pytestmark = pytest.mark.e2e
 
@@ -143,14 +144,20 @@ def test_in_cluster_render_is_stable_and_token_rotation_rolls_pods(
             "claim_namespace": testbed.claim_namespace,
             "control_plane_kubeconfig": token_kubeconfig(testbed, cp_token()),
             "include": ["kubernetesclusters.k8s.starter.org"],
-            "skip_await": True,
             "image": podman.image_ref(),
             "replicas": 2,
         },
     )
     program = Program(setting)
-    with stack_for(tmp_path, program) as stack:
+    # Pulumi awaits the Deployment (two ready pods) and the Service's endpoints: the pod runner plays
+    # the kubelet for both namespaces the install lives in during the test.
+    with (
+        PodRunner.running("kube-system", "mcp-e2e-incluster") as runner,
+        PodRunner.running("mcp-e2e-moved", "mcp-e2e-incluster"),
+        stack_for(tmp_path, program) as stack,
+    ):
         up = stack.up(on_output=log)
+        assert len(runner.ready_pods()) == 2, runner.pods()
         assert up.outputs["apiserviceNames"].value == ["v1alpha1.k8s.starter.org"]
         uid = testbed.kubectl(APP_CLUSTER, "get", "namespace", "kube-system", "-o", "jsonpath={.metadata.uid}").stdout
         assert up.outputs["clusterId"].value == uid, "defaults to the kube-system namespace UID"
@@ -174,9 +181,13 @@ def test_in_cluster_render_is_stable_and_token_rotation_rolls_pods(
         assert "mcp-e2e-incluster-credentials" in preview.stdout
         assert "mcp-connector.upbound.io/config-checksum" in preview.stdout
         assert "eyJ" not in preview.stdout, "the token never shows in a diff"
+        old_pods = {p["name"] for p in runner.pods()}
         rotated = stack.up(on_output=log)
         assert "mcp-connector disconnect" not in rotated.stdout, "rotating the token must not disconnect"
         rolled = testbed.kubectl_json(APP_CLUSTER, "get", "deployment", "mcp-e2e-incluster", "-n", "kube-system")
+        assert rolled["status"].get("updatedReplicas") == 2 and rolled["status"].get("availableReplicas") == 2
+        new_pods = {p["name"] for p in runner.ready_pods()}
+        assert len(new_pods) == 2 and not new_pods & old_pods, "the rollout replaced both pods before up returned"
         annotation = "mcp-connector.upbound.io/config-checksum"
         before = deployment["spec"]["template"]["metadata"]["annotations"][annotation]
         assert rolled["spec"]["template"]["metadata"]["annotations"][annotation] != before
@@ -267,12 +278,11 @@ def test_existing_secret_credentials(testbed: Testbed, pulumi_tools: None, tmp_p
             "claim_namespace": testbed.claim_namespace,
             "control_plane_secret": secret,
             "include": ["kubernetesclusters.k8s.starter.org"],
-            "skip_await": True,
             "image": podman.image_ref(),
         },
     )
     try:
-        with stack_for(tmp_path, Program(setting)) as stack:
+        with PodRunner.running("kube-system", "mcp-e2e-secret"), stack_for(tmp_path, Program(setting)) as stack:
             up = stack.up(on_output=log)
             assert up.outputs["claimApis"].value == ["k8s.starter.org/v1alpha1/KubernetesCluster"]
             deployment = testbed.kubectl_json(APP_CLUSTER, "get", "deployment", "mcp-e2e-secret", "-n", "kube-system")

@@ -53,29 +53,30 @@ def test_scoped_in_cluster_connector_moves_namespace_and_stays_available(
             "cluster_id": cluster_id,
             "include": [CLUSTERS],
             "image": image,
-            "skip_await": True,  # the Deployment's status has no kubelet behind it
             "on_disconnect": "Release",
         },
     )
-    runner = PodRunner("kube-system", NAME, Path())
     try:
-        with stack_for(tmp_path, Program(setting)) as stack:
+        # Pulumi awaits the Deployment, so the runners play the kubelet before and during each up.
+        with (
+            PodRunner.running("kube-system", NAME) as runner,
+            PodRunner.running(moved, NAME) as moved_runner,
+            stack_for(tmp_path, Program(setting)) as stack,
+        ):
             stack.up(on_output=log)
-            runner = PodRunner.start("kube-system", NAME)
             _available(testbed, runner, "kube-system")
             apply_claim(testbed, app_ns, CLUSTER_CLAIM, "m1")
             ref = contract.AppRef(cluster_id, app_ns, "m1-cluster")
             stored = cp_claim(testbed, CLUSTERS, ref, namespace=namespace)
             assert stored is not None and contract.app_ref_of(stored) == ref, "served by the pod, in its own namespace"
 
-            runner.stop()
             setting.args["namespace"] = moved
             done = stack.up(on_output=log)
             assert "Release: released" not in done.stdout
             apiservice = testbed.kubectl_json(APP_CLUSTER, "get", "apiservice", APISERVICE)
             assert apiservice["spec"]["service"]["namespace"] == moved
-            runner = PodRunner.start(moved, NAME)
-            _available(testbed, runner, moved)
+            _available(testbed, moved_runner, moved)
+            runner.wait(lambda s: not s["pods"], timeout=90, what="the old namespace's pod to be gone")
             # The aggregator dropped the group from its discovery while the pod was down and adds it
             # back on its own schedule: kubectl answers "doesn't have a resource type" until then.
             got = eventually(
@@ -84,10 +85,8 @@ def test_scoped_in_cluster_connector_moves_namespace_and_stays_available(
             )  # fmt: skip
             assert got["metadata"]["name"] == ref.name
 
-            runner.stop()
             destroyed = stack.destroy(run_program=True, on_output=log)
             assert "Release: released 1 claim(s)" in destroyed.stdout
     finally:
-        runner.stop()
         testbed.kubectl(APP_CLUSTER, "delete", "namespace", app_ns, moved, "--wait=false", check=False)
         testbed.kubectl(CONTROL_PLANE, "delete", "namespace", namespace, "--wait=false", check=False)

@@ -102,18 +102,20 @@ def deployed(testbed: Testbed, pulumi_tools: None, tmp_path_factory: pytest.Temp
             "control_plane_kubeconfig": _sa_kubeconfig(testbed, SA_OLD),
             "include": ["kubernetesclusters.k8s.starter.org"],
             "image": image,
-            "skip_await": True,  # the Deployment's status has no kubelet behind it
         },
     )
     stack = open_stack(tmp_path_factory.mktemp("incluster") / "pulumi", Program(setting), "incluster")
-    runner = PodRunner(NAMESPACE, NAME, Path())
+    # Started before up: Pulumi awaits the Deployment, Available once the runner's pod is ready.
+    runner = PodRunner.start(NAMESPACE, NAME)
     try:
         up = stack.up(on_output=_log)
-        runner = PodRunner.start(NAMESPACE, NAME)
+        assert runner.ready_pods(), "up returned only once the pod was ready"
         yield Deployed(testbed, stack, setting, runner, up.outputs["clusterId"].value, app_namespace)
     finally:
-        runner.stop()
-        stack.destroy(run_program=True, on_output=_log)
+        try:
+            stack.destroy(run_program=True, on_output=_log)
+        finally:
+            runner.stop()
         stack.workspace.remove_stack("incluster")
         testbed.kubectl(APP_CLUSTER, "delete", "namespace", app_namespace, "--wait=false", check=False)
         for sa in (SA_OLD, SA_NEW):
@@ -196,12 +198,16 @@ def test_token_rotation_restarts_the_container_and_the_new_token_is_used(deploye
     before = runner.wait(lambda s: s["ready"], timeout=60, what="the connector pod to be ready")
     deployed.setting.args["control_plane_kubeconfig"] = _sa_kubeconfig(testbed, SA_NEW)
     deployed.stack.up(on_output=_log)
+    # up returned once the rollout was done: the ReplicaSet controller's new pod is ready, the old
+    # one was stopped (SIGTERM, its grace period) and deleted.
     after = runner.wait(
-        lambda s: s["checksum"] != before["checksum"] and s["ready"], timeout=90,
-        what="a new container for the new checksum to be ready",
+        lambda s: s["checksum"] != before["checksum"] and s["ready"] and len(s["pods"]) == 1, timeout=90,
+        what="only the new checksum's pod, ready",
     )  # fmt: skip
     assert after["revision"] != before["revision"] and after["container_id"] != before["container_id"]
-    assert any("Template changed" in e["message"] for e in runner.events())
+    assert after["pod_name"] != before["pod_name"]
+    stopped = [e for e in runner.events() if e.get("pod") == before["pod_name"]]
+    assert any("Killing" in e["message"] for e in stopped) and any("deleted the Pod" in e["message"] for e in stopped)
 
     # Revoke the old token: only the new one can still reach the control plane.
     testbed.kubectl(CONTROL_PLANE, "delete", "serviceaccount", SA_OLD, "-n", testbed.claim_namespace)

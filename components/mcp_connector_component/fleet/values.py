@@ -54,7 +54,6 @@ class ConnectorValues:
     include: tuple[str, ...] = ()
     exclude: tuple[str, ...] = ()
     on_disconnect: str | None = None
-    skip_await: bool | None = None
 
     def credential_form(self) -> str | None:
         """Which of the three credential forms is given (None if none or several)."""
@@ -120,7 +119,6 @@ class ConnectorValues:
             "include": list(self.include) or None,
             "exclude": list(self.exclude) or None,
             "on_disconnect": self.on_disconnect,
-            "skip_await": self.skip_await,
         }
         for key, value in plain.items():
             if value is not None:
@@ -168,7 +166,6 @@ KEYS: Mapping[str, str] = {
     "include": "include",
     "exclude": "exclude",
     "onDisconnect": "on_disconnect",
-    "skipAwait": "skip_await",
 }
 #: Keys of Upbound's chart that name something this connector does differently.
 UNSUPPORTED: Mapping[str, str] = {
@@ -180,7 +177,7 @@ UNSUPPORTED: Mapping[str, str] = {
 }
 SECRET_KEYS = frozenset({"mcp.token", "upbound.token", "controlPlaneKubeconfig"})
 _INTS = frozenset({"replicas"})
-_BOOLS = frozenset({"skip_await", "secret_provision"})
+_BOOLS = frozenset({"secret_provision"})
 #: The one key of the control-plane Secret the connector mounts.
 SECRET_KEY = "kubeconfig"
 #: Keys only read while resolving, never ConnectorValues fields.
