@@ -1,10 +1,12 @@
-"""The pod runner's pure parts: reading a Pod template and the kubelet's $(VAR) expansion."""
+"""The pod runner's parts that need no cluster: reading a Pod, the status it writes, $(VAR), the relay."""
 
 from __future__ import annotations
 
+import asyncio
+import socket
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 
@@ -12,7 +14,10 @@ _REPO_ROOT = Path(__file__).resolve().parents[2]
 if str(_REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(_REPO_ROOT))
 
-from testbed.kubelet.spec import SpecError, from_deployment  # noqa: E402
+from testbed.kubelet.api import Api  # noqa: E402
+from testbed.kubelet.pod import PodWorker  # noqa: E402
+from testbed.kubelet.proxy import Proxy, Route  # noqa: E402
+from testbed.kubelet.spec import SpecError, from_deployment, from_pod  # noqa: E402
 from testbed.kubelet.volumes import expand  # noqa: E402
 
 
@@ -70,3 +75,87 @@ def test_non_root_without_a_user_is_refused() -> None:
 def test_expand_is_the_kubelets() -> None:
     env = {"A": "1", "B": "x"}
     assert expand("$(A)-$(B)-$(C)-$$(A)", env) == "1-x-$(C)-$(A)"
+
+
+def _pod(**spec: Any) -> dict[str, Any]:
+    return {
+        "metadata": {
+            "name": "c-abc-x1",
+            "namespace": "ns",
+            "uid": "u1",
+            "labels": {"app": "c", "pod-template-hash": "abc"},
+        },
+        "spec": {"nodeName": "n1", "containers": [{"name": "connector", "image": "img"}], **spec},
+    }
+
+
+def test_a_pod_is_read_from_its_own_object() -> None:
+    pod = from_pod(_pod(terminationGracePeriodSeconds=7))
+    assert (pod.name, pod.uid, pod.node_name, pod.revision, pod.container) == (
+        "c-abc-x1",
+        "u1",
+        "n1",
+        "abc",
+        "connector",
+    )
+    assert pod.grace_seconds == 7
+
+
+def test_the_pod_status_is_the_kubelets(tmp_path: Path) -> None:
+    worker = PodWorker(cast(Api, None), from_pod(_pod()), root=tmp_path, container="k", label="l", ip_label="lo:t",
+                       report=lambda: None, event=lambda *a, **k: None)  # fmt: skip
+    pending = worker.api_status()
+    assert pending["phase"] == "Pending" and "podIP" not in pending
+    assert pending["containerStatuses"][0]["state"] == {"waiting": {"reason": "Scheduled", "message": ""}}
+    worker.pod_ip, worker.running, worker.ever_started = "198.18.0.9", True, True
+    worker.report(ready=True, container_id="abc123", restarts=1)
+    running = worker.api_status()
+    conditions = {c["type"]: c["status"] for c in running["conditions"]}
+    assert conditions == {"PodReadyToStartContainers": "True", "Initialized": "True", "Ready": "True",
+                          "ContainersReady": "True", "PodScheduled": "True"}  # fmt: skip
+    (status,) = running["containerStatuses"]
+    assert status["ready"] and status["started"] and status["restartCount"] == 1
+    assert status["containerID"] == "podman://abc123" and "running" in status["state"]
+    assert (running["phase"], running["podIP"], running["podIPs"]) == ("Running", "198.18.0.9", [{"ip": "198.18.0.9"}])
+    worker.report(ready=False)
+    ready = next(c for c in worker.api_status()["conditions"] if c["type"] == "Ready")
+    assert ready["status"] == "False" and ready["reason"] == "ContainersNotReady"
+
+
+def test_the_relay_reaches_ready_endpoints_only() -> None:
+    async def scenario() -> tuple[set[str], bool]:
+        async def serve(tag: str) -> asyncio.Server:
+            async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+                writer.write(tag.encode())
+                await writer.drain()
+                writer.close()
+
+            return await asyncio.start_server(answer, "127.0.0.1", 0)
+
+        a, b = await serve("a"), await serve("b")
+        ports = {tag: s.sockets[0].getsockname()[1] for tag, s in (("a", a), ("b", b))}
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            front = s.getsockname()[1]
+        route = Route("ns/svc", "http", "127.0.0.1", front)
+        proxy = Proxy()
+
+        async def ask() -> str:
+            reader, writer = await asyncio.open_connection("127.0.0.1", front)
+            data = await reader.read()
+            writer.close()
+            return data.decode()
+
+        await proxy.sync({route: [("127.0.0.1", ports["a"]), ("127.0.0.1", ports["b"])]})
+        both = {await ask() for _ in range(40)}
+        await proxy.sync({route: [("127.0.0.1", ports["b"])]})
+        only_b = all([await ask() == "b" for _ in range(10)])
+        await proxy.sync({route: []})
+        refused = await ask() == ""
+        await proxy.close()
+        a.close()
+        b.close()
+        return both, only_b and refused
+
+    both, rest = asyncio.run(scenario())
+    assert both == {"a", "b"} and rest
