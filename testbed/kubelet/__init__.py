@@ -144,8 +144,8 @@ class PodRunner:
         assert found is not None
         return found
 
-    def stop(self, timeout: float = 60) -> None:
-        """Stop the runner; it stops and removes its container first."""
+    def stop(self, timeout: float = 150) -> None:
+        """Stop the runner; it stops its containers first (each within its pod's grace period)."""
         pid = self.pid()
         if pid is None:
             return

@@ -25,6 +25,7 @@ import contextlib
 import hashlib
 import ipaddress
 import json
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -90,6 +91,7 @@ class Runner:
         self.proxy = Proxy()
         self.next_services = 0.0
         self.published_ready: tuple[str, ...] = ()
+        self._writing = threading.Lock()  # pods report from worker threads
         self.status: dict[str, Any] = {
             "deployment": f"{namespace}/{deployment}", "node": self.node.name,
             "phase": "Pending", "reason": "", "message": "", "ready": False, "live": None, "restarts": 0,
@@ -109,6 +111,10 @@ class Runner:
 
     def report(self, **changes: Any) -> None:
         """Update status.json (atomically) when something changed: runner fields, then every pod's."""
+        with self._writing:
+            self._report(changes)
+
+    def _report(self, changes: dict[str, Any]) -> None:
         live = [w for w in self.workers.values() if not w.status["terminating"]]
         newest = max(live, key=lambda w: (self.created.get(w.pod.uid, ""), w.pod.name), default=None)
         if newest is not None:

@@ -186,8 +186,13 @@ def test_in_cluster_render_is_stable_and_token_rotation_rolls_pods(
         assert "mcp-connector disconnect" not in rotated.stdout, "rotating the token must not disconnect"
         rolled = testbed.kubectl_json(APP_CLUSTER, "get", "deployment", "mcp-e2e-incluster", "-n", "kube-system")
         assert rolled["status"].get("updatedReplicas") == 2 and rolled["status"].get("availableReplicas") == 2
-        new_pods = {p["name"] for p in runner.ready_pods()}
-        assert len(new_pods) == 2 and not new_pods & old_pods, "the rollout replaced both pods before up returned"
+        # up returned once the Deployment controller counted two new pods available; the runner
+        # sees the old ones' deletion within its next rounds.
+        runner.wait_pods(
+            lambda ps: {p["name"] for p in ps if p["ready"] and not p["terminating"]}.isdisjoint(old_pods)
+            and sum(p["ready"] and not p["terminating"] for p in ps) == 2,
+            timeout=60, what="two ready pods of the new template only",
+        )  # fmt: skip
         annotation = "mcp-connector.upbound.io/config-checksum"
         before = deployment["spec"]["template"]["metadata"]["annotations"][annotation]
         assert rolled["spec"]["template"]["metadata"]["annotations"][annotation] != before
