@@ -134,6 +134,8 @@ def test_connect_preview_new_claim_api_keep_reconnect_and_remove(
         testbed.kubectl(APP_CLUSTER, "delete", "namespace", app_ns, "--wait=false", check=False)
 
 
+# Three rollouts of two real pods (up, the token rotation, the move), each awaited by Pulumi.
+@pytest.mark.timeout(900)
 def test_in_cluster_render_is_stable_and_token_rotation_rolls_pods(
     testbed: Testbed, pulumi_tools: None, cp_token: Callable[[], str], tmp_path: Path
 ) -> None:
