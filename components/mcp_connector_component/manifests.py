@@ -180,10 +180,23 @@ def cluster_role(names: Names, *, manage_apiservices: bool = False) -> RawObject
     UID (the default cluster ID) and checks a namespace exists before a write. APIServices are
     created by Pulumi, so the connector only gets rights on them when it manages them itself.
     SubjectAccessReviews and the front-proxy CA come from the two standard bindings.
+    Admission: it watches the admission configurations and namespaces (selectors, CEL's
+    ``namespaceObject``) and reads webhook Services, as kube-apiserver does for its own chain.
     """
     rules: list[RawObject] = [
         {"apiGroups": [""], "resources": ["secrets"], "verbs": ["list", "create", "update", "delete"]},
-        {"apiGroups": [""], "resources": ["namespaces"], "verbs": ["get"]},
+        {"apiGroups": [""], "resources": ["namespaces"], "verbs": ["get", "list", "watch"]},
+        {"apiGroups": [""], "resources": ["services"], "verbs": ["get"]},
+        {
+            "apiGroups": ["admissionregistration.k8s.io"],
+            "resources": [
+                "validatingadmissionpolicies",
+                "validatingadmissionpolicybindings",
+                "validatingwebhookconfigurations",
+                "mutatingwebhookconfigurations",
+            ],
+            "verbs": ["list", "watch"],
+        },
     ]
     if manage_apiservices:
         # Its own ClusterRole owns the APIServices it makes (garbage-collected with the install).

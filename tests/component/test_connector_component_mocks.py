@@ -66,7 +66,10 @@ def test_kubeconfig_in_cluster_children(render: Render) -> None:
     assert reader.inputs["metadata"]["namespace"] == "kube-system"
     assert reader.inputs["roleRef"]["name"] == "extension-apiserver-authentication-reader"
     rules = r.one("kubernetes:rbac.authorization.k8s.io/v1:ClusterRole").inputs["rules"]
-    assert {g for rule in rules for g in rule["apiGroups"]} == {""}, "no apiregistration rights by default"
+    groups = {g for rule in rules for g in rule["apiGroups"]}
+    assert groups == {"", "admissionregistration.k8s.io"}, "no apiregistration rights by default"
+    admission = next(r for r in rules if r["apiGroups"] == ["admissionregistration.k8s.io"])
+    assert admission["verbs"] == ["list", "watch"], "admission configurations are only read"
     assert r.of_type(PDB) == []
     assert r.k8s_names(APISERVICE) == ALL_APISERVICES
     assert r.outputs == {

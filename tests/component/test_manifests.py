@@ -45,7 +45,18 @@ def test_cluster_role_is_least_privilege() -> None:
     rules = manifests.cluster_role(NAMES)["rules"]
     assert rules == [
         {"apiGroups": [""], "resources": ["secrets"], "verbs": ["list", "create", "update", "delete"]},
-        {"apiGroups": [""], "resources": ["namespaces"], "verbs": ["get"]},
+        {"apiGroups": [""], "resources": ["namespaces"], "verbs": ["get", "list", "watch"]},
+        {"apiGroups": [""], "resources": ["services"], "verbs": ["get"]},
+        {
+            "apiGroups": ["admissionregistration.k8s.io"],
+            "resources": [
+                "validatingadmissionpolicies",
+                "validatingadmissionpolicybindings",
+                "validatingwebhookconfigurations",
+                "mutatingwebhookconfigurations",
+            ],
+            "verbs": ["list", "watch"],
+        },
     ]
     managed = manifests.cluster_role(NAMES, manage_apiservices=True)["rules"]
     assert managed[-1] == {

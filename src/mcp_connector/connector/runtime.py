@@ -10,6 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from mcp_connector import upstream
+from mcp_connector.connector.admission.chain import Admission
 from mcp_connector.connector.cache.registry import Caches
 from mcp_connector.connector.followers.catalog import Catalog
 from mcp_connector.connector.http.auth import FrontProxySettings
@@ -45,3 +46,5 @@ class Runtime:
     caches: Caches | None = None
     #: Seconds a control-plane watch may stay silent before it counts as dead (see upstream.watch).
     watch_idle_timeout: float = upstream.WATCH_IDLE_TIMEOUT
+    #: The app cluster's admission chain for claim writes (None: no admission, e.g. in unit tests).
+    admission: Admission | None = None

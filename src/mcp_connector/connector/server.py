@@ -17,6 +17,7 @@ from typing import Any
 from aiohttp import web
 
 from mcp_connector import upstream
+from mcp_connector.connector.admission.chain import Admission
 from mcp_connector.connector.cache import reflector
 from mcp_connector.connector.cache.history import Budget
 from mcp_connector.connector.cache.registry import Caches
@@ -135,6 +136,8 @@ async def _serve(
             watch_bytes=config.watch_queue_bytes,
         ),
     )
+    rt.admission = Admission(app_cluster)
+    rt.admission.start()
     context = SwappableContext(config.serving, front_proxy.client_ca_pem if front_proxy else None)
 
     apiservice_trigger: follow.Trigger | None = None
@@ -250,4 +253,5 @@ async def _serve(
         await asyncio.gather(*tasks, return_exceptions=True)
         if rt.caches is not None:
             await rt.caches.close()
+        await rt.admission.close()
         await runner.cleanup()

@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from mcp_connector.connector.api.translate import Scope
+from mcp_connector.connector.api.verbs.admitting import admit
 from mcp_connector.connector.api.verbs.calls import call_control_plane, call_control_plane_status
 from mcp_connector.connector.api.verbs.ownership import get_owned, pinned_to
 from mcp_connector.connector.api.verbs.request import (
@@ -52,6 +53,7 @@ async def delete(rt: Runtime, call: Call) -> tuple[int, dict[str, Any]]:
     options = _delete_options(call)
     ref = app_ref(rt, call.route)
     owned = await get_owned(rt, call, ref)
+    await admit(rt, call, "DELETE", None, contract.to_app(owned), options)
     result = await _delete_one(rt, call, ref, pinned_to(call, ref, options, owned))
     rt.claims_changed()
     return result
@@ -75,6 +77,7 @@ async def delete_collection(rt: Runtime, call: Call) -> dict[str, Any]:
         ref = contract.app_ref_of(item)
         if ref is None or not scope.admits(item):
             continue
+        await admit(rt, call, "DELETE", None, contract.to_app(item), options)
         try:
             _, result = await _delete_one(rt, call, ref, pinned_to(call, ref, options, item))
         except ApiError as e:

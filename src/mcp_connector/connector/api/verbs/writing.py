@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from mcp_connector.connector.api import patches
+from mcp_connector.connector.api.verbs.admitting import admit, admit_apply
 from mcp_connector.connector.api.verbs.calls import call_control_plane, call_control_plane_status
 from mcp_connector.connector.api.verbs.ownership import existing_owned, get_owned, pin_uid
 from mcp_connector.connector.api.verbs.request import (
@@ -72,6 +73,7 @@ async def create(rt: Runtime, call: Call) -> tuple[int, dict[str, Any]]:
         check_fields(call, body, final)
         check_references(call, final, body, None)
         ref = app_ref(rt, call.route, final)
+        body = await admit(rt, call, "CREATE", body, None) or body
         translated = stored_form(rt, call, body, ref)
         try:
             created = await call_control_plane(
@@ -112,6 +114,7 @@ async def update(rt: Runtime, call: Call) -> dict[str, Any]:
         check_references(call, ref.name, body, stored)
         body = references.restore(body, stored)
     keep_stored_managed_fields(body, stored)
+    body = await admit(rt, call, "UPDATE", body, stored) or body
     translated = stored_form(rt, call, body, ref)
     path = object_path(rt, call.served, hashed_name(call, ref), call.route.subresource)
     updated = await call_control_plane(
@@ -170,6 +173,7 @@ async def patch(rt: Runtime, call: Call) -> tuple[int, dict[str, Any]]:
         if not pinned:
             metadata["resourceVersion"] = current["metadata"].get("resourceVersion")
         keep_stored_managed_fields(patched, current)
+        patched = await admit(rt, call, "UPDATE", patched, current) or patched
         translated = stored_form(rt, call, patched, ref)
         path = object_path(rt, call.served, hashed_name(call, ref), call.route.subresource)
         try:
@@ -222,6 +226,9 @@ async def _apply(rt: Runtime, call: Call, ref: contract.AppRef) -> tuple[int, di
     check_references(call, ref.name, body, contract.to_app(existing) if existing is not None else None)
     translated = stored_form(rt, call, body, ref)
     path = object_path(rt, call.served, hashed_name(call, ref), call.route.subresource)
+    if (admitted := await admit_apply(rt, call, ref, path, translated, existing)) is not None:
+        rt.claims_changed()
+        return admitted[0], contract.to_app(admitted[1])
     code, applied = await call_control_plane_status(
         rt,
         call,
