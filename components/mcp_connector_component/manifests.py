@@ -197,6 +197,11 @@ def cluster_role(names: Names, *, manage_apiservices: bool = False) -> RawObject
             ],
             "verbs": ["list", "watch"],
         },
+        {
+            "apiGroups": ["admissionregistration.k8s.io"],
+            "resources": ["mutatingadmissionpolicies", "mutatingadmissionpolicybindings"],
+            "verbs": ["list", "watch"],
+        },
     ]
     if manage_apiservices:
         # Its own ClusterRole owns the APIServices it makes (garbage-collected with the install).

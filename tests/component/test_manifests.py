@@ -57,6 +57,11 @@ def test_cluster_role_is_least_privilege() -> None:
             ],
             "verbs": ["list", "watch"],
         },
+        {
+            "apiGroups": ["admissionregistration.k8s.io"],
+            "resources": ["mutatingadmissionpolicies", "mutatingadmissionpolicybindings"],
+            "verbs": ["list", "watch"],
+        },
     ]
     managed = manifests.cluster_role(NAMES, manage_apiservices=True)["rules"]
     assert managed[-1] == {

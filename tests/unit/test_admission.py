@@ -221,3 +221,40 @@ def test_admission_review_carries_the_app_side_request() -> None:
     assert request["userInfo"] == {"username": "alice", "groups": ["devs"]}
     assert request["options"] == {"kind": "CreateOptions", "apiVersion": "meta.k8s.io/v1", "fieldManager": "kubectl"}
     assert request["dryRun"] is True and request["namespace"] == "team"
+
+
+def test_the_chain_denies_with_kube_apiservers_status_and_keeps_the_warnings() -> None:
+    check = {"expression": "object.spec.parameters.nodes.count <= 3", "messageExpression": "'too many nodes'"}
+    warn = {"metadata": {"name": "warn-b"}, "spec": {"policyName": "max-nodes", "validationActions": ["Warn"]}}
+    snapshot = chain.Snapshot(
+        vaps=(policies.compile_policy(vap(validations=[check])),),
+        bindings=(policies.compile_binding(warn), policies.compile_binding(binding())),
+    )
+    admission = chain.Admission(None)  # type: ignore[arg-type]  # nothing here reaches the app cluster
+    result = chain.Result(OBJ)
+    with pytest.raises(chain.ApiError) as denied:
+        admission._validate_policies(snapshot, attrs(), {}, {}, ["v1alpha1"], result)
+    message = "ValidatingAdmissionPolicy 'max-nodes' with binding 'max-nodes-b' denied request: too many nodes"
+    assert denied.value.code == 422
+    assert denied.value.body["reason"] == "Invalid"
+    assert denied.value.body["message"] == f'kubernetesclusters.example.org "big" is forbidden: {message}'
+    assert denied.value.body["details"]["causes"] == [{"message": message}]
+    assert denied.value.headers == (
+        (
+            "Warning",
+            chain.warning_header(
+                "Validation failed for ValidatingAdmissionPolicy 'max-nodes' with binding 'warn-b': too many nodes"
+            ),
+        ),
+    )
+
+
+def test_a_mutating_admission_policy_that_applies_is_not_skipped_silently() -> None:
+    raw = vap()
+    raw["spec"]["mutations"] = [{"patchType": "JSONPatch", "jsonPatch": {"expression": "[]"}}]
+    snapshot = chain.Snapshot(maps=(policies.compile_policy(raw),), map_bindings=(policies.compile_binding(binding()),))
+    with pytest.raises(chain.ApiError, match="MutatingAdmissionPolicy 'max-nodes' with binding 'max-nodes-b'"):
+        chain._refuse_mutating_policies(snapshot, attrs(), {}, ["v1alpha1"], chain.Result(OBJ))
+    raw["spec"]["failurePolicy"] = "Ignore"
+    ignored = chain.Snapshot(maps=(policies.compile_policy(raw),), map_bindings=(policies.compile_binding(binding()),))
+    chain._refuse_mutating_policies(ignored, attrs(), {}, ["v1alpha1"], chain.Result(OBJ))

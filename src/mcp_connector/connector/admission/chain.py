@@ -34,6 +34,8 @@ from mcp_connector.connector.logs import fields
 log = logging.getLogger(__name__)
 
 _REG = "/apis/admissionregistration.k8s.io/v1"
+#: MutatingAdmissionPolicy is beta (v1beta1) since Kubernetes 1.34, off by default; watched where served.
+_REG_BETA = "/apis/admissionregistration.k8s.io/v1beta1"
 _REASON_CODES = {"Unauthorized": 401, "Forbidden": 403, "Invalid": 422, "RequestEntityTooLarge": 413}
 #: How long a write waits for the first list of the configurations before it is refused.
 SYNC_WAIT = 10.0
@@ -47,11 +49,14 @@ class Snapshot:
     bindings: tuple[policies.Binding, ...] = ()
     mutating: tuple[webhooks.Webhook, ...] = ()
     validating: tuple[webhooks.Webhook, ...] = ()
+    #: MutatingAdmissionPolicies (matching only: the connector cannot apply their mutations yet).
+    maps: tuple[policies.Policy, ...] = ()
+    map_bindings: tuple[policies.Binding, ...] = ()
 
     @property
     def empty(self) -> bool:
         """True when nothing at all is configured (writes skip admission)."""
-        return not (self.bindings or self.mutating or self.validating)
+        return not (self.bindings or self.mutating or self.validating or self.map_bindings)
 
 
 @dataclass
@@ -75,6 +80,8 @@ class Admission:
                 ("bindings", f"{_REG}/validatingadmissionpolicybindings"),
                 ("mutating", f"{_REG}/mutatingwebhookconfigurations"),
                 ("validating", f"{_REG}/validatingwebhookconfigurations"),
+                ("maps", f"{_REG_BETA}/mutatingadmissionpolicies"),
+                ("map_bindings", f"{_REG_BETA}/mutatingadmissionpolicybindings"),
             )
         }
         self.namespaces = Informer(app_cluster, "/api/v1/namespaces")
@@ -107,6 +114,8 @@ class Admission:
             tuple(policies.compile_binding(b) for b in items["bindings"]),
             tuple(h for c in items["mutating"] for h in webhooks.compile_configuration(c, mutating=True)),
             tuple(h for c in items["validating"] for h in webhooks.compile_configuration(c, mutating=False)),
+            tuple(policies.compile_policy(p) for p in items["maps"]),
+            tuple(policies.compile_binding(b) for b in items["map_bindings"]),
         )
         for policy in self.snapshot.vaps:
             if policy.param_kind is not None and policy.param_kind not in self._params:
@@ -179,6 +188,7 @@ class Admission:
         namespace = await self._namespace(attrs.namespace)
         labels = (namespace.get("metadata") or {}).get("labels") or {}
         attrs = await self._mutate(snapshot, attrs, labels, versions, result)
+        _refuse_mutating_policies(snapshot, attrs, labels, versions, result)
         self._validate_policies(snapshot, attrs, namespace, labels, versions, result)
         await self._validate_webhooks(snapshot, attrs, labels, versions, result)
         result.object = attrs.object
@@ -336,6 +346,31 @@ def _failed(hook: webhooks.Webhook, attrs: Attributes, error: webhooks.CallError
     body = status_body(500, f"Internal error occurred: {error}", reason="InternalError")
     body["details"] = {"causes": [{"message": str(error)}]}
     raise ApiError(body, headers=_warning_headers(result) if result else ())
+
+
+def _refuse_mutating_policies(
+    snapshot: Snapshot, attrs: Attributes, labels: Mapping[str, str], versions: Sequence[str], result: Result
+) -> None:
+    """A MutatingAdmissionPolicy that applies is not silently skipped: the connector cannot run its
+    mutations, so it counts as a policy that failed, and its failure policy decides."""
+    for policy in snapshot.maps:
+        if policy.match is not None and not policy.match.matches(attrs, labels, versions):
+            continue
+        for binding in snapshot.map_bindings:
+            if binding.policy != policy.name:
+                continue
+            if binding.match is not None and not binding.match.matches(attrs, labels, versions):
+                continue
+            message = "mutating admission policies are not supported by the connector"
+            if policy.failure_policy == "Ignore":
+                log.warning("mutating admission policy skipped", extra=fields(policy=policy.name, binding=binding.name))
+                continue
+            raise _forbidden(
+                attrs,
+                f"MutatingAdmissionPolicy '{policy.name}' with binding '{binding.name}' denied request: "
+                f"failed to configure binding: {message}",
+                result,
+            )
 
 
 def _check_dry_run(hook: webhooks.Webhook, attrs: Attributes) -> None:
