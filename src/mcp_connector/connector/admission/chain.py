@@ -17,7 +17,6 @@ import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import quote
 
 import aiohttp
 
@@ -33,9 +32,9 @@ from mcp_connector.connector.logs import fields
 
 log = logging.getLogger(__name__)
 
-_REG = "/apis/admissionregistration.k8s.io/v1"
+_REG = upstream.api_path("apis", "admissionregistration.k8s.io", "v1")
 #: MutatingAdmissionPolicy is beta (v1beta1) since Kubernetes 1.34, off by default; watched where served.
-_REG_BETA = "/apis/admissionregistration.k8s.io/v1beta1"
+_REG_BETA = upstream.api_path("apis", "admissionregistration.k8s.io", "v1beta1")
 _REASON_CODES = {"Unauthorized": 401, "Forbidden": 403, "Invalid": 422, "RequestEntityTooLarge": 413}
 #: How long a write waits for the first list of the configurations before it is refused.
 SYNC_WAIT = 10.0
@@ -76,15 +75,15 @@ class Admission:
         self._informers = {
             name: Informer(app_cluster, path, self._recompile)
             for name, path in (
-                ("policies", f"{_REG}/validatingadmissionpolicies"),
-                ("bindings", f"{_REG}/validatingadmissionpolicybindings"),
-                ("mutating", f"{_REG}/mutatingwebhookconfigurations"),
-                ("validating", f"{_REG}/validatingwebhookconfigurations"),
-                ("maps", f"{_REG_BETA}/mutatingadmissionpolicies"),
-                ("map_bindings", f"{_REG_BETA}/mutatingadmissionpolicybindings"),
+                ("policies", _REG.child("validatingadmissionpolicies")),
+                ("bindings", _REG.child("validatingadmissionpolicybindings")),
+                ("mutating", _REG.child("mutatingwebhookconfigurations")),
+                ("validating", _REG.child("validatingwebhookconfigurations")),
+                ("maps", _REG_BETA.child("mutatingadmissionpolicies")),
+                ("map_bindings", _REG_BETA.child("mutatingadmissionpolicybindings")),
             )
         }
-        self.namespaces = Informer(app_cluster, "/api/v1/namespaces")
+        self.namespaces = Informer(app_cluster, upstream.api_path("api", "v1", "namespaces"))
         self._params: dict[tuple[str, str], Informer | None] = {}
         self._tasks: list[asyncio.Task[None]] = []
         self._session: aiohttp.ClientSession | None = None
@@ -125,7 +124,11 @@ class Admission:
     async def _watch_params(self, kind: tuple[str, str]) -> None:
         """Find the param kind's resource in discovery, then keep its objects (retrying until served)."""
         api_version, name = kind
-        base = f"/apis/{api_version}" if "/" in api_version else f"/api/{api_version}"
+        group, _, version = api_version.rpartition("/")
+        try:
+            base = upstream.api_path("apis", group, version) if group else upstream.api_path("api", version)
+        except upstream.InvalidPathSegment:
+            return  # a paramKind no API can have: its bindings fail as "not found"
         while True:
             try:
                 found = await upstream.request(self._client, "GET", base)
@@ -135,7 +138,7 @@ class Admission:
                 break
             except (upstream.ControlPlaneError, StopIteration):
                 await asyncio.sleep(10.0)
-        informer = Informer(self._client, f"{base}/{resource}")
+        informer = Informer(self._client, base.child(resource))
         self._params[kind] = informer
         await informer.run()
 
@@ -154,18 +157,17 @@ class Admission:
         found = self.namespaces.items.get(("", name))
         if found is None:
             try:
-                found = await upstream.request(self._client, "GET", f"/api/v1/namespaces/{quote(name, safe='')}")
-            except upstream.ControlPlaneError:
+                found = await upstream.request(self._client, "GET", upstream.api_path("api", "v1", "namespaces", name))
+            except (upstream.ControlPlaneError, upstream.InvalidPathSegment):
                 found = {"metadata": {"name": name}}
         return found
 
     async def _resolve(self, namespace: str, name: str, port: int) -> tuple[str, int]:
         """A webhook Service's address, as the aggregator's ClusterIP resolver finds it."""
         try:
-            service = await upstream.request(
-                self._client, "GET", f"/api/v1/namespaces/{quote(namespace, safe='')}/services/{quote(name, safe='')}"
-            )
-        except upstream.ControlPlaneError as e:
+            path = upstream.api_path("api", "v1", "namespaces", namespace, "services", name)
+            service = await upstream.request(self._client, "GET", path)
+        except (upstream.ControlPlaneError, upstream.InvalidPathSegment) as e:
             raise LookupError(f'service "{name}" not found in namespace "{namespace}": {e}') from None
         spec = service.get("spec") or {}
         if spec.get("type") == "ExternalName":

@@ -30,7 +30,9 @@ def key_of(obj: dict[str, Any]) -> Key:
 class Informer:
     """A list+watch of ``path`` with a store of its objects; ``on_change`` runs after each change."""
 
-    def __init__(self, client: upstream.Client, path: str, on_change: Callable[[], None] = lambda: None) -> None:
+    def __init__(
+        self, client: upstream.Client, path: upstream.ApiPath, on_change: Callable[[], None] = lambda: None
+    ) -> None:
         self.path = path
         self.items: dict[Key, dict[str, Any]] = {}
         self.synced = asyncio.Event()

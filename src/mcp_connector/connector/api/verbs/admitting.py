@@ -10,10 +10,11 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+from mcp_connector import upstream
 from mcp_connector.connector.admission.attributes import Attributes, UserInfo
 from mcp_connector.connector.admission.chain import warning_header
 from mcp_connector.connector.api.verbs.calls import call_control_plane_status
-from mcp_connector.connector.api.verbs.request import WRITE_PARAMS, Call, pick, write_params
+from mcp_connector.connector.api.verbs.request import WRITE_PARAMS, Call, collection_path, pick, write_params
 from mcp_connector.connector.api.verbs.validation import stored_form
 from mcp_connector.connector.runtime import Runtime
 from mcp_connector.core import contract
@@ -68,7 +69,7 @@ async def admit(
 
 
 async def admit_apply(
-    rt: Runtime, call: Call, ref: contract.AppRef, path: str, translated: dict[str, Any], existing: Any
+    rt: Runtime, call: Call, ref: contract.AppRef, path: upstream.ApiPath, translated: dict[str, Any], existing: Any
 ) -> tuple[int, dict[str, Any]] | None:
     """Admission for server-side apply, which sees the applied (merged) object.
 
@@ -99,9 +100,15 @@ async def admit_apply(
     body = stored_form(rt, call, admitted, ref)
     if old is None:
         body["metadata"].pop("resourceVersion", None)
-        collection = path.rsplit("/", 1)[0]
         return await call_control_plane_status(
-            rt, call, "apply", "POST", collection, ref=ref, params=write_params(call), json_body=body
+            rt,
+            call,
+            "apply",
+            "POST",
+            collection_path(rt, call.served),
+            ref=ref,
+            params=write_params(call),
+            json_body=body,
         )
     return await call_control_plane_status(
         rt, call, "apply", "PUT", path, ref=ref, params=write_params(call), json_body=body
