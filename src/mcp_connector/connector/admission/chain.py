@@ -247,6 +247,7 @@ class Admission:
         try:
             response = await webhooks.call(self._session_(), hook, attrs, resolve=self._resolve)
         except webhooks.Rejection as e:
+            result.warnings.extend(e.warnings)
             raise ApiError(e.status, headers=_warning_headers(result)) from None
         except webhooks.CallError as e:
             _failed(hook, attrs, e, result)
@@ -328,7 +329,7 @@ class Admission:
         session = self._session_()
         answers = await webhooks.call_all([webhooks.call(session, h, attrs, resolve=self._resolve) for h in hooks])
         for answer in answers:
-            if isinstance(answer, webhooks.Response):
+            if isinstance(answer, webhooks.Response | webhooks.Rejection):
                 result.warnings.extend(answer.warnings)
         for hook, answer in zip(hooks, answers, strict=True):
             if isinstance(answer, webhooks.Rejection):

@@ -39,9 +39,10 @@ class CallError(Exception):
 class Rejection(Exception):
     """The webhook refused the request; ``status`` is the Status to answer with."""
 
-    def __init__(self, status: dict[str, Any]) -> None:
+    def __init__(self, status: dict[str, Any], warnings: tuple[str, ...] = ()) -> None:
         super().__init__(status.get("message", ""))
         self.status = status
+        self.warnings = warnings
 
 
 @dataclass(frozen=True)
@@ -175,7 +176,7 @@ async def call(
         raise CallError(hook.name, f"received invalid webhook response: {e}") from None
     warnings = tuple(str(w) for w in response.get("warnings") or ())
     if not response.get("allowed"):
-        raise Rejection(denial(hook.name, response.get("status")))
+        raise Rejection(denial(hook.name, response.get("status")), warnings)
     patch = None
     if response.get("patch"):
         if not hook.mutating or response.get("patchType") != "JSONPatch":
