@@ -106,7 +106,8 @@ async def test_the_ca_bundle_is_verified_and_services_are_resolved(hook: tuple[l
     answers[:] = [lambda r: review(r["uid"], allowed=True)]
     other_ca = pki.make_ca("other").cert_pem
     async with aiohttp.ClientSession() as s:
-        with pytest.raises(webhooks.CallError, match=r'failed calling webhook "w\.example\.org": failed to call webhook'):
+        refused = r'failed calling webhook "w\.example\.org": failed to call webhook'
+        with pytest.raises(webhooks.CallError, match=refused):
             await webhooks.call(s, config(port, other_ca), ATTRS, resolve=never)
 
         async def to_loopback(namespace: str, name: str, service_port: int) -> tuple[str, int]:
