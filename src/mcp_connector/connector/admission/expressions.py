@@ -59,7 +59,7 @@ class Expression:
             raise ExpressionError(self.error)
         try:
             value = self.program.eval(data=dict(data))
-        except RuntimeError as e:
+        except (RuntimeError, TypeError, ValueError, OverflowError) as e:  # data the runtime cannot take
             raise ExpressionError(f"expression '{self.source}' resulted in error: {e}") from None
         if value.type() == cel.Type.ERROR:
             raise ExpressionError(f"expression '{self.source}' resulted in error: {_message(value.value())}")
