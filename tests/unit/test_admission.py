@@ -85,6 +85,15 @@ def test_selectors_and_exclusions() -> None:
     assert not excluded.matches(attrs(), {}, ["v1alpha1"])
 
 
+def test_a_binding_without_resource_rules_covers_what_its_policy_matches() -> None:
+    narrowing = {"namespaceSelector": {"matchLabels": {"env": "prod"}}}
+    binding_match = Match.parse(narrowing, "spec.matchResources", rules_key="resourceRules", narrowing=True)
+    assert binding_match.matches(attrs(), {"env": "prod"}, ["v1alpha1"])
+    assert not binding_match.matches(attrs(), {"env": "dev"}, ["v1alpha1"])
+    webhook_match = Match.parse(narrowing, "webhooks[0]", rules_key="rules")
+    assert not webhook_match.matches(attrs(), {"env": "prod"}, ["v1alpha1"]), "a webhook without rules matches nothing"
+
+
 def test_bad_selector_is_a_configuration_error() -> None:
     with pytest.raises(ConfigError, match="operator"):
         Selector.parse({"matchExpressions": [{"key": "a", "operator": "Near"}]}, "spec.namespaceSelector")

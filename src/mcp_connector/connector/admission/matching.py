@@ -124,10 +124,13 @@ class Match:
     namespace_selector: Selector = Selector()
     object_selector: Selector = Selector()
     equivalent: bool = True
+    #: A binding's ``matchResources`` without ``resourceRules`` covers all its policy matches.
+    all_resources: bool = False
 
     @classmethod
-    def parse(cls, raw: Mapping[str, Any], path: str, *, rules_key: str) -> Match:
-        """Read a webhook's or a policy's (``matchConstraints``/``matchResources``) match fields."""
+    def parse(cls, raw: Mapping[str, Any], path: str, *, rules_key: str, narrowing: bool = False) -> Match:
+        """Read a webhook's or a policy's (``matchConstraints``) or a binding's (``matchResources``,
+        ``narrowing``) match fields."""
         policy = raw.get("matchPolicy") or "Equivalent"
         if policy not in ("Equivalent", "Exact"):
             raise ConfigError(f"{path}.matchPolicy: {policy!r} is not Equivalent or Exact")
@@ -137,6 +140,7 @@ class Match:
             Selector.parse(raw.get("namespaceSelector"), f"{path}.namespaceSelector"),
             Selector.parse(raw.get("objectSelector"), f"{path}.objectSelector"),
             policy == "Equivalent",
+            narrowing and not raw.get(rules_key),
         )
 
     def matches(self, attrs: Attributes, namespace_labels: Mapping[str, str], versions: Sequence[str]) -> bool:
@@ -148,7 +152,7 @@ class Match:
         candidates = (
             (attrs.version, *(v for v in versions if v != attrs.version)) if self.equivalent else (attrs.version,)
         )
-        if not any(r.matches(attrs, v) for r in self.rules for v in candidates):
+        if not self.all_resources and not any(r.matches(attrs, v) for r in self.rules for v in candidates):
             return False
         return not any(r.matches(attrs, v) for r in self.exclude for v in candidates)
 

@@ -135,7 +135,9 @@ def compile_binding(raw: Mapping[str, Any]) -> Binding:
     error, match, param_ref = "", None, None
     try:
         if spec.get("matchResources") is not None:
-            match = Match.parse(spec["matchResources"], "spec.matchResources", rules_key="resourceRules")
+            match = Match.parse(
+                spec["matchResources"], "spec.matchResources", rules_key="resourceRules", narrowing=True
+            )
         if isinstance(ref, dict):
             selector = Selector.parse(ref["selector"], "spec.paramRef.selector") if "selector" in ref else None
             param_ref = ParamRef(
