@@ -206,12 +206,18 @@ def same_words(testbed: Testbed, namespace: str, name: str, *extra: str, **spec:
     return connected.stderr.strip(), local.stderr.strip()
 
 
+_ATTEMPTS = iter(range(10**6))
+
+
 def both_say(
-    testbed: Testbed, namespace: str, name: str, words: str, *extra: str, **spec: Any
-) -> tuple[str, str] | None:
-    """``same_words`` once both sides say ``words`` (a new configuration reached both), else None."""
-    said = same_words(testbed, namespace, name, *extra, **spec)
-    return said if all(words in s for s in said) else None
+    testbed: Testbed, namespace: str, prefix: str, words: str, *extra: str, **spec: Any
+) -> tuple[str, str, str] | None:
+    """(name, connected, local) once both sides say ``words`` about a new claim (a new
+    configuration reached both), else None. Each attempt names a new claim: one that an attempt
+    before the configuration created would only be left unchanged by the next ``kubectl apply``."""
+    name = f"{prefix}-{next(_ATTEMPTS)}"
+    connected, local = same_words(testbed, namespace, name, *extra, **spec)
+    return (name, connected, local) if words in connected and words in local else None
 
 
 def stored(testbed: Testbed, namespace: str, name: str) -> dict[str, Any] | None:
