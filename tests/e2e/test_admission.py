@@ -20,6 +20,7 @@ import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 from connector_fixtures import WORK_ROOT, ConnectorProcess, app, cluster_uid, fresh_namespace, serving
@@ -100,7 +101,8 @@ def hooks() -> Iterator[HookServer]:
         def do_POST(self) -> None:
             review = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
             seen.append(review["request"])
-            body = json.dumps(_answer(self.path, review)).encode()
+            # kube-apiserver adds ?timeout=…s to the path, as the connector does.
+            body = json.dumps(_answer(urlsplit(self.path).path, review)).encode()
             self.send_response(200)
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(body)))

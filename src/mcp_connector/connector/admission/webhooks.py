@@ -152,6 +152,7 @@ async def call(
     try:
         async with session.post(
             url,
+            params={"timeout": f"{hook.timeout}s"},  # as kube-apiserver's client asks
             data=body,
             headers={"Content-Type": "application/json", "Accept": "application/json"},
             ssl=_context(hook.ca_bundle),
