@@ -5,6 +5,7 @@ pulumi-kubernetes resources with the options every child needs, and keeps the li
 guard depends on (so that the guard, whose deletion runs the disconnect, goes first).
 """
 
+import base64
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -14,12 +15,10 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from mcp_connector.core.discovery import ClaimApi, group_versions, preferred_versions
-from mcp_connector_component import manifests, scoped
+from mcp_connector_component import manifests, scoped, tls
 from mcp_connector_component.discovery import control_plane_url
 from mcp_connector_component.guard import KEEP, ClaimResource, DisconnectGuard
 from mcp_connector_component.hook import declare_guard, register_disconnect_hook
-from mcp_connector_component.tls import generation as tls_generation
-from mcp_connector_component.tls import service_dns_names, serving_tls
 from mcp_connector_component.validation import Plain, on_disconnect
 
 
@@ -89,23 +88,9 @@ def register(reg: Registrar, raw: Mapping[str, Any], plain: Plain, conn: Connect
     if isinstance(mode, manifests.External):
         ca_bundle: pulumi.Output[str] = pulumi.Output.from_input(raw["ca_bundle"]).apply(manifests.ca_bundle_of)
     else:
-        dns_names = service_dns_names(names.service, names.namespace)
-        generation = tls_generation(dns_names)
-        tls_name = f"{names.tls_secret}-{generation}"
-        serving += _workload(reg, raw, plain, conn, credentials_name, tls_name)
-        tls = serving_tls(dns_names)
-        # A new generation is a new resource (fresh certificate); within one, the stored pair stays.
-        tls_secret = k8s.core.v1.Secret(
-            f"{name}-tls-{generation}",
-            opts=reg.child(ignore_changes=["data", "stringData"], additional_secret_outputs=["data"]),
-            **kwargs(
-                manifests.tls_secret(
-                    names, name=tls_name, cert_pem=tls.cert_pem, key_pem=tls.key_pem, ca_pem=tls.ca_pem
-                )
-            ),
-        )
+        tls_secret, ca_bundle = _serving_tls(reg, names)
         serving.append(tls_secret)
-        ca_bundle = pulumi.Output.unsecret(tls_secret.data.apply(lambda d: str(d["ca.crt"])))
+        serving += _workload(reg, raw, plain, conn, credentials_name, tls_secret)
 
     _access_rbac(reg, names)
     serving.append(
@@ -189,25 +174,78 @@ def _access_rbac(reg: Registrar, names: manifests.Names) -> None:
     ]
 
 
+def _tls_name(names: manifests.Names) -> str:
+    """The serving Secret's name: it follows the names the certificate must carry."""
+    return f"{names.tls_secret}-{tls.generation(tls.service_dns_names(names.service, names.namespace))}"
+
+
+def _serving_tls(reg: Registrar, names: manifests.Names) -> tuple[k8s.core.v1.Secret, pulumi.Output[str]]:
+    """The CA and serving Secrets (each made once, then kept as stored) and the caBundle derived from them.
+
+    The serving certificate is issued from the CA Secret's stored CA when its Secret is made or
+    replaced; the bundle holds its signer and the CA Secret's current CA, so a replaced CA is
+    trusted before any pod serves a certificate from it (``tls.py``). No clock is read.
+    """
+    name = reg.name
+    stored = pulumi.ResourceOptions(ignore_changes=["data", "stringData"], additional_secret_outputs=["data"])
+    fresh = tls.new_ca()
+    ca_secret = k8s.core.v1.Secret(
+        f"{name}-tls-ca",
+        opts=pulumi.ResourceOptions.merge(reg.child(), stored),
+        **kwargs(manifests.ca_secret(names, ca_pem=fresh.ca_pem, key_pem=fresh.key_pem)),
+    )
+    dns_names = tls.service_dns_names(names.service, names.namespace)
+    generation = tls.generation(dns_names)
+
+    def issued(data: Mapping[str, str]) -> dict[str, str]:
+        pair = tls.CaPair(
+            ca_pem=base64.b64decode(data["ca.crt"]).decode(), key_pem=base64.b64decode(data["ca.key"]).decode()
+        )
+        leaf = tls.issue(pair, dns_names)
+        return manifests.tls_secret_data(cert_pem=leaf.cert_pem, key_pem=leaf.key_pem, ca_pem=leaf.ca_pem)
+
+    serving = k8s.core.v1.Secret(
+        f"{name}-tls-{generation}",
+        opts=pulumi.ResourceOptions.merge(reg.child(), stored),
+        **kwargs(
+            manifests.tls_secret(names, name=_tls_name(names), data=pulumi.Output.secret(ca_secret.data.apply(issued)))
+        ),
+    )
+    bundle = pulumi.Output.all(serving.data, ca_secret.data).apply(lambda v: _bundle(name, v[0], v[1]))
+    return serving, pulumi.Output.unsecret(bundle)
+
+
+def _bundle(name: str, serving: Mapping[str, str], ca: Mapping[str, str]) -> str:
+    """The caBundle: the serving certificate's signer and the current CA; warns (only) about expiry."""
+    for what, data, key in (("serving certificate", serving, "tls.crt"), ("CA", ca, "ca.crt")):
+        warning = tls.expiring(data[key], what=f"{what} of {name}")
+        if warning:
+            pulumi.log.warn(warning)
+    return tls.trust_bundle(serving["ca.crt"], ca["ca.crt"])
+
+
 def _workload(
     reg: Registrar,
     raw: Mapping[str, Any],
     plain: Plain,
     conn: Connection,
     credentials_name: str,
-    tls_name: str,
+    tls_secret: k8s.core.v1.Secret,
 ) -> list[pulumi.Resource]:
     """The in-cluster Deployment (and its PodDisruptionBudget when replicated)."""
     name, names = reg.name, plain.names
     settings = manifests.ConnectorSettings(claim_namespace=conn.claim_namespace, cluster_id=conn.cluster_id)
-    # Only the digest leaves the secret: rotating the token changes it and rolls the pods.
+    # Only the digest leaves the secrets: a new token or a new serving certificate rolls the pods.
     checksum = pulumi.Output.unsecret(
-        pulumi.Output.all(conn.kubeconfig, conn.claim_namespace, conn.cluster_id).apply(
+        pulumi.Output.all(
+            conn.kubeconfig, conn.claim_namespace, conn.cluster_id, tls_secret.data.apply(lambda d: d["tls.crt"])
+        ).apply(
             lambda v: manifests.config_checksum(
-                v[0], v[1], v[2], list(plain.selection.include), list(plain.selection.exclude)
+                v[0], v[1], v[2], list(plain.selection.include), list(plain.selection.exclude), v[3]
             )
         )
     )
+    tls_name = _tls_name(names)
     made: list[pulumi.Resource] = [
         k8s.apps.v1.Deployment(
             f"{name}-deployment",

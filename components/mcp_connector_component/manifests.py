@@ -101,6 +101,11 @@ class Names:
         return f"{self.base}-tls"
 
     @property
+    def ca_secret(self) -> str:
+        """Secret with the CA (and its key) that issues the serving certificate (in-cluster mode)."""
+        return f"{self.base}-tls-ca"
+
+    @property
     def credentials_secret(self) -> str:
         """Secret with the control-plane kubeconfig the connector uses."""
         return f"{self.base}-credentials"
@@ -148,18 +153,26 @@ def credentials_secret(names: Names, kubeconfig: Any) -> RawObject:
     }
 
 
-def tls_secret(names: Names, *, name: str, cert_pem: str, key_pem: str, ca_pem: str) -> RawObject:
-    """The serving certificate Secret; ``ca.crt`` is what every APIService's caBundle carries."""
+def tls_secret_data(*, cert_pem: str, key_pem: str, ca_pem: str) -> dict[str, str]:
+    """The serving Secret's data: the certificate, its key, and the CA that signed it."""
+    return {"tls.crt": _b64(cert_pem), "tls.key": _b64(key_pem), "ca.crt": _b64(ca_pem)}
+
+
+def tls_secret(names: Names, *, name: str, data: Any) -> RawObject:
+    """The serving certificate Secret (``data`` from ``tls_secret_data``, or an Output of it); its ``ca.crt``
+    goes into every APIService's caBundle."""
+    return {"apiVersion": "v1", "kind": "Secret", "metadata": _meta(name, names), "type": "kubernetes.io/tls",
+            "data": data}  # fmt: skip
+
+
+def ca_secret(names: Names, *, ca_pem: str, key_pem: str) -> RawObject:
+    """The CA Secret: the CA that issues the serving certificate, kept so a new certificate can come from it."""
     return {
         "apiVersion": "v1",
         "kind": "Secret",
-        "metadata": _meta(name, names),
-        "type": "kubernetes.io/tls",
-        "data": {
-            "tls.crt": _b64(cert_pem),
-            "tls.key": _b64(key_pem),
-            "ca.crt": _b64(ca_pem),
-        },
+        "metadata": _meta(names.ca_secret, names),
+        "type": "Opaque",
+        "data": {"ca.crt": _b64(ca_pem), "ca.key": _b64(key_pem)},
     }
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -24,9 +24,14 @@ from mcp_connector.core.discovery import Discovered, Unserved
 class RecordingMocks(pulumi.runtime.Mocks):
     """Echo inputs as outputs; answer the two reads the component does."""
 
-    def __init__(self, rendered: Rendered, existing_kubeconfig: str | None) -> None:
+    def __init__(
+        self, rendered: Rendered, existing_kubeconfig: str | None, stored: dict[str, Any] | None = None
+    ) -> None:
         self.rendered = rendered
         self.existing_kubeconfig = existing_kubeconfig
+        #: The TLS Secrets' data as the state holds it (the component ignores later changes to it),
+        #: shared by the renders of one test as the state is shared by a stack's runs.
+        self.stored = {} if stored is None else stored
 
     def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str | None, dict[str, Any]]:
         self.rendered.resources.append(Registered(args.typ, args.name, dict(args.inputs), args.resource_id or None))
@@ -38,6 +43,9 @@ class RecordingMocks(pulumi.runtime.Mocks):
             if self.existing_kubeconfig is not None:
                 data["kubeconfig"] = base64.b64encode(self.existing_kubeconfig.encode()).decode()
             outputs = {"metadata": {"name": args.resource_id.split("/")[-1]}, "data": data}
+        elif args.typ == "kubernetes:core/v1:Secret" and "-tls-" in args.name:
+            outputs["data"] = self.stored.setdefault(args.name, outputs.get("data"))
+            outputs["metadata"] = {**outputs["metadata"], "uid": f"uid-of-{args.name}"}
         elif args.typ.startswith("kubernetes:") and isinstance(outputs.get("metadata"), dict):
             # What the API server adds to every object it creates.
             outputs["metadata"] = {**outputs["metadata"], "uid": f"uid-of-{args.name}"}
@@ -90,7 +98,10 @@ def discovered(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[Any]]:
 
 @pytest.fixture
 def render(discovered: list[Any]) -> Render:
-    """Run ``program`` (default: one McpConnector with ``args``) under mocks."""
+    """Run ``program`` (default: one McpConnector with ``args``) under mocks; the renders of one test
+    share the TLS Secrets' stored data, as the runs of one stack do (``replace`` drops one, as
+    ``pulumi up --replace`` does)."""
+    stored: dict[str, Any] = {}
 
     def run(
         args: dict[str, Any] | None = None,
@@ -98,11 +109,14 @@ def render(discovered: list[Any]) -> Render:
         program: Callable[[], Any] | None = None,
         existing_kubeconfig: str | None = CP_KUBECONFIG,
         preview: bool = False,
+        replace: Sequence[str] = (),
     ) -> Rendered:
         from mcp_connector_component import McpConnector
 
+        for name in replace:
+            stored.pop(name)
         rendered = Rendered()
-        pulumi.runtime.set_mocks(RecordingMocks(rendered, existing_kubeconfig), preview=preview)
+        pulumi.runtime.set_mocks(RecordingMocks(rendered, existing_kubeconfig, stored), preview=preview)
 
         def default() -> Any:
             c = McpConnector("mcp-connector", args or {})  # type: ignore[typeddict-item]

@@ -53,10 +53,9 @@ def _plan(r: Rendered) -> DisconnectPlan:
 
 def test_kubeconfig_in_cluster_children(render: Render) -> None:
     r = _ok(render(KUBECONFIG_ARGS))
-    assert sorted(x.name for x in r.of_type(SECRET)) == [
-        "mcp-connector-credentials",
-        f"mcp-connector-tls-{TLS_GENERATION}",
-    ]
+    assert sorted(x.name for x in r.of_type(SECRET)) == sorted(
+        ["mcp-connector-credentials", f"mcp-connector-tls-{TLS_GENERATION}", "mcp-connector-tls-ca"]
+    )
     assert r.k8s_names("kubernetes:core/v1:ServiceAccount") == ["mcp-connector"]
     assert r.k8s_names("kubernetes:rbac.authorization.k8s.io/v1:ClusterRoleBinding") == [
         "mcp-connector",
@@ -141,6 +140,44 @@ def test_rotating_the_token_changes_only_the_checksum(render: Render) -> None:
 
     assert checksum(first) != checksum(second)
     assert checksum(first) == checksum(again)
+
+
+def _checksum(r: Rendered) -> str:
+    return str(r.one(DEPLOYMENT).inputs["spec"]["template"]["metadata"]["annotations"][manifests.CHECKSUM_ANNOTATION])
+
+
+def _bundle(r: Rendered) -> list[str]:
+    bundles = {str(a.inputs["spec"]["caBundle"]) for a in r.of_type(APISERVICE)}
+    assert len(bundles) == 1, "every APIService carries the same bundle"
+    pem = base64.b64decode(bundles.pop()).decode()
+    return [c.strip() for c in pem.split("-----END CERTIFICATE-----") if "BEGIN CERTIFICATE" in c]
+
+
+def _serving(r: Rendered) -> dict[str, str]:
+    return reveal(r.one(SECRET, f"mcp-connector-tls-{TLS_GENERATION}").inputs["data"])  # type: ignore[return-value]
+
+
+def test_a_new_serving_certificate_rolls_the_pods_and_keeps_the_bundle(render: Render) -> None:
+    """``up --replace`` of the serving Secret: a certificate from the same stored CA, new pods, same caBundle."""
+    first = _ok(render(KUBECONFIG_ARGS))
+    again = _ok(render(KUBECONFIG_ARGS))
+    assert _checksum(first) == _checksum(again) and _bundle(first) == _bundle(again), "re-runs change nothing"
+    renewed = _ok(render(KUBECONFIG_ARGS, replace=[f"mcp-connector-tls-{TLS_GENERATION}"]))
+    assert _serving(renewed)["tls.crt"] != _serving(first)["tls.crt"]
+    assert _checksum(renewed) != _checksum(first), "the pod template's checksum covers the serving certificate"
+    assert _bundle(renewed) == _bundle(first), "same CA: the APIServices stay as they are while the pods roll"
+
+
+def test_ca_rotation_overlaps(render: Render) -> None:
+    """A new CA joins the bundle before any pod serves a certificate from it, and leaves the old CA only after."""
+    first = _ok(render(KUBECONFIG_ARGS))
+    (old_ca,) = _bundle(first)
+    new_ca = _ok(render(KUBECONFIG_ARGS, replace=["mcp-connector-tls-ca"]))
+    assert len(_bundle(new_ca)) == 2 and old_ca in _bundle(new_ca), "old and new CA both trusted"
+    assert _checksum(new_ca) == _checksum(first), "the pods keep serving the old CA's certificate"
+    switched = _ok(render(KUBECONFIG_ARGS, replace=[f"mcp-connector-tls-{TLS_GENERATION}"]))
+    assert _checksum(switched) != _checksum(first), "the serving certificate switches: the pods roll"
+    assert _bundle(switched) == [c for c in _bundle(new_ca) if c != old_ca], "then the old CA leaves"
 
 
 def test_in_cluster_service_and_apiservices(render: Render) -> None:

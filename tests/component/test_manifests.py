@@ -11,9 +11,9 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from mcp_connector.core.access import AccessError, ControlPlaneAccess, from_kubeconfig
 from mcp_connector.core.discovery import GroupVersion
-from mcp_connector_component import manifests
+from mcp_connector_component import manifests, tls
 from mcp_connector_component.credentials import kubeconfig_from_secret_data, to_kubeconfig, upbound_kubeconfig
-from mcp_connector_component.tls import LEAF_LIFETIME, ROTATE_EVERY, generation, service_dns_names, serving_tls
+from mcp_connector_component.tls import CA_LIFETIME, LEAF_LIFETIME, generation, service_dns_names, serving_tls
 
 NAMES = manifests.Names("mcp-connector", "kube-system")
 
@@ -103,16 +103,15 @@ def test_ca_bundle_of() -> None:
 
 
 def test_serving_tls_chains_to_its_ca_with_the_service_name() -> None:
-    tls = serving_tls(service_dns_names("mcp-connector", "kube-system"))
-    ca = x509.load_pem_x509_certificate(tls.ca_pem.encode())
-    leaf = x509.load_pem_x509_certificate(tls.cert_pem.encode())
+    made = serving_tls(service_dns_names("mcp-connector", "kube-system"))
+    ca = x509.load_pem_x509_certificate(made.ca_pem.encode())
+    leaf = x509.load_pem_x509_certificate(made.cert_pem.encode())
     leaf.verify_directly_issued_by(ca)
     sans = leaf.extensions.get_extension_for_class(x509.SubjectAlternativeName).value.get_values_for_type(x509.DNSName)
     assert "mcp-connector.kube-system.svc" in sans
-    assert leaf.not_valid_after_utc > datetime.datetime.now(datetime.UTC) + 2 * ROTATE_EVERY, (
-        "valid well past the next rotation"
-    )
-    assert "PRIVATE KEY" in tls.key_pem
+    assert leaf.not_valid_after_utc > datetime.datetime.now(datetime.UTC) + LEAF_LIFETIME - datetime.timedelta(days=1)
+    assert LEAF_LIFETIME < CA_LIFETIME
+    assert "PRIVATE KEY" in made.key_pem
     assert isinstance(ca.public_key(), ec.EllipticCurvePublicKey)
 
 
@@ -139,12 +138,40 @@ def test_kubeconfig_from_secret_data() -> None:
         kubeconfig_from_secret_data({}, secret="ns/s")
 
 
-def test_tls_generation_follows_the_service_and_the_rotation_period() -> None:
-    moment = datetime.datetime(2026, 1, 1, tzinfo=datetime.UTC)
+def test_tls_generation_follows_the_service_and_nothing_else() -> None:
     names = service_dns_names("mcp-connector", "kube-system")
-    same = generation(names, now=moment)
-    assert generation(names, now=moment + datetime.timedelta(hours=1)) == same
-    assert generation(service_dns_names("mcp-connector", "platform"), now=moment) != same, "namespace moves it"
-    assert generation(service_dns_names("other", "kube-system"), now=moment) != same, "so does the name"
-    assert generation(names, now=moment + ROTATE_EVERY) != same, "and every rotation period"
-    assert ROTATE_EVERY * 2 < LEAF_LIFETIME
+    same = generation(names)
+    assert generation(list(names)) == same, "no clock, no randomness: a preview and its up agree"
+    assert generation(service_dns_names("mcp-connector", "platform")) != same, "namespace moves it"
+    assert generation(service_dns_names("other", "kube-system")) != same, "so does the name"
+
+
+def _b64(pem: str) -> str:
+    return base64.b64encode(pem.encode()).decode()
+
+
+def test_a_new_certificate_comes_from_the_stored_ca_and_the_bundle_holds_both_cas_while_they_differ() -> None:
+    names = service_dns_names("mcp-connector", "kube-system")
+    old_ca, new_ca = tls.new_ca(), tls.new_ca()
+    serving = tls.issue(old_ca, names)
+    x509.load_pem_x509_certificate(serving.cert_pem.encode()).verify_directly_issued_by(
+        x509.load_pem_x509_certificate(old_ca.ca_pem.encode())
+    )
+    assert serving.ca_pem == old_ca.ca_pem, "the serving Secret records its signer"
+    alone = base64.b64decode(tls.trust_bundle(_b64(serving.ca_pem), _b64(old_ca.ca_pem))).decode()
+    assert alone.count("BEGIN CERTIFICATE") == 1, "one CA once"
+    overlap = base64.b64decode(tls.trust_bundle(_b64(serving.ca_pem), _b64(new_ca.ca_pem))).decode()
+    assert overlap.count("BEGIN CERTIFICATE") == 2, "a replaced CA is trusted next to the one still serving"
+    assert old_ca.ca_pem.strip() in overlap and new_ca.ca_pem.strip() in overlap
+    renewed = tls.issue(new_ca, names)
+    after = base64.b64decode(tls.trust_bundle(_b64(renewed.ca_pem), _b64(new_ca.ca_pem))).decode()
+    assert after.strip() == new_ca.ca_pem.strip(), "the old CA leaves once the serving certificate is from the new one"
+
+
+def test_expiry_is_only_a_warning_computed_from_the_stored_certificate() -> None:
+    made = serving_tls(service_dns_names("mcp-connector", "kube-system"))
+    now = datetime.datetime.now(datetime.UTC)
+    assert tls.expiring(_b64(made.cert_pem), what="serving certificate", now=now) is None
+    late = now + LEAF_LIFETIME - datetime.timedelta(days=30)
+    warning = tls.expiring(_b64(made.cert_pem), what="serving certificate", now=late)
+    assert warning is not None and "--replace" in warning

@@ -73,7 +73,11 @@ def objects(values: ConnectorValues, *, name: str = NAME, create_namespace: bool
         tls = serving_tls(dns_names)
         tls_name = f"{names.tls_secret}-{generation(dns_names)}"
         out.append(
-            manifests.tls_secret(names, name=tls_name, cert_pem=tls.cert_pem, key_pem=tls.key_pem, ca_pem=tls.ca_pem)
+            manifests.tls_secret(
+                names,
+                name=tls_name,
+                data=manifests.tls_secret_data(cert_pem=tls.cert_pem, key_pem=tls.key_pem, ca_pem=tls.ca_pem),
+            )
         )
         settings = manifests.ConnectorSettings(
             claim_namespace=values.claim_namespace,
