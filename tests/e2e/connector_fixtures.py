@@ -204,15 +204,19 @@ def start_connector(
     extra_args: Sequence[str] = (),
     env: Mapping[str, str] | None = None,
     wait: bool = True,
+    port: int | None = None,
+    work: Path | None = None,
 ) -> ConnectorProcess:
     """Start a connector process for the test bed and return its handle (stop it yourself).
 
     ``control_plane_args`` replaces the default control-plane access (the test bed's admin
-    kubeconfig, or ``control_plane_kubeconfig``), e.g. with the Upbound flags.
+    kubeconfig, or ``control_plane_kubeconfig``), e.g. with the Upbound flags. ``port`` and
+    ``work`` (whose ``certs`` folder keeps the CA) are for a connector whose address and CA a
+    stack needs before the connector can start.
     """
     WORK_ROOT.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix="connector-", dir=WORK_ROOT))
-    port = free_port()
+    work = work or Path(tempfile.mkdtemp(prefix="connector-", dir=WORK_ROOT))
+    port = port or free_port()
     if control_plane_args is None:
         kubeconfig = control_plane_kubeconfig or tb.control_plane.kubeconfig
         control_plane_args = ["--control-plane-kubeconfig", str(kubeconfig)]

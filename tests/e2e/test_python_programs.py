@@ -12,6 +12,7 @@ import base64
 import json
 import os
 import subprocess
+import threading
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -31,12 +32,15 @@ from claims import (
     wait_available,
 )
 from cli_project import CliProject
-from connector_fixtures import SERVICE_NAMESPACE, control_plane_token, start_connector
+from component_helpers import as_token
+from connector_fixtures import SERVICE_NAMESPACE, ConnectorProcess, control_plane_token, free_port, start_connector
 from upbound_proxy import ACCOUNT, CONTROL_PLANE_NAME, PREFIX, UpboundProxy
 
+from mcp_connector.connector.http.tls import ensure_serving_cert
 from mcp_connector.core import contract
-from testbed import APP_CLUSTER, REPO_ROOT, podman
+from testbed import APP_CLUSTER, CONTROL_PLANE, REPO_ROOT, podman
 from testbed.harness import Testbed
+from testbed.waiting import eventually
 
 pytestmark = pytest.mark.e2e
 
@@ -206,3 +210,82 @@ def test_scripts_pulumi_passes_every_command_through_unchanged(pulumi_tools: Non
             assert resources() == before, f"{args} changed nothing"
     finally:
         pulumi("stack", "rm", "--yes", "--force")
+
+
+def test_root_program_connects_the_secure_way(testbed: Testbed, pulumi_tools: None, tmp_path: Path) -> None:
+    """``platformKubeconfig`` (what ``make demo`` uses): the cluster's own control-plane namespace, and a
+    connector that runs with only the scoped token the component made, refused (403) anywhere else."""
+    cluster_id = str(uuid.uuid4())
+    namespace = f"mcp-{cluster_id}"
+    name = "mcp-root-scoped"
+    testbed.kubectl(APP_CLUSTER, "create", "namespace", SERVICE_NAMESPACE, check=False)
+    work, port = tmp_path / "connector", free_port()
+    ensure_serving_cert(work / "certs", [f"{name}.{SERVICE_NAMESPACE}.svc"])  # the CA, known before it runs
+    project = CliProject.copy_of(REPO_ROOT, tmp_path, files=["Pulumi.yaml", "__main__.py"])
+    app_ns = f"scoped-{cluster_id[:8]}"
+    ref = contract.AppRef(cluster_id, app_ns, "s1-cluster")
+    started: list[ConnectorProcess] = []
+
+    def start_when_credentials_exist() -> None:
+        """As the demo does: the connector's only credential is the one `up` puts into the app cluster."""
+        secret = eventually(
+            lambda: testbed.kubectl_json(APP_CLUSTER, "get", "secret", f"{name}-credentials", "-n", SERVICE_NAMESPACE),
+            timeout=240, what="the credentials Secret",
+        )  # fmt: skip
+        scoped = work / "scoped.kubeconfig"
+        scoped.write_text(base64.b64decode(secret["data"]["kubeconfig"]).decode())
+        started.append(start_connector(
+            testbed, cluster_id=cluster_id, control_plane_kubeconfig=scoped, service_name=name,
+            claim_namespace=namespace, port=port, work=work, wait=False,
+        ))  # fmt: skip
+
+    starter = threading.Thread(target=start_when_credentials_exist, daemon=True)
+    destroyed = False
+    try:
+        project.init_stack(
+            "e2e",
+            {
+                "kubernetes:kubeconfig": str(testbed.app_cluster.kubeconfig),
+                "mcp-connector:name": name,
+                "mcp-connector:namespace": SERVICE_NAMESPACE,
+                "mcp-connector:clusterId": cluster_id,
+                "mcp-connector:mode": f"localhost:{port}",
+                "mcp-connector:caBundle": (work / "certs" / "ca.crt").read_text(),
+                "mcp-connector:include": '["k8s.starter.org"]',
+            },
+            secrets={"mcp-connector:platformKubeconfig": testbed.control_plane.kubeconfig.read_text()},
+        )
+        starter.start()
+        project.run("up", "--yes", "--skip-preview")
+        assert project.outputs()["controlPlaneNamespace"] == namespace
+        starter.join(timeout=240)
+        assert started, "the connector started with the scoped credentials"
+        started[0].wait_ready()
+
+        kubeconfig = yaml.safe_load((work / "scoped.kubeconfig").read_text())
+        user = kubeconfig["users"][0]["user"]
+        assert set(user) == {"token"}, "the app cluster holds only the scoped token"
+        claims = "/apis/k8s.starter.org/v1alpha1/namespaces/{}/kubernetesclusters"
+        assert as_token(testbed, user["token"], "GET", claims.format(namespace)) == 200
+        for outside in ("default", testbed.claim_namespace, "crossplane-system"):
+            assert as_token(testbed, user["token"], "GET", claims.format(outside)) == 403, outside
+        assert as_token(testbed, user["token"], "GET", "/api/v1/secrets") == 403
+
+        wait_available(testbed, "v1alpha1.k8s.starter.org")
+        apply_claim(testbed, app_ns, CLUSTER_CLAIM, "s1")
+        stored = cp_claim(testbed, CLUSTER_RESOURCE, ref, namespace=namespace)
+        assert stored is not None and contract.app_ref_of(stored) == ref, "the claim went into its own namespace"
+
+        project.run("destroy", "--yes", "--run-program")
+        destroyed = True
+        assert not apiservice_exists(testbed, "v1alpha1.k8s.starter.org")
+    finally:
+        if not destroyed and project.run("destroy", "--yes", "--run-program", check=False).returncode:
+            remove_install(testbed, name)
+        starter.join(timeout=5)
+        for connector in started:
+            connector.stop()
+        delete_cp_claim(testbed, CLUSTER_RESOURCE, ref, namespace=namespace)
+        testbed.kubectl(CONTROL_PLANE, "delete", "namespace", namespace, "--wait=false", check=False)
+        testbed.kubectl(APP_CLUSTER, "delete", "namespace", app_ns, "--wait=false", check=False)
+        project.run("stack", "rm", "--yes", "--force", check=False)
