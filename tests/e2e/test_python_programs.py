@@ -212,6 +212,7 @@ def test_scripts_pulumi_passes_every_command_through_unchanged(pulumi_tools: Non
         pulumi("stack", "rm", "--yes", "--force")
 
 
+@pytest.mark.timeout(900)
 def test_root_program_connects_the_secure_way(testbed: Testbed, pulumi_tools: None, tmp_path: Path) -> None:
     """``platformKubeconfig`` (what ``make demo`` uses): the cluster's own control-plane namespace, and a
     connector that runs with only the scoped token the component made, refused (403) anywhere else."""
