@@ -138,9 +138,22 @@ class Surface:
 # -- values ---------------------------------------------------------------------------------
 
 DNS_LABEL = st.from_regex(r"\A[a-z0-9]([a-z0-9-]{0,20}[a-z0-9])?\Z")
+#: Names that are paths, selectors or too long (issue 17's attack among them), for every name a tenant gives.
+ATTACK_NAMES = (
+    "my-cluster-kubeconfig,metadata.name!=/../../../victimns/secrets/victim", "a,b", "metadata.name!=x", "a=b",
+    "../x", "..%2F..%2Fx", "%2E%2E", "a?b", "a#b", "a;b", "x" * 254, "My-Secret", "a_b", "a.", ".a",
+)  # fmt: skip
 ODD_TEXT = st.text(
     alphabet=st.characters(codec="utf-8", exclude_categories=("Cs",)), min_size=0, max_size=40
-) | st.sampled_from(["", ".", "..", "%", "%2F", "a/b", "claim-", "A", "a" * 64, "a" * 253, "-a", "a-", " ", "\x00"])
+) | st.sampled_from(
+    ["", ".", "..", "%", "%2F", "a/b", "claim-", "A", "a" * 64, "a" * 253, "-a", "a-", " ", "\x00", *ATTACK_NAMES]
+)
+#: Query values kube-apiserver parses one way and Python another (integers, booleans, enums).
+ODD_VALUES = (
+    "nan", "NaN", "inf", "-inf", "1e3", "1.5", " 5", "5 ", "+5", "-5", "0x10", "1_000", "", "007",
+    "9223372036854775807", "9223372036854775808", "True", "FALSE", "yes", "no", "t", "Orphan", "orphan", "Foreground",
+    "Background", "Strict", "strict", "Warn", "Ignore", "bogus", "all", "x" * 129, "a\tb",
+)  # fmt: skip
 
 
 @dataclass
@@ -325,6 +338,8 @@ def query_strings(pools: Pools, verb: str) -> st.SearchStrategy[str]:
     keys = st.sampled_from(QUERY_PARAMS) | st.text(alphabet=string.ascii_letters, min_size=1, max_size=8)
     values = (
         st.sampled_from(["true", "false", "0", "1", "-1", "99999999999999999999", "All", "Exact", "NotOlderThan"])
+        | st.sampled_from(ODD_VALUES)
+        | st.sampled_from([f"metadata.name={n}" for n in ATTACK_NAMES])
         | st.sampled_from(pools.selectors or ["x=y"])
         | st.sampled_from(pools.continue_tokens or ["e30="])
         | HEADER_TEXT

@@ -57,3 +57,50 @@ BOOLEANS = [("true", True), ("1", True), ("yes", True), ("", True), ("True", Tru
 @pytest.mark.parametrize(("value", "expected"), BOOLEANS)
 def test_booleans_as_apimachinery_converts_them(value: str | None, expected: bool) -> None:
     assert params.go_bool(value) is expected
+
+
+def _fields(error: ApiError) -> list[str]:
+    return [c["field"] for c in error.body["details"]["causes"]]
+
+
+@pytest.mark.parametrize(
+    ("verb", "query", "kind", "fields"),
+    [
+        ("list", {"resourceVersionMatch": "bogus", "resourceVersion": "1"}, "ListOptions", ["resourceVersionMatch"]),
+        ("list", {"resourceVersionMatch": "Exact"}, "ListOptions", ["resourceVersionMatch"]),
+        ("list", {"sendInitialEvents": "true"}, "ListOptions", ["sendInitialEvents"]),
+        ("watch", {"resourceVersionMatch": "NotOlderThan"}, "ListOptions", ["resourceVersionMatch"]),
+        ("watch", {"sendInitialEvents": "true"}, "ListOptions", ["resourceVersionMatch"]),
+        ("create", {"dryRun": "all"}, "CreateOptions", ["dryRun"]),
+        ("update", {"fieldValidation": "strict"}, "UpdateOptions", ["fieldValidation"]),
+        ("create", {"fieldManager": "x" * 129}, "CreateOptions", ["fieldManager"]),
+        ("create", {"fieldManager": "a\tb"}, "CreateOptions", ["fieldManager"]),
+        ("patch", {"force": "true"}, "PatchOptions", ["force"]),
+        ("delete", {"propagationPolicy": "orphan"}, "DeleteOptions", ["propagationPolicy"]),
+        ("delete", {"propagationPolicy": "Orphan", "orphanDependents": "true"}, "DeleteOptions", ["propagationPolicy"]),
+    ],
+)
+def test_options_that_break_their_rules_are_422_naming_the_kind_and_field(
+    verb: str, query: dict[str, str], kind: str, fields: list[str]
+) -> None:
+    with pytest.raises(ApiError) as caught:
+        params.parse(query, verb)
+    assert caught.value.code == 422
+    assert caught.value.body["details"]["kind"] == kind
+    assert _fields(caught.value) == fields
+
+
+def test_options_kube_apiserver_accepts() -> None:
+    params.parse({"watch": "1", "sendInitialEvents": "true", "resourceVersionMatch": "NotOlderThan"}, "watch")
+    params.parse({"resourceVersionMatch": "NotOlderThan", "resourceVersion": "0"}, "list")
+    params.parse({"dryRun": "All", "fieldValidation": "Strict", "fieldManager": "kubectl"}, "create")
+    params.parse({"force": "true", "fieldManager": "kubectl"}, "patch", apply=True)
+    params.parse({"propagationPolicy": "Foreground"}, "delete")
+
+
+def test_every_dry_run_value_counts_and_a_delete_body_replaces_the_query() -> None:
+    with pytest.raises(ApiError):
+        params.parse({"dryRun": "All"}, "create", repeated={"dryRun": ("All", "bogus")})
+    with pytest.raises(ApiError):
+        params.parse({}, "patch", apply=True)  # apply needs a field manager
+    assert params.parse({"propagationPolicy": "bogus", "gracePeriodSeconds": "x"}, "delete", has_body=True)

@@ -6,10 +6,12 @@ so the HTTP layer has exactly one place that turns errors into responses.
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Mapping
 from typing import Any
 
+from mcp_connector.connector.logs import fields
 from mcp_connector.core import contract
 from mcp_connector.upstream import (
     ControlPlaneError,
@@ -17,6 +19,8 @@ from mcp_connector.upstream import (
     ControlPlaneUnauthorized,
     ControlPlaneUnreachable,
 )
+
+log = logging.getLogger(__name__)
 
 _REASONS = {
     400: "BadRequest",
@@ -172,10 +176,12 @@ def from_control_plane(
     happened, never where: the control plane's URL and the transport's detail go to the log.
     """
     if isinstance(error, ControlPlaneUnreachable):
+        log.warning("control plane unreachable", extra=fields(error=describe(error)))
         return ApiError.of(503, "the control plane is unreachable; the connector retries, try again later")
     if isinstance(error, ControlPlaneUnauthorized) or (
         isinstance(error, ControlPlaneRejected) and error.refuses_credentials
     ):
+        log.warning("control plane refused the connector", extra=fields(error=describe(error)))
         return ApiError.of(503, credentials_message(error))
     if isinstance(error, ControlPlaneRejected):
         body = dict(error.body or status_body(error.status, error.cause))
@@ -195,6 +201,7 @@ def from_control_plane(
             )
             headers.append(("Warning", hide_internals(text, cluster_id=known, claim_namespace=claim_namespace)))
         return ApiError(body, headers=tuple(headers))
+    log.warning("control plane call failed", extra=fields(error=describe(error)))
     return ApiError.of(503, "the control plane did not answer as expected; try again later")
 
 

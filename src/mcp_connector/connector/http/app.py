@@ -189,11 +189,18 @@ async def _authorized(
         *_selector_requirements(route, verb, query),
     )
     await _authorize(rt, attrs)
+    body = await bodies.read(request)
     # Parsed after authorization, as kube-apiserver's handlers decode their options.
-    parsed = params.parse(query, verb)
+    content_type = request.headers.get("Content-Type", "application/json")
+    parsed = params.parse(
+        query,
+        verb,
+        repeated={"dryRun": tuple(request.query.getall("dryRun", ()))},
+        has_body=bool(body),
+        apply=content_type.split(";")[0].strip().lower().startswith("application/apply-patch"),
+    )
     if verb in ("get", "list", "watch"):  # the verbs whose options carry a resourceVersion
         check_resource_version(query)
-    body = await bodies.read(request)
     call = Call(
         route,
         served,

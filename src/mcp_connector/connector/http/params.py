@@ -16,7 +16,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from mcp_connector.connector.errors import bad_request
+from mcp_connector.connector.errors import ApiError, bad_request, status_body
 
 _INT64 = re.compile(r"[+-]?[0-9]+")
 _INT64_RANGE = range(-(2**63), 2**63)
@@ -57,19 +57,186 @@ class Params:
     grace_period_seconds: int | None = None
 
 
-def parse(query: Mapping[str, str], verb: str) -> Params:
-    """The parameters ``verb`` decodes, parsed; a 400 ``BadRequest`` where kube-apiserver gives one."""
+#: Each verb's options type, whose validation kube-apiserver's handler runs (422 naming it).
+_OPTIONS = {
+    "list": "ListOptions",
+    "watch": "ListOptions",
+    "create": "CreateOptions",
+    "update": "UpdateOptions",
+    "patch": "PatchOptions",
+    "delete": "DeleteOptions",
+    "deletecollection": "DeleteOptions",
+}
+_FIELD_MANAGER_MAX = 128
+_FIELD_VALIDATION = ("", "Ignore", "Strict", "Warn")
+_PROPAGATION = ("Foreground", "Background", "Orphan")
+
+Problem = tuple[str, str, str]  # (field, reason, message)
+
+
+def parse(
+    query: Mapping[str, str],
+    verb: str,
+    *,
+    repeated: Mapping[str, tuple[str, ...]] | None = None,
+    has_body: bool = False,
+    apply: bool = False,
+) -> Params:
+    """The parameters ``verb`` decodes, parsed and validated as kube-apiserver's handler does.
+
+    A value that does not convert is a 400 ``BadRequest``; options that convert but break the
+    options type's rules (ValidateListOptions, ValidateDeleteOptions, ValidateCreateOptions, ...)
+    are a 422 naming the options kind and each field. ``repeated`` holds every value of the
+    list-valued parameters (``dryRun``); ``has_body``: a delete's options then come from its body
+    and the query is not read for them; ``apply``: a server-side apply patch.
+    """
+    delete_from_query = not (verb in ("delete", "deletecollection") and has_body)
     found: dict[str, int] = {}
     for name in _INTEGERS.get(verb, ()):
         text = query.get(name)
-        if text is None:
+        if text is None or (name == "gracePeriodSeconds" and not delete_from_query):
             continue
         try:
             found[name] = go_int64(text)
         except ValueError as e:
             raise bad_request(str(e)) from None
+    problems: list[Problem] = []
+    if verb in ("list", "watch", "deletecollection"):
+        problems += _list_problems(query, watch=verb == "watch")
+        if problems:
+            raise _invalid("ListOptions", problems)
+    if verb in ("create", "update", "patch"):
+        problems += _write_problems(query, repeated or {}, verb=verb, apply=apply)
+    elif verb in ("delete", "deletecollection") and delete_from_query:
+        problems += _delete_problems(query, repeated or {})
+    if problems:
+        raise _invalid(_OPTIONS[verb], problems)
     return Params(
         timeout_seconds=found.get("timeoutSeconds"),
         limit=found.get("limit", 0),
         grace_period_seconds=found.get("gracePeriodSeconds"),
+    )
+
+
+def _list_problems(query: Mapping[str, str], *, watch: bool) -> list[Problem]:
+    """ValidateListOptions, with the WatchList feature on (its default since Kubernetes 1.34)."""
+    match, version = query.get("resourceVersionMatch", ""), query.get("resourceVersion", "")
+    initial = query.get("sendInitialEvents")
+    found: list[Problem] = []
+    if watch:
+        if initial is not None and match != "NotOlderThan":
+            found.append(
+                _forbidden(
+                    "resourceVersionMatch", "sendInitialEvents requires setting resourceVersionMatch to NotOlderThan"
+                )
+            )
+        if match:
+            if initial is None:
+                found.append(
+                    _forbidden(
+                        "resourceVersionMatch",
+                        "resourceVersionMatch is forbidden for watch unless sendInitialEvents is provided",
+                    )
+                )
+            if match != "NotOlderThan":
+                found.append(_unsupported("resourceVersionMatch", match, ("NotOlderThan",)))
+            if query.get("continue"):
+                found.append(
+                    _forbidden("resourceVersionMatch", "resourceVersionMatch is forbidden when continue is provided")
+                )
+        return found
+    if match:
+        if not version:
+            found.append(
+                _forbidden(
+                    "resourceVersionMatch", "resourceVersionMatch is forbidden unless resourceVersion is provided"
+                )
+            )
+        if query.get("continue"):
+            found.append(
+                _forbidden("resourceVersionMatch", "resourceVersionMatch is forbidden when continue is provided")
+            )
+        if match not in ("Exact", "NotOlderThan"):
+            found.append(_unsupported("resourceVersionMatch", match, ("Exact", "NotOlderThan", "")))
+        if match == "Exact" and version == "0":
+            found.append(
+                _forbidden("resourceVersionMatch", 'resourceVersionMatch "exact" is forbidden for resourceVersion "0"')
+            )
+    if initial is not None:
+        found.append(_forbidden("sendInitialEvents", "sendInitialEvents is forbidden for list"))
+    return found
+
+
+def _dry_run_problems(query: Mapping[str, str], repeated: Mapping[str, tuple[str, ...]]) -> list[Problem]:
+    values = repeated.get("dryRun") or ((query["dryRun"],) if "dryRun" in query else ())
+    if all(v == "All" for v in values):
+        return []
+    shown = "[" + " ".join(values) + "]"
+    return [("dryRun", "FieldValueNotSupported", f'Unsupported value: {shown}: supported values: "All"')]
+
+
+def _write_problems(
+    query: Mapping[str, str], repeated: Mapping[str, tuple[str, ...]], *, verb: str, apply: bool
+) -> list[Problem]:
+    """ValidateCreateOptions, ValidateUpdateOptions and ValidatePatchOptions."""
+    found: list[Problem] = []
+    manager = query.get("fieldManager", "")
+    if verb == "patch":
+        if apply and not manager:
+            found.append(("fieldManager", "FieldValueRequired", "Required value: is required for apply patch"))
+        if not apply and "force" in query:
+            found.append(_forbidden("force", "may not be specified for non-apply patch"))
+    if len(manager.encode()) > _FIELD_MANAGER_MAX:
+        found.append(
+            ("fieldManager", "FieldValueTooLong", f"Too long: may not be more than {_FIELD_MANAGER_MAX} bytes")
+        )
+    for i, char in enumerate(manager):
+        if not char.isprintable():
+            found.append(
+                ("fieldManager", "FieldValueInvalid", f"Invalid value: {manager!r}: invalid character at position {i}")
+            )
+    found += _dry_run_problems(query, repeated)
+    validation = query.get("fieldValidation", "")
+    if validation not in _FIELD_VALIDATION:
+        found.append(_unsupported("fieldValidation", validation, _FIELD_VALIDATION))
+    return found
+
+
+def _delete_problems(query: Mapping[str, str], repeated: Mapping[str, tuple[str, ...]]) -> list[Problem]:
+    """ValidateDeleteOptions."""
+    found: list[Problem] = []
+    policy = query.get("propagationPolicy")
+    if "orphanDependents" in query and policy is not None:
+        found.append(
+            (
+                "propagationPolicy",
+                "FieldValueInvalid",
+                f'Invalid value: "{policy}": orphanDependents and deletionPropagation cannot be both set',
+            )
+        )
+    if policy is not None and policy not in _PROPAGATION:
+        found.append(_unsupported("propagationPolicy", policy, (*_PROPAGATION, "nil")))
+    return found + _dry_run_problems(query, repeated)
+
+
+def _forbidden(field: str, detail: str) -> Problem:
+    return (field, "FieldValueForbidden", f"Forbidden: {detail}")
+
+
+def _unsupported(field: str, value: str, supported: tuple[str, ...]) -> Problem:
+    listed = ", ".join(f'"{v}"' for v in supported)
+    return (field, "FieldValueNotSupported", f'Unsupported value: "{value}": supported values: {listed}')
+
+
+def _invalid(kind: str, problems: list[Problem]) -> ApiError:
+    """The 422 kube-apiserver gives for options that break their rules, one cause per problem."""
+    errors = [f"{f}: {m}" for f, _, m in problems]
+    summary = errors[0] if len(errors) == 1 else f"[{', '.join(errors)}]"
+    causes = [{"reason": r, "message": m, "field": f} for f, r, m in problems]
+    return ApiError(
+        status_body(
+            422,
+            f'{kind}.meta.k8s.io "" is invalid: {summary}',
+            details={"group": "meta.k8s.io", "kind": kind, "causes": causes},
+        )
     )

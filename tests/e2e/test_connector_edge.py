@@ -1,0 +1,308 @@
+"""Issue 17 (points 1, 2, 7): a tenant's values are parsed at the edge, never trusted.
+
+The issue's attack first: a claim whose ``writeConnectionSecretToRef.name`` smuggles a field
+selector and a ``..`` path deleted a Secret in another namespace. Now every such write is a 422
+naming the field, and a name planted in the control plane behind the connector's back is never
+used (the victim survives both). Then the same odd inputs are sent to the connector and to the
+app cluster serving a local CRD of the same shape (kube-apiserver itself), and the status codes
+compared; and real failure answers are read for anything internal.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+from collections.abc import Iterator
+from typing import Any
+from urllib.parse import quote, urlencode
+
+import pytest
+from connector_fixtures import AppApi, ConnectorProcess, app, cluster_uid, cp, fresh_namespace, serving
+
+from mcp_connector.core import contract
+from testbed import APP_CLUSTER
+from testbed.harness import Testbed
+from testbed.waiting import eventually
+
+pytestmark = pytest.mark.e2e
+
+GROUP, VERSION, PLURAL, KIND = "k8s.starter.org", "v1alpha1", "kubernetesclusters", "KubernetesCluster"
+LOCAL_GROUP = "edge.e2e.local"
+APISERVICES = ("v1alpha1.k8s.starter.org",)
+ATTACK = "my-cluster-kubeconfig,metadata.name!=/../../../victimns/secrets/victim"
+BAD_SECRET_NAMES = (ATTACK, "..", "%2F", "a%2F..%2Fb", "My-Kubeconfig", "x" * 254, "a,b", "metadata.name!=x", "a b")
+
+LOCAL_CRD = {
+    "apiVersion": "apiextensions.k8s.io/v1",
+    "kind": "CustomResourceDefinition",
+    "metadata": {"name": f"{PLURAL}.{LOCAL_GROUP}"},
+    "spec": {
+        "group": LOCAL_GROUP,
+        "scope": "Namespaced",
+        "names": {"plural": PLURAL, "singular": "kubernetescluster", "kind": KIND, "listKind": f"{KIND}List"},
+        "versions": [
+            {
+                "name": VERSION,
+                "served": True,
+                "storage": True,
+                "subresources": {"status": {}},
+                "schema": {
+                    "openAPIV3Schema": {
+                        "type": "object",
+                        "properties": {
+                            "spec": {"type": "object", "x-kubernetes-preserve-unknown-fields": True},
+                            "status": {"type": "object", "x-kubernetes-preserve-unknown-fields": True},
+                        },
+                    }
+                },
+            }
+        ],
+    },
+}
+
+
+def claim(name: str | None = None, *, group: str = GROUP, generate: str | None = None, **spec: Any) -> dict[str, Any]:
+    metadata: dict[str, Any] = {"name": name} if name is not None else {"generateName": generate}
+    return {
+        "apiVersion": f"{group}/{VERSION}",
+        "kind": KIND,
+        "metadata": metadata,
+        "spec": {"id": "edge", "parameters": {"nodes": {"count": 1, "size": "small"}}, **spec},
+    }
+
+
+def collection(namespace: str, *, group: str = GROUP) -> str:
+    return f"/apis/{group}/{VERSION}/namespaces/{namespace}/{PLURAL}"
+
+
+@pytest.fixture(scope="module")
+def conn(testbed: Testbed) -> Iterator[ConnectorProcess]:
+    with serving(testbed, APISERVICES) as proc:
+        yield proc
+
+
+@pytest.fixture(scope="module")
+def local_crd(testbed: Testbed) -> Iterator[None]:
+    """The same kind served by the app cluster itself, for kube-apiserver's own answers."""
+    app(testbed, "apply", "-f", "-", input=json.dumps(LOCAL_CRD))
+    app(testbed, "wait", "--for=condition=Established", "--timeout=60s", f"crd/{PLURAL}.{LOCAL_GROUP}")
+    eventually(
+        lambda: AppApi(testbed).call("GET", f"/apis/{LOCAL_GROUP}/{VERSION}/{PLURAL}")[0] == 200,
+        what="the local CRD to be served",
+    )
+    yield
+    app(testbed, "delete", "crd", f"{PLURAL}.{LOCAL_GROUP}", "--wait=false", check=False)
+
+
+@pytest.fixture
+def namespace(testbed: Testbed) -> Iterator[str]:
+    with fresh_namespace(testbed, "edge") as name:
+        yield name
+
+
+# --- the issue's attack -------------------------------------------------------------------------
+
+
+@pytest.fixture
+def victim(testbed: Testbed) -> Iterator[str]:
+    ns = f"victimns-{secrets.token_hex(3)}"
+    app(testbed, "create", "namespace", ns)
+    app(testbed, "create", "secret", "generic", "victim", "-n", ns, "--from-literal=k=v")
+    yield ns
+    app(testbed, "delete", "namespace", ns, "--wait=false", check=False)
+
+
+def victim_alive(tb: Testbed, ns: str) -> bool:
+    return app(tb, "get", "secret", "victim", "-n", ns, check=False).returncode == 0
+
+
+def test_a_secret_name_that_is_not_a_secret_name_is_422_and_the_victim_survives(
+    testbed: Testbed, conn: ConnectorProcess, namespace: str, victim: str
+) -> None:
+    api = AppApi(testbed)
+    good = claim("good", writeConnectionSecretToRef={"name": "my-cluster-kubeconfig"})
+    status, _, body = api.call("POST", collection(namespace), good)
+    assert status == 201, body
+    for n, bad in enumerate(BAD_SECRET_NAMES):
+        ref = {"name": bad.replace("victimns", victim)}
+        created = api.call("POST", collection(namespace), claim(f"evil-{n}", writeConnectionSecretToRef=ref))
+        patched = api.call(
+            "PATCH",
+            f"{collection(namespace)}/good",
+            {"spec": {"writeConnectionSecretToRef": ref}},
+            content_type="application/merge-patch+json",
+        )
+        for status, _, body in (created, patched):
+            assert status == 422, (bad, body)
+            assert body["reason"] == "Invalid" and body["kind"] == "Status", body
+            fields = {c["field"] for c in body["details"]["causes"]}
+            assert fields == {"spec.writeConnectionSecretToRef.name"}, body
+    # kubectl, as in the issue.
+    evil = claim("evil", writeConnectionSecretToRef={"name": ATTACK.replace("victimns", victim)})
+    out = app(testbed, "apply", "-n", namespace, "-f", "-", input=json.dumps(evil), check=False)
+    assert out.returncode != 0 and "spec.writeConnectionSecretToRef.name" in out.stderr, out.stderr
+    assert victim_alive(testbed, victim)
+    uid = cluster_uid(testbed)
+    for n in range(len(BAD_SECRET_NAMES)):
+        ref = contract.AppRef(uid, namespace, f"evil-{n}")
+        assert cp(testbed, "get", PLURAL, "-n", testbed.claim_namespace, contract.control_plane_name(ref),
+                  check=False).returncode != 0  # fmt: skip
+
+
+def test_a_name_planted_in_the_control_plane_is_never_used(
+    testbed: Testbed, conn: ConnectorProcess, namespace: str, victim: str
+) -> None:
+    """Defence in depth: a copy name written into a stored claim behind the connector's back
+    (another client of the control plane) is parsed again and names nothing."""
+    app(testbed, "apply", "-n", namespace, "-f", "-",
+        input=json.dumps(claim("planted", writeConnectionSecretToRef={"name": "planted-conn"})))  # fmt: skip
+    copied = eventually(
+        lambda: testbed.kubectl_json(APP_CLUSTER, "get", "secret", "planted-conn", "-n", namespace),
+        timeout=90, what="the connection Secret's copy",
+    )  # fmt: skip
+    hashed = contract.control_plane_name(contract.AppRef(cluster_uid(testbed), namespace, "planted"))
+    planted = f"planted-conn,metadata.name!=/../../../{victim}/secrets/victim"
+    cp(testbed, "annotate", PLURAL, hashed, "-n", testbed.claim_namespace, "--overwrite",
+       f"{contract.APP_SECRET_NAME_ANNOTATION}={planted}")  # fmt: skip
+    # The claim no longer asks for a copy the connector can name: its old copy goes (by the name
+    # and uid read from the copy), which also shows the sync has run on the planted name.
+    eventually(
+        lambda: app(testbed, "get", "secret", "planted-conn", "-n", namespace, check=False).returncode != 0,
+        timeout=90, what="the old copy to go",
+    )  # fmt: skip
+    assert victim_alive(testbed, victim)
+    assert copied["metadata"]["uid"]
+
+
+# --- names and parameters, compared with kube-apiserver ------------------------------------------
+
+BAD_OBJECT_NAMES = ("Evil", "a..b", "-a", "a b", "x" * 254, "a/b", "..")
+
+
+def test_names_generate_names_and_labels_are_refused_as_kube_apiserver_refuses_them(
+    testbed: Testbed, conn: ConnectorProcess, local_crd: None, namespace: str
+) -> None:
+    api = AppApi(testbed)
+    cases: list[tuple[str, dict[str, Any]]] = [
+        *((f"name {n!r}", claim(n)) for n in BAD_OBJECT_NAMES if "/" not in n),
+        *((f"generateName {g!r}", claim(generate=g)) for g in ("Bad-", "a_", "x" * 260)),
+        ("label key", {**claim("lk"), "metadata": {"name": "lk", "labels": {"a/b/c": "v"}}}),
+        ("label value", {**claim("lv"), "metadata": {"name": "lv", "labels": {"k": "a,b"}}}),
+        ("two at once", {**claim("Two"), "metadata": {"name": "Two", "labels": {"k": "a b"}}}),
+    ]
+    for what, body in cases:
+        local = {**body, "apiVersion": f"{LOCAL_GROUP}/{VERSION}"}
+        expected, _, reference = api.call("POST", collection(namespace, group=LOCAL_GROUP), local)
+        status, _, answer = api.call("POST", collection(namespace), body)
+        assert status == expected == 422, (what, answer, reference)
+        ours = {c["field"] for c in answer["details"]["causes"]}
+        theirs = {c["field"] for c in reference["details"]["causes"]}
+        assert ours == theirs, (what, answer, reference)
+
+
+def _query(params: list[tuple[str, str]]) -> str:
+    return "?" + urlencode(params, quote_via=quote)
+
+
+#: (verb, parameters): odd values for every parameter kube-apiserver decodes.
+ODD = ["nan", "NaN", "inf", "1e3", "-1", " 5", "+5", "0x10", "99999999999999999999", "", "True", "1", "yes", "5"]
+CASES: list[tuple[str, list[tuple[str, str]]]] = [
+    *(("list", [("limit", v)]) for v in ODD),
+    *(("list", [("timeoutSeconds", v)]) for v in ODD),
+    *(("watch", [("timeoutSeconds", v)]) for v in ODD if v not in ("", "-1")),
+    *(("get", [("timeoutSeconds", v)]) for v in ("nan", "x")),
+    *(("delete", [("gracePeriodSeconds", v)]) for v in ODD),
+    *(("delete", [("propagationPolicy", v)]) for v in ("Orphan", "Background", "bogus", "orphan")),
+    *(("delete", [("dryRun", v)]) for v in ("All", "all", "bogus")),
+    *(("delete", [("orphanDependents", v)]) for v in ("yes", "0", "True")),
+    *(("list", [("resourceVersionMatch", v)]) for v in ("bogus", "NotOlderThan", "Exact")),
+    *(("list", [("resourceVersionMatch", v), ("resourceVersion", "0")]) for v in ("bogus", "NotOlderThan", "Exact")),
+    *(("list", [("allowWatchBookmarks", v)]) for v in ("yes", "0")),
+    *(("list", [("sendInitialEvents", v)]) for v in ("true", "yes")),
+    *(("list", [("continue", v)]) for v in ("garbage", "")),
+    *(("list", [("labelSelector", v)]) for v in ("a in (b", "a=b,", "!", "a==b", "a notin (x,y)", "A/b=c")),
+    *(("list", [("fieldSelector", v)]) for v in ("metadata.name=a,b", "metadata.name", "spec.x=y", "metadata.name==a")),
+    *(("list", [("pretty", v)]) for v in ("yes", "bogus")),
+    *(("list", [("watch", v)]) for v in ("0", "false", "FALSE")),
+    ("list", [("limit", "1"), ("limit", "abc")]),
+    ("list", [("limit", "abc"), ("limit", "1")]),
+    ("watch", [("timeoutSeconds", "1"), ("timeoutSeconds", "nan")]),
+    ("watch", [("timeoutSeconds", "nan"), ("timeoutSeconds", "1")]),
+    *(("create", [("dryRun", v)]) for v in ("All", "all", "bogus")),
+    *(("create", [("fieldValidation", v)]) for v in ("Strict", "strict", "bogus", "")),
+    *(("create", [("fieldManager", v)]) for v in ("x" * 129, "a\tb", "ok")),
+    *(("create", [("timeoutSeconds", "nan"), ("resourceVersion", "abc")]),),
+]
+
+
+def _ask(api: AppApi, verb: str, base: str, params: list[tuple[str, str]], kind_group: str) -> int:
+    query = _query(params)
+    if verb == "watch":
+        with api.watch(base + _query([("watch", "1"), *params]), timeout=20) as (status, _, _):
+            return status
+    if verb == "get":
+        return api.call("GET", f"{base}/probe{query}")[0]
+    if verb == "delete":
+        return api.call("DELETE", f"{base}/nothere{query}")[0]
+    if verb == "create":
+        body = {**claim(generate="odd-"), "apiVersion": f"{kind_group}/{VERSION}"}
+        return api.call("POST", f"{base}{query}", body)[0]
+    return api.call("GET", f"{base}{query}")[0]
+
+
+def test_query_parameters_are_accepted_exactly_when_kube_apiserver_accepts_them(
+    testbed: Testbed, conn: ConnectorProcess, local_crd: None, namespace: str
+) -> None:
+    api = AppApi(testbed)
+    for group in (GROUP, LOCAL_GROUP):
+        probe = {**claim("probe"), "apiVersion": f"{group}/{VERSION}"}
+        status, _, body = api.call("POST", collection(namespace, group=group), probe)
+        assert status == 201, body
+    differ, counts = [], {}
+    for verb, params in CASES:
+        expected = _ask(api, verb, collection(namespace, group=LOCAL_GROUP), params, LOCAL_GROUP)
+        got = _ask(api, verb, collection(namespace), params, GROUP)
+        counts[expected] = counts.get(expected, 0) + 1
+        if got != expected:
+            differ.append((verb, params, got, expected))
+    print(f"[edge] {len(CASES)} odd parameter cases; kube-apiserver's answers: {sorted(counts.items())}")
+    listed = "\n".join(map(str, differ))
+    assert not differ, f"connector vs kube-apiserver (verb, params, connector, kube-apiserver):\n{listed}"
+
+
+# --- nothing internal in a real failure answer ---------------------------------------------------
+
+
+def _internal(tb: Testbed) -> list[str]:
+    return [
+        cluster_uid(tb),
+        tb.claim_namespace + "/",
+        f'namespace "{tb.claim_namespace}"',
+        contract.APP_CLUSTER_LABEL + "=",
+        contract.APP_NAMESPACE_LABEL + "=",
+        tb.control_plane.apiserver_url.split("//")[1],
+    ]
+
+
+def test_failure_answers_show_nothing_internal(testbed: Testbed, conn: ConnectorProcess, namespace: str) -> None:
+    api = AppApi(testbed)
+    base = collection(namespace)
+    answers = [
+        api.call("GET", base + _query([("labelSelector", "a in (b")])),
+        api.call("GET", base + _query([("labelSelector", "a=" + "x" * 70)])),
+        api.call("GET", base + _query([("fieldSelector", "spec.x=y")])),
+        api.call("GET", base + _query([("resourceVersion", "99999999999"), ("resourceVersionMatch", "Exact")])),
+        api.call("POST", base, claim("schema", parameters={"nodes": {"count": "not-a-number"}})),
+        api.call("GET", f"/apis/{GROUP}/{VERSION}/{PLURAL}" + _query([("labelSelector", "x notin (")])),
+    ]
+    assert api.call("POST", base, claim("dup"))[0] == 201
+    answers.append(api.call("POST", base, claim("dup")))
+    seen = []
+    for status, _, body in answers:
+        assert 400 <= status < 600 and isinstance(body, dict) and body.get("kind") == "Status", (status, body)
+        text = json.dumps(body)
+        leaked = [s for s in _internal(testbed) if s in text]
+        assert not leaked, (leaked, body)
+        seen.append(status)
+    print(f"[edge] failure answers read for internals: {seen}")
+    assert 409 in seen and 400 in seen
