@@ -66,3 +66,11 @@ def test_every_problem_of_a_body_is_named_with_its_field() -> None:
     assert validation.name_problems("n" * 64)[0][2].startswith("must be no more than 63 characters")
     assert validation.name_problems("") == [("metadata.name", None, "name or generateName is required")]
     assert validation.reference_problems({"spec": {"writeConnectionSecretToRef": {"name": 5}}})
+
+
+def test_a_trailing_newline_is_not_a_label_value() -> None:
+    """Python's ``$`` matches before a final newline; Go's does not: ``a\\n`` must not reach a selector."""
+    from mcp_connector.core import contract
+
+    with pytest.raises(contract.ContractError):
+        contract.check_label_value("a\n", what="name")

@@ -47,7 +47,6 @@ NAMESPACED_XR_NAME_PREFIX = "nxr-"
 _HASH_CHARS = 16
 #: Label values are at most 63 characters, which bounds the app names the contract can carry.
 MAX_LABEL_VALUE = 63
-_LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
 
 RawObject = dict[str, Any]
 
@@ -106,7 +105,7 @@ def control_plane_names(ref: AppRef) -> tuple[str, ...]:
 
 def check_label_value(value: str, *, what: str) -> None:
     """Raise ContractError when ``value`` cannot be stored as a Kubernetes label value."""
-    if len(value) > MAX_LABEL_VALUE or not _LABEL_VALUE.match(value):
+    if names.label_value(value):  # apimachinery's rule, anchored at the end of the text as Go's regexp is
         raise ContractError(
             f"{what} {value!r} cannot be connected: it must be a valid label value "
             f"(at most {MAX_LABEL_VALUE} characters)"
