@@ -9,7 +9,7 @@ import base64
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import pulumi
 import pulumi_kubernetes as k8s
@@ -17,9 +17,11 @@ import pulumi_kubernetes as k8s
 from mcp_connector.core.discovery import ClaimApi, group_versions, preferred_versions
 from mcp_connector_component import manifests, scoped, tls
 from mcp_connector_component.discovery import control_plane_url
-from mcp_connector_component.guard import KEEP, ClaimResource, DisconnectGuard
-from mcp_connector_component.hook import declare_guard, register_disconnect_hook
+from mcp_connector_component.guard import KEEP, ClaimResource, Disconnect, DisconnectGuard
+from mcp_connector_component.hook import check_hook, declare_guard, register_disconnect_hook
 from mcp_connector_component.validation import Plain, on_disconnect
+
+T = TypeVar("T")
 
 
 def _snake(key: str) -> str:
@@ -127,30 +129,54 @@ def register(reg: Registrar, raw: Mapping[str, Any], plain: Plain, conn: Connect
     return [gv.apiservice_name for gv in gvs]
 
 
+def _detached(value: pulumi.Input[T]) -> pulumi.Output[T]:
+    """``value`` with no dependencies: the engine never counts ``Disconnect`` as a dependent of anything."""
+    out = pulumi.Output.from_input(value)
+    return pulumi.Output(set(), out.future(with_unknowns=True), out.is_known(), out.is_secret())  # type: ignore[arg-type]
+
+
 def _guard(reg: Registrar, raw: Mapping[str, Any], conn: Connection) -> None:
-    """The child whose deletion runs the disconnect hook, deleted before every other child."""
+    """The disconnect (deleted only with the whole component) and its guard (deleted first of all children).
+
+    See ``guard`` for why two: ``Disconnect`` depends on nothing, so destroying or replacing
+    any child alone (`--target <child> --target-dependents`) never reaches it; the guard
+    depends on everything, so its check and the engine's protect check come before anything goes.
+    """
     name = reg.name
     mode = pulumi.Output.from_input(raw.get("on_disconnect") or KEEP).apply(lambda v: on_disconnect(name, v))
     control_plane = pulumi.Output.unsecret(conn.access_kubeconfig.apply(control_plane_url(name)))
-    guard_name = f"{name}-disconnect"
     identity = pulumi.Output.all(control_plane, conn.claim_namespace, conn.cluster_id).apply(
         lambda v: (v[0], v[1], v[2])
     )
-    guard = DisconnectGuard(
-        guard_name,
-        connector=name,
-        kubeconfig=conn.access_kubeconfig,
-        control_plane=control_plane,
-        claim_namespace=conn.claim_namespace,
-        cluster_id=conn.cluster_id,
-        on_disconnect=mode,
-        served=[ClaimResource.of(a) for a in conn.apis],
-        writer_binding=conn.fence.role_binding if conn.fence else "",
+    plan: dict[str, Any] = {
+        "connector": name,
+        "kubeconfig": conn.access_kubeconfig,
+        "control_plane": control_plane,
+        "claim_namespace": conn.claim_namespace,
+        "cluster_id": conn.cluster_id,
+        "on_disconnect": mode,
+        "served": [ClaimResource.of(a) for a in conn.apis],
+        "writer_binding": conn.fence.role_binding if conn.fence else "",
+    }
+    disconnect_name = f"{name}-claims"
+    disconnect = Disconnect(
+        disconnect_name,
+        **{k: _detached(v) if isinstance(v, pulumi.Output) else v for k, v in plan.items()},
         opts=reg.under(
-            depends_on=list(reg.made),
             # Replaced (pulumi up --replace) delete-first, which the hook tells from a disconnect.
             delete_before_replace=True,
             hooks=pulumi.ResourceHookBinding(before_delete=[register_disconnect_hook()]),
+        ),
+    )
+    declare_guard(disconnect_name, pulumi.Output.unsecret(identity), disconnect)
+    guard_name = f"{name}-disconnect"
+    guard = DisconnectGuard(
+        guard_name,
+        **plan,
+        opts=reg.under(
+            depends_on=[*reg.made, disconnect],
+            delete_before_replace=True,
+            hooks=pulumi.ResourceHookBinding(before_delete=[check_hook()]),
         ),
     )
     declare_guard(guard_name, pulumi.Output.unsecret(identity), guard)

@@ -1,17 +1,25 @@
-"""The disconnect guard: the child whose deletion runs the disconnect hook, and what it carries.
+"""The two children whose deletion runs the disconnect, and the plan they carry.
 
-The guard is a component resource with no children and no object in any cluster. What
-the hook needs (the control-plane credential, the claim namespace, the cluster ID,
-``on_disconnect``) are its inputs, so they live only in Pulumi state, where Pulumi
-encrypts the credential like any other secret. Being a component also makes it immune
-to every way a custom resource gets replaced: it has no provider (replacing the app
-cluster's provider leaves it alone), nothing in a cluster to delete out of band, and the
-engine never replaces a component as a dependent of a replaced resource. So its delete
-hook runs when the connection itself goes away, not when one of its parts is renewed.
+Both are component resources with no children and no object in any cluster. What the
+hooks need (the control-plane credential, the claim namespace, the cluster ID,
+``on_disconnect``) are their inputs, so they live only in Pulumi state, where Pulumi
+encrypts the credential like any other secret. Being components makes them immune to
+every way a custom resource gets replaced: no provider (replacing the app cluster's
+provider leaves them alone), nothing in a cluster to delete out of band, and the engine
+never replaces a component as a dependent of a replaced resource.
 
-It depends on every other child of McpConnector, so the engine deletes it first: the
-credentials, RBAC, Service, Deployment and APIServices all outlive the hook, and a hook
-that fails stops the delete with everything still in place.
+Why two. The engine deletes a resource's dependents before it, and with
+``--target <x> --target-dependents`` it deletes every dependent of ``x``; it runs a
+resource's ``before_delete`` hooks *before* it checks ``protect``. So:
+
+- ``Disconnect`` (the hook that keeps or releases) depends on nothing at all, not even
+  through its inputs: destroying or replacing any other child, alone or with its
+  dependents, never reaches it. Only the whole component going deletes it.
+- ``DisconnectGuard`` depends on every other child and on ``Disconnect``, so the engine
+  deletes it first of all. Its hook only checks (reads) that the disconnect can run, so a
+  control plane that cannot be reached stops the destroy with everything in place; then
+  the engine checks its ``protect``, which it inherits from the McpConnector like every
+  child: a protected component stops here, before ``Disconnect`` is ever reached.
 
 No ``from __future__ import annotations``: the provider host may read this module's
 annotations as real types.
@@ -29,6 +37,8 @@ from mcp_connector.core.discovery import ClaimApi
 
 #: Type token of the guard; a component of this package, so it needs no provider of its own.
 GUARD_TYPE = "mcp-connector:index:DisconnectGuard"
+#: Type token of the child whose deletion keeps or releases the claims.
+DISCONNECT_TYPE = "mcp-connector:index:Disconnect"
 KEEP = "Keep"
 RELEASE = "Release"
 ON_DISCONNECT = (KEEP, RELEASE)
@@ -106,8 +116,30 @@ def plan_from_inputs(inputs: Mapping[str, Any]) -> DisconnectPlan:
     )
 
 
+def _props(
+    connector: str,
+    kubeconfig: pulumi.Input[str],
+    control_plane: pulumi.Input[str],
+    claim_namespace: pulumi.Input[str],
+    cluster_id: pulumi.Input[str],
+    on_disconnect: pulumi.Input[str],
+    served: Sequence[ClaimResource],
+    writer_binding: str,
+) -> dict[str, Any]:
+    return {
+        "connector": connector,
+        "kubeconfig": pulumi.Output.secret(kubeconfig),
+        "controlPlane": control_plane,
+        "claimNamespace": claim_namespace,
+        "clusterId": cluster_id,
+        "onDisconnect": on_disconnect,
+        "served": [c.__dict__ for c in served],
+        "writerBinding": writer_binding,
+    }
+
+
 class DisconnectGuard(pulumi.ComponentResource):
-    """Runs the disconnect hook when deleted; holds the plan in Pulumi state only."""
+    """Deleted first of all children: its hook checks that the disconnect can run; protect stops here."""
 
     def __init__(
         self,
@@ -122,16 +154,17 @@ class DisconnectGuard(pulumi.ComponentResource):
         served: Sequence[ClaimResource],
         writer_binding: str = "",
         opts: pulumi.ResourceOptions,
+        type_: str = GUARD_TYPE,
     ) -> None:
-        props: dict[str, Any] = {
-            "connector": connector,
-            "kubeconfig": pulumi.Output.secret(kubeconfig),
-            "controlPlane": control_plane,
-            "claimNamespace": claim_namespace,
-            "clusterId": cluster_id,
-            "onDisconnect": on_disconnect,
-            "served": [c.__dict__ for c in served],
-            "writerBinding": writer_binding,
-        }
-        super().__init__(GUARD_TYPE, name, props, opts)
+        props = _props(
+            connector, kubeconfig, control_plane, claim_namespace, cluster_id, on_disconnect, served, writer_binding
+        )
+        super().__init__(type_, name, props, opts)
         self.register_outputs({})
+
+
+class Disconnect(DisconnectGuard):
+    """Deleted only with the whole component: its hook keeps or releases the claims. Holds the same plan."""
+
+    def __init__(self, name: str, **kwargs: Any) -> None:
+        super().__init__(name, type_=DISCONNECT_TYPE, **kwargs)

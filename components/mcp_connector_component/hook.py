@@ -1,8 +1,11 @@
-"""The disconnect hook: Pulumi runs it (``before_delete``) when a disconnect guard is deleted.
+"""The disconnect hooks: Pulumi runs them (``before_delete``) when the guard and the disconnect are deleted.
 
-The guard is deleted first of all McpConnector's children (see ``guard``), so the
-claims are still reachable and a failing hook leaves everything in place. The hook
-reads the plan from the guard's inputs, which in ``pulumi destroy --run-program`` are
+Two hooks (see ``guard`` for why two children): the check hook runs when the guard is
+deleted, first of all McpConnector's children; it only reads, so a control plane that
+cannot be reached stops the destroy with everything in place, and the engine's protect
+check on the guard comes right after it. The disconnect hook runs when ``Disconnect`` is
+deleted, which only the whole component going does; it keeps or releases. Both read
+the plan from their resource's inputs, which in ``pulumi destroy --run-program`` are
 the ones the program gives now (the stack's current credentials) and otherwise the
 ones stored at the last update. With ``on_dry_run`` it also runs in previews, where it
 only reports which claims the disconnect would keep or release.
@@ -29,9 +32,17 @@ from mcp_connector import upstream
 from mcp_connector.core.access import AccessError
 from mcp_connector_component import kubeconfigs
 from mcp_connector_component.disconnect import DisconnectError, access_error, disconnect
-from mcp_connector_component.guard import GUARD_TYPE, KEEP, DisconnectPlan, PlanError, plan_from_inputs
+from mcp_connector_component.guard import (
+    DISCONNECT_TYPE,
+    GUARD_TYPE,
+    KEEP,
+    DisconnectPlan,
+    PlanError,
+    plan_from_inputs,
+)
 
 HOOK_NAME = "mcp-connector-disconnect"
+CHECK_HOOK_NAME = "mcp-connector-disconnect-check"
 
 
 class DisconnectHookError(pulumi.RunError):
@@ -40,9 +51,10 @@ class DisconnectHookError(pulumi.RunError):
 
 @dataclass
 class _Deployment:
-    """One engine deployment as this process sees it: its hook and the guards its program declares."""
+    """One engine deployment as this process sees it: its hooks and the guards its program declares."""
 
     hook: pulumi.ResourceHook
+    check: pulumi.ResourceHook
     dry_run: bool
     #: Guard name -> its connection identity, for telling a rename from a disconnect.
     guards: dict[str, pulumi.Output[tuple[str, str, str]]] = field(default_factory=dict)
@@ -98,7 +110,12 @@ def _current() -> _Deployment:
             lambda args: _before_delete(args, dry_run=dry_run, key=key),
             opts=pulumi.ResourceHookOptions(on_dry_run=True),
         )
-        deployment = _deployments[key] = _Deployment(hook, dry_run, loop=weakref.ref(loop) if loop else None)
+        # Not in previews: the disconnect hook reports there what would happen.
+        check = pulumi.ResourceHook(
+            CHECK_HOOK_NAME, lambda args: _before_delete(args, dry_run=True, key=key, check=True)
+        )
+        deployment = _Deployment(hook, check, dry_run, loop=weakref.ref(loop) if loop else None)
+        _deployments[key] = deployment
     return deployment
 
 
@@ -110,6 +127,11 @@ def register_disconnect_hook() -> pulumi.ResourceHook:
     including after the component was removed from the program. McpConnector calls it too.
     """
     return _current().hook
+
+
+def check_hook() -> pulumi.ResourceHook:
+    """The guard's hook (registered together with the disconnect hook)."""
+    return _current().check
 
 
 def declare_guard(name: str, identity: pulumi.Output[tuple[str, str, str]], guard: pulumi.Resource) -> None:
@@ -147,12 +169,17 @@ async def _continues_elsewhere(plan: DisconnectPlan, guard_name: str, key: objec
     return None
 
 
-async def _before_delete(args: pulumi.ResourceHookArgs, *, dry_run: bool, key: object) -> None:
-    """Runs when a disconnect guard is about to be deleted (or, in a preview, would be)."""
-    if args.type != GUARD_TYPE:
+#: What each hook may run on. The disconnect hook also runs on a guard whose state still binds it
+#: (made by a McpConnector before the check hook existed, destroyed without an `up` in between).
+_RUNS_ON = {False: (DISCONNECT_TYPE, GUARD_TYPE), True: (GUARD_TYPE,)}
+
+
+async def _before_delete(args: pulumi.ResourceHookArgs, *, dry_run: bool, key: object, check: bool = False) -> None:
+    """Runs when a guard (``check``) or a disconnect is about to be deleted (or, in a preview, would be)."""
+    if args.type not in _RUNS_ON[check]:
         raise DisconnectHookError(
-            f"mcp-connector disconnect: {args.urn} is not a disconnect guard ({GUARD_TYPE}); "
-            "it was made by an older McpConnector. Nothing was changed."
+            f"mcp-connector disconnect: {args.urn} is not a {' or '.join(_RUNS_ON[check])}; "
+            "it was made by another version of McpConnector. Nothing was changed."
         )
     deployment = _deployments.get(key)
     if deployment is not None and args.name in deployment.guards and args.name not in deployment.registered:
@@ -173,7 +200,7 @@ async def _before_delete(args: pulumi.ResourceHookArgs, *, dry_run: bool, key: o
         return
     try:
         access = kubeconfigs.load(plan.kubeconfig).access
-        report = await disconnect(plan, access, dry_run=dry_run, log=pulumi.log.info)
+        report = await disconnect(plan, access, dry_run=dry_run, log=pulumi.log.info if not check else _quiet)
     except AccessError as e:
         raise DisconnectHookError(str(access_error(plan, e))) from None
     except DisconnectError as e:
@@ -183,18 +210,33 @@ async def _before_delete(args: pulumi.ResourceHookArgs, *, dry_run: bool, key: o
             # Keep changes nothing, so an unreachable control plane must not block disconnecting.
             pulumi.log.warn(f"mcp-connector disconnect (Keep): could not list the claims: {e}")
             return
-        raise DisconnectHookError(_stopped(plan, e, dry_run=dry_run)) from None
+        raise DisconnectHookError(_stopped(plan, e, dry_run=dry_run and not check, check=check)) from None
+    if check:
+        pulumi.log.info(f"mcp-connector disconnect: checked that {plan.control_plane} answers; nothing changed yet")
+        return
     prefix = "mcp-connector disconnect (preview)" if dry_run else "mcp-connector disconnect"
     pulumi.log.info(f"{prefix}: {report.summary(plan)}")
 
 
-def _stopped(plan: DisconnectPlan, error: Exception, *, dry_run: bool) -> str:
+def _quiet(_: str) -> None:
+    """The check's log: the disconnect hook reports what it finds."""
+
+
+def _stopped(plan: DisconnectPlan, error: Exception, *, dry_run: bool, check: bool) -> str:
     """What a Release that cannot reach the control plane tells the user to do."""
     if dry_run:
         return f"mcp-connector disconnect (Release) could not list the claims: {error}"
+    if check:
+        return (
+            f"mcp-connector disconnect (Release) stopped before deleting anything: {error}. "
+            "The connector and everything it needs are still in place and serving this cluster. "
+            "Re-run when the control plane answers, "
+            "or set on_disconnect to Keep to disconnect without changing the claims."
+        )
+    # The guard's check passed, so the engine is deleting the app-cluster objects alongside.
     return (
-        f"mcp-connector disconnect (Release) stopped before deleting anything: {error}. "
-        "The connector and everything it needs are still in place and serving this cluster. "
-        "Re-run when the control plane answers (claims released so far stay released), "
-        "or set on_disconnect to Keep to disconnect without changing the claims."
+        f"mcp-connector disconnect (Release) of cluster {plan.cluster_id} stopped: {error}. "
+        "Claims released so far stay released; the others keep their labels. The connector's objects in the "
+        "app cluster may already be deleted. Re-run `pulumi destroy --run-program` when the control plane "
+        "answers: it releases the rest. Or set on_disconnect to Keep and re-run to leave the claims as they are."
     )

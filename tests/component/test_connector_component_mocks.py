@@ -404,8 +404,8 @@ def test_platform_credentials_make_a_scoped_identity(render: Render, monkeypatch
     assert plan.kubeconfig == CP_KUBECONFIG, "discovery and the disconnect use the platform credential"
     assert plan.claim_namespace == namespace and plan.writer_binding == "mcp-connector"
     holding = [x.name for x in r.resources if "cp-secret-token" in json.dumps(reveal(x.inputs))]
-    assert sorted(holding) == ["mcp-connector-control-plane", "mcp-connector-disconnect"], (
-        "the platform credential is only in the control-plane provider and the guard (Pulumi state)"
+    assert sorted(holding) == ["mcp-connector-claims", "mcp-connector-control-plane", "mcp-connector-disconnect"], (
+        "the platform credential is only in the control-plane provider, the disconnect and its guard (Pulumi state)"
     )
 
 

@@ -19,7 +19,7 @@ from mcp_connector.core.contract import AppRef
 from mcp_connector.core.discovery import ClaimApi, ClaimVersion
 from mcp_connector_component import hook
 from mcp_connector_component.disconnect import MAX_RELEASE_PASSES, DisconnectError, disconnect
-from mcp_connector_component.guard import GUARD_TYPE, ClaimResource, DisconnectPlan
+from mcp_connector_component.guard import DISCONNECT_TYPE, GUARD_TYPE, ClaimResource, DisconnectPlan
 
 CLUSTER = "11111111-1111-1111-1111-111111111111"
 OTHER = "22222222-2222-2222-2222-222222222222"
@@ -270,6 +270,7 @@ def _guard_args(plan: DisconnectPlan, *, name: str = "mcp-connector-disconnect",
         "clusterId": plan.cluster_id,
         "onDisconnect": plan.on_disconnect,
         "served": [c.__dict__ for c in plan.served],
+        "writerBinding": plan.writer_binding,
     }
     return pulumi.ResourceHookArgs(f"urn:pulumi:s::p::{typ}::{name}", "", name, typ, old_inputs=inputs)
 
@@ -282,17 +283,18 @@ async def test_plan_from_the_guards_inputs() -> None:
 
 async def test_hook_refuses_what_is_not_a_guard(cp: FakeControlPlane) -> None:
     args = _guard_args(_plan("Release"), typ="kubernetes:core/v1:Secret")
-    with pytest.raises(hook.DisconnectHookError, match="not a disconnect guard"):
+    with pytest.raises(hook.DisconnectHookError, match="is not a mcp-connector:index:Disconnect or"):
         await hook._before_delete(args, dry_run=False, key="k")
+    with pytest.raises(hook.DisconnectHookError, match="is not a mcp-connector:index:DisconnectGuard;"):
+        await hook._before_delete(_guard_args(_plan("Release"), typ=DISCONNECT_TYPE), dry_run=True, key="k", check=True)
     assert cp.patches == 0
 
 
 async def test_hook_releases_and_a_rename_does_not(cp: FakeControlPlane, monkeypatch: pytest.MonkeyPatch) -> None:
     plan = _plan("Release")
     successor = pulumi.Output.from_input(plan.identity)
-    monkeypatch.setitem(
-        hook._deployments, "k", hook._Deployment(hook=None, dry_run=False, guards={"renamed-disconnect": successor})
-    )  # type: ignore[arg-type]
+    renamed = hook._Deployment(hook=None, check=None, dry_run=False, guards={"renamed-claims": successor})  # type: ignore[arg-type]
+    monkeypatch.setitem(hook._deployments, "k", renamed)
     await hook._before_delete(_guard_args(plan), dry_run=False, key="k")
     assert cp.patches == 0 and _labelled(cp, CLUSTER) == 3, "the connection continues under the new name"
     await hook._before_delete(_guard_args(plan), dry_run=False, key="other")
@@ -310,11 +312,26 @@ async def test_unreachable_control_plane_stops_release_but_not_keep(monkeypatch:
         lambda access, **kw: httpx.AsyncClient(base_url=access.url, transport=httpx.MockTransport(_refuse)),
     )
     with pytest.raises(hook.DisconnectHookError) as stopped:
-        await hook._before_delete(_guard_args(_plan("Release")), dry_run=False, key="x")
+        await hook._before_delete(_guard_args(_plan("Release")), dry_run=True, key="x", check=True)
     message = str(stopped.value)
     assert "stopped before deleting anything" in message and "Re-run" in message and "Keep" in message
-    assert "t" != "" and "token" not in message
-    await hook._before_delete(_guard_args(_plan("Keep")), dry_run=False, key="x")
+    assert "token" not in message
+    # Past the guard, the engine deletes the app-cluster objects alongside: the message says so.
+    with pytest.raises(hook.DisconnectHookError) as stopped:
+        await hook._before_delete(_guard_args(_plan("Release"), typ=DISCONNECT_TYPE), dry_run=False, key="x")
+    message = str(stopped.value)
+    assert "stopped before deleting anything" not in message and "may already be deleted" in message
+    assert "Claims released so far stay released" in message and "destroy --run-program" in message
+    await hook._before_delete(_guard_args(_plan("Keep")), dry_run=True, key="x", check=True)
+    await hook._before_delete(_guard_args(_plan("Keep"), typ=DISCONNECT_TYPE), dry_run=False, key="x")
+
+
+async def test_the_guards_check_only_reads(cp: FakeControlPlane) -> None:
+    """The guard goes in every destroy that reaches any child (--target-dependents): it never writes."""
+    cp.bindings["mcp-connector"] = dict(WRITER)
+    await hook._before_delete(_guard_args(_fenced("Release")), dry_run=True, key="none", check=True)
+    assert cp.patches == 0 and _labelled(cp, CLUSTER) == 3
+    assert cp.binding_calls == [] and "mcp-connector" in cp.bindings
 
 
 def _refuse(request: httpx.Request) -> httpx.Response:
@@ -400,7 +417,7 @@ async def test_a_guard_deleted_while_its_registration_is_unanswered_is_being_rep
 ) -> None:
     plan = _plan("Release")
     identity = pulumi.Output.from_input(plan.identity)
-    deployment = hook._Deployment(hook=None, dry_run=False, guards={"mcp-connector-disconnect": identity})  # type: ignore[arg-type]
+    deployment = hook._Deployment(hook=None, check=None, dry_run=False, guards={"mcp-connector-disconnect": identity})  # type: ignore[arg-type]
     monkeypatch.setitem(hook._deployments, "k", deployment)
     await hook._before_delete(_guard_args(plan), dry_run=False, key="k")
     assert cp.patches == 0, "pulumi up --replace of the guard: the connection stays"
@@ -415,7 +432,7 @@ async def test_a_destroy_of_two_connectors_for_one_cluster_releases(
     plan = _plan("Release")
     identity = pulumi.Output.from_input(plan.identity)
     guards = {"platform-disconnect": identity, "mcp-connector-disconnect": identity}
-    deployment = hook._Deployment(hook=None, dry_run=False, guards=guards, registered=set(guards))  # type: ignore[arg-type]
+    deployment = hook._Deployment(hook=None, check=None, dry_run=False, guards=guards, registered=set(guards))  # type: ignore[arg-type]
     monkeypatch.setitem(hook._deployments, "k", deployment)
     await hook._before_delete(_guard_args(plan), dry_run=False, key="k")
     assert _labelled(cp, CLUSTER) == 0, "both are declared and deleted: a destroy, not a rename"
