@@ -43,6 +43,8 @@ class Setting:
     others: dict[str, dict[str, Any]] = field(default_factory=dict)
     #: Pass control_plane_kubeconfig through a Secret the program creates, so previews see it unknown.
     late_credentials: bool = False
+    #: ``protect`` on the McpConnector (its children inherit it).
+    protect: bool = False
 
     def save(self, path: Path) -> None:
         """Write for a child process."""
@@ -71,7 +73,7 @@ class Program:
             return {k: pulumi.Output.secret(v) if k in SECRET_ARGS else v for k, v in args.items()}
 
         opts = pulumi.ResourceOptions(
-            providers={"kubernetes": provider}, aliases=[pulumi.Alias(name=a) for a in s.aliases]
+            providers={"kubernetes": provider}, aliases=[pulumi.Alias(name=a) for a in s.aliases], protect=s.protect
         )
         args = secret_args(s.args)
         if s.late_credentials:

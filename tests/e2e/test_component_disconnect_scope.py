@@ -1,0 +1,131 @@
+"""Only the whole component going disconnects: never a protected one, never a child destroyed alone.
+
+The engine runs a resource's ``before_delete`` hooks before it checks ``protect``, and with
+``--target <x> --target-dependents`` it deletes every dependent of ``x``. These tests run the
+real engine through the Automation API, whose ``destroy`` is ``pulumi destroy --skip-preview
+--yes`` (with ``--run-program``): no preview stands between the user and the hooks.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from claims import CLUSTER_CLAIM, apiservice_exists, apply_claim, cp_claim, is_labelled, wait_available
+from component_helpers import CLUSTERS, external_setting, log, stack_for
+from component_stack import Program, Setting
+from connector_fixtures import ConnectorProcess
+from pulumi import automation as auto
+
+from mcp_connector.core import contract
+from testbed import APP_CLUSTER
+from testbed.harness import Testbed
+
+pytestmark = pytest.mark.e2e
+
+GUARD = "mcp-connector:index:DisconnectGuard"
+DISCONNECT = "mcp-connector:index:Disconnect"
+
+
+@pytest.fixture
+def connected(
+    testbed: Testbed, pulumi_tools: None, start_connector: Callable[[str], ConnectorProcess], tmp_path: Path
+) -> Iterator[Callable[..., tuple[Setting, auto.Stack, contract.AppRef]]]:
+    """Connect (Release) with the control plane's kubeconfig, make one claim through the app cluster."""
+    namespaces: list[str] = []
+    with contextlib.ExitStack() as stacks:
+
+        def connect(**args: Any) -> tuple[Setting, auto.Stack, contract.AppRef]:
+            cluster_id = str(uuid.uuid4())
+            kubeconfig = testbed.control_plane.kubeconfig.read_text()
+            setting = external_setting(testbed, start_connector(cluster_id), cluster_id, kubeconfig, **args)
+            stack = stacks.enter_context(stack_for(tmp_path, Program(setting)))
+            stack.up(on_output=log)
+            app_ns = f"e2e-{cluster_id[:8]}"
+            namespaces.append(app_ns)
+            wait_available(testbed, "v1alpha1.k8s.starter.org")
+            apply_claim(testbed, app_ns, CLUSTER_CLAIM, "d1")
+            ref = contract.AppRef(cluster_id, app_ns, "d1-cluster")
+            assert _labelled(testbed, ref)
+            return setting, stack, ref
+
+        yield connect
+    for namespace in namespaces:
+        testbed.kubectl(APP_CLUSTER, "delete", "namespace", namespace, "--wait=false", check=False)
+
+
+def _labelled(testbed: Testbed, ref: contract.AppRef) -> bool:
+    claim = cp_claim(testbed, CLUSTERS, ref)
+    return claim is not None and is_labelled(claim, ref)
+
+
+def _resources(stack: auto.Stack) -> list[dict[str, Any]]:
+    return list(stack.export_stack().deployment.get("resources") or [])
+
+
+def _urn(stack: auto.Stack, typ: str) -> str:
+    return next(r["urn"] for r in _resources(stack) if r["type"] == typ)
+
+
+def test_a_protected_component_is_never_disconnected(
+    testbed: Testbed, connected: Callable[..., tuple[Setting, auto.Stack, contract.AppRef]]
+) -> None:
+    setting, stack, ref = connected(on_disconnect="Release")
+    setting.protect = True
+    stack.up(on_output=log)
+    urns = sorted(r["urn"] for r in _resources(stack))
+    for continue_on_error in (False, True):
+        with pytest.raises(auto.CommandError) as refused:
+            stack.destroy(run_program=True, continue_on_error=continue_on_error, on_output=log)
+        assert "because it is protected" in str(refused.value)
+        assert "Release: released" not in str(refused.value)
+        assert _labelled(testbed, ref), (
+            f"a protected component released its claims (continue_on_error={continue_on_error})"
+        )
+        assert sorted(r["urn"] for r in _resources(stack)) == urns
+        assert apiservice_exists(testbed, "v1alpha1.k8s.starter.org")
+
+    setting.protect = False
+    stack.up(on_output=log)
+    done = stack.destroy(run_program=True, on_output=log)
+    assert "Release: released 1 claim(s)" in done.stdout
+    assert not _labelled(testbed, ref)
+
+
+def test_a_child_destroyed_alone_never_disconnects(
+    testbed: Testbed, connected: Callable[..., tuple[Setting, auto.Stack, contract.AppRef]]
+) -> None:
+    _, stack, ref = connected(on_disconnect="Release")
+    resources = _resources(stack)
+    disconnect = next(r for r in resources if r["type"] == DISCONNECT)
+    assert not disconnect.get("dependencies") and not disconnect.get("propertyDependencies"), (
+        "the disconnect depends on nothing, so no --target-dependents reaches it"
+    )
+    guard = next(r for r in resources if r["type"] == GUARD)
+    assert disconnect["urn"] in guard["dependencies"], "the guard goes first, the disconnect after it"
+
+    component = next(r["urn"] for r in resources if r["type"] == "mcp-connector:index:McpConnector")
+    children = [
+        r["urn"] for r in resources
+        if r.get("parent") == component and r["type"] not in (GUARD, DISCONNECT) and not r.get("external")
+    ]  # fmt: skip
+    one_of_each = sorted({urn.split("::")[-2]: urn for urn in children}.values())
+    assert one_of_each, resources
+    for urn in one_of_each:
+        done = stack.destroy(run_program=True, target=[urn], target_dependents=True, on_output=log)
+        assert "Release: released" not in done.stdout and "stopped the connector's writes" not in done.stdout
+        assert _labelled(testbed, ref), f"destroying {urn} with its dependents released the claims"
+        assert _urn(stack, DISCONNECT) == disconnect["urn"]
+        stack.up(on_output=log)  # brings the child (and the guard) back
+
+    # Still connected, and the whole component going still releases.
+    wait_available(testbed, "v1alpha1.k8s.starter.org")
+    got = testbed.kubectl_json(APP_CLUSTER, "get", CLUSTERS, ref.name, "-n", ref.namespace)
+    assert got["metadata"]["name"] == ref.name
+    done = stack.destroy(run_program=True, on_output=log)
+    assert "Release: released 1 claim(s)" in done.stdout
+    assert not _labelled(testbed, ref)
