@@ -8,14 +8,18 @@ their own) at a random moment, as ``kill -9`` or a crashed machine would. Then, 
 would, ``pulumi cancel`` (the killed CLI leaves its lock) and the same destroy again.
 
 Where the moments fall: a first destroy, not killed, measures the phases of a real one from
-the child's own output: the program and engine until the guard's delete starts, the hook
-until its first release, the releases, the rest of the delete. Each run draws a phase and a
+the child's own output: the program and engine until the disconnect's delete starts (the
+guard's check has passed by then), the hook until its first release, the releases, the rest
+of the delete. Each run draws a phase and a
 uniform moment within that phase's measured length, counted from the moment the child's
 output shows the phase began (among the releases: from a drawn one of them, within the time
 between two). Drawing over the whole span alone would hardly ever land among the releases, a
 few hundred milliseconds of several seconds. The seed is printed;
 ``MCP_E2E_KILL_SEED`` replays the same draws. The phase a kill really hit is read afterwards
-from the control plane (how many claims were released) and the child's output, and reported.
+from the control plane (how many claims were released) and the child's output, and reported;
+the test fails unless at least one kill landed inside the hook before its first release and
+one among the releases, and unless each kill converged with at most one re-run. CI runs the
+fixed seed in ``.ci/run``.
 
 "Half released", precisely: Release swaps a claim's three ownership labels (app-namespace,
 app-resource-name, app-cluster) for three ``released-from-*`` annotations with the same
@@ -81,7 +85,8 @@ CONNECTED, RELEASED = "connected", "released"
 
 
 def _guard_deleting(line: str) -> bool:
-    return "DisconnectGuard" in line and " deleting" in line
+    """The disconnect's delete (and so its hook) started: the display's line for the Disconnect child."""
+    return "mcp-connector:index:Disconnect " in line and " deleting" in line
 
 
 # The hook's log lines as the display shows them while it runs (the same lines come again,
@@ -224,13 +229,6 @@ def delete_claims(testbed: Testbed, claims: list[Claim]) -> None:
         names = [contract.control_plane_name(c.ref) for c in claims if c.resource == resource]
         testbed.kubectl(CONTROL_PLANE, "delete", resource, "-n", testbed.claim_namespace, "--wait=false",
                         "--ignore-not-found", *names)  # fmt: skip
-
-
-def served_claims(testbed: Testbed, app_ns: str) -> set[str]:
-    """The names of the claims the app cluster shows in ``app_ns`` (served by the connector), both kinds."""
-    kinds = ",".join(resource for _, resource, _ in KINDS)
-    listed = testbed.kubectl(APP_CLUSTER, "get", kinds, "-n", app_ns, "-o", "name").stdout.split()
-    return {x.split("/", 1)[1] for x in listed}
 
 
 def apiservices(testbed: Testbed) -> set[str]:
@@ -414,7 +412,7 @@ def test_disconnect_killed_at_random_points_converges(
         torn = 0
         for run, (aim, fraction, step) in enumerate(zip(aims, fractions, steps, strict=True), start=1):
             t0 = time.monotonic()
-            claims, connected_objects = connect(run)
+            claims, _ = connect(run)
             t1 = time.monotonic()
             destroy = Destroy.start(work_dir, setting_file, tmp_path / f"destroy-{run}.log")
             anchor, nth, length = phases.aim(aim, step)
@@ -425,20 +423,18 @@ def test_disconnect_killed_at_random_points_converges(
             destroy.finish()
             t2 = time.monotonic()
 
-            # Right after the kill: nothing lost, nothing half released, and the connection
-            # intact (every child in place, the app cluster served exactly the claims still
-            # connected) for as long as a claim is still connected.
+            # Right after the kill: nothing lost, nothing half released, and while a claim is still
+            # connected the Disconnect is still in the state, so the re-run releases it. The
+            # connector's app-cluster objects are not checked: the engine deletes them alongside
+            # the releases (the Disconnect depends on nothing so that no child's delete reaches
+            # it, see guard.py), so a kill can leave the app cluster without them.
             states = claim_states(testbed, claims)
             assert all(s in (CONNECTED, RELEASED) for s in states.values()), (run, aim, states, destroy.tail())
             hit = hit_phase(destroy, states, claims, killed_at)
             hits[hit] += 1
             left = sum(states[c] == CONNECTED for c in claims)
             if left:
-                assert app_objects(testbed) == connected_objects, (run, hit, "the connector went before its claims")
-                assert apiservices(testbed) == set(SEEDED_APISERVICES), (run, hit)
-                still = {c.ref.name for c in claims if states[c] == CONNECTED}
-                eventually(lambda still=still: served_claims(testbed, app_namespace) == still, timeout=60,  # type: ignore[misc]
-                           what=f"run {run}: the app cluster to show the {left} claims still connected")  # fmt: skip
+                assert any("mcp-connector:index:Disconnect::" in urn for urn in resources(stack)), (run, hit)
             t3 = time.monotonic()
             print(
                 f"\n[kill] run {run}: aimed {aim!r}"
@@ -462,19 +458,18 @@ def test_disconnect_killed_at_random_points_converges(
                 torn += 1
                 print(f"\n[kill] run {run}: torn state sidecar {sidecar.relative_to(work_dir)} removed")
 
-            # Re-run as a person would: cancel the dead CLI's lock, destroy again while the stack
-            # still has resources. A destroy that already finished needs none; a re-run of a
-            # finished one puts the stack, its providers and components back in the state
-            # (pulumi/pulumi#19747, which the next destroy removes again), hence "while".
+            # Re-run as a person would: cancel the dead CLI's lock, destroy again if the stack still
+            # has resources (a destroy that already finished needs none). The README promises at
+            # most one re-run per kill.
             rerun_output, took = "", []
             cancel(stack)
             remaining = resources(stack)
-            while remaining and len(took) < 3:
+            if remaining:
                 since = time.monotonic()
                 rerun_output += stack.destroy(run_program=True, on_output=log).stdout
                 took.append(time.monotonic() - since)
                 remaining = resources(stack)
-            assert not remaining, (run, f"resources left after {len(took)} destroys", remaining)
+            assert not remaining, (run, f"resources left after {len(took)} re-run(s)", remaining)
             reruns.append(took)
             summaries = [x for x in rerun_output.splitlines() if "Release: released" in x and "running" in x]
             for summary in summaries[:1]:
@@ -485,6 +480,9 @@ def test_disconnect_killed_at_random_points_converges(
                   f"{t2 - t1:.0f}s, checks {t3 - t2:.0f}s, re-run and checks {time.monotonic() - t3:.0f}s")  # fmt: skip
 
     took = time.monotonic() - began
+    assert hits["in the hook, before releasing"] >= 1 and hits["during the releases"] >= 1, (
+        f"seed {seed}: the kills must land inside the hook and among the releases, they hit {dict(hits)}"
+    )
     counts = Counter(len(r) for r in reruns)
     times = [t for r in reruns for t in r]
     print(
