@@ -71,8 +71,41 @@ class Connection:
     fence: scoped.Fence | None
 
 
-def register(reg: Registrar, raw: Mapping[str, Any], plain: Plain, conn: Connection) -> list[str]:
-    """Register every app-cluster child and the guard. Returns the APIService names."""
+#: pulumi-kubernetes waits for this condition on create and update: an APIService counts as made
+#: once the aggregator serves it, so what depends on the component can use its claim APIs.
+WAIT_FOR_ANNOTATION = {"pulumi.com/waitFor": "condition=Available"}
+
+
+@dataclass(frozen=True)
+class Registered:
+    """What ``register`` made that the component hands on."""
+
+    apiservice_names: list[str]
+    apiservices: list[pulumi.Resource]
+
+
+def served_marker(reg: Registrar, plain: Plain, registered: pulumi.Output[Registered]) -> None:
+    """A ConfigMap listing the served APIServices, made once they are all Available.
+
+    ``depends_on=[connector]`` waits for the component's children, but Pulumi's Python SDK
+    takes the children there are when the dependent is registered, and the APIServices are
+    registered later, once discovery answered. This child is registered at once, depends on
+    every APIService, and so makes a dependent wait until they are Available (and, in a
+    destroy, go before them).
+    """
+    names = plain.names
+    apiservices: pulumi.Output[list[pulumi.Resource]] = registered.apply(lambda r: r.apiservices)
+    marker = k8s.core.v1.ConfigMap(
+        f"{reg.name}-served",
+        opts=reg.child(depends_on=apiservices),
+        metadata={"name": f"{names.base}-served", "namespace": names.namespace, "labels": manifests.labels(names)},
+        data={"apiservices": registered.apply(lambda r: ",".join(sorted(r.apiservice_names)))},
+    )
+    reg.made.append(marker)
+
+
+def register(reg: Registrar, raw: Mapping[str, Any], plain: Plain, conn: Connection) -> Registered:
+    """Register every app-cluster child and the guard."""
     names, mode, name, made = plain.names, plain.mode, reg.name, reg.made
     if plain.credential_form == "control_plane_secret":
         credentials_name = str(raw["control_plane_secret"])
@@ -107,26 +140,26 @@ def register(reg: Registrar, raw: Mapping[str, Any], plain: Plain, conn: Connect
     gvs = group_versions(conn.apis)
     preferred = preferred_versions(conn.apis)
     priorities = manifests.version_priorities(gvs, preferred)
-    made += [
-        k8s.apiregistration.v1.APIService(
-            f"{name}-{gv.apiservice_name}",
-            opts=reg.child(depends_on=serving),
-            **kwargs(
-                manifests.apiservice(
-                    names,
-                    gv,
-                    ca_bundle=ca_bundle,
-                    port=manifests.service_port(mode),
-                    group_priority_minimum=plain.group_priority_minimum,
-                    version_priority=priorities[gv],
-                )
-            ),
+    apiservices: list[pulumi.Resource] = []
+    for gv in gvs:
+        manifest = manifests.apiservice(
+            names,
+            gv,
+            ca_bundle=ca_bundle,
+            port=manifests.service_port(mode),
+            group_priority_minimum=plain.group_priority_minimum,
+            version_priority=priorities[gv],
         )
-        for gv in gvs
-    ]
+        manifest["metadata"]["annotations"] = {**manifest["metadata"].get("annotations", {}), **WAIT_FOR_ANNOTATION}
+        apiservices.append(
+            k8s.apiregistration.v1.APIService(
+                f"{name}-{gv.apiservice_name}", opts=reg.child(depends_on=serving), **kwargs(manifest)
+            )
+        )
+    made += apiservices
 
     _guard(reg, raw, conn)
-    return [gv.apiservice_name for gv in gvs]
+    return Registered([gv.apiservice_name for gv in gvs], apiservices)
 
 
 def _detached(value: pulumi.Input[T]) -> pulumi.Output[T]:

@@ -81,13 +81,15 @@ class McpConnector(pulumi.ComponentResource):
         )
         apis: pulumi.Output[tuple[ClaimApi, ...]] = found.apply(lambda f: f[1])
 
-        def build(selected: tuple[ClaimApi, ...]) -> list[str]:
-            """Register every child; runs only once discovery succeeded. Returns the APIService names."""
+        def build(selected: tuple[ClaimApi, ...]) -> children.Registered:
+            """Register every child; runs only once discovery succeeded."""
             connector, fence = identity.connector_kubeconfig(reg, plain, selected, kubeconfig, claim_namespace)
             conn = children.Connection(selected, kubeconfig, connector, cluster_id, claim_namespace, fence)
             return children.register(reg, raw, plain, conn)
 
-        built = apis.apply(build)
+        registered = apis.apply(build)
+        built: pulumi.Output[list[str]] = registered.apply(lambda r: r.apiservice_names)
+        children.served_marker(reg, plain, registered)
         if plain.pinned is None:
             report: pulumi.Output[None] = pulumi.Output.all(kubeconfig, cluster_id, claim_namespace, found).apply(
                 lambda v: discovery.report_unconnected(self, name, v[0], v[1], v[2], v[3][0], v[3][1])

@@ -198,6 +198,16 @@ def test_in_cluster_service_and_apiservices(render: Render) -> None:
     assert priorities == {"v1alpha1.db.example.org": 15, "v1beta1.db.example.org": 20, "v1alpha1.k8s.starter.org": 20}
 
 
+def test_apiservices_are_awaited_and_a_marker_waits_for_them(render: Render) -> None:
+    """depends_on=[connector] means the claim APIs are served (the e2e test proves the ordering)."""
+    r = _ok(render(KUBECONFIG_ARGS))
+    for apiservice in r.of_type(APISERVICE):
+        assert apiservice.inputs["metadata"]["annotations"] == {"pulumi.com/waitFor": "condition=Available"}
+    marker = r.one("kubernetes:core/v1:ConfigMap", "mcp-connector-served").inputs
+    assert marker["metadata"]["namespace"] == "kube-system"
+    assert marker["data"] == {"apiservices": "v1alpha1.db.example.org,v1alpha1.k8s.starter.org,v1beta1.db.example.org"}
+
+
 def test_token_form_builds_an_upbound_kubeconfig(render: Render, discovered: list[str]) -> None:
     r = _ok(render(TOKEN_ARGS))
     url = "https://proxy.upbound.io/v1/controlPlanes/acme/prod/k8s"

@@ -45,6 +45,8 @@ class Setting:
     late_credentials: bool = False
     #: ``protect`` on the McpConnector (its children inherit it).
     protect: bool = False
+    #: A claim (manifest) the program creates through the app cluster with ``depends_on=[connector]``.
+    claim_after: dict[str, Any] | None = None
 
     def save(self, path: Path) -> None:
         """Write for a child process."""
@@ -90,6 +92,20 @@ class Program:
         connector = McpConnector(s.name, args, opts=opts)
         for name, args in s.others.items():
             McpConnector(name, secret_args(args), opts=pulumi.ResourceOptions(providers={"kubernetes": provider}))
+        if s.claim_after is not None:
+            manifest = s.claim_after
+            on_app = pulumi.ResourceOptions(provider=provider)
+            namespace = k8s.core.v1.Namespace(
+                "claim-namespace", metadata={"name": manifest["metadata"]["namespace"]}, opts=on_app
+            )
+            k8s.apiextensions.CustomResource(
+                "claim",
+                api_version=manifest["apiVersion"],
+                kind=manifest["kind"],
+                metadata=manifest["metadata"],
+                spec=manifest["spec"],
+                opts=pulumi.ResourceOptions(provider=provider, depends_on=[connector, namespace]),
+            )
         pulumi.export("clusterId", connector.cluster_id)
         pulumi.export("claimApis", connector.claim_apis)
         pulumi.export("apiserviceNames", connector.apiservice_names)

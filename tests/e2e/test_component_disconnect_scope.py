@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from claims import CLUSTER_CLAIM, apiservice_exists, apply_claim, cp_claim, is_labelled, wait_available
 from component_helpers import CLUSTERS, external_setting, log, stack_for
 from component_stack import Program, Setting
@@ -129,3 +130,36 @@ def test_a_child_destroyed_alone_never_disconnects(
     done = stack.destroy(run_program=True, on_output=log)
     assert "Release: released 1 claim(s)" in done.stdout
     assert not _labelled(testbed, ref)
+
+
+def test_depends_on_the_component_means_its_apis_are_served(
+    testbed: Testbed, pulumi_tools: None, start_connector: Callable[[str], ConnectorProcess], tmp_path: Path
+) -> None:
+    """A claim made in the same program, after the component: a fresh up creates it, a destroy removes it first."""
+    cluster_id = str(uuid.uuid4())
+    app_ns = f"e2e-dep-{cluster_id[:8]}"
+    claim = yaml.safe_load(CLUSTER_CLAIM.read_text())
+    claim["metadata"] = {"name": "dep", "namespace": app_ns}
+    kubeconfig = testbed.control_plane.kubeconfig.read_text()
+    setting = external_setting(testbed, start_connector(cluster_id), cluster_id, kubeconfig, on_disconnect="Keep")
+    setting.claim_after = claim
+    ref = contract.AppRef(cluster_id, app_ns, "dep")
+    try:
+        with stack_for(tmp_path, Program(setting)) as stack:
+            up = stack.up(on_output=log)
+            assert up.summary.result == "succeeded", up.stdout[-3000:]
+            assert _labelled(testbed, ref), "the claim went through the connector into the control plane"
+            resources = _resources(stack)
+            marker = next(r for r in resources if r["urn"].endswith("::mcp-component-e2e-served"))
+            apiservices = [r["urn"] for r in resources if r["type"].endswith(":APIService")]
+            assert apiservices and set(apiservices) <= set(marker["dependencies"])
+            made = next(r for r in resources if r["urn"].endswith("::claim"))
+            assert marker["urn"] in made["dependencies"], "the claim waits for the served APIServices"
+
+            done = stack.destroy(run_program=True, on_output=log)
+            assert done.summary.result == "succeeded", done.stdout[-3000:]
+            assert cp_claim(testbed, CLUSTERS, ref) is None or cp_claim(testbed, CLUSTERS, ref)["metadata"].get(
+                "deletionTimestamp"
+            ), "the claim was deleted through the connector before the connector went"
+    finally:
+        testbed.kubectl(APP_CLUSTER, "delete", "namespace", app_ns, "--wait=false", check=False)
