@@ -102,5 +102,12 @@ class McpConnectorArgs(TypedDict):
     back; `Release` replaces the connector labels with `mcp-connector.upbound.io/released-from-*`
     annotations so they live on as ordinary control-plane claims. Claims are never deleted."""
 
+    allow_identity_change: NotRequired[pulumi.Input[bool]]
+    """Let an update change the connection's identity (`cluster_id`, `claim_namespace`, the control
+    plane, or the app cluster whose `kube-system` UID is the default cluster ID): the update then first
+    disconnects the old identity as `on_disconnect` says. Without it such an update is refused before
+    anything changes; its preview shows which claims the disconnect of the old identity keeps or
+    releases either way."""
+
     group_priority_minimum: NotRequired[int]
     """`groupPriorityMinimum` of every APIService (default 1000)."""

@@ -18,8 +18,8 @@ from mcp_connector.core.discovery import ClaimApi, group_versions, preferred_ver
 from mcp_connector_component import manifests, scoped, tls
 from mcp_connector_component.discovery import control_plane_url
 from mcp_connector_component.guard import KEEP, ClaimResource, Disconnect, DisconnectGuard
-from mcp_connector_component.hook import check_hook, declare_guard, register_disconnect_hook
-from mcp_connector_component.validation import Plain, on_disconnect
+from mcp_connector_component.hook import check_hook, declare_guard, identity_hook, register_disconnect_hook
+from mcp_connector_component.validation import PLATFORM, Plain, on_disconnect
 
 T = TypeVar("T")
 
@@ -41,20 +41,29 @@ class Registrar:
     name: str
     #: Every child but the guard, which depends on them all so that it is deleted first.
     made: list[pulumi.Resource] = field(default_factory=list)
+    #: The Disconnect, once made: every object made after it depends on it, so that its
+    #: update (and its identity check) comes before theirs, and its delete after theirs.
+    first: pulumi.Resource | None = None
 
     def under(self, **options: Any) -> pulumi.ResourceOptions:
-        """Options of a child that is not an object of the app cluster (a read, a provider)."""
+        """Options of a child that is not an object of the app cluster (a read, the guard, the disconnect)."""
         return pulumi.ResourceOptions(parent=self.parent, **options)
 
+    def ordered(self, **options: Any) -> pulumi.ResourceOptions:
+        """Options of a child that comes after the Disconnect (see ``first``)."""
+        if self.first is not None:
+            options["depends_on"] = [*(options.get("depends_on") or []), self.first]
+        return self.under(**options)
+
     def child(self, **options: Any) -> pulumi.ResourceOptions:
-        """Options of an object in the app cluster.
+        """Options of an object in a cluster.
 
         Every object has a fixed name, so a replacement must delete the old one before
         creating the new one (`pulumi up --replace`, a replaced provider): created first,
         the new object would collide with the old one's name, and the old one's delete
         would then remove the object the new one just took over.
         """
-        return pulumi.ResourceOptions(parent=self.parent, delete_before_replace=True, **options)
+        return self.ordered(delete_before_replace=True, **options)
 
 
 @dataclass(frozen=True)
@@ -158,7 +167,7 @@ def register(reg: Registrar, raw: Mapping[str, Any], plain: Plain, conn: Connect
         )
     made += apiservices
 
-    _guard(reg, raw, conn)
+    _guard(reg, raw, plain, conn)
     return Registered([gv.apiservice_name for gv in gvs], apiservices)
 
 
@@ -168,51 +177,84 @@ def _detached(value: pulumi.Input[T]) -> pulumi.Output[T]:
     return pulumi.Output(set(), out.future(with_unknowns=True), out.is_known(), out.is_secret())  # type: ignore[arg-type]
 
 
-def _guard(reg: Registrar, raw: Mapping[str, Any], conn: Connection) -> None:
-    """The disconnect (deleted only with the whole component) and its guard (deleted first of all children).
-
-    See ``guard`` for why two: ``Disconnect`` depends on nothing, so destroying or replacing
-    any child alone (`--target <child> --target-dependents`) never reaches it; the guard
-    depends on everything, so its check and the engine's protect check come before anything goes.
-    """
+def _plan(
+    reg: Registrar,
+    raw: Mapping[str, Any],
+    plain: Plain,
+    apis: tuple[ClaimApi, ...],
+    access_kubeconfig: pulumi.Output[str],
+    cluster_id: pulumi.Output[str],
+    claim_namespace: pulumi.Output[str],
+) -> dict[str, Any]:
+    """The inputs the disconnect and the guard both carry (the plan the hooks read)."""
     name = reg.name
-    mode = pulumi.Output.from_input(raw.get("on_disconnect") or KEEP).apply(lambda v: on_disconnect(name, v))
-    control_plane = pulumi.Output.unsecret(conn.access_kubeconfig.apply(control_plane_url(name)))
-    identity = pulumi.Output.all(control_plane, conn.claim_namespace, conn.cluster_id).apply(
-        lambda v: (v[0], v[1], v[2])
-    )
-    plan: dict[str, Any] = {
+    return {
         "connector": name,
-        "kubeconfig": conn.access_kubeconfig,
-        "control_plane": control_plane,
-        "claim_namespace": conn.claim_namespace,
-        "cluster_id": conn.cluster_id,
-        "on_disconnect": mode,
-        "served": [ClaimResource.of(a) for a in conn.apis],
-        "writer_binding": conn.fence.role_binding if conn.fence else "",
+        "kubeconfig": access_kubeconfig,
+        "control_plane": pulumi.Output.unsecret(access_kubeconfig.apply(control_plane_url(name))),
+        "claim_namespace": claim_namespace,
+        "cluster_id": cluster_id,
+        "on_disconnect": pulumi.Output.from_input(raw.get("on_disconnect") or KEEP).apply(
+            lambda v: on_disconnect(name, v)
+        ),
+        "served": [ClaimResource.of(a) for a in apis],
+        "writer_binding": scoped.ScopedNames.role if plain.credential_form == PLATFORM else "",
     }
-    disconnect_name = f"{name}-claims"
-    disconnect = Disconnect(
-        disconnect_name,
+
+
+def _identity(plan: Mapping[str, Any]) -> pulumi.Output[tuple[str, str, str]]:
+    both = pulumi.Output.all(plan["control_plane"], plan["claim_namespace"], plan["cluster_id"])
+    return pulumi.Output.unsecret(both.apply(lambda v: (v[0], v[1], v[2])))
+
+
+def disconnect(
+    reg: Registrar,
+    raw: Mapping[str, Any],
+    plain: Plain,
+    apis: tuple[ClaimApi, ...],
+    access_kubeconfig: pulumi.Output[str],
+    cluster_id: pulumi.Output[str],
+    claim_namespace: pulumi.Output[str],
+) -> None:
+    """The Disconnect, made before every other object (``Registrar.first``); see ``guard`` for why.
+
+    It depends on nothing, not even through its inputs, so destroying or replacing any other
+    child alone (`--target <child> --target-dependents`) never reaches it; every object
+    depends on it, so an update changes it first (its before_update hook refuses a change of
+    identity before anything else changes) and a destroy deletes it last.
+    """
+    plan = _plan(reg, raw, plain, apis, access_kubeconfig, cluster_id, claim_namespace)
+    allow = pulumi.Output.from_input(raw.get("allow_identity_change") or False).apply(bool)
+    made = Disconnect(
+        f"{reg.name}-claims",
         **{k: _detached(v) if isinstance(v, pulumi.Output) else v for k, v in plan.items()},
+        allow_identity_change=_detached(allow),
         opts=reg.under(
             # Replaced (pulumi up --replace) delete-first, which the hook tells from a disconnect.
             delete_before_replace=True,
-            hooks=pulumi.ResourceHookBinding(before_delete=[register_disconnect_hook()]),
+            hooks=pulumi.ResourceHookBinding(
+                before_delete=[register_disconnect_hook()], before_update=[identity_hook()]
+            ),
         ),
     )
-    declare_guard(disconnect_name, pulumi.Output.unsecret(identity), disconnect)
-    guard_name = f"{name}-disconnect"
+    declare_guard(f"{reg.name}-claims", _identity(plan), made)
+    reg.first = made
+
+
+def _guard(reg: Registrar, raw: Mapping[str, Any], plain: Plain, conn: Connection) -> None:
+    """The guard: deleted first of all children, its hook checks; the engine's protect check follows."""
+    plan = _plan(reg, raw, plain, conn.apis, conn.access_kubeconfig, conn.cluster_id, conn.claim_namespace)
+    guard_name = f"{reg.name}-disconnect"
     guard = DisconnectGuard(
         guard_name,
         **plan,
-        opts=reg.under(
-            depends_on=[*reg.made, disconnect],
+        opts=reg.ordered(
+            depends_on=list(reg.made),
             delete_before_replace=True,
             hooks=pulumi.ResourceHookBinding(before_delete=[check_hook()]),
         ),
     )
-    declare_guard(guard_name, pulumi.Output.unsecret(identity), guard)
+    declare_guard(guard_name, _identity(plan), guard)
 
 
 def _access_rbac(reg: Registrar, names: manifests.Names) -> None:

@@ -83,6 +83,7 @@ class McpConnector(pulumi.ComponentResource):
 
         def build(selected: tuple[ClaimApi, ...]) -> children.Registered:
             """Register every child; runs only once discovery succeeded."""
+            children.disconnect(reg, raw, plain, selected, kubeconfig, cluster_id, claim_namespace)
             connector, fence = identity.connector_kubeconfig(reg, plain, selected, kubeconfig, claim_namespace)
             conn = children.Connection(selected, kubeconfig, connector, cluster_id, claim_namespace, fence)
             return children.register(reg, raw, plain, conn)

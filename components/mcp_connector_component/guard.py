@@ -155,10 +155,13 @@ class DisconnectGuard(pulumi.ComponentResource):
         writer_binding: str = "",
         opts: pulumi.ResourceOptions,
         type_: str = GUARD_TYPE,
+        allow_identity_change: pulumi.Input[bool] | None = None,
     ) -> None:
         props = _props(
             connector, kubeconfig, control_plane, claim_namespace, cluster_id, on_disconnect, served, writer_binding
         )
+        if allow_identity_change is not None:
+            props["allowIdentityChange"] = allow_identity_change
         super().__init__(type_, name, props, opts)
         self.register_outputs({})
 

@@ -20,6 +20,7 @@ sees one construct call per component) share one registration.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import weakref
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -43,6 +44,7 @@ from mcp_connector_component.guard import (
 
 HOOK_NAME = "mcp-connector-disconnect"
 CHECK_HOOK_NAME = "mcp-connector-disconnect-check"
+IDENTITY_HOOK_NAME = "mcp-connector-identity-change"
 
 
 class DisconnectHookError(pulumi.RunError):
@@ -55,6 +57,7 @@ class _Deployment:
 
     hook: pulumi.ResourceHook
     check: pulumi.ResourceHook
+    identity: pulumi.ResourceHook
     dry_run: bool
     #: Guard name -> its connection identity, for telling a rename from a disconnect.
     guards: dict[str, pulumi.Output[tuple[str, str, str]]] = field(default_factory=dict)
@@ -114,7 +117,12 @@ def _current() -> _Deployment:
         check = pulumi.ResourceHook(
             CHECK_HOOK_NAME, lambda args: _before_delete(args, dry_run=True, key=key, check=True)
         )
-        deployment = _Deployment(hook, check, dry_run, loop=weakref.ref(loop) if loop else None)
+        identity = pulumi.ResourceHook(
+            IDENTITY_HOOK_NAME,
+            lambda args: _before_update(args, dry_run=dry_run),
+            opts=pulumi.ResourceHookOptions(on_dry_run=True),
+        )
+        deployment = _Deployment(hook, check, identity, dry_run, loop=weakref.ref(loop) if loop else None)
         _deployments[key] = deployment
     return deployment
 
@@ -132,6 +140,11 @@ def register_disconnect_hook() -> pulumi.ResourceHook:
 def check_hook() -> pulumi.ResourceHook:
     """The guard's hook (registered together with the disconnect hook)."""
     return _current().check
+
+
+def identity_hook() -> pulumi.ResourceHook:
+    """The Disconnect's before_update hook (registered together with the disconnect hook)."""
+    return _current().identity
 
 
 def declare_guard(name: str, identity: pulumi.Output[tuple[str, str, str]], guard: pulumi.Resource) -> None:
@@ -216,6 +229,58 @@ async def _before_delete(args: pulumi.ResourceHookArgs, *, dry_run: bool, key: o
         return
     prefix = "mcp-connector disconnect (preview)" if dry_run else "mcp-connector disconnect"
     pulumi.log.info(f"{prefix}: {report.summary(plan)}")
+
+
+async def _before_update(args: pulumi.ResourceHookArgs, *, dry_run: bool) -> None:
+    """Runs before the Disconnect is updated: a change of identity disconnects the old one, or is refused.
+
+    Every other child depends on the Disconnect, so this runs before any of them changes: a
+    refusal leaves the stack and both clusters as they were.
+    """
+    if args.type != DISCONNECT_TYPE:
+        raise DisconnectHookError(f"mcp-connector identity check: {args.urn} is not a {DISCONNECT_TYPE}")
+    try:
+        old_inputs, new_inputs = await _reveal(args.old_inputs or {}), await _reveal(args.new_inputs or {})
+        old, new = plan_from_inputs(old_inputs), plan_from_inputs(new_inputs)
+    except (PlanError, TypeError, ValueError) as e:
+        raise DisconnectHookError(f"mcp-connector identity check ({args.name}): {e}") from None
+    if old.identity == new.identity:
+        return
+    # The disconnect of the old identity, as on_disconnect says now.
+    old = dataclasses.replace(old, on_disconnect=new.on_disconnect)
+    allowed = bool(new_inputs.get("allowIdentityChange"))
+    what = (
+        f"McpConnector {new.connector or args.name} changes its identity from {_identity_text(old)} to "
+        f"{_identity_text(new)}: that disconnects the old identity"
+    )
+    try:
+        access = kubeconfigs.load(old.kubeconfig).access
+        report = await disconnect(old, access, dry_run=dry_run or not allowed, log=pulumi.log.info)
+        found = report.summary(old)
+    except AccessError as e:
+        found = f"its claims cannot be listed: {access_error(old, e)}"
+        report = None
+    except (DisconnectError, upstream.ControlPlaneError) as e:
+        if allowed and not dry_run:
+            raise DisconnectHookError(f"{what}, which stopped: {e}. Nothing else was changed; re-run.") from None
+        found = f"its claims cannot be listed: {e}"
+        report = None
+    if dry_run:
+        then = "`pulumi up` runs it" if allowed else "`pulumi up` refuses it unless allow_identity_change is true"
+        pulumi.log.warn(f"{what} ({found}); {then}.")
+        return
+    if not allowed:
+        raise DisconnectHookError(
+            f"{what} ({found}). Refused, nothing was changed: set allow_identity_change to true to disconnect "
+            "the old identity and connect the new one, or put the old value back."
+        )
+    if report is None:
+        raise DisconnectHookError(f"{what}, which cannot run ({found}). Nothing else was changed; re-run.")
+    pulumi.log.info(f"mcp-connector disconnect of the old identity: {found}")
+
+
+def _identity_text(plan: DisconnectPlan) -> str:
+    return f"(control plane {plan.control_plane}, namespace {plan.claim_namespace}, cluster {plan.cluster_id})"
 
 
 def _quiet(_: str) -> None:

@@ -96,11 +96,11 @@ def _scoped_identity(
 ) -> tuple[pulumi.Output[str], scoped.Fence]:
     """This cluster's namespace and identity in the control plane; returns the connector's kubeconfig."""
     name = reg.name
-    provider = k8s.Provider(f"{name}-control-plane", kubeconfig=platform, opts=reg.under())
+    provider = k8s.Provider(f"{name}-control-plane", kubeconfig=platform, opts=reg.ordered())
     names = scoped.ScopedNames(namespace=namespace_name, base=name)
 
     def opts(**options: Any) -> pulumi.ResourceOptions:
-        return reg.under(provider=provider, delete_before_replace=True, **options)
+        return reg.child(provider=provider, **options)
 
     # Never deleted: it holds the claims, which Keep and Release both leave in place.
     namespace = k8s.core.v1.Namespace(

@@ -261,6 +261,11 @@ async def test_bad_on_disconnect_is_refused(cp: FakeControlPlane) -> None:
         await disconnect(_plan("Delete"), ACCESS, log=_quiet)
 
 
+def _deployment(**fields: Any) -> hook._Deployment:
+    """A deployment as the process sees it, without registered hooks."""
+    return hook._Deployment(hook=None, check=None, identity=None, dry_run=False, **fields)  # type: ignore[arg-type]
+
+
 def _guard_args(plan: DisconnectPlan, *, name: str = "mcp-connector-disconnect", typ: str = GUARD_TYPE) -> Any:
     inputs = {
         "connector": plan.connector,
@@ -293,7 +298,7 @@ async def test_hook_refuses_what_is_not_a_guard(cp: FakeControlPlane) -> None:
 async def test_hook_releases_and_a_rename_does_not(cp: FakeControlPlane, monkeypatch: pytest.MonkeyPatch) -> None:
     plan = _plan("Release")
     successor = pulumi.Output.from_input(plan.identity)
-    renamed = hook._Deployment(hook=None, check=None, dry_run=False, guards={"renamed-claims": successor})  # type: ignore[arg-type]
+    renamed = _deployment(guards={"renamed-claims": successor})  # type: ignore[arg-type]
     monkeypatch.setitem(hook._deployments, "k", renamed)
     await hook._before_delete(_guard_args(plan), dry_run=False, key="k")
     assert cp.patches == 0 and _labelled(cp, CLUSTER) == 3, "the connection continues under the new name"
@@ -417,7 +422,7 @@ async def test_a_guard_deleted_while_its_registration_is_unanswered_is_being_rep
 ) -> None:
     plan = _plan("Release")
     identity = pulumi.Output.from_input(plan.identity)
-    deployment = hook._Deployment(hook=None, check=None, dry_run=False, guards={"mcp-connector-disconnect": identity})  # type: ignore[arg-type]
+    deployment = _deployment(guards={"mcp-connector-disconnect": identity})  # type: ignore[arg-type]
     monkeypatch.setitem(hook._deployments, "k", deployment)
     await hook._before_delete(_guard_args(plan), dry_run=False, key="k")
     assert cp.patches == 0, "pulumi up --replace of the guard: the connection stays"
@@ -432,7 +437,7 @@ async def test_a_destroy_of_two_connectors_for_one_cluster_releases(
     plan = _plan("Release")
     identity = pulumi.Output.from_input(plan.identity)
     guards = {"platform-disconnect": identity, "mcp-connector-disconnect": identity}
-    deployment = hook._Deployment(hook=None, check=None, dry_run=False, guards=guards, registered=set(guards))  # type: ignore[arg-type]
+    deployment = _deployment(guards=guards, registered=set(guards))  # type: ignore[arg-type]
     monkeypatch.setitem(hook._deployments, "k", deployment)
     await hook._before_delete(_guard_args(plan), dry_run=False, key="k")
     assert _labelled(cp, CLUSTER) == 0, "both are declared and deleted: a destroy, not a rename"
@@ -511,3 +516,35 @@ async def test_a_cancelled_release_still_gives_the_writes_back(cp: FakeControlPl
     with pytest.raises(asyncio.CancelledError):
         await disconnect(_fenced("Release"), ACCESS, log=_quiet)
     assert "mcp-connector" in cp.bindings
+
+
+def _update_args(old: DisconnectPlan, new: DisconnectPlan, *, allow: bool) -> Any:
+    old_args, new_args = _guard_args(old, typ=DISCONNECT_TYPE), _guard_args(new, typ=DISCONNECT_TYPE)
+    new_inputs = {**new_args.old_inputs, "allowIdentityChange": allow}
+    return pulumi.ResourceHookArgs(
+        old_args.urn, "", old_args.name, DISCONNECT_TYPE, old_inputs=old_args.old_inputs, new_inputs=new_inputs
+    )
+
+
+async def test_an_identity_change_is_refused_until_allowed_then_disconnects_the_old_one(
+    cp: FakeControlPlane, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    warned: list[str] = []
+    monkeypatch.setattr(hook.pulumi.log, "warn", lambda message, *a, **k: warned.append(message))
+    old = _plan("Release")
+    moved = DisconnectPlan(KUBECONFIG, "https://cp.test", NS, OTHER, "Release", (CLUSTERS, DATABASES), "c")
+    # Same identity (another on_disconnect, say): nothing to do.
+    await hook._before_update(_update_args(old, _plan("Keep"), allow=False), dry_run=False)
+    # The preview shows the old identity's disconnect, and changes nothing.
+    await hook._before_update(_update_args(old, moved, allow=False), dry_run=True)
+    assert "would release 3 claim(s)" in warned[-1] and f"cluster {CLUSTER}" in warned[-1]
+    assert "refuses it unless allow_identity_change" in warned[-1] and _labelled(cp, CLUSTER) == 3
+    # The update refuses before anything changes, naming the claims.
+    with pytest.raises(hook.DisconnectHookError) as refused:
+        await hook._before_update(_update_args(old, moved, allow=False), dry_run=False)
+    message = str(refused.value)
+    assert "Refused, nothing was changed" in message and "KubernetesCluster team-a/prod" in message
+    assert cp.patches == 0 and _labelled(cp, CLUSTER) == 3
+    # Allowed: the old identity is disconnected as on_disconnect says; the other cluster's claim stays.
+    await hook._before_update(_update_args(old, moved, allow=True), dry_run=False)
+    assert _labelled(cp, CLUSTER) == 0 and _labelled(cp, OTHER) == 1

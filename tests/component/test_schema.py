@@ -36,7 +36,8 @@ def test_inputs(schema: dict[str, Any]) -> None:
     assert set(inputs) == {
         "claimNamespace", "account", "controlPlane", "host", "token", "controlPlaneSecret",
         "controlPlaneKubeconfig", "platformKubeconfig", "claimApis", "clusterId", "namespace", "image", "replicas",
-        "resources", "mode", "caBundle", "include", "exclude", "onDisconnect", "groupPriorityMinimum",
+        "resources", "mode", "caBundle", "include", "exclude", "onDisconnect", "allowIdentityChange",
+        "groupPriorityMinimum",
     }  # fmt: skip
     assert inputs["replicas"]["type"] == "integer" and inputs["replicas"]["plain"] is True
     assert inputs["include"]["type"] == "array" and inputs["include"]["plain"] is True
