@@ -14,7 +14,10 @@ resource's ``before_delete`` hooks *before* it checks ``protect``. So:
 
 - ``Disconnect`` (the hook that keeps or releases) depends on nothing at all, not even
   through its inputs: destroying or replacing any other child, alone or with its
-  dependents, never reaches it. Only the whole component going deletes it.
+  dependents, never reaches it. Only the whole component going deletes it. Every other
+  child depends on it, so an update changes it first (its ``before_update`` hook refuses a
+  change of identity before anything else changes) and a destroy deletes it last: it keeps
+  or releases once the connector's objects are gone, which needs only the control plane.
 - ``DisconnectGuard`` depends on every other child and on ``Disconnect``, so the engine
   deletes it first of all. Its hook only checks (reads) that the disconnect can run, so a
   control plane that cannot be reached stops the destroy with everything in place; then

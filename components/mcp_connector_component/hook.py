@@ -298,7 +298,8 @@ def _stopped(plan: DisconnectPlan, error: Exception, *, dry_run: bool, check: bo
             "Re-run when the control plane answers, "
             "or set on_disconnect to Keep to disconnect without changing the claims."
         )
-    # The guard's check passed, so the engine is deleting the app-cluster objects alongside.
+    # The guard's check passed and every other child depends on the Disconnect: the engine has
+    # deleted the connector's objects before this ran (a legacy guard's hook runs before them).
     return (
         f"mcp-connector disconnect (Release) of cluster {plan.cluster_id} stopped: {error}. "
         "Claims released so far stay released; the others keep their labels. The connector's objects in the "

@@ -163,3 +163,32 @@ def test_depends_on_the_component_means_its_apis_are_served(
             ), "the claim was deleted through the connector before the connector went"
     finally:
         testbed.kubectl(APP_CLUSTER, "delete", "namespace", app_ns, "--wait=false", check=False)
+
+
+def test_an_identity_change_shows_the_old_disconnect_and_is_refused_until_allowed(
+    testbed: Testbed, connected: Callable[..., tuple[Setting, auto.Stack, contract.AppRef]]
+) -> None:
+    setting, stack, ref = connected(on_disconnect="Release")
+    before = {r["urn"]: r.get("inputs") for r in _resources(stack)}
+    setting.args["cluster_id"] = str(uuid.uuid4())
+
+    preview = stack.preview(on_output=log)
+    assert "changes its identity" in preview.stdout and f"cluster {ref.cluster_id}" in preview.stdout
+    assert "would release 1 claim(s)" in preview.stdout and f"KubernetesCluster {ref.namespace}/{ref.name}" in (
+        preview.stdout
+    )
+    assert "refuses it unless allow_identity_change" in preview.stdout
+
+    with pytest.raises(auto.CommandError) as refused:
+        stack.up(on_output=log)
+    assert "Refused, nothing was changed" in str(refused.value)
+    assert _labelled(testbed, ref)
+    after = {r["urn"]: r.get("inputs") for r in _resources(stack)}
+    assert after == before, "a refused identity change changes nothing in the stack"
+
+    setting.args["allow_identity_change"] = True
+    up = stack.up(on_output=log)
+    assert "disconnect of the old identity: Release: released 1 claim(s)" in up.stdout, up.stdout[-3000:]
+    assert not _labelled(testbed, ref)
+    guard = next(r for r in _resources(stack) if r["type"] == GUARD)
+    assert guard["inputs"]["clusterId"] == setting.args["cluster_id"]
