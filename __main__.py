@@ -13,7 +13,7 @@ the component makes this cluster's own control-plane namespace and a token scope
 ``controlPlaneKubeconfig`` (secret) or ``controlPlaneSecret``; ``claimNamespace``
 (required unless ``platformKubeconfig``); optional ``clusterId``, ``namespace``, ``image``,
 ``replicas``, ``mode`` (``in-cluster`` or ``host:port``), ``caBundle``, ``claimApis``,
-``include``/``exclude`` (JSON lists), ``onDisconnect`` (Keep|Release),
+``include``/``exclude`` (JSON lists), ``onDisconnect`` (Keep|Release), ``allowIdentityChange``,
 ``name`` (default ``mcp-connector``), ``connect`` (default true).
 """
 
@@ -62,6 +62,9 @@ def main() -> None:
     replicas = config.get_int("replicas")
     if replicas is not None:
         args["replicas"] = replicas
+    allow = config.get_bool("allowIdentityChange")
+    if allow is not None:
+        args["allow_identity_change"] = allow
 
     cluster = pulumi.Config("kubernetes")
     provider = k8s.Provider(
