@@ -17,13 +17,13 @@ from typing import Any
 import pytest
 import yaml
 from claims import CLUSTER_CLAIM, apiservice_exists, apply_claim, cp_claim, is_labelled, wait_available
-from component_helpers import CLUSTERS, external_setting, log, stack_for
+from component_helpers import CLUSTERS, SEEDED_APISERVICES, app_objects, external_setting, log, stack_for
 from component_stack import Program, Setting
 from connector_fixtures import ConnectorProcess
 from pulumi import automation as auto
 
 from mcp_connector.core import contract
-from testbed import APP_CLUSTER
+from testbed import APP_CLUSTER, cluster
 from testbed.harness import Testbed
 
 pytestmark = pytest.mark.e2e
@@ -192,3 +192,34 @@ def test_an_identity_change_shows_the_old_disconnect_and_is_refused_until_allowe
     assert not _labelled(testbed, ref)
     guard = next(r for r in _resources(stack) if r["type"] == GUARD)
     assert guard["inputs"]["clusterId"] == setting.args["cluster_id"]
+
+
+@pytest.mark.parametrize("on_disconnect", ["Keep", "Release"])
+def test_a_lost_app_cluster_disconnects_with_the_control_plane_alone(
+    testbed: Testbed,
+    connected: Callable[..., tuple[Setting, auto.Stack, contract.AppRef]],
+    monkeypatch: pytest.MonkeyPatch,
+    on_disconnect: str,
+) -> None:
+    """The app cluster's kube-apiserver stopped: destroy keeps or releases, and drops the app-cluster objects.
+
+    As the README says: cluster ID and credentials given as values (no read from the app
+    cluster), and the pulumi-kubernetes provider told to drop what it cannot reach.
+    """
+    _, stack, ref = connected(on_disconnect=on_disconnect)
+    monkeypatch.setenv("PULUMI_K8S_DELETE_UNREACHABLE", "true")  # the CLI and its plugins inherit it
+    try:
+        with cluster.apiserver_stopped(APP_CLUSTER):
+            done = stack.destroy(run_program=True, on_output=log)
+            assert not _resources(stack), done.stdout[-3000:]
+            if on_disconnect == "Keep":
+                assert "Keep: 1 claim(s) stay with their labels" in done.stdout
+                assert _labelled(testbed, ref)
+            else:
+                assert "Release: released 1 claim(s)" in done.stdout
+                assert not _labelled(testbed, ref)
+    finally:
+        # The app cluster comes back with the objects the stack dropped: away with them, as its owner would.
+        for obj in app_objects(testbed):
+            testbed.kubectl(APP_CLUSTER, "delete", obj, "--wait=false", "--ignore-not-found", check=False)
+        testbed.kubectl(APP_CLUSTER, "delete", "apiservice", *SEEDED_APISERVICES, "--ignore-not-found", check=False)
