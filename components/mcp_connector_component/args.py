@@ -109,5 +109,11 @@ class McpConnectorArgs(TypedDict):
     anything changes; its preview shows which claims the disconnect of the old identity keeps or
     releases either way."""
 
+    allow_api_removal: NotRequired[pulumi.Input[bool]]
+    """Let an update remove the APIService of a claim kind the control plane stopped offering although
+    `include`/`exclude` still select it (an XRD not Established, often briefly) while this cluster has
+    claims in it. Without it such an update is refused before anything changes and its preview warns;
+    dropping the kind from `include` needs no such permission."""
+
     group_priority_minimum: NotRequired[int]
     """`groupPriorityMinimum` of every APIService (default 1000)."""

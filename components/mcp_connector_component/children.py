@@ -225,10 +225,16 @@ def disconnect(
     """
     plan = _plan(reg, raw, plain, apis, access_kubeconfig, cluster_id, claim_namespace)
     allow = pulumi.Output.from_input(raw.get("allow_identity_change") or False).apply(bool)
+    removal = pulumi.Output.from_input(raw.get("allow_api_removal") or False).apply(bool)
     made = Disconnect(
         f"{reg.name}-claims",
         **{k: _detached(v) if isinstance(v, pulumi.Output) else v for k, v in plan.items()},
         allow_identity_change=_detached(allow),
+        update_checks={
+            "include": list(plain.selection.include),
+            "exclude": list(plain.selection.exclude),
+            "allowApiRemoval": _detached(removal),
+        },
         opts=reg.under(
             # Replaced (pulumi up --replace) delete-first, which the hook tells from a disconnect.
             delete_before_replace=True,

@@ -159,12 +159,14 @@ class DisconnectGuard(pulumi.ComponentResource):
         opts: pulumi.ResourceOptions,
         type_: str = GUARD_TYPE,
         allow_identity_change: pulumi.Input[bool] | None = None,
+        update_checks: Mapping[str, Any] | None = None,
     ) -> None:
         props = _props(
             connector, kubeconfig, control_plane, claim_namespace, cluster_id, on_disconnect, served, writer_binding
         )
         if allow_identity_change is not None:
             props["allowIdentityChange"] = allow_identity_change
+        props.update(update_checks or {})
         super().__init__(type_, name, props, opts)
         self.register_outputs({})
 

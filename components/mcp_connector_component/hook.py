@@ -31,7 +31,7 @@ from pulumi.runtime import settings as pulumi_settings
 
 from mcp_connector import upstream
 from mcp_connector.core.access import AccessError
-from mcp_connector_component import kubeconfigs
+from mcp_connector_component import drift, kubeconfigs
 from mcp_connector_component.disconnect import DisconnectError, access_error, disconnect
 from mcp_connector_component.guard import (
     DISCONNECT_TYPE,
@@ -245,6 +245,7 @@ async def _before_update(args: pulumi.ResourceHookArgs, *, dry_run: bool) -> Non
     except (PlanError, TypeError, ValueError) as e:
         raise DisconnectHookError(f"mcp-connector identity check ({args.name}): {e}") from None
     if old.identity == new.identity:
+        await _check_drift(old, new, new_inputs, dry_run=dry_run)
         return
     # The disconnect of the old identity, as on_disconnect says now.
     old = dataclasses.replace(old, on_disconnect=new.on_disconnect)
@@ -277,6 +278,37 @@ async def _before_update(args: pulumi.ResourceHookArgs, *, dry_run: bool) -> Non
     if report is None:
         raise DisconnectHookError(f"{what}, which cannot run ({found}). Nothing else was changed; re-run.")
     pulumi.log.info(f"mcp-connector disconnect of the old identity: {found}")
+
+
+async def _check_drift(
+    old: DisconnectPlan, new: DisconnectPlan, new_inputs: Mapping[str, Any], *, dry_run: bool
+) -> None:
+    """An update that removes APIServices holding this cluster's claims, not by the user's choice: refused."""
+    kinds = drift.drifted(old, new, new_inputs)
+    if not kinds:
+        return
+    try:
+        claims = await drift.claims_in(old, kubeconfigs.load(old.kubeconfig).access, kinds)
+    except (AccessError, upstream.ControlPlaneError) as e:
+        claims = [f"cannot list them ({e})"]
+    if not claims:
+        return
+    what = (
+        f"McpConnector {new.connector}: the control plane no longer offers {', '.join(k.resource for k in kinds)} "
+        f"(still selected by include/exclude), so this update would remove its APIService while this cluster has "
+        f"claims in it: {', '.join(claims)}"
+    )
+    allowed = bool(new_inputs.get("allowApiRemoval"))
+    if dry_run:
+        then = "`pulumi up` removes it" if allowed else "`pulumi up` refuses unless allow_api_removal is true"
+        pulumi.log.warn(f"{what}. {then}, or drop the kind from include; an XRD not Established is often brief.")
+    elif not allowed:
+        raise DisconnectHookError(
+            f"{what}. Refused, nothing was changed: wait until the XRD is Established again and re-run, drop the "
+            "kind from include, or set allow_api_removal to true to remove the APIService anyway."
+        )
+    else:
+        pulumi.log.warn(f"{what}; removed as allow_api_removal says (the claims stay in the control plane).")
 
 
 def _identity_text(plan: DisconnectPlan) -> str:

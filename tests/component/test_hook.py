@@ -548,3 +548,28 @@ async def test_an_identity_change_is_refused_until_allowed_then_disconnects_the_
     # Allowed: the old identity is disconnected as on_disconnect says; the other cluster's claim stays.
     await hook._before_update(_update_args(old, moved, allow=True), dry_run=False)
     assert _labelled(cp, CLUSTER) == 0 and _labelled(cp, OTHER) == 1
+
+
+async def test_discovery_drift_that_removes_claims_from_sight_is_refused(
+    cp: FakeControlPlane, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    warned: list[str] = []
+    monkeypatch.setattr(hook.pulumi.log, "warn", lambda message, *a, **k: warned.append(message))
+    old = _plan("Keep")
+    narrowed = DisconnectPlan(KUBECONFIG, "https://cp.test", NS, CLUSTER, "Keep", (CLUSTERS,), "c")
+
+    def args(include: list[str], allow: bool) -> Any:
+        update = _update_args(old, narrowed, allow=False)
+        update.new_inputs = {**update.new_inputs, "include": include, "allowApiRemoval": allow}
+        return update
+
+    await hook._before_update(args([], allow=False), dry_run=True)
+    assert "no longer offers postgresqlinstances.db.example.org" in warned[-1]
+    assert "PostgreSQLInstance team-a/db" in warned[-1] and "refuses unless allow_api_removal" in warned[-1]
+    with pytest.raises(hook.DisconnectHookError, match="Refused, nothing was changed"):
+        await hook._before_update(args([], allow=False), dry_run=False)
+    await hook._before_update(args([], allow=True), dry_run=False)
+    # Dropped from include by the user: no drift, nothing to refuse.
+    warned.clear()
+    await hook._before_update(args(["kubernetesclusters.k8s.starter.org"], allow=False), dry_run=False)
+    assert warned == [] and cp.patches == 0

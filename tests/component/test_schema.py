@@ -36,7 +36,7 @@ def test_inputs(schema: dict[str, Any]) -> None:
     assert set(inputs) == {
         "claimNamespace", "account", "controlPlane", "host", "token", "controlPlaneSecret",
         "controlPlaneKubeconfig", "platformKubeconfig", "claimApis", "clusterId", "namespace", "image", "replicas",
-        "resources", "mode", "caBundle", "include", "exclude", "onDisconnect", "allowIdentityChange",
+        "resources", "mode", "caBundle", "include", "exclude", "onDisconnect", "allowIdentityChange", "allowApiRemoval",
         "groupPriorityMinimum",
     }  # fmt: skip
     assert inputs["replicas"]["type"] == "integer" and inputs["replicas"]["plain"] is True
