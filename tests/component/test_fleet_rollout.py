@@ -106,6 +106,12 @@ def test_watch_counts_steps_and_finds_new_apiservices() -> None:
     assert (watch.steps_started, watch.steps_done, watch.changed) == (1, 1, 1)
     assert watch.new_apiservices == ["v1.cache.example.org"]
     assert watch.hook_messages == ["mcp-connector disconnect: Keep: 1 claim(s)"]
+    gone = _step("delete", engine.APISERVICE_TYPE, "c-v1.old.example.org")
+    gone["metadata"]["old"] = {**gone["metadata"].pop("new"), "inputs": {"metadata": {"name": "v1.old.example.org"}}}
+    watch(_event("resourcePreEvent", gone))
+    drift = "McpConnector c: the control plane no longer offers x.y (...) claims in it: Widget a/w"
+    watch(_event("diagnosticEvent", {"message": drift, "color": "never", "severity": "warning"}))
+    assert watch.removed_apiservices == ["v1.old.example.org"] and watch.hook_messages[-1] == drift
     assert engine.error_text(RuntimeError("x"), watch) == "cannot discover claim APIs"
     assert watch.change_text() == "+1 ~0 -0 +-0"
 
@@ -136,10 +142,14 @@ def test_summary_table_names_failures_and_logs() -> None:
     lines = text.splitlines()
     assert len(lines) == 4, "one line per stack, never wrapped"
     rows = {cells[0]: cells for cells in ([c.strip() for c in line.split("|")[1:-1]] for line in lines[2:])}
-    assert rows["dev-1"] == ["dev-1", "1", "succeeded", "3", "2.0s", ""]
-    assert rows["dev-2"] == ["dev-2", "1", "failed", "-", "1.0s", ("boom " * 40) + " (log: /tmp/dev-2.log)"]
-    preview = summary_text([StackRun("p", 2, state=SUCCEEDED, new_apiservices=["v1.a.b"])], preview=True)
-    assert preview.splitlines()[2].split("|")[6].strip() == "v1.a.b"
+    assert rows["dev-1"] == ["dev-1", "1", "succeeded", "3", "2.0s", "-", "-", ""]
+    assert rows["dev-2"] == ["dev-2", "1", "failed", "-", "1.0s", "-", "-", ("boom " * 40) + " (log: /tmp/dev-2.log)"]
+    run = StackRun(
+        "p", 2, state=SUCCEEDED, new_apiservices=["v1.a.b"], removed_apiservices=["v1.c.d"],
+        claim_notes=["mcp-connector disconnect (preview): Keep: 1 claim(s) would stay: Widget a/w"],
+    )  # fmt: skip
+    cells = [c.strip() for c in summary_text([run], preview=True).splitlines()[2].split("|")]
+    assert cells[6:9] == ["v1.a.b", "v1.c.d", run.claim_notes[0]]
 
 
 def test_a_second_interrupt_kills_the_whole_session_plugins_included() -> None:

@@ -151,8 +151,9 @@ def test_rollout_waves_halt_rerun_preview_interrupt(platform: Platform, testbed:
     preview = platform.rollout("--preview", "--parallel", "3")
     assert preview.returncode == 0, output(preview)
     prod = row(preview.stdout, "prod-1")
-    # +1: the APIService; ~1: the disconnect guard's plan now lists the new claim kind too.
-    assert (prod[3], prod[5]) == ("+1 ~1 -0 +-0", "v1.cache.example.org"), preview.stdout
+    # +1: the APIService; ~3: the guard's and the Disconnect's plans now list the new claim kind too, and the
+    # served marker lists its APIService.
+    assert (prod[3], prod[5]) == ("+1 ~3 -0 +-0", "v1.cache.example.org"), preview.stdout
     assert row(preview.stdout, "dev-1")[3] == "+0 ~0 -0 +-0" and row(preview.stdout, "dev-1")[5] == "-"
     assert testbed.kubectl(APP_CLUSTER, "get", "apiservice", "v1.cache.example.org", check=False).returncode != 0, (
         "a preview changes nothing"
@@ -175,7 +176,7 @@ def test_rollout_waves_halt_rerun_preview_interrupt(platform: Platform, testbed:
         assert proc.wait(timeout=60) == 130
     out = "\n".join(reader.lines)
     results = {stack: row(out, stack)[2] for stack in STACKS}
-    assert results["prod-1"] == "skipped" and "interrupted" in row(out, "prod-1")[5]
+    assert results["prod-1"] == "skipped" and "interrupted" in row(out, "prod-1")[-1]
     assert set(results.values()) <= {"succeeded", "interrupted", "skipped"}, out
 
     # A worker killed outright (a lost CI runner): its stack stays locked until the re-run clears it.
@@ -189,7 +190,7 @@ def test_rollout_waves_halt_rerun_preview_interrupt(platform: Platform, testbed:
         kill_session(worker)  # the worker leads its session; its Pulumi plugins have groups of their own
         reader.wait_for(lambda line: line.startswith("| prod-1 "), timeout=120, what="the summary row")
         assert proc.wait(timeout=60) == 1
-    assert "worker exited with status -9" in row("\n".join(reader.lines), "prod-1")[5]
+    assert "worker exited with status -9" in row("\n".join(reader.lines), "prod-1")[-1]
 
     rerun = platform.rollout(*WAVES, "--parallel", "2")
     assert rerun.returncode == 0, output(rerun)

@@ -24,6 +24,8 @@ from pulumi.automation import events
 
 APISERVICE_TYPE = "kubernetes:apiregistration.k8s.io/v1:APIService"
 HOOK_PREFIX = "mcp-connector disconnect"
+#: The Disconnect's update checks (a change of identity, discovery drift), which name claims too.
+_UPDATE_CHECK = re.compile(r"^McpConnector \S+(:| changes its identity)")
 #: Operations that count as a change in the summary.
 CHANGES = ("create", "update", "delete", "replace")
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]|<\{%[^%]*%\}>")
@@ -46,6 +48,7 @@ class Watch:
     errors: list[str] = field(default_factory=list)
     hook_messages: list[str] = field(default_factory=list)
     new_apiservices: list[str] = field(default_factory=list)
+    removed_apiservices: list[str] = field(default_factory=list)
     changes: Counter[str] = field(default_factory=Counter)
 
     def __call__(self, event: events.EngineEvent) -> None:
@@ -57,6 +60,8 @@ class Watch:
                 self.current = f"{meta.op.value} {meta.urn.rsplit('::', 1)[-1]}"
             if meta.type == APISERVICE_TYPE and meta.op in _CREATING:
                 self.new_apiservices.append(_apiservice_name(meta))
+            if meta.type == APISERVICE_TYPE and meta.op == events.OpType.DELETE:
+                self.removed_apiservices.append(_apiservice_name(meta, old=True))
         elif event.res_outputs_event is not None:
             if event.res_outputs_event.metadata.op != events.OpType.SAME:
                 self.steps_done += 1
@@ -65,7 +70,7 @@ class Watch:
             message = plain(diag.message)
             if diag.severity == "error" and message and not message.startswith("update failed"):
                 self.errors.append(message)
-            elif HOOK_PREFIX in message:
+            elif HOOK_PREFIX in message or (_UPDATE_CHECK.match(message) and "claim" in message):
                 self.hook_messages.append(message)
         elif event.summary_event is not None:
             self.changes = Counter(
@@ -83,8 +88,9 @@ class Watch:
         return f"+{c.get('create', 0)} ~{c.get('update', 0)} -{c.get('delete', 0)} +-{c.get('replace', 0)}"
 
 
-def _apiservice_name(meta: events.StepEventMetadata) -> str:
-    inputs: dict[str, Any] = dict(meta.new.inputs) if meta.new is not None and meta.new.inputs else {}
+def _apiservice_name(meta: events.StepEventMetadata, *, old: bool = False) -> str:
+    state = meta.old if old else meta.new
+    inputs: dict[str, Any] = dict(state.inputs) if state is not None and state.inputs else {}
     name = (inputs.get("metadata") or {}).get("name")
     return str(name) if name else meta.urn.rsplit("::", 1)[-1]
 

@@ -40,6 +40,9 @@ class StackRun:
     current: str = ""
     changes: dict[str, int] = field(default_factory=dict)
     new_apiservices: list[str] = field(default_factory=list)
+    removed_apiservices: list[str] = field(default_factory=list)
+    #: What the disconnect hook or the update checks said about claims (names, Keep or Release).
+    claim_notes: list[str] = field(default_factory=list)
     error: str = ""
     log_file: str = ""
 
@@ -162,15 +165,18 @@ class RichDisplay:
 
 
 def summary_rows(runs: Sequence[StackRun], *, preview: bool) -> list[list[str]]:
-    """The closing table: a header, then stack, wave, result, changes, duration, (new APIServices,) error."""
+    """The closing table: stack, wave, result, changes, duration, (new APIServices,) removed APIServices,
+    the claims a disconnect or an update check named, error."""
     header = ["stack", "wave", "result", "changes" if preview else "changed", "duration"]
     header += ["new APIServices"] if preview else []
-    rows = [[*header, "error"]]
+    rows = [[*header, "removed APIServices", "claims", "error"]]
     for run in runs:
         changed = run.change_text() if preview else (str(run.changed) if run.state == SUCCEEDED else "-")
         row = [run.name, str(run.wave), run.state, changed, f"{run.duration:.1f}s" if run.duration is not None else "-"]
         if preview:
             row.append(", ".join(run.new_apiservices) or "-")
+        row.append(", ".join(run.removed_apiservices) or "-")
+        row.append(" / ".join(run.claim_notes) or "-")
         row.append(run.error + (f" (log: {run.log_file})" if run.error and run.log_file else ""))
         rows.append(row)
     return rows

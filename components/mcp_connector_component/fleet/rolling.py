@@ -214,6 +214,8 @@ class Rollout:
         else:
             r.changes = {str(k): int(v) for k, v in dict(result.get("changes") or {}).items()}  # type: ignore[call-overload]
             r.new_apiservices = [str(a) for a in result.get("new_apiservices") or []]  # type: ignore[attr-defined]
+            r.removed_apiservices = [str(a) for a in result.get("removed_apiservices") or []]  # type: ignore[attr-defined]
+            r.claim_notes = [str(a) for a in result.get("claim_notes") or []]  # type: ignore[attr-defined]
             if result.get("ok"):
                 r.state = progress.SUCCEEDED
             else:

@@ -69,11 +69,30 @@ def run(job: dict[str, Any], send: Callable[..., None], log: IO[str]) -> None:
     workspace = auto.LocalWorkspace(work_dir=job["work_dir"], program=program)
     reporter = Reporter(send)
 
+    gates: list[engine.Watch] = []
+    plan_file = Path(job["log_file"]).with_suffix(".plan.json")
+
     def operate(stack: auto.Stack) -> None:
         if job["preview"]:
             stack.preview(on_output=log.write, on_event=reporter, color="never", diff=True)
-        else:
-            stack.up(on_output=log.write, on_event=reporter, color="never")
+            return
+        # Gated on a saved plan: the update may do only what its preview showed (and warned about:
+        # the Disconnect's checks refuse a change of identity or discovery drift there too).
+        gate = engine.Watch()
+        gates.append(gate)
+        stack.preview(on_output=log.write, on_event=gate, color="never", diff=True, plan=str(plan_file))
+        try:
+            stack.up(on_output=log.write, on_event=reporter, color="never", plan=str(plan_file))
+        finally:
+            plan_file.unlink(missing_ok=True)
+
+    def seen() -> dict[str, Any]:
+        """What the summary lists: removed APIServices, and the claims a disconnect or check named."""
+        watch = reporter if job["preview"] or not gates else gates[-1]
+        return {
+            "removed_apiservices": watch.removed_apiservices,
+            "claim_notes": watch.hook_messages,
+        }
 
     try:
         stack = auto.Stack.select(job["stack"], workspace)
@@ -95,9 +114,10 @@ def run(job: dict[str, Any], send: Callable[..., None], log: IO[str]) -> None:
             error="interrupted" if interrupted else engine.error_text(e, reporter),
             changes=dict(reporter.changes),
             new_apiservices=reporter.new_apiservices,
+            **seen(),
         )
         return
-    send(type="result", ok=True, changes=dict(reporter.changes), new_apiservices=reporter.new_apiservices)
+    send(type="result", ok=True, changes=dict(reporter.changes), new_apiservices=reporter.new_apiservices, **seen())
 
 
 def main(argv: list[str]) -> int:
