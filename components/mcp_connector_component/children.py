@@ -18,7 +18,13 @@ from mcp_connector.core.discovery import ClaimApi, group_versions, preferred_ver
 from mcp_connector_component import manifests, scoped, tls
 from mcp_connector_component.discovery import control_plane_url
 from mcp_connector_component.guard import KEEP, ClaimResource, Disconnect, DisconnectGuard
-from mcp_connector_component.hook import check_hook, declare_guard, identity_hook, register_disconnect_hook
+from mcp_connector_component.hook import (
+    check_hook,
+    declare_guard,
+    guard_gone_hook,
+    identity_hook,
+    register_disconnect_hook,
+)
 from mcp_connector_component.validation import PLATFORM, Plain, on_disconnect
 
 T = TypeVar("T")
@@ -257,7 +263,7 @@ def _guard(reg: Registrar, raw: Mapping[str, Any], plain: Plain, conn: Connectio
         opts=reg.ordered(
             depends_on=list(reg.made),
             delete_before_replace=True,
-            hooks=pulumi.ResourceHookBinding(before_delete=[check_hook()]),
+            hooks=pulumi.ResourceHookBinding(before_delete=[check_hook()], after_delete=[guard_gone_hook()]),
         ),
     )
     declare_guard(guard_name, _identity(plan), guard)

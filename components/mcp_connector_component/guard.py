@@ -22,7 +22,11 @@ resource's ``before_delete`` hooks *before* it checks ``protect``. So:
   deletes it first of all. Its hook only checks (reads) that the disconnect can run, so a
   control plane that cannot be reached stops the destroy with everything in place; then
   the engine checks its ``protect``, which it inherits from the McpConnector like every
-  child: a protected component stops here, before ``Disconnect`` is ever reached.
+  child. A failed delete does not stop the engine from going on to ``Disconnect`` (seen with
+  the real engine: it skips the guard's other dependencies, not the Disconnect), so the guard
+  also has an ``after_delete`` hook, which runs only once the guard is really gone, and the
+  disconnect hook refuses to run when this deployment started the guard's delete but never
+  finished it: a protected component keeps and releases nothing.
 
 No ``from __future__ import annotations``: the provider host may read this module's
 annotations as real types.

@@ -45,6 +45,7 @@ from mcp_connector_component.guard import (
 HOOK_NAME = "mcp-connector-disconnect"
 CHECK_HOOK_NAME = "mcp-connector-disconnect-check"
 IDENTITY_HOOK_NAME = "mcp-connector-identity-change"
+GUARD_GONE_HOOK_NAME = "mcp-connector-guard-deleted"
 
 
 class DisconnectHookError(pulumi.RunError):
@@ -58,6 +59,7 @@ class _Deployment:
     hook: pulumi.ResourceHook
     check: pulumi.ResourceHook
     identity: pulumi.ResourceHook
+    gone: pulumi.ResourceHook
     dry_run: bool
     #: Guard name -> its connection identity, for telling a rename from a disconnect.
     guards: dict[str, pulumi.Output[tuple[str, str, str]]] = field(default_factory=dict)
@@ -66,6 +68,11 @@ class _Deployment:
     #: replacement (``pulumi up --replace``), never a disconnect; in a destroy, every
     #: registration is answered before the first delete.
     registered: set[str] = field(default_factory=set)
+    #: Guards whose delete this deployment started (their check ran) and those it completed
+    #: (their after_delete hook ran: past the engine's protect check). A guard started and not
+    #: completed failed: protected, or its check stopped it; the Disconnect must not go on.
+    guard_started: set[str] = field(default_factory=set)
+    guard_deleted: set[str] = field(default_factory=set)
     #: The event loop of the program run that registered the hook (see ``_current``).
     loop: weakref.ref[asyncio.AbstractEventLoop] | None = None
 
@@ -115,14 +122,15 @@ def _current() -> _Deployment:
         )
         # Not in previews: the disconnect hook reports there what would happen.
         check = pulumi.ResourceHook(
-            CHECK_HOOK_NAME, lambda args: _before_delete(args, dry_run=True, key=key, check=True)
+            CHECK_HOOK_NAME, lambda args: _before_delete(args, dry_run=dry_run, key=key, check=True)
         )
         identity = pulumi.ResourceHook(
             IDENTITY_HOOK_NAME,
             lambda args: _before_update(args, dry_run=dry_run),
             opts=pulumi.ResourceHookOptions(on_dry_run=True),
         )
-        deployment = _Deployment(hook, check, identity, dry_run, loop=weakref.ref(loop) if loop else None)
+        gone = pulumi.ResourceHook(GUARD_GONE_HOOK_NAME, lambda args: _guard_deleted(args, key=key))
+        deployment = _Deployment(hook, check, identity, gone, dry_run, loop=weakref.ref(loop) if loop else None)
         _deployments[key] = deployment
     return deployment
 
@@ -140,6 +148,17 @@ def register_disconnect_hook() -> pulumi.ResourceHook:
 def check_hook() -> pulumi.ResourceHook:
     """The guard's hook (registered together with the disconnect hook)."""
     return _current().check
+
+
+def guard_gone_hook() -> pulumi.ResourceHook:
+    """The guard's after_delete hook (registered together with the disconnect hook)."""
+    return _current().gone
+
+
+def _guard_deleted(args: pulumi.ResourceHookArgs, *, key: object) -> None:
+    deployment = _deployments.get(key)
+    if deployment is not None:
+        deployment.guard_deleted.add(args.name)
 
 
 def identity_hook() -> pulumi.ResourceHook:
@@ -195,10 +214,23 @@ async def _before_delete(args: pulumi.ResourceHookArgs, *, dry_run: bool, key: o
             "it was made by another version of McpConnector. Nothing was changed."
         )
     deployment = _deployments.get(key)
+    if check and deployment is not None and not dry_run:
+        deployment.guard_started.add(args.name)
     if deployment is not None and args.name in deployment.guards and args.name not in deployment.registered:
         pulumi.log.info(f"mcp-connector disconnect: {args.name} is being replaced; the connection stays as it is")
         return
     plan = await plan_from_hook_args(args)
+    if not check and not dry_run and deployment is not None and args.type == DISCONNECT_TYPE:
+        # The engine runs a resource's delete hooks before it checks protect, and it went on to
+        # this delete after the guard's failed (seen with a protected component): only a guard
+        # this deployment deleted, or none at all (gone in an earlier run), lets the disconnect run.
+        guard = _guard_of(args.name)
+        if guard in deployment.guard_started and guard not in deployment.guard_deleted:
+            raise DisconnectHookError(
+                f"mcp-connector disconnect: the guard {guard} was not deleted (a protected McpConnector, or its "
+                "check stopped it), so nothing is kept or released and nothing else is deleted by this hook. "
+                "Unprotect the component (remove protect and run `pulumi up`) to disconnect it."
+            )
     # A guard the program no longer declares, while another one it declares serves the same
     # connection: a rename, or one of two components for one cluster removed; releasing by the
     # cluster's label would take the claims the other still serves. A guard the program still
@@ -213,7 +245,7 @@ async def _before_delete(args: pulumi.ResourceHookArgs, *, dry_run: bool, key: o
         return
     try:
         access = kubeconfigs.load(plan.kubeconfig).access
-        report = await disconnect(plan, access, dry_run=dry_run, log=pulumi.log.info if not check else _quiet)
+        report = await disconnect(plan, access, dry_run=dry_run or check, log=pulumi.log.info if not check else _quiet)
     except AccessError as e:
         raise DisconnectHookError(str(access_error(plan, e))) from None
     except DisconnectError as e:
@@ -223,7 +255,7 @@ async def _before_delete(args: pulumi.ResourceHookArgs, *, dry_run: bool, key: o
             # Keep changes nothing, so an unreachable control plane must not block disconnecting.
             pulumi.log.warn(f"mcp-connector disconnect (Keep): could not list the claims: {e}")
             return
-        raise DisconnectHookError(_stopped(plan, e, dry_run=dry_run and not check, check=check)) from None
+        raise DisconnectHookError(_stopped(plan, e, dry_run=dry_run, check=check)) from None
     if check:
         pulumi.log.info(f"mcp-connector disconnect: checked that {plan.control_plane} answers; nothing changed yet")
         return
@@ -313,6 +345,11 @@ async def _check_drift(
 
 def _identity_text(plan: DisconnectPlan) -> str:
     return f"(control plane {plan.control_plane}, namespace {plan.claim_namespace}, cluster {plan.cluster_id})"
+
+
+def _guard_of(disconnect_name: str) -> str:
+    """The guard's name for a Disconnect's (``<component>-claims`` -> ``<component>-disconnect``)."""
+    return disconnect_name.removesuffix("-claims") + "-disconnect"
 
 
 def _quiet(_: str) -> None:

@@ -263,7 +263,7 @@ async def test_bad_on_disconnect_is_refused(cp: FakeControlPlane) -> None:
 
 def _deployment(**fields: Any) -> hook._Deployment:
     """A deployment as the process sees it, without registered hooks."""
-    return hook._Deployment(hook=None, check=None, identity=None, dry_run=False, **fields)  # type: ignore[arg-type]
+    return hook._Deployment(hook=None, check=None, identity=None, gone=None, dry_run=False, **fields)  # type: ignore[arg-type]
 
 
 def _guard_args(plan: DisconnectPlan, *, name: str = "mcp-connector-disconnect", typ: str = GUARD_TYPE) -> Any:
@@ -317,7 +317,7 @@ async def test_unreachable_control_plane_stops_release_but_not_keep(monkeypatch:
         lambda access, **kw: httpx.AsyncClient(base_url=access.url, transport=httpx.MockTransport(_refuse)),
     )
     with pytest.raises(hook.DisconnectHookError) as stopped:
-        await hook._before_delete(_guard_args(_plan("Release")), dry_run=True, key="x", check=True)
+        await hook._before_delete(_guard_args(_plan("Release")), dry_run=False, key="x", check=True)
     message = str(stopped.value)
     assert "stopped before deleting anything" in message and "Re-run" in message and "Keep" in message
     assert "token" not in message
@@ -327,14 +327,14 @@ async def test_unreachable_control_plane_stops_release_but_not_keep(monkeypatch:
     message = str(stopped.value)
     assert "stopped before deleting anything" not in message and "may already be deleted" in message
     assert "Claims released so far stay released" in message and "destroy --run-program" in message
-    await hook._before_delete(_guard_args(_plan("Keep")), dry_run=True, key="x", check=True)
+    await hook._before_delete(_guard_args(_plan("Keep")), dry_run=False, key="x", check=True)
     await hook._before_delete(_guard_args(_plan("Keep"), typ=DISCONNECT_TYPE), dry_run=False, key="x")
 
 
 async def test_the_guards_check_only_reads(cp: FakeControlPlane) -> None:
     """The guard goes in every destroy that reaches any child (--target-dependents): it never writes."""
     cp.bindings["mcp-connector"] = dict(WRITER)
-    await hook._before_delete(_guard_args(_fenced("Release")), dry_run=True, key="none", check=True)
+    await hook._before_delete(_guard_args(_fenced("Release")), dry_run=False, key="none", check=True)
     assert cp.patches == 0 and _labelled(cp, CLUSTER) == 3
     assert cp.binding_calls == [] and "mcp-connector" in cp.bindings
 
@@ -573,3 +573,22 @@ async def test_discovery_drift_that_removes_claims_from_sight_is_refused(
     warned.clear()
     await hook._before_update(args(["kubernetesclusters.k8s.starter.org"], allow=False), dry_run=False)
     assert warned == [] and cp.patches == 0
+
+
+async def test_the_disconnect_never_runs_after_its_guard_failed_to_go(
+    cp: FakeControlPlane, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The engine goes on to the Disconnect's delete after a protected guard's failed (its hooks come first)."""
+    plan = _plan("Release")
+    identity = pulumi.Output.from_input(plan.identity)
+    names = {"mcp-connector-disconnect": identity, "mcp-connector-claims": identity}
+    deployment = _deployment(guards=names, registered=set(names))
+    monkeypatch.setitem(hook._deployments, "k", deployment)
+    await hook._before_delete(_guard_args(plan), dry_run=False, key="k", check=True)  # then: protected
+    disconnect_args = _guard_args(plan, name="mcp-connector-claims", typ=DISCONNECT_TYPE)
+    with pytest.raises(hook.DisconnectHookError, match="the guard mcp-connector-disconnect was not deleted"):
+        await hook._before_delete(disconnect_args, dry_run=False, key="k")
+    assert cp.patches == 0 and _labelled(cp, CLUSTER) == 3
+    hook._guard_deleted(_guard_args(plan), key="k")  # its after_delete: it went
+    await hook._before_delete(disconnect_args, dry_run=False, key="k")
+    assert _labelled(cp, CLUSTER) == 0
