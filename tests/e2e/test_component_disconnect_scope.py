@@ -26,7 +26,8 @@ from mcp_connector.core import contract
 from testbed import APP_CLUSTER, cluster
 from testbed.harness import Testbed
 
-pytestmark = pytest.mark.e2e
+# Each test runs several whole updates and destroys with the real engine.
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]
 
 GUARD = "mcp-connector:index:DisconnectGuard"
 DISCONNECT = "mcp-connector:index:Disconnect"
