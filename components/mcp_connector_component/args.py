@@ -105,14 +105,14 @@ class McpConnectorArgs(TypedDict):
     allow_identity_change: NotRequired[pulumi.Input[bool]]
     """Let an update change the connection's identity (`cluster_id`, `claim_namespace`, the control
     plane, or the app cluster whose `kube-system` UID is the default cluster ID): the update then first
-    disconnects the old identity as `on_disconnect` says. Without it such an update is refused before
-    anything changes; its preview shows which claims the disconnect of the old identity keeps or
+    disconnects the old identity as `on_disconnect` says. Without it such an update is refused and the
+    old identity's claims are not touched; its preview shows which claims the disconnect of the old identity keeps or
     releases either way."""
 
     allow_api_removal: NotRequired[pulumi.Input[bool]]
     """Let an update remove the APIService of a claim kind the control plane stopped offering although
     `include`/`exclude` still select it (an XRD not Established, often briefly) while this cluster has
-    claims in it. Without it such an update is refused before anything changes and its preview warns;
+    claims in it. Without it such an update is refused without removing it, and its preview warns;
     dropping the kind from `include` needs no such permission."""
 
     group_priority_minimum: NotRequired[int]

@@ -543,7 +543,7 @@ async def test_an_identity_change_is_refused_until_allowed_then_disconnects_the_
     with pytest.raises(hook.DisconnectHookError) as refused:
         await hook._before_update(_update_args(old, moved, allow=False), dry_run=False)
     message = str(refused.value)
-    assert "Refused, nothing was changed" in message and "KubernetesCluster team-a/prod" in message
+    assert "Refused: the old identity was not disconnected" in message and "KubernetesCluster team-a/prod" in message
     assert cp.patches == 0 and _labelled(cp, CLUSTER) == 3
     # Allowed: the old identity is disconnected as on_disconnect says; the other cluster's claim stays.
     await hook._before_update(_update_args(old, moved, allow=True), dry_run=False)
@@ -566,7 +566,7 @@ async def test_discovery_drift_that_removes_claims_from_sight_is_refused(
     await hook._before_update(args([], allow=False), dry_run=True)
     assert "no longer offers postgresqlinstances.db.example.org" in warned[-1]
     assert "PostgreSQLInstance team-a/db" in warned[-1] and "refuses unless allow_api_removal" in warned[-1]
-    with pytest.raises(hook.DisconnectHookError, match="Refused, nothing was changed"):
+    with pytest.raises(hook.DisconnectHookError, match="Refused: no APIService was removed"):
         await hook._before_update(args([], allow=False), dry_run=False)
     await hook._before_update(args([], allow=True), dry_run=False)
     # Dropped from include by the user: no drift, nothing to refuse.
