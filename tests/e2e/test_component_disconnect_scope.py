@@ -117,8 +117,9 @@ def test_a_child_destroyed_alone_never_disconnects(
         "the disconnect depends on nothing, so no --target-dependents reaches it",
         disconnect,
     )
-    guard = next(r for r in resources if r["type"] == GUARD)
-    assert disconnect["urn"] in guard["dependencies"], "the guard goes first, the disconnect after it"
+    # Nothing depends on it either: Pulumi's Python SDK expands depends_on a component into its
+    # children, and the Disconnect has none; the engine deletes it in its last round.
+    assert not any(disconnect["urn"] in (r.get("dependencies") or []) for r in resources)
 
     component = next(r["urn"] for r in resources if r["type"] == "mcp-connector:index:McpConnector")
     children = [
