@@ -47,8 +47,9 @@ class Registrar:
     name: str
     #: Every child but the guard, which depends on them all so that it is deleted first.
     made: list[pulumi.Resource] = field(default_factory=list)
-    #: The Disconnect, once made: every object made after it depends on it, so that its
-    #: update (and its identity check) comes before theirs, and its delete after theirs.
+    #: The Disconnect, once made. Objects made after it list it in depends_on, which Pulumi's
+    #: Python SDK expands into its children (none): it records no edge and orders nothing (the
+    #: e2e test checks that nothing depends on it). Kept as the statement of intent.
     first: pulumi.Resource | None = None
 
     def under(self, **options: Any) -> pulumi.ResourceOptions:
@@ -225,9 +226,8 @@ def disconnect(
     """The Disconnect, made before every other object (``Registrar.first``); see ``guard`` for why.
 
     It depends on nothing, not even through its inputs, so destroying or replacing any other
-    child alone (`--target <child> --target-dependents`) never reaches it; every object
-    depends on it, so an update changes it first (its before_update hook refuses a change of
-    identity before anything else changes) and a destroy deletes it last.
+    child alone (`--target <child> --target-dependents`) never reaches it, and nothing depends
+    on it (see ``Registrar.first``), so a destroy deletes it in the engine's last round.
     """
     plan = _plan(reg, raw, plain, apis, access_kubeconfig, cluster_id, claim_namespace)
     allow = pulumi.Output.from_input(raw.get("allow_identity_change") or False).apply(bool)

@@ -14,10 +14,12 @@ resource's ``before_delete`` hooks *before* it checks ``protect``. So:
 
 - ``Disconnect`` (the hook that keeps or releases) depends on nothing at all, not even
   through its inputs: destroying or replacing any other child, alone or with its
-  dependents, never reaches it. Only the whole component going deletes it. Every other
-  child depends on it, so an update changes it first (its ``before_update`` hook refuses a
-  change of identity before anything else changes) and a destroy deletes it last: it keeps
-  or releases once the connector's objects are gone, which needs only the control plane.
+  dependents, never reaches it. Only the whole component going deletes it. Nothing depends
+  on it either (Pulumi's Python SDK expands ``depends_on`` a component into its children, and
+  it has none), so the engine deletes it in its last round, once the connector's objects are
+  gone: keeping and releasing need only the control plane. For the same reason an update
+  does not wait for it: its ``before_update`` hook refuses a change of identity or discovery
+  drift for the old identity's claims, but other children may be updated alongside.
 - ``DisconnectGuard`` depends on every other child and on ``Disconnect``, so the engine
   deletes it first of all. Its hook only checks (reads) that the disconnect can run, so a
   control plane that cannot be reached stops the destroy with everything in place; then
