@@ -286,8 +286,8 @@ def test_interrupted_release_converges(
         claims = {ref: cp_claim(testbed, res, ref) for res, ref in refs}
         assert sum(is_released(c, r) for r, c in claims.items() if c) == 1
         assert sum(is_labelled(c, r) for r, c in claims.items() if c) == 2
-        # The Disconnect goes last (every other child depends on it): the connector's objects are
-        # gone, the Disconnect is still in the state, so the re-run releases the rest.
+        # The Disconnect goes in the engine's last round (nothing depends on it): the connector's
+        # objects are gone, the Disconnect is still in the state, so the re-run releases the rest.
         assert any(":Disconnect::" in urn for urn in _urns(stack)), "the Disconnect stays until its hook completes"
 
         # Re-running the destroy converges. The killed CLI leaves its lock: `pulumi cancel`, as a person would.

@@ -425,9 +425,9 @@ def test_disconnect_killed_at_random_points_converges(
 
             # Right after the kill: nothing lost, nothing half released, and while a claim is still
             # connected the Disconnect is still in the state, so the re-run releases it. The
-            # connector's app-cluster objects are not checked: every child depends on the
-            # Disconnect (and it on nothing, so that no child's delete reaches it, see guard.py),
-            # so the engine deletes them before the releases.
+            # connector's app-cluster objects are not checked: the Disconnect depends on nothing
+            # and nothing on it (so that no child's delete reaches it, see guard.py), and the
+            # engine deletes it in its last round, after them.
             states = claim_states(testbed, claims)
             assert all(s in (CONNECTED, RELEASED) for s in states.values()), (run, aim, states, destroy.tail())
             hit = hit_phase(destroy, states, claims, killed_at)
