@@ -284,6 +284,8 @@ def _access_rbac(reg: Registrar, names: manifests.Names) -> None:
         k8s.rbac.v1.RoleBinding(
             f"{name}-auth-reader", opts=reg.child(), **kwargs(manifests.auth_reader_binding(names))
         ),
+        k8s.rbac.v1.Role(f"{name}-leader", opts=reg.child(), **kwargs(manifests.leader_role(names))),
+        k8s.rbac.v1.RoleBinding(f"{name}-leader", opts=reg.child(), **kwargs(manifests.leader_role_binding(names))),
     ]
 
 

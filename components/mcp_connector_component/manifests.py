@@ -116,6 +116,16 @@ class Names:
         return self.base
 
     @property
+    def leader_lease(self) -> str:
+        """The Lease the replicas elect their leader with (in ``namespace``), and its Role and binding."""
+        return self.base
+
+    @property
+    def leader_role(self) -> str:
+        """Role (and its RoleBinding) on exactly that Lease."""
+        return f"{self.base}:leader-election"
+
+    @property
     def auth_delegator_binding(self) -> str:
         """ClusterRoleBinding to ``system:auth-delegator`` (TokenReview, SubjectAccessReview)."""
         return f"{self.base}:system:auth-delegator"
@@ -241,6 +251,36 @@ def cluster_role(names: Names, *, manage_apiservices: bool = False) -> RawObject
     }
 
 
+def leader_role(names: Names) -> RawObject:
+    """The leader-election Lease and nothing else: get and update it by name; create, which RBAC
+    cannot restrict by name (the name is not known before the object exists)."""
+    return {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "Role",
+        "metadata": _meta(names.leader_role, names),
+        "rules": [
+            {
+                "apiGroups": ["coordination.k8s.io"],
+                "resources": ["leases"],
+                "verbs": ["get", "update"],
+                "resourceNames": [names.leader_lease],
+            },
+            {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": ["create"]},
+        ],
+    }
+
+
+def leader_role_binding(names: Names) -> RawObject:
+    """Binds the leader-election Role to the connector's ServiceAccount."""
+    return {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "RoleBinding",
+        "metadata": _meta(names.leader_role, names),
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": names.leader_role},
+        "subjects": _subject(names),
+    }
+
+
 def cluster_role_binding(names: Names) -> RawObject:
     """Binds the connector's ClusterRole to its ServiceAccount."""
     return {
@@ -309,6 +349,7 @@ def connector_args(names: Names, settings: ConnectorSettings) -> list[Any]:
         f"--control-plane-kubeconfig={CREDENTIALS_MOUNT}/{KUBECONFIG_KEY}",
         f"--service-name={names.service}",
         f"--service-namespace={names.namespace}",
+        f"--leader-elect-lease-name={names.leader_lease}",
         "--claim-namespace",
         settings.claim_namespace,
     ]

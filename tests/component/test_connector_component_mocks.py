@@ -61,9 +61,29 @@ def test_kubeconfig_in_cluster_children(render: Render) -> None:
         "mcp-connector",
         "mcp-connector:system:auth-delegator",
     ]
-    reader = r.one("kubernetes:rbac.authorization.k8s.io/v1:RoleBinding")
+    reader = r.one("kubernetes:rbac.authorization.k8s.io/v1:RoleBinding", "mcp-connector-auth-reader")
     assert reader.inputs["metadata"]["namespace"] == "kube-system"
     assert reader.inputs["roleRef"]["name"] == "extension-apiserver-authentication-reader"
+    # Leader election: exactly its Lease (create cannot be restricted by name).
+    leader = r.one("kubernetes:rbac.authorization.k8s.io/v1:Role", "mcp-connector-leader").inputs
+    assert leader["metadata"] == {
+        **leader["metadata"],
+        "name": "mcp-connector:leader-election",
+        "namespace": "kube-system",
+    }
+    assert leader["rules"] == [
+        {
+            "apiGroups": ["coordination.k8s.io"],
+            "resources": ["leases"],
+            "verbs": ["get", "update"],
+            "resourceNames": ["mcp-connector"],
+        },
+        {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": ["create"]},
+    ]
+    binding = r.one("kubernetes:rbac.authorization.k8s.io/v1:RoleBinding", "mcp-connector-leader").inputs
+    assert binding["roleRef"]["name"] == "mcp-connector:leader-election"
+    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "mcp-connector", "namespace": "kube-system"}]
+    assert "--leader-elect-lease-name=mcp-connector" in _container(r)["args"]
     rules = r.one("kubernetes:rbac.authorization.k8s.io/v1:ClusterRole").inputs["rules"]
     groups = {g for rule in rules for g in rule["apiGroups"]}
     assert groups == {"", "admissionregistration.k8s.io"}, "no apiregistration rights by default"
@@ -123,6 +143,7 @@ def test_deployment_is_locked_down_and_checksummed(render: Render) -> None:
         f"--control-plane-kubeconfig={manifests.CREDENTIALS_MOUNT}/kubeconfig",
         "--service-name=mcp-connector",
         "--service-namespace=kube-system",
+        "--leader-elect-lease-name=mcp-connector",
         "--claim-namespace",
         "mcp-claims",
         "--cluster-id",
@@ -383,7 +404,7 @@ def test_platform_credentials_make_a_scoped_identity(render: Render, monkeypatch
     assert r.outputs["control_plane_namespace"] == namespace
     assert asked == [f"GET /api/v1/namespaces/{namespace}/secrets/mcp-connector-token"]
     assert r.k8s_names("kubernetes:core/v1:Namespace") == [namespace]
-    role = r.one("kubernetes:rbac.authorization.k8s.io/v1:Role").inputs
+    role = r.one("kubernetes:rbac.authorization.k8s.io/v1:Role", "mcp-connector-cp-role").inputs
     assert role["metadata"]["namespace"] == namespace
     assert role["rules"] == [
         {

@@ -246,6 +246,10 @@ def start_connector(
         "1",
         "--authz-denied-ttl-seconds",
         "1",
+        # Stopping a fixture connector need not wait for endpoints to move (tests of the graceful
+        # stop set their own delay); it still drains and releases its leader Lease.
+        "--shutdown-delay-seconds",
+        "0",
     ]
     if cluster_id:
         args += ["--cluster-id", cluster_id]

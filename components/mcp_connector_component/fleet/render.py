@@ -67,6 +67,8 @@ def objects(values: ConnectorValues, *, name: str = NAME, create_namespace: bool
         manifests.cluster_role_binding(names),
         manifests.auth_delegator_binding(names),
         manifests.auth_reader_binding(names),
+        manifests.leader_role(names),
+        manifests.leader_role_binding(names),
     ]
     if isinstance(mode, manifests.InCluster):
         dns_names = service_dns_names(names.service, names.namespace)

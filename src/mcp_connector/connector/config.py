@@ -7,13 +7,16 @@ never quote file contents.
 from __future__ import annotations
 
 import os
+import socket
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from mcp_connector.connector.followers.apiservices import ServiceRef
 from mcp_connector.connector.http import tls
 from mcp_connector.connector.http.fairshare import Limits
-from mcp_connector.connector.options import ServeOptions
+from mcp_connector.connector.leader.election import Timing
+from mcp_connector.connector.options import ServeOptions, leader_elect
 from mcp_connector.core import access
 
 IN_CLUSTER_DIR = Path("/var/run/secrets/kubernetes.io/serviceaccount")
@@ -47,6 +50,41 @@ class Config:
     cache_history_bytes: int
     watch_queue_bytes: int
     log_level: str
+    #: None: no election, this process runs the writers itself (--leader-elect=false).
+    leader: LeaderElection | None = None
+    shutdown_delay: float = 5.0
+    shutdown_timeout: float = 20.0
+
+
+@dataclass(frozen=True)
+class LeaderElection:
+    """Which Lease, who we are in it, and the three durations."""
+
+    namespace: str
+    name: str
+    identity: str
+    timing: Timing
+
+
+def identity_of(options: ServeOptions) -> str:
+    """The flag's identity, or client-go's default: the host name and a random suffix (unique per process)."""
+    return options.get("leader-elect-identity") or f"{socket.gethostname()}_{uuid.uuid4()}"
+
+
+def leader_election(options: ServeOptions) -> LeaderElection | None:
+    """The election settings, or None with --leader-elect=false."""
+    if not leader_elect(options):
+        return None
+    return LeaderElection(
+        namespace=options.get("leader-elect-lease-namespace") or options.get("service-namespace") or "kube-system",
+        name=options.get("leader-elect-lease-name") or options.get("service-name") or "mcp-connector",
+        identity=identity_of(options),
+        timing=Timing(
+            lease_duration=float(options.get("leader-elect-lease-duration-seconds") or 15),
+            renew_deadline=float(options.get("leader-elect-renew-deadline-seconds") or 10),
+            retry_period=float(options.get("leader-elect-retry-period-seconds") or 2),
+        ),
+    )
 
 
 def _read(path: str, flag: str) -> str:
@@ -156,4 +194,7 @@ def build(options: ServeOptions) -> Config:
         cache_history_bytes=int(float(options.get("cache-history-bytes") or 128 * 1024 * 1024)),
         watch_queue_bytes=int(float(options.get("watch-queue-bytes") or 8 * 1024 * 1024)),
         log_level=(options.get("log-level") or "info").lower(),
+        leader=leader_election(options),
+        shutdown_delay=float(options.get("shutdown-delay-seconds") or 0),
+        shutdown_timeout=float(options.get("shutdown-timeout-seconds") or 0),
     )

@@ -71,6 +71,18 @@ SECRET_SYNCS = Counter(
     ["kind"],
     registry=REGISTRY,
 )
+LEADER_STATUS = Gauge(
+    "mcp_connector_leader_election_master_status",
+    "1 while this replica holds the leader Lease else 0 (as client-go's leader_election_master_status).",
+    ["name"],
+    registry=REGISTRY,
+)
+LEADER_TRANSITIONS = Counter(
+    "mcp_connector_leader_election_changes",
+    "Times this replica acquired or lost the leader Lease.",
+    ["name", "change"],
+    registry=REGISTRY,
+)
 SERVED_APIS = Gauge("mcp_connector_served_claim_apis", "Claim APIs currently served.", registry=REGISTRY)
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -86,6 +87,22 @@ FLAGS = (
         "bytes of changes one client watch may have waiting before it is cut off",
         str(8 * 1024 * 1024),
     ),
+        "leader-elect",
+        "elect one replica (through a Lease in the app cluster) to write connection Secrets and APIServices",
+        "true",
+    ),
+    Flag("leader-elect-lease-name", "the leader election Lease (default: --service-name)"),
+    Flag("leader-elect-lease-namespace", "namespace of that Lease (default: --service-namespace)"),
+    Flag("leader-elect-identity", "this replica's name in the Lease (default: host name and a random suffix)"),
+    Flag("leader-elect-lease-duration-seconds", "how long others wait after the last renewal to take over", "15"),
+    Flag("leader-elect-renew-deadline-seconds", "how long the leader keeps trying to renew before it stops", "10"),
+    Flag("leader-elect-retry-period-seconds", "how often to try to acquire or renew", "2"),
+    Flag(
+        "shutdown-delay-seconds",
+        "after SIGTERM, keep serving this long while unready so endpoints move elsewhere",
+        "5",
+    ),
+    Flag("shutdown-timeout-seconds", "then wait this long for requests in flight to finish", "20"),
     Flag("log-level", "debug, info, warning or error", "info"),
 )
 
@@ -205,6 +222,40 @@ def validate(options: ServeOptions) -> list[str]:
         _number(options, name, errors, low=1, high=100_000)
     for name in ("cache-history-bytes", "watch-queue-bytes"):
         _number(options, name, errors, low=1024 * 1024, high=2**40)
+    _validate_leader(options, errors)
+    _number(options, "shutdown-delay-seconds", errors, low=0, high=3600)
+    _number(options, "shutdown-timeout-seconds", errors, low=0, high=3600)
     if (options.get("log-level") or "").lower() not in ("debug", "info", "warning", "error"):
         errors.append(f"--log-level: {options.get('log-level')!r} is not one of debug, info, warning, error")
     return errors
+
+
+#: DNS-1123 subdomain (a Lease's name and a namespace's, as apimachinery checks them).
+_DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+
+
+def leader_elect(options: ServeOptions) -> bool:
+    """Whether --leader-elect is on."""
+    return (options.get("leader-elect") or "true").lower() in ("true", "1", "yes")
+
+
+def _validate_leader(options: ServeOptions, errors: list[str]) -> None:
+    if (options.get("leader-elect") or "true").lower() not in ("true", "false", "1", "0", "yes", "no"):
+        errors.append(f"--leader-elect: {options.get('leader-elect')!r} is not true or false")
+    for name in ("leader-elect-lease-name", "leader-elect-lease-namespace"):
+        value = options.get(name)
+        if value is not None and (len(value) > 253 or not _DNS_SUBDOMAIN.match(value)):
+            errors.append(f"--{name}: {value!r} is not a valid name (DNS-1123 subdomain)")
+    identity = options.get("leader-elect-identity")
+    if identity is not None and len(identity) > 253:
+        errors.append("--leader-elect-identity: longer than 253 characters")
+    names = ("lease-duration", "renew-deadline", "retry-period")
+    before = len(errors)
+    for name in names:
+        _number(options, f"leader-elect-{name}-seconds", errors, low=0.1, high=3600)
+    if len(errors) == before:
+        lease, renew, retry = (float(options.get(f"leader-elect-{n}-seconds") or 0) for n in names)
+        if lease <= renew:
+            errors.append("--leader-elect-lease-duration-seconds: must be longer than the renew deadline")
+        if renew <= 1.2 * retry:
+            errors.append("--leader-elect-renew-deadline-seconds: must be longer than 1.2 x the retry period")

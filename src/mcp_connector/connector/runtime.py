@@ -6,6 +6,7 @@ settings); each is replaced whole, never edited in place.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -48,3 +49,8 @@ class Runtime:
     watch_idle_timeout: float = upstream.WATCH_IDLE_TIMEOUT
     #: The app cluster's admission chain for claim writes (None: no admission, e.g. in unit tests).
     admission: Admission | None = None
+    #: Set on SIGTERM: ``/readyz`` fails so endpoints move to other replicas while we still serve.
+    stopping: bool = False
+    #: Set once the shutdown delay is over: open watches end cleanly (clients resume elsewhere
+    #: from their last resourceVersion) and new ones end right after their first events.
+    draining: asyncio.Event = field(default_factory=asyncio.Event)

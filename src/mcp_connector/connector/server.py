@@ -31,6 +31,9 @@ from mcp_connector.connector.http.fairshare import Gates
 from mcp_connector.connector.http.health import Health
 from mcp_connector.connector.http.tls import SwappableContext
 from mcp_connector.connector.http.tokens import TOKEN_REVIEW_PATH, TokenAuthenticator
+from mcp_connector.connector.leader.election import Elector
+from mcp_connector.connector.leader.leading import LeaderTasks
+from mcp_connector.connector.leader.lock import LeaseLock
 from mcp_connector.connector.logs import fields
 from mcp_connector.connector.metrics import SERVED_APIS
 from mcp_connector.connector.runtime import Runtime
@@ -194,11 +197,7 @@ async def _serve(
     proxy_trigger = follow.Trigger("front-proxy", refresh_front_proxy, every=300)
     with contextlib.suppress(upstream.ControlPlaneError):
         await refresh_catalog()
-    tasks = [
-        asyncio.create_task(t.run())
-        for t in (catalog_trigger, proxy_trigger, *([apiservice_trigger] if apiservice_trigger else []))
-    ]
-    tasks += [asyncio.create_task(secrets.run()), asyncio.create_task(secrets_sync.follow_secrets(rt, secrets))]
+    tasks = [asyncio.create_task(t.run()) for t in (catalog_trigger, proxy_trigger)]
     tasks += [
         asyncio.create_task(follow.follow(control_plane_watches, upstream.api_path(*XRD_LIST), catalog_trigger)),
         asyncio.create_task(follow.follow(control_plane_watches, upstream.api_path(*CRD_LIST), catalog_trigger)),
@@ -211,20 +210,28 @@ async def _serve(
             )
         ),
     ]
-    if apiservice_trigger is not None and config.service is not None and config.service.owner:
-        # The owner's appearance (install applied) or removal (install deleted) re-runs the reconcile.
-        tasks.append(
-            asyncio.create_task(
-                follow.follow(
-                    app_cluster,
-                    apiservices.OWNER_LIST_PATH,
-                    apiservice_trigger,
-                    params={"fieldSelector": f"metadata.name={config.service.owner}"},
-                )
-            )
+    writers = _writers(config, rt, secrets, apiservice_trigger)
+    elector: Elector | None = None
+    if config.leader is None:
+        writers.start()
+    else:
+        lease = config.leader
+        elector = Elector(
+            LeaseLock(app_cluster, namespace=lease.namespace, name=lease.name, timeout=lease.timing.retry_period),
+            lease.identity,
+            timing=lease.timing,
+            started=writers.start,
+            stopped=writers.stop,
         )
+    elector_task = asyncio.create_task(elector.run()) if elector is not None else None
     # auto_decompress off: kube-apiserver takes request bodies as sent, and a gzip body is no way around the limits.
-    runner = web.AppRunner(app.build(rt, Health(rt)), handler_cancellation=True, access_log=None, auto_decompress=False)
+    runner = web.AppRunner(
+        app.build(rt, Health(rt)),
+        handler_cancellation=True,
+        access_log=None,
+        auto_decompress=False,
+        shutdown_timeout=config.shutdown_timeout,
+    )
     await runner.setup()
     # A deep accept queue (the kernel caps it at somaxconn, as for Go servers): a burst of new
     # connections from one client must not push other clients' connects into SYN retries.
@@ -246,12 +253,82 @@ async def _serve(
     loop.add_signal_handler(signal.SIGUSR1, _dump_tasks)
     try:
         await stop.wait()
+        await _drain(config, rt, writers, elector, elector_task)
     finally:
         log.info("stopping")
-        for task in tasks:
+        writers.stop()
+        # Stop listening and finish what is in flight (up to --shutdown-timeout-seconds) while the
+        # caches and followers still run, then stop them.
+        await runner.cleanup()
+        for task in [*tasks, *([elector_task] if elector_task else [])]:
             task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await asyncio.gather(*tasks, *([elector_task] if elector_task else []), return_exceptions=True)
+        await writers.drain()
         if rt.caches is not None:
             await rt.caches.close()
         await rt.admission.close()
-        await runner.cleanup()
+        log.info("stopped")
+
+
+def _writers(
+    config: Config, rt: Runtime, secrets: secrets_sync.SecretSync, apiservice_trigger: follow.Trigger | None
+) -> LeaderTasks:
+    """What only the leader runs: connection-Secret copies and, with --manage-apiservices, APIServices."""
+    writers = LeaderTasks()
+    writers.on_start(secrets.request_full)
+    writers.add("connection-secrets", secrets.run)
+    writers.add("connection-secret-watch", lambda: secrets_sync.follow_secrets(rt, secrets))
+    if apiservice_trigger is not None:
+        trigger = apiservice_trigger
+        writers.on_start(trigger.kick)
+        writers.add("apiservices", trigger.run)
+        if config.service is not None and config.service.owner:
+            # The owner's appearance (install applied) or removal (install deleted) re-runs the reconcile.
+            owner = config.service.owner
+            writers.add(
+                "apiservice-owner",
+                lambda: follow.follow(
+                    rt.app_cluster,
+                    apiservices.OWNER_LIST_PATH,
+                    trigger,
+                    params={"fieldSelector": f"metadata.name={owner}"},
+                ),
+            )
+    return writers
+
+
+async def _drain(
+    config: Config,
+    rt: Runtime,
+    writers: LeaderTasks,
+    elector: Elector | None,
+    elector_task: asyncio.Task[None] | None,
+) -> None:
+    """SIGTERM: unready, hand the Lease over, serve on for the shutdown delay, then end watches.
+
+    The writers stop and the Lease is released first, so the next leader takes over at once
+    instead of after a lease duration; serving needs no leadership. ``runner.cleanup`` then
+    stops listening and waits up to --shutdown-timeout-seconds for requests in flight.
+    """
+    rt.stopping = True
+    log.info(
+        "shutting down: unready, serving on while endpoints move",
+        extra=fields(delay_seconds=config.shutdown_delay, timeout_seconds=config.shutdown_timeout),
+    )
+    waited = asyncio.get_running_loop().time()
+    if elector is not None and elector_task is not None:
+        elector.stop()
+        with contextlib.suppress(TimeoutError, asyncio.CancelledError):
+            await asyncio.wait_for(asyncio.shield(elector_task), 2 * elector.timing.retry_period)
+    else:
+        writers.stop()
+    await writers.drain()
+    left = config.shutdown_delay - (asyncio.get_running_loop().time() - waited)
+    if left > 0:
+        await asyncio.sleep(left)
+    log.info("shutting down: ending watches, finishing requests in flight")
+    rt.draining.set()
+    if rt.caches is not None:
+        for cache in rt.caches:
+            for watcher in list(cache.watchers):
+                watcher.close()

@@ -11,7 +11,10 @@ re-watches instead of waiting for ever on a control plane that vanished.
 
 from __future__ import annotations
 
+import asyncio
 import logging
+from collections.abc import AsyncIterator
+from typing import Any
 
 import orjson
 from aiohttp import web
@@ -62,6 +65,25 @@ def watch_call_params(rt: Runtime, call: Call) -> dict[str, str]:
     return params
 
 
+async def until(events: AsyncIterator[dict[str, Any]], stop: asyncio.Event) -> AsyncIterator[dict[str, Any]]:
+    """``events`` until they end or ``stop`` is set (the connector drains: end the watch cleanly)."""
+    stopping = asyncio.ensure_future(stop.wait())
+    try:
+        while not stop.is_set():
+            following = asyncio.ensure_future(anext(events))
+            await asyncio.wait((following, stopping), return_when=asyncio.FIRST_COMPLETED)
+            if not following.done():
+                following.cancel()
+                await asyncio.gather(following, return_exceptions=True)
+                return
+            try:
+                yield following.result()
+            except StopAsyncIteration:
+                return
+    finally:
+        stopping.cancel()
+
+
 async def serve(request: web.Request, rt: Runtime, call: Call) -> web.StreamResponse:
     """Stream translated events until either side ends the watch."""
     params = watch_call_params(rt, call)
@@ -90,7 +112,7 @@ async def serve(request: web.Request, rt: Runtime, call: Call) -> web.StreamResp
     OPEN_WATCHES.inc()
     try:
         await response.prepare(request)
-        async for event in events:
+        async for event in until(events, rt.draining):
             translated = event_to_app(
                 event,
                 scope,

@@ -375,6 +375,8 @@ async def _watch(
             watcher.offer(event)
     watcher.after = after
     cache.watchers.add(watcher)
+    if rt.draining.is_set():
+        watcher.close()  # shutting down: the initial events, then a clean end (the client re-watches elsewhere)
     response = web.StreamResponse(
         status=200,
         headers={"Content-Type": "application/json", "Cache-Control": "no-cache", "Audit-ID": call.audit_id},

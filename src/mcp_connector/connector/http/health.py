@@ -5,7 +5,8 @@ connector only while it is ready; a connector that went unready with its control
 take its groups out of discovery, and the app cluster's namespace controller and garbage
 collector stall on any group whose discovery fails. So the connector is ready once it has read
 the claim APIs (its catalog) and stays ready; while the control plane is away, resource calls
-get a 503 Status and discovery keeps answering from the last catalog.
+get a 503 Status and discovery keeps answering from the last catalog. It turns unready only on
+SIGTERM, so the Service sends new connections to the other replicas while this one drains.
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ class Health:
         """(healthy, text) for a health path."""
         if not path.startswith("/readyz"):
             return True, "ok"
+        if self._rt.stopping:
+            return False, "not ready: shutting down"
         if not self._rt.catalog_loaded:
             return False, f"not ready: {self._rt.catalog_error}"
         return True, "ok"
