@@ -206,6 +206,7 @@ def start_connector(
     wait: bool = True,
     port: int | None = None,
     work: Path | None = None,
+    cert_dir: Path | None = None,
 ) -> ConnectorProcess:
     """Start a connector process for the test bed and return its handle (stop it yourself).
 
@@ -227,7 +228,7 @@ def start_connector(
         "--claim-namespace",
         claim_namespace or tb.claim_namespace,
         "--cert-dir",
-        str(work / "certs"),
+        str(cert_dir or work / "certs"),
         "--bind-address",
         "127.0.0.1",
         "--port",
@@ -256,7 +257,9 @@ def start_connector(
     if manage_apiservices:
         args.append("--manage-apiservices")
     args += list(extra_args)
-    proc = ConnectorProcess(tb, port, work / "certs", work / "connector.log", args, service_name, dict(env or {}))
+    proc = ConnectorProcess(
+        tb, port, cert_dir or work / "certs", work / "connector.log", args, service_name, dict(env or {})
+    )
     proc.start(wait=wait)
     return proc
 
