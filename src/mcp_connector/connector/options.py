@@ -87,6 +87,7 @@ FLAGS = (
         "bytes of changes one client watch may have waiting before it is cut off",
         str(8 * 1024 * 1024),
     ),
+    Flag(
         "leader-elect",
         "elect one replica (through a Lease in the app cluster) to write connection Secrets and APIServices",
         "true",

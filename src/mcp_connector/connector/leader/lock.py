@@ -59,7 +59,7 @@ class LeaseLock:
         self.namespace = namespace
         self.name = name
         self._timeout = timeout
-        self._collection = f"/apis/coordination.k8s.io/v1/namespaces/{namespace}/leases"
+        self._collection = upstream.api_path("apis", "coordination.k8s.io", "v1", "namespaces", namespace, "leases")
 
     def describe(self) -> str:
         """``namespace/name``."""
@@ -71,7 +71,7 @@ class LeaseLock:
             metadata["resourceVersion"] = resource_version
         return {"apiVersion": "coordination.k8s.io/v1", "kind": "Lease", "metadata": metadata, "spec": record.spec()}
 
-    async def _call(self, method: str, path: str, body: dict[str, Any] | None = None) -> Observed:
+    async def _call(self, method: str, path: upstream.ApiPath, body: dict[str, Any] | None = None) -> Observed:
         try:
             lease = await upstream.request(self._client, method, path, json_body=body, timeout=self._timeout)
         except upstream.ControlPlaneRejected as e:
@@ -86,7 +86,7 @@ class LeaseLock:
 
     async def get(self) -> Observed:
         """GET the Lease."""
-        return await self._call("GET", f"{self._collection}/{self.name}")
+        return await self._call("GET", self._collection.child(self.name))
 
     async def create(self, record: LeaderRecord) -> Observed:
         """POST a new Lease."""
@@ -94,4 +94,4 @@ class LeaseLock:
 
     async def update(self, record: LeaderRecord, *, resource_version: str) -> Observed:
         """PUT the Lease at the version read (the apiserver refuses it with 409 otherwise)."""
-        return await self._call("PUT", f"{self._collection}/{self.name}", self._lease(record, resource_version))
+        return await self._call("PUT", self._collection.child(self.name), self._lease(record, resource_version))
