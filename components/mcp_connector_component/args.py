@@ -65,7 +65,8 @@ class McpConnectorArgs(TypedDict):
     to a registry the cluster pulls from, and give that reference here."""
 
     replicas: NotRequired[int]
-    """Number of connector pods (default 1; a PodDisruptionBudget is added when more than 1)."""
+    """Number of connector pods in-cluster (default 2, spread over nodes; a PodDisruptionBudget is added
+    when more than 1). Every pod serves; one, elected through a Lease, copies connection Secrets."""
 
     resources: NotRequired[pulumi.Input[dict[str, dict[str, str]]]]
     """Container resources, e.g. `{"requests": {"cpu": "50m", "memory": "64Mi"}, "limits": {"memory": "256Mi"}}`.

@@ -349,7 +349,6 @@ def connector_args(names: Names, settings: ConnectorSettings) -> list[Any]:
         f"--control-plane-kubeconfig={CREDENTIALS_MOUNT}/{KUBECONFIG_KEY}",
         f"--service-name={names.service}",
         f"--service-namespace={names.namespace}",
-        f"--leader-elect-lease-name={names.leader_lease}",
         "--claim-namespace",
         settings.claim_namespace,
     ]
@@ -375,6 +374,17 @@ def config_checksum(*parts: str | Sequence[str] | None) -> str:
 #: baseline, its caches' stores, and the connector's byte budgets at their defaults
 #: (--cache-history-bytes 128 MiB, --watch-queue-bytes 8 MiB per lagging watch).
 DEFAULT_RESOURCES: RawObject = {"requests": {"cpu": "100m", "memory": "256Mi"}, "limits": {"memory": "768Mi"}}
+
+
+#: Replicas in-cluster unless told otherwise: one leader writing, every replica serving.
+DEFAULT_REPLICAS = 2
+#: The connector's own defaults: after SIGTERM it stays up, unready, for --shutdown-delay-seconds
+#: (5) while endpoints move, then waits up to --shutdown-timeout-seconds (20) for requests in
+#: flight; the kubelet's SIGKILL must come after both, with a margin.
+SHUTDOWN_DELAY_SECONDS, SHUTDOWN_TIMEOUT_SECONDS = 5, 20
+TERMINATION_GRACE_SECONDS = SHUTDOWN_DELAY_SECONDS + SHUTDOWN_TIMEOUT_SECONDS + 5
+#: The connector reads its leader-election identity from this variable (--leader-elect-identity).
+IDENTITY_ENV = "MCP_CONNECTOR_LEADER_ELECT_IDENTITY"
 
 
 def deployment(
@@ -407,6 +417,9 @@ def deployment(
             "runAsNonRoot": True,
             "capabilities": {"drop": ["ALL"]},
         },
+        # The pod's name is its identity in the leader Lease (the connector elects with a Lease
+        # named after its Service, --leader-elect-lease-name's default).
+        "env": [{"name": IDENTITY_ENV, "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}}],
         "volumeMounts": [
             {"name": "tls", "mountPath": TLS_MOUNT, "readOnly": True},
             {"name": "credentials", "mountPath": CREDENTIALS_MOUNT, "readOnly": True},
@@ -426,6 +439,16 @@ def deployment(
                 "spec": {
                     "serviceAccountName": names.service,
                     "automountServiceAccountToken": True,
+                    # Replicas on different nodes where there are several (never a reason not to run).
+                    "topologySpreadConstraints": [
+                        {
+                            "maxSkew": 1,
+                            "topologyKey": "kubernetes.io/hostname",
+                            "whenUnsatisfiable": "ScheduleAnyway",
+                            "labelSelector": {"matchLabels": selector},
+                        }
+                    ],
+                    "terminationGracePeriodSeconds": TERMINATION_GRACE_SECONDS,
                     "securityContext": {
                         "runAsNonRoot": True,
                         "runAsUser": RUN_AS_USER,

@@ -101,7 +101,7 @@ def validate(name: str, args: Mapping[str, Any]) -> Plain:
             "image is required in in-cluster mode: no connector image is published; build one from the"
             " repository's Containerfile, push it where the cluster pulls from and give its reference"
         )
-    replicas = args.get("replicas", 1)
+    replicas = args.get("replicas", manifests.DEFAULT_REPLICAS)
     if not isinstance(replicas, int) or replicas < 1:
         problems.append(f"replicas must be a positive integer (got {replicas!r})")
     on_disconnect = args.get("on_disconnect")

@@ -83,13 +83,30 @@ def test_kubeconfig_in_cluster_children(render: Render) -> None:
     binding = r.one("kubernetes:rbac.authorization.k8s.io/v1:RoleBinding", "mcp-connector-leader").inputs
     assert binding["roleRef"]["name"] == "mcp-connector:leader-election"
     assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "mcp-connector", "namespace": "kube-system"}]
-    assert "--leader-elect-lease-name=mcp-connector" in _container(r)["args"]
+    # The Lease is named after the Service (the connector's default); the pod's name is its identity.
+    assert _container(r)["env"] == [
+        {"name": "MCP_CONNECTOR_LEADER_ELECT_IDENTITY", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}}
+    ]
     rules = r.one("kubernetes:rbac.authorization.k8s.io/v1:ClusterRole").inputs["rules"]
     groups = {g for rule in rules for g in rule["apiGroups"]}
     assert groups == {"", "admissionregistration.k8s.io"}, "no apiregistration rights by default"
     admission = [r for r in rules if r["apiGroups"] == ["admissionregistration.k8s.io"]]
     assert all(r["verbs"] == ["list", "watch"] for r in admission), "admission configurations are only read"
-    assert r.of_type(PDB) == []
+    # Two replicas by default, spread over nodes where there are several, and a disruption budget.
+    spec = r.one(DEPLOYMENT).inputs["spec"]
+    assert spec["replicas"] == 2
+    assert spec["template"]["spec"]["topologySpreadConstraints"] == [
+        {
+            "maxSkew": 1,
+            "topologyKey": "kubernetes.io/hostname",
+            "whenUnsatisfiable": "ScheduleAnyway",
+            "labelSelector": {"matchLabels": spec["selector"]["matchLabels"]},
+        }
+    ]
+    # SIGTERM: 5 s unready while endpoints move, up to 20 s for requests in flight, then SIGKILL.
+    assert spec["template"]["spec"]["terminationGracePeriodSeconds"] == 30
+    assert r.one(PDB).inputs["spec"]["minAvailable"] == 1
+    assert r.of_type(PDB) and _ok(render({**KUBECONFIG_ARGS, "replicas": 1})).of_type(PDB) == []
     assert r.k8s_names(APISERVICE) == ALL_APISERVICES
     assert r.outputs == {
         "cluster_id": KUBE_SYSTEM_UID,
@@ -143,7 +160,6 @@ def test_deployment_is_locked_down_and_checksummed(render: Render) -> None:
         f"--control-plane-kubeconfig={manifests.CREDENTIALS_MOUNT}/kubeconfig",
         "--service-name=mcp-connector",
         "--service-namespace=kube-system",
-        "--leader-elect-lease-name=mcp-connector",
         "--claim-namespace",
         "mcp-claims",
         "--cluster-id",

@@ -87,7 +87,7 @@ def objects(values: ConnectorValues, *, name: str = NAME, create_namespace: bool
             manage_apiservices=True,
             apiservice_owner=names.cluster_role,
         )
-        replicas = values.replicas or 1
+        replicas = values.replicas or manifests.DEFAULT_REPLICAS
         out.append(
             manifests.deployment(
                 names,
