@@ -94,7 +94,9 @@ class Replicas:
         self.procs: dict[str, ConnectorProcess] = {}
 
     def start(self, name: str, *, app_kubeconfig: Path | None = None) -> ConnectorProcess:
+        # Under a loaded machine a replica's first reads of the control plane take a while.
         extra = ["--service-port", str(self.balancer.port), "--shutdown-delay-seconds", str(DELAY)]
+        extra += ["--upstream-timeout-seconds", "15"]
         extra += ["--leader-elect-identity", name]
         if app_kubeconfig is not None:
             extra += ["--app-kubeconfig", str(app_kubeconfig)]
@@ -105,8 +107,10 @@ class Replicas:
             service_name=SERVICE,
             cert_dir=self.cert_dir,
             extra_args=extra,
+            wait=False,
         )
         self.procs[name] = proc
+        proc.wait_ready(timeout=240)
         self.balancer.add(proc.port)
         eventually(lambda: proc.port in self.balancer.ready(), timeout=30, what=f"{name} to be an endpoint")
         return proc
