@@ -218,6 +218,7 @@ def start_connector(
     WORK_ROOT.mkdir(parents=True, exist_ok=True)
     work = work or Path(tempfile.mkdtemp(prefix="connector-", dir=WORK_ROOT))
     port = port or free_port()
+    election = secrets.token_hex(4)
     if control_plane_args is None:
         kubeconfig = control_plane_kubeconfig or tb.control_plane.kubeconfig
         control_plane_args = ["--control-plane-kubeconfig", str(kubeconfig)]
@@ -251,6 +252,13 @@ def start_connector(
         # stop set their own delay); it still drains and releases its leader Lease.
         "--shutdown-delay-seconds",
         "0",
+        # A Lease and an identity of its own: each test's connector leads at once, and a restart
+        # (proc.start() after a kill) is the same replica taking its Lease back, as a restarted
+        # pod of the same name does. Replica tests give a shared Lease.
+        "--leader-elect-lease-name",
+        f"mcp-e2e-{election}",
+        "--leader-elect-identity",
+        f"e2e-{election}",
     ]
     if cluster_id:
         args += ["--cluster-id", cluster_id]

@@ -81,7 +81,7 @@ class Replicas:
         # Under a loaded machine a replica's first reads of the control plane take a while.
         extra = ["--service-port", str(self.balancer.port), "--shutdown-delay-seconds", str(DELAY)]
         extra += ["--upstream-timeout-seconds", "60"]
-        extra += ["--leader-elect-identity", name]
+        extra += ["--leader-elect-identity", name, "--leader-elect-lease-name", SERVICE]
         if app_kubeconfig is not None:
             extra += ["--app-kubeconfig", str(app_kubeconfig)]
         proc = start_connector(
