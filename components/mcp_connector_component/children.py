@@ -287,6 +287,18 @@ def _access_rbac(reg: Registrar, names: manifests.Names) -> None:
         k8s.rbac.v1.Role(f"{name}-leader", opts=reg.child(), **kwargs(manifests.leader_role(names))),
         k8s.rbac.v1.RoleBinding(f"{name}-leader", opts=reg.child(), **kwargs(manifests.leader_role_binding(names))),
     ]
+    # The app cluster fences the ServiceAccount's writes to its own copies (RBAC cannot).
+    policy = k8s.admissionregistration.v1.ValidatingAdmissionPolicy(
+        f"{name}-write-fence", opts=reg.child(), **kwargs(manifests.admission_policy(names))
+    )
+    reg.made += [
+        policy,
+        k8s.admissionregistration.v1.ValidatingAdmissionPolicyBinding(
+            f"{name}-write-fence",
+            opts=reg.child(depends_on=[policy]),
+            **kwargs(manifests.admission_policy_binding(names)),
+        ),
+    ]
 
 
 def _tls_name(names: manifests.Names) -> str:

@@ -12,10 +12,11 @@ import base64
 import hashlib
 import json
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from mcp_connector.core import contract
 from mcp_connector.core.discovery import GroupVersion
 
 RawObject = dict[str, Any]
@@ -126,6 +127,17 @@ class Names:
         return f"{self.base}:leader-election"
 
     @property
+    def admission_policy(self) -> str:
+        """ValidatingAdmissionPolicy (and its binding) fencing the connector's writes; cluster-scoped,
+        so the namespace is in the name and two installs never share one."""
+        return f"{self.base}.{self.namespace}.mcp-connector.upbound.io"
+
+    @property
+    def username(self) -> str:
+        """The connector's user name in the app cluster (its ServiceAccount's)."""
+        return f"system:serviceaccount:{self.namespace}:{self.service}"
+
+    @property
     def auth_delegator_binding(self) -> str:
         """ClusterRoleBinding to ``system:auth-delegator`` (TokenReview, SubjectAccessReview)."""
         return f"{self.base}:system:auth-delegator"
@@ -199,10 +211,13 @@ def cluster_role(names: Names, *, manage_apiservices: bool = False) -> RawObject
     """Exactly what the connector does itself in the app cluster, nothing more.
 
     Connection Secrets: it lists its own copies cluster-wide (by label) and creates, replaces
-    and deletes them; it never gets, watches or patches one. Namespaces: it reads kube-system's
-    UID (the default cluster ID) and checks a namespace exists before a write. APIServices are
-    created by Pulumi, so the connector only gets rights on them when it manages them itself.
-    SubjectAccessReviews and the front-proxy CA come from the two standard bindings.
+    and deletes them; it never gets, watches or patches one. RBAC cannot name them (their
+    names and namespaces are the users'), so ``admission_policy`` narrows the writes to
+    labelled copies. Namespaces: it reads kube-system's UID (the default cluster ID) and
+    checks a namespace exists before a write. APIServices are created by Pulumi, so the
+    connector only gets rights on them when it manages them itself (again fenced by the
+    policy to the ones it owns). SubjectAccessReviews and the front-proxy CA come from the
+    two standard bindings.
     Admission: it watches the admission configurations and namespaces (selectors, CEL's
     ``namespaceObject``) and reads webhook Services, as kube-apiserver does for its own chain.
     """
@@ -289,6 +304,129 @@ def cluster_role_binding(names: Names) -> RawObject:
         "metadata": _meta(names.cluster_role, names, namespaced=False),
         "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": names.cluster_role},
         "subjects": _subject(names),
+    }
+
+
+#: The label on every connection-Secret copy (``followers/secrets_sync.py``'s ``MANAGED_LABEL``).
+COPY_LABEL = f"{contract.LABEL_DOMAIN}/connection-secret-for"
+#: What marks an APIService the connector made (``followers/apiservices.py``).
+APISERVICE_MANAGED_BY = ("app.kubernetes.io/managed-by", "mcp-connector")
+#: A Secret of this type makes the token controller mint a token for any ServiceAccount it names.
+SERVICE_ACCOUNT_TOKEN_TYPE = "kubernetes.io/service-account-token"
+_WRITES = ["CREATE", "UPDATE", "DELETE"]
+
+
+def _cel(text: str) -> str:
+    """A CEL string literal (names here are DNS names and label keys: no quote can occur)."""
+    if "'" in text or "\\" in text:
+        raise ManifestError(f"{text!r} cannot be put into a CEL expression")
+    return f"'{text}'"
+
+
+def _new_and_old(holds: Callable[[str], str]) -> str:
+    """``holds`` for the new object (create, update) and for the old one (update, delete)."""
+    new, old = holds("object"), holds("oldObject")
+    return f"(request.operation == 'DELETE' || ({new})) && (request.operation == 'CREATE' || ({old}))"
+
+
+def _secret_rule() -> str:
+    """A labelled copy, never a ServiceAccount token."""
+    label, token = _cel(COPY_LABEL), _cel(SERVICE_ACCOUNT_TOKEN_TYPE)
+    return _new_and_old(
+        lambda v: (
+            f"{v} != null && has({v}.metadata.labels) && {label} in {v}.metadata.labels"
+            f" && (!has({v}.type) || {v}.type != {token})"
+        )
+    )
+
+
+def _apiservice_rule(manage_apiservices: bool, owner: str | None) -> str:
+    """Its managed-by label and, with an owner, its owner's ownerReference."""
+    if not manage_apiservices:
+        return "false"
+    key, value = (_cel(part) for part in APISERVICE_MANAGED_BY)
+
+    def owned(v: str) -> str:
+        rule = f"{v} != null && has({v}.metadata.labels) && {key} in {v}.metadata.labels"
+        rule += f" && {v}.metadata.labels[{key}] == {value}"
+        if owner is not None:
+            rule += (
+                f" && has({v}.metadata.ownerReferences) && {v}.metadata.ownerReferences.exists(r,"
+                f" r.kind == 'ClusterRole' && r.name == {_cel(owner)}"
+                " && r.apiVersion.startsWith('rbac.authorization.k8s.io/'))"
+            )
+        return rule
+
+    return _new_and_old(owned)
+
+
+def admission_policy(
+    names: Names, *, manage_apiservices: bool = False, apiservice_owner: str | None = None
+) -> RawObject:
+    """The app cluster itself refuses the connector's ServiceAccount any Secret or APIService it did not make.
+
+    RBAC cannot narrow writes by label, so a stolen connector token could otherwise write any
+    Secret in the cluster. Only this install's ServiceAccount is matched (two installs never
+    judge each other), every create, update and delete is checked on the object and on the
+    old object (an update cannot remove the label, a delete needs it), and ``Fail`` keeps the
+    fence closed when the policy cannot be evaluated.
+    """
+    apiservice_rule = _apiservice_rule(manage_apiservices, apiservice_owner)
+    return {
+        "apiVersion": "admissionregistration.k8s.io/v1",
+        "kind": "ValidatingAdmissionPolicy",
+        "metadata": _meta(names.admission_policy, names, namespaced=False),
+        "spec": {
+            "failurePolicy": "Fail",
+            "matchConstraints": {
+                "matchPolicy": "Equivalent",
+                "resourceRules": [
+                    {"apiGroups": [""], "apiVersions": ["*"], "resources": ["secrets"], "operations": _WRITES},
+                    {
+                        "apiGroups": ["apiregistration.k8s.io"],
+                        "apiVersions": ["*"],
+                        "resources": ["apiservices", "apiservices/status"],
+                        "operations": _WRITES,
+                    },
+                ],
+            },
+            "matchConditions": [
+                {
+                    "name": "connector-service-account",
+                    "expression": f"request.userInfo.username == {_cel(names.username)}",
+                }
+            ],
+            "validations": [
+                {
+                    "expression": f"request.resource.resource != 'secrets' || ({_secret_rule()})",
+                    "message": (
+                        f"the connector may write only its connection-Secret copies (label {COPY_LABEL}, "
+                        f"never of type {SERVICE_ACCOUNT_TOKEN_TYPE})"
+                    ),
+                    "reason": "Forbidden",
+                },
+                {
+                    "expression": f"request.resource.resource != 'apiservices' || ({apiservice_rule})",
+                    "message": "the connector may write only the APIServices it manages (label "
+                    f"{'='.join(APISERVICE_MANAGED_BY)}"
+                    + (f", owned by ClusterRole {apiservice_owner}" if manage_apiservices and apiservice_owner else "")
+                    + ")"
+                    if manage_apiservices
+                    else "the connector does not write APIServices in this install",
+                    "reason": "Forbidden",
+                },
+            ],
+        },
+    }
+
+
+def admission_policy_binding(names: Names) -> RawObject:
+    """Puts the policy into force (``Deny``) for every namespace and cluster-scoped object."""
+    return {
+        "apiVersion": "admissionregistration.k8s.io/v1",
+        "kind": "ValidatingAdmissionPolicyBinding",
+        "metadata": _meta(names.admission_policy, names, namespaced=False),
+        "spec": {"policyName": names.admission_policy, "validationActions": ["Deny"]},
     }
 
 

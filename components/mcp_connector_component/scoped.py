@@ -21,8 +21,16 @@ from mcp_connector.core.discovery import ClaimApi
 
 RawObject = dict[str, Any]
 
-#: The API verbs the connector uses on claims (every verb it serves).
-CLAIM_VERBS = ["get", "list", "watch", "create", "update", "patch", "delete", "deletecollection"]
+#: The API verbs the connector uses on claims. No ``deletecollection``: an app-side
+#: deletecollection is a scoped list and one delete per claim (never another cluster's).
+CLAIM_VERBS = ["get", "list", "watch", "create", "update", "patch", "delete"]
+#: The verbs on a claim's ``status``: it is read with the claim and written only when an app user
+#: who may write ``<plural>/status`` in the app cluster does (as for a local CRD).
+STATUS_VERBS = ["get", "update", "patch"]
+#: The claim namespace's Secrets, read only: the connection Secrets it copies (``get``) and a
+#: metadata-only ``list``/``watch`` naming the ones that change. RBAC can narrow neither by name
+#: (the names are hashes of the users' names, made after install) nor by label.
+SECRET_VERBS = ["get", "list", "watch"]
 #: What discovery and the connector's catalog read cluster-wide (definitions, no claims, no Secrets).
 DISCOVERY_RULES: list[RawObject] = [
     {
@@ -85,15 +93,15 @@ def service_account(names: ScopedNames) -> RawObject:
 
 
 def claim_rules(apis: Iterable[ClaimApi]) -> list[RawObject]:
-    """Every verb on exactly the served kinds (and their status), read on the namespace's Secrets."""
+    """The connector's verbs on exactly the served kinds and their status; read on the namespace's Secrets."""
     by_group: dict[str, set[str]] = {}
     for api in apis:
-        by_group.setdefault(api.group, set()).update({api.plural, f"{api.plural}/status"})
-    rules: list[RawObject] = [
-        {"apiGroups": [group], "resources": sorted(resources), "verbs": CLAIM_VERBS}
-        for group, resources in sorted(by_group.items())
-    ]
-    rules.append({"apiGroups": [""], "resources": ["secrets"], "verbs": ["get", "list", "watch"]})
+        by_group.setdefault(api.group, set()).add(api.plural)
+    rules: list[RawObject] = []
+    for group, plurals in sorted(by_group.items()):
+        rules.append({"apiGroups": [group], "resources": sorted(plurals), "verbs": CLAIM_VERBS})
+        rules.append({"apiGroups": [group], "resources": sorted(f"{p}/status" for p in plurals), "verbs": STATUS_VERBS})
+    rules.append({"apiGroups": [""], "resources": ["secrets"], "verbs": SECRET_VERBS})
     return rules
 
 

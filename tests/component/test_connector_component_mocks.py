@@ -422,19 +422,22 @@ def test_platform_credentials_make_a_scoped_identity(render: Render, monkeypatch
     assert r.k8s_names("kubernetes:core/v1:Namespace") == [namespace]
     role = r.one("kubernetes:rbac.authorization.k8s.io/v1:Role", "mcp-connector-cp-role").inputs
     assert role["metadata"]["namespace"] == namespace
+    write = ["get", "list", "watch", "create", "update", "patch", "delete"]
     assert role["rules"] == [
+        {"apiGroups": ["db.example.org"], "resources": ["postgresqlinstances"], "verbs": write},
         {
             "apiGroups": ["db.example.org"],
-            "resources": ["postgresqlinstances", "postgresqlinstances/status"],
-            "verbs": ["get", "list", "watch", "create", "update", "patch", "delete", "deletecollection"],
+            "resources": ["postgresqlinstances/status"],
+            "verbs": ["get", "update", "patch"],
         },
+        {"apiGroups": ["k8s.starter.org"], "resources": ["kubernetesclusters"], "verbs": write},
         {
             "apiGroups": ["k8s.starter.org"],
-            "resources": ["kubernetesclusters", "kubernetesclusters/status"],
-            "verbs": ["get", "list", "watch", "create", "update", "patch", "delete", "deletecollection"],
+            "resources": ["kubernetesclusters/status"],
+            "verbs": ["get", "update", "patch"],
         },
         {"apiGroups": [""], "resources": ["secrets"], "verbs": ["get", "list", "watch"]},
-    ]
+    ], "no deletecollection (one delete per claim), status only read and written"
     discovery = r.one("kubernetes:rbac.authorization.k8s.io/v1:ClusterRole", "mcp-connector-cp-discovery").inputs
     assert discovery["metadata"]["name"] == f"mcp-connector:{namespace}:discovery"
     assert {g for rule in discovery["rules"] for g in rule["apiGroups"]} == {

@@ -175,3 +175,51 @@ def test_expiry_is_only_a_warning_computed_from_the_stored_certificate() -> None
     late = now + LEAF_LIFETIME - datetime.timedelta(days=30)
     warning = tls.expiring(_b64(made.cert_pem), what="serving certificate", now=late)
     assert warning is not None and "--replace" in warning
+
+
+def test_admission_policy_fences_this_installs_service_account() -> None:
+    names = manifests.Names("conn", "team-a")
+    policy = manifests.admission_policy(names, manage_apiservices=True, apiservice_owner="conn")
+    binding = manifests.admission_policy_binding(names)
+    assert policy["metadata"]["name"] == binding["spec"]["policyName"] == "conn.team-a.mcp-connector.upbound.io"
+    assert "namespace" not in policy["metadata"] and "namespace" not in binding["metadata"]
+    assert binding["spec"]["validationActions"] == ["Deny"]
+    spec = policy["spec"]
+    assert spec["failurePolicy"] == "Fail"
+    assert spec["matchConditions"] == [
+        {
+            "name": "connector-service-account",
+            "expression": "request.userInfo.username == 'system:serviceaccount:team-a:conn'",
+        }
+    ]
+    rules = spec["matchConstraints"]["resourceRules"]
+    assert {r for rule in rules for r in rule["resources"]} == {"secrets", "apiservices", "apiservices/status"}
+    assert all(rule["operations"] == ["CREATE", "UPDATE", "DELETE"] for rule in rules)
+    secrets, apiservices = (v["expression"] for v in spec["validations"])
+    # Both the new and the old object are checked: an update cannot drop the label, a delete needs it.
+    for var in ("object", "oldObject"):
+        assert f"'mcp-connector.upbound.io/connection-secret-for' in {var}.metadata.labels" in secrets
+        assert f"{var}.type != 'kubernetes.io/service-account-token'" in secrets
+        assert f"{var}.metadata.labels['app.kubernetes.io/managed-by'] == 'mcp-connector'" in apiservices
+        assert f"{var}.metadata.ownerReferences.exists(r" in apiservices
+    assert "r.name == 'conn'" in apiservices
+
+
+def test_admission_policy_without_managed_apiservices_refuses_every_apiservice_write() -> None:
+    policy = manifests.admission_policy(NAMES)
+    assert policy["spec"]["validations"][1]["expression"] == "request.resource.resource != 'apiservices' || (false)"
+    labelled_only = manifests.admission_policy(NAMES, manage_apiservices=True)
+    assert "ownerReferences" not in labelled_only["spec"]["validations"][1]["expression"]
+
+
+def test_admission_policy_labels_are_the_followers() -> None:
+    """The policy's marks are exactly what the Secret sync and the APIService follower write."""
+    from mcp_connector.connector.followers import apiservices, secrets_sync
+
+    assert manifests.COPY_LABEL == secrets_sync.MANAGED_LABEL
+    assert manifests.APISERVICE_MANAGED_BY == (apiservices.MANAGED_BY, apiservices.MANAGER)
+
+
+def test_cel_literals_refuse_quotes() -> None:
+    with pytest.raises(manifests.ManifestError):
+        manifests.admission_policy(manifests.Names("a'b", "ns"))

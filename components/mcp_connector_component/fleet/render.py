@@ -69,6 +69,8 @@ def objects(values: ConnectorValues, *, name: str = NAME, create_namespace: bool
         manifests.auth_reader_binding(names),
         manifests.leader_role(names),
         manifests.leader_role_binding(names),
+        manifests.admission_policy(names, manage_apiservices=True, apiservice_owner=names.cluster_role),
+        manifests.admission_policy_binding(names),
     ]
     if isinstance(mode, manifests.InCluster):
         dns_names = service_dns_names(names.service, names.namespace)
