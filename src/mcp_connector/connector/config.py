@@ -188,8 +188,10 @@ def build(options: ServeOptions) -> Config:
         limits=Limits(
             requests=int(float(options.get("max-requests-inflight") or 400)),
             requests_per_user=int(float(options.get("max-requests-inflight-per-user") or 100)),
+            requests_per_namespace=int(float(options.get("max-requests-inflight-per-namespace") or 200)),
             watches=int(float(options.get("max-watches") or 1000)),
             watches_per_user=int(float(options.get("max-watches-per-user") or 100)),
+            watches_per_namespace=int(float(options.get("max-watches-per-namespace") or 500)),
         ),
         cache_history_bytes=int(float(options.get("cache-history-bytes") or 128 * 1024 * 1024)),
         watch_queue_bytes=int(float(options.get("watch-queue-bytes") or 8 * 1024 * 1024)),

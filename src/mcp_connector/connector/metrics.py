@@ -37,7 +37,8 @@ AUTHZ_DECISIONS = Counter(
 )
 THROTTLED = Counter(
     "mcp_connector_throttled_requests_total",
-    "Requests refused with 429 by the fair-share limits, by kind (requests, watches) and limit (user, total).",
+    "Requests refused with 429 by the fair-share limits, by kind (requests, watches)"
+    " and limit (user, namespace, total).",
     ["kind", "limit"],
     registry=REGISTRY,
 )

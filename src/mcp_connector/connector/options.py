@@ -74,8 +74,15 @@ FLAGS = (
     Flag("authz-cache-size", "most SubjectAccessReview decisions kept", "10000"),
     Flag("max-requests-inflight", "requests (not watches) served at once, all users together", "400"),
     Flag("max-requests-inflight-per-user", "requests (not watches) one user may have in flight", "100"),
+    Flag(
+        "max-requests-inflight-per-namespace",
+        "requests (not watches) one namespace may have in flight: a ServiceAccount counts in its own"
+        " namespace, other users in the request's",
+        "200",
+    ),
     Flag("max-watches", "watches open at once, all users together", "1000"),
     Flag("max-watches-per-user", "watches one user may have open", "100"),
+    Flag("max-watches-per-namespace", "watches one namespace may have open (counted as for requests)", "500"),
     Flag(
         "cache-history-bytes",
         "bytes of recent changes the caches keep for resuming watches, all claim APIs together"
@@ -108,7 +115,14 @@ FLAGS = (
 )
 
 #: The fair-share flags: whole numbers of at least 1 (see http/fairshare.py).
-LIMIT_FLAGS = ("max-requests-inflight", "max-requests-inflight-per-user", "max-watches", "max-watches-per-user")
+LIMIT_FLAGS = (
+    "max-requests-inflight",
+    "max-requests-inflight-per-user",
+    "max-requests-inflight-per-namespace",
+    "max-watches",
+    "max-watches-per-user",
+    "max-watches-per-namespace",
+)
 
 
 @dataclass(frozen=True)

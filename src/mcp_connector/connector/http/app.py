@@ -29,6 +29,7 @@ from mcp_connector.connector.followers.catalog import ServedResource
 from mcp_connector.connector.http import bodies, params, tokens
 from mcp_connector.connector.http.auth import Headers, Unauthenticated, User, authenticate
 from mcp_connector.connector.http.authz import Attributes
+from mcp_connector.connector.http.fairshare import flow_of
 from mcp_connector.connector.http.health import Health
 from mcp_connector.connector.http.routing import (
     METRICS_PATH,
@@ -163,7 +164,7 @@ async def _resource(request: web.Request, rt: Runtime, route: ResourceRoute, use
     request["verb"] = verb
     # Fair share before authorization, as kube-apiserver's flow control: a user past their limit
     # costs no SubjectAccessReview either.
-    with rt.gates.for_verb(verb).admit(user.name):
+    with rt.gates.for_verb(verb).admit(flow_of(user, route.namespace)):
         return await _authorized(request, rt, route, served, verb, query, user)
 
 
