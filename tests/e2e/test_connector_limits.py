@@ -32,9 +32,24 @@ pytestmark = pytest.mark.e2e
 GROUP, VERSION, PLURAL = "k8s.starter.org", "v1alpha1", "kubernetesclusters"
 APISERVICES = ("v1alpha1.k8s.starter.org", "v1alpha1.db.example.org", "v1beta1.db.example.org")
 WATCHES_PER_USER = 3
+WATCHES_PER_NAMESPACE = 6
 REQUESTS_PER_USER = 4
-GREEDY = ("greedy", ("system:masters", "system:authenticated"))
-MODEST = ("modest", ("system:masters", "system:authenticated"))
+REQUESTS_PER_NAMESPACE = 8
+REQUESTS = 12
+#: Users the limits apply to: allowed on claims by RBAC (``limited``), not in system:masters,
+#: whose requests are never refused (as API Priority and Fairness exempts them).
+TENANTS = "e2e:fair-share"
+GREEDY = ("greedy", (TENANTS, "system:authenticated"))
+MODEST = ("modest", (TENANTS, "system:authenticated"))
+#: The app cluster's own controllers (kube-controller-manager runs with one ServiceAccount each).
+GARBAGE_COLLECTOR = (
+    "system:serviceaccount:kube-system:generic-garbage-collector",
+    ("system:serviceaccounts", "system:serviceaccounts:kube-system", "system:authenticated"),
+)
+NAMESPACE_CONTROLLER = (
+    "system:serviceaccount:kube-system:namespace-controller",
+    ("system:serviceaccounts", "system:serviceaccounts:kube-system", "system:authenticated"),
+)
 
 
 def claim(name: str, namespace: str, **spec: Any) -> dict[str, Any]:
@@ -76,9 +91,22 @@ def peak_rss_kib(proc: ConnectorProcess) -> int:
 @pytest.fixture(scope="module")
 def limited(testbed: Testbed) -> Iterator[ConnectorProcess]:
     testbed.kubectl(APP_CLUSTER, "delete", "apiservice", "--ignore-not-found", *APISERVICES)
+    rbac = [
+        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole", "metadata": {"name": TENANTS},
+         "rules": [{"apiGroups": [GROUP], "resources": [PLURAL], "verbs": ["*"]}]},
+        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding", "metadata": {"name": TENANTS},
+         "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": TENANTS},
+         "subjects": [{"kind": "Group", "name": TENANTS, "apiGroup": "rbac.authorization.k8s.io"}]},
+    ]  # fmt: skip
+    testbed.kubectl(
+        APP_CLUSTER, "apply", "-f", "-", input=json.dumps({"apiVersion": "v1", "kind": "List", "items": rbac})
+    )
     extra = [
         "--max-watches-per-user", str(WATCHES_PER_USER),
+        "--max-watches-per-namespace", str(WATCHES_PER_NAMESPACE),
         "--max-requests-inflight-per-user", str(REQUESTS_PER_USER),
+        "--max-requests-inflight-per-namespace", str(REQUESTS_PER_NAMESPACE),
+        "--max-requests-inflight", str(REQUESTS),
         # The production defaults, not the other suites' short ones: under a storm of a thousand
         # TLS handshakes on a shared 2-core machine the connector's own calls take seconds.
         "--authz-allowed-ttl-seconds", "10",
@@ -142,9 +170,7 @@ def test_deep_wide_and_growing_bodies_are_refused_with_a_status(
     # Each copy doubles the document: 40 of them would be 2**40 values.
     doubling = [{"op": "add", "path": "/spec/x", "value": {"a": [0] * 100}}]
     doubling += [{"op": "copy", "from": "/spec/x", "path": f"/spec/x/{i}"} for i in range(40)]
-    code, _, body = api.call(
-        "PATCH", path(namespace, "kept"), doubling, content_type="application/json-patch+json"
-    )
+    code, _, body = api.call("PATCH", path(namespace, "kept"), doubling, content_type="application/json-patch+json")
     assert_status(code, body, 422)
     assert "copy operations add more than" in body["message"]
     # gzip is not decoded (kube-apiserver does not either): no way around the limits.
@@ -210,6 +236,7 @@ def test_one_user_past_the_watch_limit_gets_429_while_others_go_on(
             assert code == 200
         # The greedy user's plain requests are a separate allowance.
         assert api.call("GET", path(namespace, "kept"), impersonate=GREEDY)[0] == 200
+
     # Watches given back once the connector sees them closed (through the aggregator, a moment later).
     def watches_again() -> bool:
         with api.watch(watch, impersonate=GREEDY) as (code, _, _):
@@ -225,11 +252,7 @@ def test_requests_in_flight_are_limited_per_user(limited: ConnectorProcess, name
         for _ in range(REQUESTS_PER_USER):
             conn = http.client.HTTPSConnection("127.0.0.1", limited.port, context=limited.ssl_context(), timeout=30)
             conn.putrequest("PUT", path(namespace, "kept"))
-            for name, value in (("Content-Type", "application/json"), ("Content-Length", "1000"),
-                                ("X-Remote-User", GREEDY[0]), ("X-Remote-Group", "system:masters")):  # fmt: skip
-                conn.putheader(name, value)
-            conn.endheaders(b"{")  # and never the rest
-            stalled.append(conn)
+            stalled.append(stall(limited, GREEDY, path(namespace, "kept")))
 
         def refused() -> Any:
             status, body = limited.call("GET", path(namespace, "kept"), user=GREEDY)
@@ -306,3 +329,104 @@ async def test_thousands_of_watches_from_one_user_do_not_starve_others(
     )
     # Bounded by the connector's CPU for 1000 TLS handshakes on a shared 2-core machine, not by a limit.
     assert latencies[-1] < 30
+
+
+def stall(proc: ConnectorProcess, user: tuple[str, tuple[str, ...]], target: str) -> http.client.HTTPSConnection:
+    """A PUT whose body never arrives: it holds its fair-share slot until the connection closes."""
+    conn = http.client.HTTPSConnection("127.0.0.1", proc.port, context=proc.ssl_context(), timeout=30)
+    conn.putrequest("PUT", target)
+    for name, value in (("Content-Type", "application/json"), ("Content-Length", "1000"), ("X-Remote-User", user[0])):
+        conn.putheader(name, value)
+    for group in user[1]:
+        conn.putheader("X-Remote-Group", group)
+    conn.endheaders(b"{")  # and never the rest
+    return conn
+
+
+def service_account(namespace: str, name: str) -> tuple[str, tuple[str, ...]]:
+    """A ServiceAccount's user and groups, as the app cluster authenticates its token."""
+    groups = ("system:serviceaccounts", f"system:serviceaccounts:{namespace}", "system:authenticated")
+    return f"system:serviceaccount:{namespace}:{name}", groups
+
+
+def test_one_namespace_cannot_take_the_pools_and_the_clusters_controllers_are_never_refused(
+    testbed: Testbed, limited: ConnectorProcess, namespace: str
+) -> None:
+    """Four ServiceAccounts of namespace A saturate their namespace's share: another namespace's
+    user is still answered; once everyone together fills the pool, the garbage collector's and
+    the namespace controller's lists and watches still are (through the aggregator)."""
+    team_a, team_b = f"fair-a-{secrets.token_hex(3)}", f"fair-b-{secrets.token_hex(3)}"
+    for ns in (team_a, team_b):
+        testbed.kubectl(APP_CLUSTER, "create", "namespace", ns)
+    binding = {
+        "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding", "metadata": {"name": "claims"},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": TENANTS},
+    }  # fmt: skip
+    subjects = {
+        team_a: [
+            {"kind": "Group", "name": f"system:serviceaccounts:{team_a}", "apiGroup": "rbac.authorization.k8s.io"}
+        ],
+        team_b: [{"kind": "User", "name": "bob", "apiGroup": "rbac.authorization.k8s.io"}],
+    }
+    for ns, who in subjects.items():
+        doc = {**binding, "metadata": {"name": "claims", "namespace": ns}, "subjects": who}
+        testbed.kubectl(APP_CLUSTER, "apply", "-f", "-", input=json.dumps(doc))
+    testbed.kubectl(APP_CLUSTER, "apply", "-f", "-", input=json.dumps(claim("b1", team_b)))
+    workers = [service_account(team_a, f"worker-{i}") for i in range(4)]
+    bob = ("bob", ("system:authenticated",))
+    api = AppApi(testbed)
+    stalled: list[http.client.HTTPSConnection] = []
+    try:
+        # Requests: the four workers stall as many requests as they may; their namespace's share
+        # (REQUESTS_PER_NAMESPACE) bites before the pool (REQUESTS) is full.
+        for worker in workers:
+            for _ in range(REQUESTS_PER_USER):
+                stalled.append(stall(limited, worker, path(team_a, "w")))
+
+        def namespace_full() -> Any:
+            status, body = limited.call("GET", path(team_a), user=workers[0])
+            return body if status == 429 else None
+
+        body = eventually(namespace_full, what=f"429 for {team_a} holding its share")
+        assert f'namespace "{team_a}" may have at most {REQUESTS_PER_NAMESPACE}' in body["message"], body
+        # Bob in namespace B is answered, through the aggregator, while A is at its limit.
+        code, _, listed = api.call("GET", path(team_b), impersonate=bob)
+        assert code == 200 and [i["metadata"]["name"] for i in listed["items"]] == ["b1"], listed
+        # Now bob fills the rest of the pool: everyone else is refused, the controllers are not.
+        for _ in range(REQUESTS - REQUESTS_PER_NAMESPACE):
+            stalled.append(stall(limited, bob, path(team_b, "b1")))
+
+        def pool_full() -> Any:
+            status, body = limited.call("GET", path(namespace), user=MODEST)
+            return body if status == 429 else None
+
+        body = eventually(pool_full, what="429 for everyone once the pool is full")
+        assert "all users together" in body["message"], body
+        for controller in (GARBAGE_COLLECTOR, NAMESPACE_CONTROLLER):
+            for _ in range(5):
+                code, _, listed = api.call("GET", path(None), impersonate=controller)
+                assert code == 200, (controller[0], code, listed)
+                assert "b1" in [i["metadata"]["name"] for i in listed["items"]]
+    finally:
+        for conn in stalled:
+            conn.close()
+
+    # Watches: two workers fill namespace A's share; the other two are refused, bob is not.
+    watch = "?watch=1&timeoutSeconds=60"
+    with ExitStack() as held:
+        for worker in workers[:2]:
+            for _ in range(WATCHES_PER_USER):
+                code, _, _ = held.enter_context(api.watch(path(team_a) + watch, impersonate=worker))
+                assert code == 200
+        for worker in workers[2:]:
+            code, _, body = api.call("GET", path(team_a) + watch, impersonate=worker)
+            assert_status(code, body, 429)
+            assert f'namespace "{team_a}"' in body["message"], body
+        with api.watch(path(team_b) + watch, impersonate=bob) as (code, _, _):
+            assert code == 200
+        # The garbage collector watches every namespace at once, as many times as it likes.
+        for _ in range(WATCHES_PER_NAMESPACE + 1):
+            code, _, _ = held.enter_context(api.watch(path(None) + watch, impersonate=GARBAGE_COLLECTOR))
+            assert code == 200
+    for ns in (team_a, team_b):
+        testbed.kubectl(APP_CLUSTER, "delete", "namespace", ns, "--wait=false", check=False)
