@@ -22,6 +22,12 @@ OWNER_REFERENCE = "io.k8s.apimachinery.pkg.apis.meta.v1.OwnerReference"
 MANAGED_FIELDS_ENTRY = "io.k8s.apimachinery.pkg.apis.meta.v1.ManagedFieldsEntry"
 FIELDS_V1 = "io.k8s.apimachinery.pkg.apis.meta.v1.FieldsV1"
 TIME = "io.k8s.apimachinery.pkg.apis.meta.v1.Time"
+DELETE_OPTIONS = "io.k8s.apimachinery.pkg.apis.meta.v1.DeleteOptions"
+PATCH = "io.k8s.apimachinery.pkg.apis.meta.v1.Patch"
+PRECONDITIONS = "io.k8s.apimachinery.pkg.apis.meta.v1.Preconditions"
+STATUS = "io.k8s.apimachinery.pkg.apis.meta.v1.Status"
+STATUS_CAUSE = "io.k8s.apimachinery.pkg.apis.meta.v1.StatusCause"
+STATUS_DETAILS = "io.k8s.apimachinery.pkg.apis.meta.v1.StatusDetails"
 
 _STRING_MAP = {"type": "object", "additionalProperties": {"type": "string", "default": ""}}
 
@@ -130,9 +136,82 @@ _LIST_META_SCHEMA: dict[str, Any] = {
         "resourceVersion": {"type": "string"},
         "continue": {"type": "string"},
         "remainingItemCount": {"type": "integer", "format": "int64"},
+        "selfLink": {"type": "string"},
     },
 }
 _V3_ONLY = ("nullable", "anyOf", "oneOf", "not")
+
+
+def _api_schemas(ref_prefix: str) -> dict[str, Any]:
+    """The request and response types of the verbs: DeleteOptions, Patch and Status."""
+
+    def ref(name: str) -> dict[str, Any]:
+        return {"allOf": [{"$ref": f"{ref_prefix}{name}"}]}
+
+    text, int32 = {"type": "string"}, {"type": "integer", "format": "int32"}
+    return {
+        DELETE_OPTIONS: {
+            "description": "Options of a delete.",
+            "type": "object",
+            "properties": {
+                "apiVersion": text,
+                "dryRun": {
+                    "type": "array",
+                    "items": {"type": "string", "default": ""},
+                    "x-kubernetes-list-type": "atomic",
+                },
+                "gracePeriodSeconds": {"type": "integer", "format": "int64"},
+                "ignoreStoreReadErrorWithClusterBreakingPotential": {"type": "boolean"},
+                "kind": text,
+                "orphanDependents": {"type": "boolean"},
+                "preconditions": ref(PRECONDITIONS),
+                "propagationPolicy": text,
+            },
+            "x-kubernetes-group-version-kind": [{"group": "", "kind": "DeleteOptions", "version": "v1"}],
+        },
+        PATCH: {"description": "A patch: a JSON patch, a merge patch or an apply configuration.", "type": "object"},
+        PRECONDITIONS: {
+            "description": "What must hold before a delete is carried out.",
+            "type": "object",
+            "properties": {"resourceVersion": text, "uid": text},
+        },
+        STATUS: {
+            "description": "The outcome of a call that returns no object.",
+            "type": "object",
+            "properties": {
+                "apiVersion": text,
+                "code": int32,
+                "details": ref(STATUS_DETAILS),
+                "kind": text,
+                "message": text,
+                "metadata": {"default": {}, **ref(LIST_META)},
+                "reason": text,
+                "status": text,
+            },
+            "x-kubernetes-group-version-kind": [{"group": "", "kind": "Status", "version": "v1"}],
+        },
+        STATUS_CAUSE: {
+            "description": "One cause of an error.",
+            "type": "object",
+            "properties": {"field": text, "message": text, "reason": text},
+        },
+        STATUS_DETAILS: {
+            "description": "Details of an error.",
+            "type": "object",
+            "properties": {
+                "causes": {
+                    "type": "array",
+                    "items": {"default": {}, **ref(STATUS_CAUSE)},
+                    "x-kubernetes-list-type": "atomic",
+                },
+                "group": text,
+                "kind": text,
+                "name": text,
+                "retryAfterSeconds": int32,
+                "uid": text,
+            },
+        },
+    }
 
 
 def definition_name(r: ServedResource, *, list_kind: bool = False) -> str:
@@ -183,38 +262,223 @@ def _list_schema(r: ServedResource, ref_prefix: str) -> dict[str, Any]:
     }
 
 
-def _paths(resources: tuple[ServedResource, ...], ref_prefix: str, *, v3: bool) -> dict[str, Any]:
-    def response(ref: str) -> dict[str, Any]:
-        schema = {"$ref": f"{ref_prefix}{ref}"}
-        if v3:
-            return {"200": {"description": "OK", "content": {"application/json": {"schema": schema}}}}
-        return {"200": {"description": "OK", "schema": schema}}
+#: Query parameters, as kube-apiserver publishes them for a CRD: (name, type, description).
+_LIST_PARAMETERS = (
+    ("allowWatchBookmarks", "boolean", "Ask for BOOKMARK events on a watch."),
+    ("continue", "string", "The continue token of the previous page of a paged list."),
+    ("fieldSelector", "string", "Restrict the list to objects whose fields match."),
+    ("labelSelector", "string", "Restrict the list to objects whose labels match."),
+    ("limit", "integer", "Most objects to return in one page."),
+    ("resourceVersion", "string", "Which version of the collection to read, or to watch from."),
+    ("resourceVersionMatch", "string", "How resourceVersion applies: Exact or NotOlderThan."),
+    ("sendInitialEvents", "boolean", "Start a watch with the current objects as ADDED events."),
+    ("timeoutSeconds", "integer", "End the list or watch after this many seconds."),
+    ("watch", "boolean", "Watch for changes instead of listing."),
+)
+_PRETTY = ("pretty", "string", "If 'true', the output is pretty printed.")
+_DRY_RUN = ("dryRun", "string", "All: process the request without persisting it.")
+_FIELD_MANAGER = ("fieldManager", "string", "Name of the actor making the change (server-side apply's manager).")
+_FIELD_VALIDATION = (
+    "fieldValidation",
+    "string",
+    "Ignore, Warn or Strict: what to do with unknown or duplicate fields.",
+)
+_WRITE_PARAMETERS = (_DRY_RUN, _FIELD_MANAGER, _FIELD_VALIDATION)
+_PATCH_PARAMETERS = (*_WRITE_PARAMETERS, ("force", "boolean", "Take fields other managers own (apply only)."))
+_DELETE_PARAMETERS = (
+    _DRY_RUN,
+    ("gracePeriodSeconds", "integer", "Seconds before the object is deleted; zero deletes immediately."),
+    (
+        "ignoreStoreReadErrorWithClusterBreakingPotential",
+        "boolean",
+        "Delete an object that cannot be read from storage (unsafe).",
+    ),
+    ("orphanDependents", "boolean", "Deprecated: use propagationPolicy."),
+    ("propagationPolicy", "string", "Orphan, Background or Foreground: what happens to dependents."),
+)
+_READ_PARAMETERS = (("resourceVersion", "string", "Which version of the object to read."),)
+_MEDIA = ("application/json", "application/yaml")
+_PATCH_MEDIA = ("application/json-patch+json", "application/merge-patch+json", "application/apply-patch+yaml")
+_UNAUTHORIZED = {"401": {"description": "Unauthorized"}}
+_CODES = {"200": "OK", "201": "Created", "202": "Accepted"}
 
+
+def _camel(text: str) -> str:
+    """kube-openapi's operation naming: each part of a group or version capitalized."""
+    return "".join(part[:1].upper() + part[1:] for part in text.replace("-", ".").split("."))
+
+
+def _parameter(spec: tuple[str, str, str], *, v3: bool, where: str = "query") -> dict[str, Any]:
+    name, kind, description = spec
+    if v3:
+        parameter: dict[str, Any] = {
+            "name": name,
+            "in": where,
+            "description": description,
+            "schema": {"type": kind, "uniqueItems": True},
+        }
+    else:
+        parameter = {"uniqueItems": True, "type": kind, "description": description, "name": name, "in": where}
+    if where == "path":
+        parameter["required"] = True
+    return parameter
+
+
+def _path_parameters(r: ServedResource, *, named: bool, v3: bool) -> list[dict[str, Any]]:
+    out = []
+    if named:
+        out.append(_parameter(("name", "string", f"name of the {r.api.kind}"), v3=v3, where="path"))
+    out.append(_parameter(("namespace", "string", "the object's namespace"), v3=v3, where="path"))
+    out.append(_parameter(_PRETTY, v3=v3))
+    return out
+
+
+class _Operations:
+    """The operations of one kind's four paths, as kube-apiserver's CRD builder lays them out."""
+
+    def __init__(self, r: ServedResource, ref_prefix: str, *, v3: bool) -> None:
+        self.r, self.prefix, self.v3 = r, ref_prefix, v3
+        self.gvk = _gvk(r)[0]
+        self.tag = f"{_camel(r.api.group)[:1].lower()}{_camel(r.api.group)[1:]}_{r.version.name}"
+        self.stem = f"{_camel(r.api.group)}{_camel(r.version.name)}"
+
+    def _responses(self, ref: str, codes: tuple[str, ...]) -> dict[str, Any]:
+        schema = {"$ref": f"{self.prefix}{ref}"}
+        out: dict[str, Any] = {}
+        for code in codes:
+            if self.v3:
+                out[code] = {"description": _CODES[code], "content": {m: {"schema": schema} for m in _MEDIA}}
+            else:
+                out[code] = {"description": _CODES[code], "schema": schema}
+        return {**out, **_UNAUTHORIZED}
+
+    def _body(self, ref: str, media: tuple[str, ...], *, required: bool) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+        """The request body: v3's requestBody, or v2's ``body`` parameter."""
+        schema = {"$ref": f"{self.prefix}{ref}"}
+        if self.v3:
+            body: dict[str, Any] = {"content": {m: {"schema": schema} for m in sorted(media)}}
+            if required:
+                body["required"] = True
+            return {"requestBody": body}, []
+        parameter: dict[str, Any] = {"name": "body", "in": "body", "schema": schema}
+        if required:
+            parameter["required"] = True
+        return {}, [parameter]
+
+    def op(
+        self,
+        action: str,
+        operation_id: str,
+        description: str,
+        parameters: tuple[tuple[str, str, str], ...],
+        responses: dict[str, Any],
+        body: tuple[str, tuple[str, ...], bool] | None = None,
+    ) -> dict[str, Any]:
+        extra: dict[str, Any] = {}
+        body_parameters: list[dict[str, Any]] = []
+        if body is not None:
+            extra, body_parameters = self._body(body[0], body[1], required=body[2])
+        out: dict[str, Any] = {"tags": [self.tag], "description": description, "operationId": operation_id}
+        if not self.v3:
+            out["consumes"] = list(body[1]) if body is not None and body[1] == _PATCH_MEDIA else list(_MEDIA)
+            out["produces"] = list(_MEDIA)
+            out["schemes"] = ["https"]
+        query = [_parameter(p, v3=self.v3) for p in parameters]
+        if body_parameters or query:
+            out["parameters"] = [*body_parameters, *query]
+        out.update(extra)
+        out["responses"] = responses
+        out["x-kubernetes-action"] = action
+        out["x-kubernetes-group-version-kind"] = self.gvk
+        return out
+
+
+def _paths(resources: tuple[ServedResource, ...], ref_prefix: str, *, v3: bool) -> dict[str, Any]:
+    """Four paths per kind (three without a status subresource), every verb, as for a local CRD."""
     paths: dict[str, Any] = {}
     for r in resources:
-        base = f"/apis/{r.api.group}/{r.version.name}/namespaces/{{namespace}}/{r.api.plural}"
-        gvk = _gvk(r)[0]
-        paths[base] = {
-            "get": {
-                "operationId": f"list{r.api.kind}",
-                "responses": response(definition_name(r, list_kind=True)),
-                "x-kubernetes-action": "list",
-                "x-kubernetes-group-version-kind": gvk,
-            }
+        ops = _Operations(r, ref_prefix, v3=v3)
+        kind, stem = r.api.kind, ops.stem
+        one, many = definition_name(r), definition_name(r, list_kind=True)
+        root = f"/apis/{r.api.group}/{r.version.name}"
+        every = f"{root}/{r.api.plural}"
+        collection = f"{root}/namespaces/{{namespace}}/{r.api.plural}"
+        item = f"{collection}/{{name}}"
+        lists = ops._responses(many, ("200",))
+        paths[every] = {
+            "get": ops.op("list", f"list{stem}{kind}ForAllNamespaces", f"list objects of kind {kind}", (), lists),
+            "parameters": [_parameter(p, v3=v3) for p in sorted((*_LIST_PARAMETERS, _PRETTY))],
         }
-        paths[f"{base}/{{name}}"] = {
-            "get": {
-                "operationId": f"read{r.api.kind}",
-                "responses": response(definition_name(r)),
-                "x-kubernetes-action": "get",
-                "x-kubernetes-group-version-kind": gvk,
-            }
+        paths[collection] = {
+            "get": ops.op(
+                "list", f"list{stem}Namespaced{kind}", f"list objects of kind {kind}", _LIST_PARAMETERS, lists
+            ),
+            "post": ops.op(
+                "post",
+                f"create{stem}Namespaced{kind}",
+                f"create {_article(kind)} {kind}",
+                _WRITE_PARAMETERS,
+                ops._responses(one, ("200", "201", "202")),
+                (one, _MEDIA, True),
+            ),
+            "delete": ops.op(
+                "deletecollection",
+                f"delete{stem}CollectionNamespaced{kind}",
+                f"delete collection of {kind}",
+                _LIST_PARAMETERS,
+                ops._responses(STATUS, ("200",)),
+            ),
+            "parameters": _path_parameters(r, named=False, v3=v3),
         }
+        subresources = [("", "", "")]
+        if r.version.status_subresource:
+            subresources.append(("/status", "Status", " status of"))
+        for suffix, title, of in subresources:
+            path: dict[str, Any] = {
+                "get": ops.op(
+                    "get",
+                    f"read{stem}Namespaced{kind}{title}",
+                    f"read{of} the specified {kind}",
+                    _READ_PARAMETERS,
+                    ops._responses(one, ("200",)),
+                ),
+                "put": ops.op(
+                    "put",
+                    f"replace{stem}Namespaced{kind}{title}",
+                    f"replace{of} the specified {kind}",
+                    _WRITE_PARAMETERS,
+                    ops._responses(one, ("200", "201")),
+                    (one, _MEDIA, True),
+                ),
+            }
+            if not suffix:
+                path["delete"] = ops.op(
+                    "delete",
+                    f"delete{stem}Namespaced{kind}",
+                    f"delete {_article(kind)} {kind}",
+                    _DELETE_PARAMETERS,
+                    ops._responses(STATUS, ("200", "202")),
+                    (DELETE_OPTIONS, _MEDIA, False),
+                )
+            path["patch"] = ops.op(
+                "patch",
+                f"patch{stem}Namespaced{kind}{title}",
+                f"partially update{of} the specified {kind}",
+                _PATCH_PARAMETERS,
+                ops._responses(one, ("200",)),
+                (PATCH, _PATCH_MEDIA, True),
+            )
+            path["parameters"] = _path_parameters(r, named=True, v3=v3)
+            paths[f"{item}{suffix}"] = path
     return paths
 
 
+def _article(kind: str) -> str:
+    return "an" if kind[:1].lower() in "aeiou" else "a"
+
+
 def _schemas(resources: tuple[ServedResource, ...], ref_prefix: str) -> dict[str, Any]:
-    schemas: dict[str, Any] = {**_meta_schemas(ref_prefix), LIST_META: _LIST_META_SCHEMA}
+    schemas: dict[str, Any] = {**_meta_schemas(ref_prefix), **_api_schemas(ref_prefix), LIST_META: _LIST_META_SCHEMA}
     for r in resources:
         schemas[definition_name(r)] = _kind_schema(r, ref_prefix)
         schemas[definition_name(r, list_kind=True)] = _list_schema(r, ref_prefix)
