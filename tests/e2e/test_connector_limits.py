@@ -383,8 +383,10 @@ def test_one_namespace_cannot_take_the_pools_and_the_clusters_controllers_are_ne
             for _ in range(REQUESTS_PER_USER):
                 stalled.append(stall(limited, worker, path(team_a, "w")))
 
+        idle = service_account(team_a, "idle")  # holds nothing: only its namespace's share can refuse it
+
         def namespace_full() -> Any:
-            status, body = limited.call("GET", path(team_a), user=workers[0])
+            status, body = limited.call("GET", path(team_a), user=idle)
             return body if status == 429 else None
 
         body = eventually(namespace_full, what=f"429 for {team_a} holding its share")
