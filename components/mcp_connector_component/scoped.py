@@ -93,7 +93,7 @@ def service_account(names: ScopedNames) -> RawObject:
 
 
 def claim_rules(apis: Iterable[ClaimApi]) -> list[RawObject]:
-    """The connector's verbs on exactly the served kinds and their status; read on the namespace's Secrets."""
+    """The connector's verbs on exactly the served kinds and their status; read on the namespace's Secrets and events."""
     by_group: dict[str, set[str]] = {}
     for api in apis:
         by_group.setdefault(api.group, set()).add(api.plural)
@@ -102,6 +102,7 @@ def claim_rules(apis: Iterable[ClaimApi]) -> list[RawObject]:
         rules.append({"apiGroups": [group], "resources": sorted(plurals), "verbs": CLAIM_VERBS})
         rules.append({"apiGroups": [group], "resources": sorted(f"{p}/status" for p in plurals), "verbs": STATUS_VERBS})
     rules.append({"apiGroups": [""], "resources": ["secrets"], "verbs": SECRET_VERBS})
+    rules.append({"apiGroups": [""], "resources": ["events"], "verbs": ["list", "watch"]})
     return rules
 
 

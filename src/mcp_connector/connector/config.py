@@ -41,6 +41,8 @@ class Config:
     serving: tls.ServingFiles
     service: ServiceRef | None
     secret_resync_seconds: float
+    #: Interval of the claim-event copy passes (followers/events.py).
+    event_poll_seconds: float
     upstream_timeout: float
     watch_idle_timeout: float
     authz_allowed_ttl: float
@@ -180,6 +182,7 @@ def build(options: ServeOptions) -> Config:
         serving=serving,
         service=service,
         secret_resync_seconds=float(options.get("secret-resync-seconds") or 60),
+        event_poll_seconds=float(options.get("event-poll-seconds") or 15),
         upstream_timeout=float(options.get("upstream-timeout-seconds") or 30),
         watch_idle_timeout=float(options.get("watch-idle-timeout-seconds") or 130),
         authz_allowed_ttl=float(options.get("authz-allowed-ttl-seconds") or 10),

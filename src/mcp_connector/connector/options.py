@@ -63,6 +63,7 @@ FLAGS = (
         "ClusterRole owning the managed APIServices: deleting it removes them, and none are made while it is missing",
     ),
     Flag("secret-resync-seconds", "full connection-Secret resync interval", "60"),
+    Flag("event-poll-seconds", "interval of the passes copying claim events into the app cluster", "15"),
     Flag("upstream-timeout-seconds", "timeout of control-plane requests", "30"),
     Flag(
         "watch-idle-timeout-seconds",
@@ -232,6 +233,7 @@ def validate(options: ServeOptions) -> list[str]:
         "authz-denied-ttl-seconds",
     ):
         _number(options, name, errors, low=0, high=86400)
+    _number(options, "event-poll-seconds", errors, low=1, high=86400)
     _number(options, "authz-cache-size", errors, low=1, high=10_000_000)
     for name in LIMIT_FLAGS:
         _number(options, name, errors, low=1, high=100_000)

@@ -23,7 +23,7 @@ from mcp_connector.connector.cache.history import Budget
 from mcp_connector.connector.cache.registry import Caches
 from mcp_connector.connector.config import Config, ConfigError
 from mcp_connector.connector.errors import from_control_plane
-from mcp_connector.connector.followers import apiservices, follow, secrets_sync
+from mcp_connector.connector.followers import apiservices, events, follow, secrets_sync
 from mcp_connector.connector.followers.catalog import Catalog
 from mcp_connector.connector.http import app, auth
 from mcp_connector.connector.http.authz import SAR_PATH, Authorizer
@@ -273,11 +273,13 @@ async def _serve(
 def _writers(
     config: Config, rt: Runtime, secrets: secrets_sync.SecretSync, apiservice_trigger: follow.Trigger | None
 ) -> LeaderTasks:
-    """What only the leader runs: connection-Secret copies and, with --manage-apiservices, APIServices."""
+    """What only the leader runs: connection-Secret and claim-event copies and, with
+    --manage-apiservices, APIServices."""
     writers = LeaderTasks()
     writers.on_start(secrets.request_full)
     writers.add("connection-secrets", secrets.run)
     writers.add("connection-secret-watch", lambda: secrets_sync.follow_secrets(rt, secrets))
+    writers.add("claim-events", events.EventMirror(rt, every=config.event_poll_seconds).run)
     if apiservice_trigger is not None:
         trigger = apiservice_trigger
         writers.on_start(trigger.kick)

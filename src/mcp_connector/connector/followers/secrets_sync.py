@@ -95,7 +95,7 @@ def _age_order(claim: dict[str, Any]) -> tuple[str, str]:
     return str(metadata.get("creationTimestamp") or ""), str(metadata.get("name") or "")
 
 
-def _cached_claims(rt: Runtime) -> list[dict[str, Any]] | None:
+def cached_claims(rt: Runtime) -> list[dict[str, Any]] | None:
     """Every claim from the caches of the served APIs' preferred versions; None if one is not ready."""
     if rt.caches is None:
         return None
@@ -111,7 +111,7 @@ def _cached_claims(rt: Runtime) -> list[dict[str, Any]] | None:
     return claims
 
 
-async def _listed_claims(rt: Runtime) -> list[dict[str, Any]]:
+async def listed_claims(rt: Runtime) -> list[dict[str, Any]]:
     claims: list[dict[str, Any]] = []
     for api in rt.catalog.apis:
         path = upstream.api_path(
@@ -227,8 +227,8 @@ async def reconcile(rt: Runtime, only: set[Key] | None = None) -> dict[Key, upst
     hold up the others: its error is returned for the caller to log and retry. An unreachable
     cluster stops the whole pass.
     """
-    claims = _cached_claims(rt)
-    wanted = wanted_copies(claims if claims is not None else await _listed_claims(rt), rt.cluster_id)
+    claims = cached_claims(rt)
+    wanted = wanted_copies(claims if claims is not None else await listed_claims(rt), rt.cluster_id)
     existing = await _all_copies(rt) if only is None else None
     keys = (set(wanted) | set(existing or {})) if only is None else set(only)
     refused: dict[Key, upstream.ControlPlaneRejected] = {}
@@ -318,7 +318,7 @@ class SecretSync:
     def secret_changed(self, name: str) -> None:
         """A Secret in the claim namespace changed: redo the copies made from it, if any."""
         if self._by_source is None:
-            claims = _cached_claims(self._rt)
+            claims = cached_claims(self._rt)
             if claims is None:
                 self.request_full()
                 return
