@@ -93,7 +93,7 @@ def service_account(names: ScopedNames) -> RawObject:
 
 
 def claim_rules(apis: Iterable[ClaimApi]) -> list[RawObject]:
-    """The connector's verbs on exactly the served kinds and their status; read on the namespace's Secrets and events."""
+    """The connector's verbs on exactly the served kinds and their status; read on its Secrets and events."""
     by_group: dict[str, set[str]] = {}
     for api in apis:
         by_group.setdefault(api.group, set()).add(api.plural)
