@@ -311,6 +311,8 @@ def cluster_role_binding(names: Names) -> RawObject:
 
 #: The label on every connection-Secret copy (``followers/secrets_sync.py``'s ``MANAGED_LABEL``).
 COPY_LABEL = f"{contract.LABEL_DOMAIN}/connection-secret-for"
+#: The label on the connector's copies of claim events (connector.followers.events.COPY_LABEL).
+EVENT_COPY_LABEL = f"{contract.LABEL_DOMAIN}/event-copy-for"
 #: What marks an APIService the connector made (``followers/apiservices.py``).
 APISERVICE_MANAGED_BY = ("app.kubernetes.io/managed-by", "mcp-connector")
 #: A Secret of this type makes the token controller mint a token for any ServiceAccount it names.
@@ -342,6 +344,12 @@ def _secret_rule() -> str:
     )
 
 
+def _event_rule() -> str:
+    """A labelled copy of a claim event."""
+    label = _cel(EVENT_COPY_LABEL)
+    return _new_and_old(lambda v: f"{v} != null && has({v}.metadata.labels) && {label} in {v}.metadata.labels")
+
+
 def _apiservice_rule(manage_apiservices: bool, owner: str | None) -> str:
     """Its managed-by label and, with an owner, its owner's ownerReference."""
     if not manage_apiservices:
@@ -365,7 +373,7 @@ def _apiservice_rule(manage_apiservices: bool, owner: str | None) -> str:
 def admission_policy(
     names: Names, *, manage_apiservices: bool = False, apiservice_owner: str | None = None
 ) -> RawObject:
-    """The app cluster itself refuses the connector's ServiceAccount any Secret or APIService it did not make.
+    """The app cluster itself refuses the connector's ServiceAccount any Secret, Event or APIService it did not make.
 
     RBAC cannot narrow writes by label, so a stolen connector token could otherwise write any
     Secret in the cluster. Only this install's ServiceAccount is matched (two installs never
@@ -384,6 +392,7 @@ def admission_policy(
                 "matchPolicy": "Equivalent",
                 "resourceRules": [
                     {"apiGroups": [""], "apiVersions": ["*"], "resources": ["secrets"], "operations": _WRITES},
+                    {"apiGroups": [""], "apiVersions": ["*"], "resources": ["events"], "operations": _WRITES},
                     {
                         "apiGroups": ["apiregistration.k8s.io"],
                         "apiVersions": ["*"],
@@ -415,6 +424,11 @@ def admission_policy(
                     + ")"
                     if manage_apiservices
                     else "the connector does not write APIServices in this install",
+                    "reason": "Forbidden",
+                },
+                {
+                    "expression": f"request.resource.resource != 'events' || ({_event_rule()})",
+                    "message": f"the connector may write only its copies of claim events (label {EVENT_COPY_LABEL})",
                     "reason": "Forbidden",
                 },
             ],

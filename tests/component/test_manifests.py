@@ -194,15 +194,21 @@ def test_admission_policy_fences_this_installs_service_account() -> None:
         }
     ]
     rules = spec["matchConstraints"]["resourceRules"]
-    assert {r for rule in rules for r in rule["resources"]} == {"secrets", "apiservices", "apiservices/status"}
+    assert {r for rule in rules for r in rule["resources"]} == {
+        "secrets",
+        "events",
+        "apiservices",
+        "apiservices/status",
+    }
     assert all(rule["operations"] == ["CREATE", "UPDATE", "DELETE"] for rule in rules)
-    secrets, apiservices = (v["expression"] for v in spec["validations"])
+    secrets, apiservices, events = (v["expression"] for v in spec["validations"])
     # Both the new and the old object are checked: an update cannot drop the label, a delete needs it.
     for var in ("object", "oldObject"):
         assert f"'mcp-connector.upbound.io/connection-secret-for' in {var}.metadata.labels" in secrets
         assert f"{var}.type != 'kubernetes.io/service-account-token'" in secrets
         assert f"{var}.metadata.labels['app.kubernetes.io/managed-by'] == 'mcp-connector'" in apiservices
         assert f"{var}.metadata.ownerReferences.exists(r" in apiservices
+        assert f"'mcp-connector.upbound.io/event-copy-for' in {var}.metadata.labels" in events
     assert "r.name == 'conn'" in apiservices
 
 
@@ -215,9 +221,10 @@ def test_admission_policy_without_managed_apiservices_refuses_every_apiservice_w
 
 def test_admission_policy_labels_are_the_followers() -> None:
     """The policy's marks are exactly what the Secret sync and the APIService follower write."""
-    from mcp_connector.connector.followers import apiservices, secrets_sync
+    from mcp_connector.connector.followers import apiservices, events, secrets_sync
 
     assert manifests.COPY_LABEL == secrets_sync.MANAGED_LABEL
+    assert manifests.EVENT_COPY_LABEL == events.COPY_LABEL
     assert manifests.APISERVICE_MANAGED_BY == (apiservices.MANAGED_BY, apiservices.MANAGER)
 
 

@@ -215,3 +215,43 @@ def test_the_connector_with_its_own_token_still_keeps_its_apiservice_and_copies(
     finally:
         proc.stop()
         remove_apiservices(testbed)
+
+
+def test_the_app_cluster_refuses_the_connector_events_that_are_not_its_copies(
+    testbed: Testbed, names: manifests.Names
+) -> None:
+    """Issue 22: the connector writes Events (its copies of claim events); only labelled ones."""
+
+    def event(name: str, namespace: str, *, labelled: bool) -> str:
+        meta: dict[str, Any] = {"name": name, "namespace": namespace}
+        if labelled:
+            meta["labels"] = {manifests.EVENT_COPY_LABEL: "some-cluster"}
+        involved = {"apiVersion": "v1", "kind": "ConfigMap", "name": "x", "namespace": namespace}
+        return json.dumps({"apiVersion": "v1", "kind": "Event", "metadata": meta, "involvedObject": involved,
+                           "reason": "Test", "message": "m", "type": "Normal"})  # fmt: skip
+
+    with fresh_namespace(testbed, "fence-ev") as ns:
+
+        def policy_in_force() -> bool:
+            made = as_connector(testbed, names, "create", "-f", "-", input=event("plain", ns, labelled=False))
+            if made.returncode == 0:  # the policy is not yet loaded by kube-apiserver
+                testbed.kubectl(APP_CLUSTER, "delete", "event", "plain", "-n", ns)
+            return refused_by_policy(made, names)
+
+        eventually(policy_in_force, timeout=60, what="the policy refusing an unlabelled Event create")
+        testbed.kubectl(APP_CLUSTER, "create", "-f", "-", input=event("victim", ns, labelled=False))
+        assert refused_by_policy(as_connector(testbed, names, "delete", "event", "victim", "-n", ns), names)
+        # kubectl patch reads first (the connector never gets an Event), so updates are replaces.
+        victim = testbed.kubectl_json(APP_CLUSTER, "get", "event", "victim", "-n", ns)
+        victim["message"] = "changed"
+        assert refused_by_policy(as_connector(testbed, names, "replace", "-f", "-", input=json.dumps(victim)), names)
+
+        assert as_connector(testbed, names, "create", "-f", "-", input=event("copy", ns, labelled=True)).returncode == 0
+        mine = testbed.kubectl_json(APP_CLUSTER, "get", "event", "copy", "-n", ns)
+        mine["message"] = "changed"
+        made = as_connector(testbed, names, "replace", "-f", "-", input=json.dumps(mine))
+        assert made.returncode == 0, made.stderr
+        mine = testbed.kubectl_json(APP_CLUSTER, "get", "event", "copy", "-n", ns)
+        del mine["metadata"]["labels"][manifests.EVENT_COPY_LABEL]
+        assert refused_by_policy(as_connector(testbed, names, "replace", "-f", "-", input=json.dumps(mine)), names)
+        assert as_connector(testbed, names, "delete", "event", "copy", "-n", ns).returncode == 0
