@@ -49,6 +49,8 @@ def names(testbed: Testbed) -> Iterator[manifests.Names]:
         manifests.service_account(names),
         manifests.cluster_role(names, manage_apiservices=True),
         manifests.cluster_role_binding(names),
+        manifests.leader_role(names),
+        manifests.leader_role_binding(names),
         manifests.auth_delegator_binding(names),
         manifests.auth_reader_binding(names),
         manifests.admission_policy(names, manage_apiservices=True, apiservice_owner=names.cluster_role),
@@ -169,7 +171,14 @@ def test_the_connector_with_its_own_token_still_keeps_its_apiservice_and_copies(
         testbed,
         manage_apiservices=True,
         service_name=names.service,
-        extra_args=["--app-kubeconfig", str(app_kubeconfig), f"--apiservice-owner={names.cluster_role}"],
+        # The install's Lease (its Role names it); argparse keeps the last of the fixture's and this.
+        extra_args=[
+            "--app-kubeconfig",
+            str(app_kubeconfig),
+            f"--apiservice-owner={names.cluster_role}",
+            "--leader-elect-lease-name",
+            names.leader_lease,
+        ],
     )
     try:
         expose(testbed, proc)
