@@ -217,14 +217,14 @@ def cluster_role(names: Names, *, manage_apiservices: bool = False) -> RawObject
     checks a namespace exists before a write. APIServices are created by Pulumi, so the
     connector only gets rights on them when it manages them itself (again fenced by the
     policy to the ones it owns). Events: it lists its copies of claim events (by label) and
-    creates, patches and deletes them. SubjectAccessReviews and the front-proxy CA come from
+    creates, replaces and deletes them. SubjectAccessReviews and the front-proxy CA come from
     the two standard bindings.
     Admission: it watches the admission configurations and namespaces (selectors, CEL's
     ``namespaceObject``) and reads webhook Services, as kube-apiserver does for its own chain.
     """
     rules: list[RawObject] = [
         {"apiGroups": [""], "resources": ["secrets"], "verbs": ["list", "create", "update", "delete"]},
-        {"apiGroups": [""], "resources": ["events"], "verbs": ["list", "create", "patch", "update", "delete"]},
+        {"apiGroups": [""], "resources": ["events"], "verbs": ["list", "create", "update", "delete"]},
         {"apiGroups": [""], "resources": ["namespaces"], "verbs": ["get", "list", "watch"]},
         {"apiGroups": [""], "resources": ["services"], "verbs": ["get"]},
         {

@@ -102,7 +102,7 @@ def claim_rules(apis: Iterable[ClaimApi]) -> list[RawObject]:
         rules.append({"apiGroups": [group], "resources": sorted(plurals), "verbs": CLAIM_VERBS})
         rules.append({"apiGroups": [group], "resources": sorted(f"{p}/status" for p in plurals), "verbs": STATUS_VERBS})
     rules.append({"apiGroups": [""], "resources": ["secrets"], "verbs": SECRET_VERBS})
-    rules.append({"apiGroups": [""], "resources": ["events"], "verbs": ["list", "watch"]})
+    rules.append({"apiGroups": [""], "resources": ["events"], "verbs": ["list"]})
     return rules
 
 

@@ -437,7 +437,7 @@ def test_platform_credentials_make_a_scoped_identity(render: Render, monkeypatch
             "verbs": ["get", "update", "patch"],
         },
         {"apiGroups": [""], "resources": ["secrets"], "verbs": ["get", "list", "watch"]},
-        {"apiGroups": [""], "resources": ["events"], "verbs": ["list", "watch"]},
+        {"apiGroups": [""], "resources": ["events"], "verbs": ["list"]},
     ], "no deletecollection (one delete per claim), status only read and written"
     discovery = r.one("kubernetes:rbac.authorization.k8s.io/v1:ClusterRole", "mcp-connector-cp-discovery").inputs
     assert discovery["metadata"]["name"] == f"mcp-connector:{namespace}:discovery"

@@ -135,8 +135,8 @@ class _Clusters:
         if method == "POST":
             body = kw["json_body"]
             self.copies[(namespace, body["metadata"]["name"])] = body
-        elif method == "PATCH":
-            self.copies[(namespace, str(path).rsplit("/", 1)[1])].update(kw["json_body"])
+        elif method == "PUT":
+            self.copies[(namespace, str(path).rsplit("/", 1)[1])] = kw["json_body"]
         elif method == "DELETE":
             del self.copies[(namespace, str(path).rsplit("/", 1)[1])]
         return {}
@@ -170,7 +170,7 @@ def test_a_pass_copies_updates_and_removes_with_the_claim(monkeypatch: pytest.Mo
 
     clusters.calls.clear()
     assert asyncio.run(mirror.sync_once())
-    assert not [c for c in clusters.calls if c[0] in ("POST", "PATCH")], "nothing changed, nothing written"
+    assert not [c for c in clusters.calls if c[0] in ("POST", "PUT")], "nothing changed, nothing written"
 
     clusters.sources = [_source(claim, count=5)]
     assert asyncio.run(mirror.sync_once())

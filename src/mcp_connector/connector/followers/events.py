@@ -14,7 +14,7 @@ run every ``--event-poll-seconds``, one request in flight, so the cost is one LI
 per pass and one LIST of the copies.
 
 Bounded as client-go's event recorder bounds what it sends: the control plane's events are
-already aggregated (repeats are one event with a ``count``) and a copy is patched only when
+already aggregated (repeats are one event with a ``count``) and a copy is replaced only when
 the source changed; writes per claim go through a token bucket (burst 25, one more every
 five minutes, client-go's spam filter); copies go when their claim goes, or by the app
 cluster's event TTL. A refusal (a missing permission) is logged once with the apiserver's
@@ -51,7 +51,7 @@ MAX_BACKOFF = 300.0
 _UID = re.compile(r"^[0-9A-Za-z-]{1,64}$")
 #: Fields copied from the source event as they are.
 _KEPT = ("reason", "type", "count", "firstTimestamp", "lastTimestamp", "source", "reportingComponent")
-#: Fields a copy is patched with when its source changed.
+#: Fields of a copy that follow its source (a changed one means a replace).
 _CHANGING = ("message", "count", "lastTimestamp", "type", "reason")
 
 
@@ -117,7 +117,7 @@ def _seconds(micro_time: str) -> str:
 
 
 def patch_for(current: dict[str, Any], wanted: dict[str, Any]) -> dict[str, Any] | None:
-    """A merge patch bringing ``current`` to ``wanted``; None when nothing changed."""
+    """The fields of ``current`` to change to make it ``wanted``; None when nothing changed."""
     patch = {k: wanted.get(k) for k in _CHANGING if current.get(k) != wanted.get(k)}
     return patch or None
 
@@ -248,12 +248,10 @@ class EventMirror:
             if current is None:
                 await upstream.request(self._rt.app_cluster, "POST", _events(namespace), json_body=wanted)
             else:
+                # A replace of the copy as read, pinned to its resourceVersion (409: it changed, the
+                # next pass reads it again); never a patch, so the ClusterRole needs no `patch`.
                 await upstream.request(
-                    self._rt.app_cluster,
-                    "PATCH",
-                    _events(namespace).child(name),
-                    json_body=patch,
-                    content_type="application/merge-patch+json",
+                    self._rt.app_cluster, "PUT", _events(namespace).child(name), json_body={**current, **(patch or {})}
                 )
         except upstream.ControlPlaneRejected as e:
             if e.status == 409:
