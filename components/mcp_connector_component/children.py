@@ -239,6 +239,8 @@ def disconnect(
         update_checks={
             "include": list(plain.selection.include),
             "exclude": list(plain.selection.exclude),
+            # Pinned kinds are the user's choice, never discovery drift (see drift.drifted).
+            "pinned": plain.pinned is not None,
             "allowApiRemoval": _detached(removal),
         },
         opts=reg.under(

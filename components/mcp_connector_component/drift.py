@@ -20,7 +20,15 @@ from mcp_connector_component.guard import ClaimResource, DisconnectPlan
 
 
 def drifted(old: DisconnectPlan, new: DisconnectPlan, new_inputs: Mapping[str, Any]) -> list[ClaimResource]:
-    """Kinds served at the last update, gone now, and still selected: removed by discovery, not by the user."""
+    """Kinds served at the last update, gone now, and still selected: removed by discovery, not by the user.
+
+    With ``claim_apis`` pinned the program discovers nothing: the kinds are what the user
+    pinned (often because the control plane cannot be reached, as in a destroy), so a kind
+    left out is the user's doing like one dropped from ``include``, and the disconnect, not
+    this check, says what happens to its claims.
+    """
+    if new_inputs.get("pinned"):
+        return []
     selection = ClaimApiSelection(tuple(new_inputs.get("include") or ()), tuple(new_inputs.get("exclude") or ()))
     kept = {k.resource for k in new.served}
     return [k for k in old.served if k.resource not in kept and selection.matches(_as_api(k))]

@@ -558,9 +558,9 @@ async def test_discovery_drift_that_removes_claims_from_sight_is_refused(
     old = _plan("Keep")
     narrowed = DisconnectPlan(KUBECONFIG, "https://cp.test", NS, CLUSTER, "Keep", (CLUSTERS,), "c")
 
-    def args(include: list[str], allow: bool) -> Any:
+    def args(include: list[str], allow: bool, pinned: bool = False) -> Any:
         update = _update_args(old, narrowed, allow=False)
-        update.new_inputs = {**update.new_inputs, "include": include, "allowApiRemoval": allow}
+        update.new_inputs = {**update.new_inputs, "include": include, "allowApiRemoval": allow, "pinned": pinned}
         return update
 
     await hook._before_update(args([], allow=False), dry_run=True)
@@ -572,6 +572,10 @@ async def test_discovery_drift_that_removes_claims_from_sight_is_refused(
     # Dropped from include by the user: no drift, nothing to refuse.
     warned.clear()
     await hook._before_update(args(["kubernetesclusters.k8s.starter.org"], allow=False), dry_run=False)
+    assert warned == [] and cp.patches == 0
+    # Pinned with claim_apis (a destroy while the control plane is away): the user's choice, no drift.
+    await hook._before_update(args([], allow=False, pinned=True), dry_run=False)
+    await hook._before_update(args([], allow=False, pinned=True), dry_run=True)
     assert warned == [] and cp.patches == 0
 
 

@@ -15,6 +15,7 @@ from typing import Any
 from claims import (
     CLUSTER_RESOURCE,
     DB_RESOURCE,
+    INSTALL_KINDS,
 )
 from component_stack import Program, Setting, open_stack
 from connector_fixtures import SERVICE_NAMESPACE, ConnectorProcess
@@ -24,6 +25,7 @@ from mcp_connector.core.access import ControlPlaneAccess
 from mcp_connector_component.credentials import to_kubeconfig
 from testbed import APP_CLUSTER
 from testbed.harness import Testbed
+from testbed.kube import kubectl
 
 REPO = Path(__file__).resolve().parents[2]
 SEEDED_APISERVICES = [
@@ -75,6 +77,7 @@ def stack_for(tmp_path: Path, program: Program, name: str = "e2e") -> Iterator[a
         yield stack
     finally:
         program.setting.connect = True
+        program.setting.protect = False  # a test that failed while protected must not leave the stack
         try:
             stack.destroy(run_program=True, on_output=log)
         except auto.errors.CommandError:
@@ -83,8 +86,37 @@ def stack_for(tmp_path: Path, program: Program, name: str = "e2e") -> Iterator[a
             program.setting.connect = False
             with contextlib.suppress(auto.errors.CommandError):
                 stack.up(on_output=log)
+        if _resources_left(stack):
+            # Neither could remove it: delete what it made in the app cluster by its labels, or the
+            # next test's SSA meets this stack's field manager (conflicts, duplicate Service ports).
+            names = [program.setting.name, *program.setting.others]
+            remove_component_objects(tmp_path, program.setting.app_kubeconfig, names)
         with contextlib.suppress(auto.errors.CommandError):
-            stack.workspace.remove_stack(name)
+            stack.workspace.remove_stack(name, force=True)
+
+
+def _resources_left(stack: auto.Stack) -> bool:
+    """Whether the stack's state still holds resources other than the stack itself and its providers."""
+    try:
+        resources = stack.export_stack().deployment.get("resources") or []
+    except auto.errors.CommandError:
+        return True
+    return any(not str(r.get("type", "")).startswith(("pulumi:pulumi:Stack", "pulumi:providers:")) for r in resources)
+
+
+#: What a component makes in the app cluster (external and in-cluster mode, and its ``<name>-served`` ConfigMap).
+COMPONENT_KINDS = INSTALL_KINDS + ",configmaps"
+
+
+def remove_component_objects(tmp_path: Path, app_kubeconfig: str, names: list[str]) -> None:
+    """Delete the objects of the components ``names`` (their instance label) from the app cluster."""
+    kubeconfig = tmp_path / "cleanup-kubeconfig"
+    kubeconfig.write_text(app_kubeconfig)
+    for name in names:
+        kubectl(
+            kubeconfig, "delete", COMPONENT_KINDS, "--all-namespaces", "--ignore-not-found", "--wait=false",
+            "-l", f"app.kubernetes.io/instance={name}", check=False,
+        )  # fmt: skip
 
 
 def app_objects(testbed: Testbed) -> list[str]:
