@@ -72,8 +72,12 @@ def test_connect_preview_new_claim_api_keep_reconnect_and_remove(
             seed.apply_claim_api(cp, seed.REDIS_CACHE)
             seed.apply_claim_api(cp, seed.QUEUE)
             preview = stack.preview(diff=True, on_output=log)
-            # + the APIServices; ~ the guard, whose disconnect plan now covers the new kinds.
-            assert changes(preview) == {"create": 2, "update": 1}, preview.change_summary
+            # + the APIServices; ~ the guard and the Disconnect, whose plan now covers the new kinds;
+            # +- the `-served` ConfigMap listing the APIServices (pulumi-kubernetes replaces a
+            # ConfigMap whose data changes).
+            assert changes(preview) == {"create": 2, "update": 2, "replace": 1}, preview.change_summary
+            assert "~ mcp-connector:index:Disconnect: (update)" in preview.stdout
+            assert "+-kubernetes:core/v1:ConfigMap: (replace)" in preview.stdout
             assert "+ kubernetes:apiregistration.k8s.io/v1:APIService" in preview.stdout
             assert REDIS_APISERVICE in preview.stdout and QUEUE_APISERVICE in preview.stdout
             up = stack.up(on_output=log)
@@ -178,8 +182,9 @@ def test_in_cluster_render_is_stable_and_token_rotation_rolls_pods(
         setting.args["control_plane_kubeconfig"] = token_kubeconfig(testbed, cp_token())
         preview = stack.preview(diff=True, on_output=log)
         # pulumi-kubernetes replaces a Secret whose data changes (credentials); the Deployment's
-        # checksum annotation and the guard's plan annotation are updated in place.
-        assert changes(preview) == {"replace": 1, "update": 2, "read": 1}, preview.change_summary
+        # checksum annotation, and the guard's and the Disconnect's plan (the hook's credentials),
+        # are updated in place.
+        assert changes(preview) == {"replace": 1, "update": 3, "read": 1}, preview.change_summary
         assert "mcp-e2e-incluster-credentials" in preview.stdout
         assert "mcp-connector.upbound.io/config-checksum" in preview.stdout
         assert "eyJ" not in preview.stdout, "the token never shows in a diff"
