@@ -87,6 +87,11 @@ def _sa_kubeconfig(testbed: Testbed, service_account: str) -> str:
     return to_kubeconfig(access, name="e2e")
 
 
+def _pods_log(runner: PodRunner) -> str:
+    """Every pod's container output: two replicas by default, and only the leader copies Secrets."""
+    return "".join(runner.container_log(pod["name"]) for pod in runner.pods())
+
+
 @pytest.fixture(scope="module")
 def deployed(testbed: Testbed, pulumi_tools: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployed]:
     image = podman.image_ref()
@@ -142,7 +147,7 @@ def test_the_rendered_pod_serves_claims_as_its_own_service_account(deployed: Dep
     claim = eventually(lambda: deployed.cp_claim(ref), timeout=30, what="the claim in the control plane")
     assert contract.app_ref_of(claim) == ref  # type: ignore[arg-type]
     # The connector logs a request once it has answered it, and podman hands the log on after that.
-    eventually(lambda: '"verb":"create"' in (log := runner.container_log()) and '"code":201' in log,
+    eventually(lambda: '"verb":"create"' in (log := _pods_log(runner)) and '"code":201' in log,
                what="the in-cluster connector's log of serving the create")  # fmt: skip
 
 
@@ -172,10 +177,10 @@ def test_a_missing_permission_fails_a_named_operation_and_restoring_it_recovers(
             f'User \\"{user}\\" cannot list resource'
         )
         try:
-            eventually(lambda: expected in runner.container_log(), timeout=90, what=f"log line containing {expected}")
+            eventually(lambda: expected in _pods_log(runner), timeout=90, what=f"log line containing {expected}")
         except AssertionError as e:
-            raise AssertionError(f"{e}\nconnector log:\n{runner.container_log()[-4000:]}") from None
-        line = next(x for x in runner.container_log().splitlines() if expected in x)
+            raise AssertionError(f"{e}\nconnector log:\n{_pods_log(runner)[-4000:]}") from None
+        line = next(x for x in _pods_log(runner).splitlines() if expected in x)
         assert '"loop":"connection-secrets"' in line and '"msg":"reconcile failed"' in line
         absent = testbed.kubectl(APP_CLUSTER, "get", "secret", "with-secret-kubeconfig", "-n", app_namespace,
                                  check=False)  # fmt: skip
@@ -188,7 +193,7 @@ def test_a_missing_permission_fails_a_named_operation_and_restoring_it_recovers(
             timeout=60, what="the connection Secret to be copied once the permission is back",
         )  # fmt: skip
     except AssertionError as e:
-        raise AssertionError(f"{e}\nconnector log:\n{runner.container_log()[-4000:]}") from None
+        raise AssertionError(f"{e}\nconnector log:\n{_pods_log(runner)[-4000:]}") from None
     original = testbed.kubectl_json(CONTROL_PLANE, "get", "secret", source, "-n", testbed.claim_namespace)
     assert copied["data"] == original["data"]
 
