@@ -21,6 +21,7 @@ from pathlib import Path
 
 import connector_fixtures
 import pytest
+from claims import remove_install
 from fault_tools import kill_session
 from fleet_fixtures import MCP_CONNECTOR, fleet, fleet_env, output
 
@@ -113,6 +114,10 @@ def platform(testbed: Testbed, pulumi_tools: None, tmp_path: Path) -> Iterator[P
         connector.stop()
         seed.delete_claim_api(testbed.control_plane.kubeconfig, seed.REDIS_CACHE)
         for stack in STACKS:
+            if done.returncode != 0:
+                # The disconnect failed (asserted below): what the stack left must not meet the next test's
+                # server-side apply (field-manager conflicts on APIServices nobody serves).
+                remove_install(testbed, f"mcp-{stack}")
             testbed.kubectl(APP_CLUSTER, "delete", "namespace", f"mcp-{stack}", "--wait=false", check=False)
         assert done.returncode == 0, output(done)
 
