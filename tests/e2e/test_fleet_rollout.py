@@ -136,9 +136,10 @@ def test_rollout_waves_halt_rerun_preview_interrupt(platform: Platform, testbed:
     assert not [line for line in lines if line.startswith(("prod-1:", "wave 2/2"))], "wave 2 never started"
     assert row(first.stdout, "dev-1")[2] == "succeeded"
     failed = row(first.stdout, "dev-2")
-    assert failed[2] == "failed" and "mode 'not-a-mode' must be" in failed[5] and "dev-2.log" in failed[5]
+    # The error is the last column (the summary lists removed APIServices and the claims named before it).
+    assert failed[2] == "failed" and "mode 'not-a-mode' must be" in failed[-1] and "dev-2.log" in failed[-1]
     assert row(first.stdout, "prod-1")[2:4] == ["skipped", "-"]
-    assert "wave 1 failed (dev-2)" in row(first.stdout, "prod-1")[5]
+    assert "wave 1 failed (dev-2)" in row(first.stdout, "prod-1")[-1]
 
     platform.set("dev-2", "mode", f"localhost:{platform.port}")
     second = platform.rollout(*WAVES, "--parallel", "1")
