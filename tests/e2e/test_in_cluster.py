@@ -87,6 +87,10 @@ def _sa_kubeconfig(testbed: Testbed, service_account: str) -> str:
     return to_kubeconfig(access, name="e2e")
 
 
+#: The component's default replica count, which this module's install keeps.
+REPLICAS = 2
+
+
 def _pods_log(runner: PodRunner) -> str:
     """Every pod's container output: two replicas by default, and only the leader copies Secrets."""
     return "".join(runner.container_log(pod["name"]) for pod in runner.pods())
@@ -203,11 +207,12 @@ def test_token_rotation_restarts_the_container_and_the_new_token_is_used(deploye
     before = runner.wait(lambda s: s["ready"], timeout=60, what="the connector pod to be ready")
     deployed.setting.args["control_plane_kubeconfig"] = _sa_kubeconfig(testbed, SA_NEW)
     deployed.stack.up(on_output=_log)
-    # up returned once the rollout was done: the ReplicaSet controller's new pod is ready, the old
-    # one was stopped (SIGTERM, its grace period) and deleted.
+    # up returned once the rollout was done: the ReplicaSet controller's new pods are ready, the old
+    # ones were stopped (SIGTERM, their grace period) and deleted. Two replicas by default.
     after = runner.wait(
-        lambda s: s["checksum"] != before["checksum"] and s["ready"] and len(s["pods"]) == 1, timeout=90,
-        what="only the new checksum's pod, ready",
+        lambda s: s["checksum"] != before["checksum"] and len(s["pods"]) == REPLICAS
+        and all(p["checksum"] == s["checksum"] and p["ready"] for p in s["pods"]),
+        timeout=90, what="only the new checksum's pods, ready",
     )  # fmt: skip
     assert after["revision"] != before["revision"] and after["container_id"] != before["container_id"]
     assert after["pod_name"] != before["pod_name"]
