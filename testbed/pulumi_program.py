@@ -10,9 +10,10 @@ real CLI and engine: stack config, state, plugins, resource hooks.
 
     python -m testbed.pulumi_program [--project DIR] [--no-await-deployments] -- <pulumi args>
 
-``--no-await-deployments`` adds ``pulumi.com/skipAwait: "true"`` to every Deployment the
-program declares (a stack transform registered before the program runs): the test bed has
-no kubelet, so Pulumi would otherwise wait for ready pods that never come.
+``--no-await-deployments`` adds ``pulumi.com/skipAwait: "true"`` to every Deployment, Service
+and APIService the program declares (a stack transform registered before the program runs),
+for a program whose pods the test bed does not run: Pulumi would otherwise wait for ready pods,
+endpoints and Available APIServices that never come.
 """
 
 from __future__ import annotations
@@ -53,8 +54,16 @@ def runs_program(args: Sequence[str]) -> bool:
     return command in RUNS_PROGRAM_IF_ASKED and asked
 
 
+#: What waits for the connector's pods: the Deployment, its Service's endpoints and the APIServices.
+AWAITS_PODS = {
+    "kubernetes:apps/v1:Deployment",
+    "kubernetes:core/v1:Service",
+    "kubernetes:apiregistration.k8s.io/v1:APIService",
+}
+
+
 def _skip_await_deployments(args: pulumi.ResourceTransformArgs) -> pulumi.ResourceTransformResult | None:
-    if args.type_ != "kubernetes:apps/v1:Deployment":
+    if args.type_ not in AWAITS_PODS:
         return None
     props: dict[str, Any] = dict(args.props)
     metadata = dict(props.get("metadata") or {})

@@ -94,7 +94,8 @@ def is_released(claim: dict[str, Any], ref: contract.AppRef) -> bool:
 #: Kinds an McpConnector install creates in the app cluster.
 INSTALL_KINDS = (
     "apiservices,services,secrets,serviceaccounts,deployments,poddisruptionbudgets,"
-    "clusterroles,clusterrolebindings,roles,rolebindings"
+    "clusterroles,clusterrolebindings,roles,rolebindings,"
+    "validatingadmissionpolicies,validatingadmissionpolicybindings"
 )
 
 
