@@ -23,7 +23,8 @@ import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from testbed import DEV_DIR, REPO_ROOT
+from testbed import REPO_ROOT
+from testbed.pulumi_env import pulumi_env
 from testbed.tools import PROVIDER_PLUGIN, SDK_TOOLS, require, tool_path
 
 EXAMPLES = {"typescript": REPO_ROOT / "examples" / "typescript", "go": REPO_ROOT / "examples" / "go"}
@@ -35,15 +36,11 @@ TS_PROGRAM = Path("bin") / "index.js"
 STEP_TIMEOUT = 900
 
 
-def _env() -> dict[str, str]:
-    home = DEV_DIR / "pulumi-home"
-    home.mkdir(parents=True, exist_ok=True)
+def _env(scratch: Path) -> dict[str, str]:
+    """The test bed's offline Pulumi settings (``pulumi_env``; its state in ``scratch``), Go and npm quiet."""
     return {
         **os.environ,
-        "PATH": os.pathsep.join([str(tool_path("pulumi").parent), os.environ.get("PATH", "")]),
-        "PULUMI_HOME": str(home),
-        "PULUMI_SKIP_UPDATE_CHECK": "true",
-        "PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION": "true",
+        **pulumi_env(scratch / "state"),
         "GOFLAGS": "-mod=readonly",
         "GOTOOLCHAIN": "local",
         "npm_config_fund": "false",
@@ -98,8 +95,8 @@ PREPARE = {"typescript": prepare_typescript, "go": prepare_go}
 def prepare(languages: Sequence[str]) -> None:
     """Prepare the named examples in place (their generated and installed files are git-ignored)."""
     require(*SDK_TOOLS)
-    env = _env()
     with tempfile.TemporaryDirectory() as scratch:
+        env = _env(Path(scratch))
         schema = Path(scratch) / "schema.json"
         schema.write_text(provider_schema(env))
         for language in languages:
