@@ -106,7 +106,10 @@ def test_schemathesis_finds_no_server_error(testbed: Testbed, conn: ConnectorPro
         "--report", "junit", "--report-dir", str(report),
     ]  # fmt: skip
     started = time.monotonic()
-    done = subprocess.run(args, capture_output=True, text=True, timeout=240, env={"NO_COLOR": "1", "PATH": ""})
+    # In tmp_path, so its crash cache (.schemathesis/) stays with this run and out of the checkout.
+    done = subprocess.run(
+        args, capture_output=True, text=True, timeout=240, env={"NO_COLOR": "1", "PATH": ""}, cwd=tmp_path
+    )
     took = time.monotonic() - started
     print(done.stdout[-4000:], f"schemathesis took {took:.0f}s", sep="\n")
     assert done.returncode == 0, done.stdout[-6000:] + done.stderr[-2000:]

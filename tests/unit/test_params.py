@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from mcp_connector.connector.errors import ApiError
-from mcp_connector.connector.http import params
+from mcp_connector.connector.http import apimachinery, params
 
 REFUSED = [
     "nan",
@@ -56,7 +56,7 @@ BOOLEANS = [("true", True), ("1", True), ("yes", True), ("", True), ("True", Tru
 
 @pytest.mark.parametrize(("value", "expected"), BOOLEANS)
 def test_booleans_as_apimachinery_converts_them(value: str | None, expected: bool) -> None:
-    assert params.go_bool(value) is expected
+    assert apimachinery.go_bool(value) is expected
 
 
 def _fields(error: ApiError) -> list[str]:
@@ -103,4 +103,4 @@ def test_every_dry_run_value_counts_and_a_delete_body_replaces_the_query() -> No
         params.parse({"dryRun": "All"}, "create", repeated={"dryRun": ("All", "bogus")})
     with pytest.raises(ApiError):
         params.parse({}, "patch", apply=True)  # apply needs a field manager
-    assert params.parse({"propagationPolicy": "bogus", "gracePeriodSeconds": "x"}, "delete", has_body=True)
+    assert params.parse({"propagationPolicy": "bogus", "gracePeriodSeconds": "x"}, "delete", body=b"{}")

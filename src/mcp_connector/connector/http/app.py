@@ -197,7 +197,8 @@ async def _authorized(
         query,
         verb,
         repeated={"dryRun": tuple(request.query.getall("dryRun", ()))},
-        has_body=bool(body),
+        body=body,
+        content_type=content_type,
         apply=content_type.split(";")[0].strip().lower().startswith("application/apply-patch"),
     )
     if verb in ("get", "list", "watch"):  # the verbs whose options carry a resourceVersion
@@ -208,7 +209,7 @@ async def _authorized(
         verb,
         query,
         accept=request.headers.get("Accept", "application/json"),
-        content_type=request.headers.get("Content-Type", "application/json"),
+        content_type=content_type,
         body=body,
         audit_id=request["audit_id"],
         user=user,

@@ -19,19 +19,24 @@ from mcp_connector.connector.api.verbs.validation import stored_form
 from mcp_connector.connector.runtime import Runtime
 from mcp_connector.core import contract
 
-_OPTION_PARAMS = ("fieldManager", "fieldValidation", "gracePeriodSeconds", "propagationPolicy")
+_OPTION_PARAMS = ("fieldManager", "fieldValidation")
 
 
 def _attributes(
     call: Call, operation: str, obj: dict[str, Any] | None, old: dict[str, Any] | None, options: Any
 ) -> Attributes:
     user = call.user
-    raw_options: dict[str, Any] = {k: v for k, v in call.query.items() if k in _OPTION_PARAMS}
-    if isinstance(options, dict):
-        raw_options.update({k: v for k, v in options.items() if k not in ("kind", "apiVersion")})
-    dry_run = call.query.get("dryRun") == "All"
-    if dry_run:
-        raw_options["dryRun"] = ["All"]
+    raw_options: dict[str, Any]
+    if operation == "DELETE":  # a delete's options are whole, parsed from its body or its query
+        raw_options = {k: v for k, v in (options or {}).items() if k not in ("kind", "apiVersion")}
+        dry_run = "All" in raw_options.get("dryRun", ())
+    else:
+        raw_options = {k: v for k, v in call.query.items() if k in _OPTION_PARAMS}
+        if isinstance(options, dict):
+            raw_options.update({k: v for k, v in options.items() if k not in ("kind", "apiVersion")})
+        dry_run = call.query.get("dryRun") == "All"
+        if dry_run:
+            raw_options["dryRun"] = ["All"]
     if obj is not None:
         obj.setdefault("metadata", {})["namespace"] = call.route.namespace or ""
     return Attributes(

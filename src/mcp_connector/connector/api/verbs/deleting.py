@@ -13,36 +13,30 @@ from mcp_connector.connector.api.verbs.admitting import admit
 from mcp_connector.connector.api.verbs.calls import call_control_plane, call_control_plane_status
 from mcp_connector.connector.api.verbs.ownership import get_owned, pinned_to
 from mcp_connector.connector.api.verbs.request import (
-    DELETE_PARAMS,
     Call,
     app_ref,
     collection_path,
     hashed_name,
     list_params,
     object_path,
-    pick,
 )
-from mcp_connector.connector.errors import ApiError, bad_request
-from mcp_connector.connector.http import bodies
+from mcp_connector.connector.errors import ApiError
+from mcp_connector.connector.http.delete_options import DeleteOptions
 from mcp_connector.connector.runtime import Runtime
 from mcp_connector.core import contract
 
 
-def _delete_options(call: Call) -> Any:
-    if not call.body.strip():
-        return None
-    options = bodies.decode(call.body, call.content_type)
-    if not isinstance(options, dict):
-        raise bad_request("the DeleteOptions body must be a JSON object")
-    return options
+def _options(call: Call) -> DeleteOptions:
+    """The delete's options, parsed at the edge (http.delete_options)."""
+    return call.params.delete or DeleteOptions()
 
 
-async def _delete_one(rt: Runtime, call: Call, ref: contract.AppRef, options: Any) -> tuple[int, dict[str, Any]]:
+async def _delete_one(
+    rt: Runtime, call: Call, ref: contract.AppRef, options: DeleteOptions
+) -> tuple[int, dict[str, Any]]:
+    """Delete with the parsed options as the only body: the control plane then reads no query options."""
     path = object_path(rt, call.served, hashed_name(call, ref))
-    params = pick(call.query, DELETE_PARAMS)
-    code, body = await call_control_plane_status(
-        rt, call, "delete", "DELETE", path, ref=ref, params=params, json_body=options
-    )
+    code, body = await call_control_plane_status(rt, call, "delete", "DELETE", path, ref=ref, json_body=options.wire())
     if body.get("kind") == "Status":
         return code, contract.rewrite_status(body, ref, claim_namespace=rt.claim_namespace)
     return code, contract.to_app(body) if contract.app_ref_of(body) == ref else body
@@ -50,10 +44,10 @@ async def _delete_one(rt: Runtime, call: Call, ref: contract.AppRef, options: An
 
 async def delete(rt: Runtime, call: Call) -> tuple[int, dict[str, Any]]:
     """DELETE one claim, after checking it is this cluster's and namespace's."""
-    options = _delete_options(call)
+    options = _options(call)
     ref = app_ref(rt, call.route)
     owned = await get_owned(rt, call, ref)
-    await admit(rt, call, "DELETE", None, contract.to_app(owned), options)
+    await admit(rt, call, "DELETE", None, contract.to_app(owned), options.wire())
     result = await _delete_one(rt, call, ref, pinned_to(call, ref, options, owned))
     rt.claims_changed()
     return result
@@ -61,7 +55,7 @@ async def delete(rt: Runtime, call: Call) -> tuple[int, dict[str, Any]]:
 
 async def delete_collection(rt: Runtime, call: Call) -> dict[str, Any]:
     """DELETE every claim a (scoped) list finds, one by one."""
-    options = _delete_options(call)
+    options = _options(call)
     listed = await call_control_plane(
         rt,
         call,
@@ -77,7 +71,7 @@ async def delete_collection(rt: Runtime, call: Call) -> dict[str, Any]:
         ref = contract.app_ref_of(item)
         if ref is None or not scope.admits(item):
             continue
-        await admit(rt, call, "DELETE", None, contract.to_app(item), options)
+        await admit(rt, call, "DELETE", None, contract.to_app(item), options.wire())
         try:
             _, result = await _delete_one(rt, call, ref, pinned_to(call, ref, options, item))
         except ApiError as e:

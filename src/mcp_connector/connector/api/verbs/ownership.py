@@ -15,6 +15,7 @@ from mcp_connector.connector.api.translate import Scope
 from mcp_connector.connector.api.verbs.calls import call_control_plane
 from mcp_connector.connector.api.verbs.request import Call, hashed_name, object_path
 from mcp_connector.connector.errors import ApiError, not_found
+from mcp_connector.connector.http.delete_options import DeleteOptions
 from mcp_connector.connector.runtime import Runtime
 from mcp_connector.core import contract
 
@@ -73,17 +74,14 @@ def pin_uid(call: Call, ref: contract.AppRef, body: dict[str, Any], owned: Mappi
     metadata["uid"] = uid
 
 
-def pinned_to(call: Call, ref: contract.AppRef, options: Any, owned: Mapping[str, Any]) -> dict[str, Any]:
-    """DeleteOptions with a uid precondition: the control plane refuses if the name changed hands.
+def pinned_to(call: Call, ref: contract.AppRef, options: DeleteOptions, owned: Mapping[str, Any]) -> DeleteOptions:
+    """The delete's options with a uid precondition: the control plane refuses if the name changed hands.
 
     A caller's own uid precondition is honoured: when it is not the owned object's uid the
     answer is the 409 kube-apiserver gives, never a delete of whatever holds the name.
     """
-    pinned = dict(options or {"kind": "DeleteOptions", "apiVersion": "v1"})
-    preconditions = dict(pinned.get("preconditions") or {})
     uid = str(owned["metadata"]["uid"])
-    given = preconditions.get("uid")
+    given = options.precondition_uid
     if given and given != uid:
         raise uid_conflict(call, ref, given, uid)
-    pinned["preconditions"] = {**preconditions, "uid": uid}
-    return pinned
+    return options.pinned(uid)

@@ -24,7 +24,6 @@ from mcp_connector.core import contract
 
 READ_PARAMS = ("resourceVersion", "resourceVersionMatch", "limit", "continue", "timeoutSeconds")
 WRITE_PARAMS = ("dryRun", "fieldManager", "fieldValidation")
-DELETE_PARAMS = ("dryRun", "gracePeriodSeconds", "propagationPolicy", "orphanDependents")
 _DIGITS = re.compile(r"[0-9]+")
 
 
