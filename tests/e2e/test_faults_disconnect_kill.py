@@ -68,13 +68,14 @@ from testbed.waiting import eventually
 
 pytestmark = pytest.mark.e2e
 
-RUNS = 10
 SEED_ENV = "MCP_E2E_KILL_SEED"
 #: Claims made per run, per kind: (template, kind's resource, app name suffix the template gives).
 PER_KIND = 3
 KINDS = ((CLUSTER_CLAIM, CLUSTERS, "cluster"), (DB_CLAIM, DATABASES, "db"))
 #: The phases a kill is aimed at, and how many of the runs aim at each.
 AIMS = {"before the hook": 3, "in the hook, before releasing": 2, "during the releases": 3, "after the releases": 2}
+#: Further kills aimed at a phase the drawn ones missed, at most.
+EXTRA_AIMS = 3
 #: Any one destroy (killed or not) ends within this, or the run fails.
 DESTROY_BOUND_S = 180.0
 
@@ -410,7 +411,10 @@ def test_disconnect_killed_at_random_points_converges(
         hits: Counter[str] = Counter()
         reruns: list[list[float]] = []
         torn = 0
-        for run, (aim, fraction, step) in enumerate(zip(aims, fractions, steps, strict=True), start=1):
+
+        def kill_once(run: int, aim: str, fraction: float, step: int) -> str:
+            """Connect, kill a destroy where ``aim`` says, re-run it as a person would, check; the phase hit."""
+            nonlocal torn
             t0 = time.monotonic()
             claims, _ = connect(run)
             t1 = time.monotonic()
@@ -431,7 +435,6 @@ def test_disconnect_killed_at_random_points_converges(
             states = claim_states(testbed, claims)
             assert all(s in (CONNECTED, RELEASED) for s in states.values()), (run, aim, states, destroy.tail())
             hit = hit_phase(destroy, states, claims, killed_at)
-            hits[hit] += 1
             left = sum(states[c] == CONNECTED for c in claims)
             if left:
                 assert any("mcp-connector:index:Disconnect::" in urn for urn in resources(stack)), (run, hit)
@@ -478,6 +481,19 @@ def test_disconnect_killed_at_random_points_converges(
             check_converged(run, claims)
             print(f"\n[kill] run {run} took {time.monotonic() - t0:.0f}s: connecting {t1 - t0:.0f}s, killed destroy "
                   f"{t2 - t1:.0f}s, checks {t3 - t2:.0f}s, re-run and checks {time.monotonic() - t3:.0f}s")  # fmt: skip
+            return hit
+
+        for run, (aim, fraction, step) in enumerate(zip(aims, fractions, steps, strict=True), start=1):
+            hits[kill_once(run, aim, fraction, step)] += 1
+        # A kill lands where the machine's timing puts it, not always where it was aimed: a phase
+        # the drawn kills missed is aimed at again (draws from the same seed), a few times at most.
+        run = len(aims)
+        for needed in ("in the hook, before releasing", "during the releases"):
+            for _ in range(EXTRA_AIMS):
+                if hits[needed]:
+                    break
+                run += 1
+                hits[kill_once(run, needed, rng.random(), rng.randint(1, PER_KIND * len(KINDS) - 1))] += 1
 
     took = time.monotonic() - began
     assert hits["in the hook, before releasing"] >= 1 and hits["during the releases"] >= 1, (
@@ -486,7 +502,7 @@ def test_disconnect_killed_at_random_points_converges(
     counts = Counter(len(r) for r in reruns)
     times = [t for r in reruns for t in r]
     print(
-        f"\n[figure] disconnect SIGKILLed x{RUNS} (seed {seed}): hit {dict(sorted(hits.items()))}; "
+        f"\n[figure] disconnect SIGKILLed x{sum(hits.values())} (seed {seed}): hit {dict(sorted(hits.items()))}; "
         f"0 claims lost, 0 half released of {len(every_claim)}; destroys re-run per kill "
         f"{dict(sorted(counts.items()))}, each {min(times, default=0):.1f}-{max(times, default=0):.1f}s; "
         f"{torn} torn state sidecar(s); connecting (up, {len(claims)} claims) {min(connects):.1f}-"
