@@ -379,6 +379,11 @@ def _apiserver_args(layout: _Layout, ports: _Ports, certs: _Pki) -> list[str]:
             "--requestheader-extra-headers-prefix=X-Remote-Extra-",
             f"--proxy-client-cert-file={certs.proxy_client[0]}",
             f"--proxy-client-key-file={certs.proxy_client[1]}",
+            # MutatingAdmissionPolicy is beta in 1.35 and off by default: the app cluster serves
+            # it (its admission plugin is in the default set and follows the gate) so the
+            # connector's MAPs can be compared with kube-apiserver's own for a local CRD.
+            "--feature-gates=MutatingAdmissionPolicy=true",
+            "--runtime-config=admissionregistration.k8s.io/v1beta1=true",
         ]
     return args
 

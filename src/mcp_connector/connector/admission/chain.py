@@ -1,9 +1,11 @@
-"""The admission chain for one write: mutating webhooks, then validating policies and webhooks.
+"""The admission chain for one write: mutating policies and webhooks, then validating ones.
 
 Configurations come from informers on the app cluster and are compiled when they change (a
 snapshot swapped whole). Per request: match (``matching``) apart from evaluation
-(``policies``, ``webhooks``); each failure goes through ``_failed`` (webhooks) or
-``policies.decide_error`` (policies), the only places a failure policy is read. A denial is
+(``policies``, ``mutating_policies``, ``webhooks``); each failure goes through ``_failed``
+(webhooks), ``policies.decide_error`` (validating policies) or ``mutating_policies.run``
+(mutating policies), the only places a failure policy is read. The mutating phase runs again
+once when it changed the object (``reinvocation``), as kube-apiserver's reinvoker does. A denial is
 the ApiError kube-apiserver would answer with, word for word, carrying the warnings gathered
 so far.
 """
@@ -12,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import dataclasses
 import json
 import logging
 from collections.abc import Mapping, Sequence
@@ -21,7 +24,7 @@ from typing import Any
 import aiohttp
 
 from mcp_connector import upstream
-from mcp_connector.connector.admission import policies, webhooks
+from mcp_connector.connector.admission import mutating_policies, policies, reinvocation, webhooks
 from mcp_connector.connector.admission.attributes import Attributes
 from mcp_connector.connector.admission.expressions import ExpressionError
 from mcp_connector.connector.admission.informer import Informer
@@ -48,8 +51,8 @@ class Snapshot:
     bindings: tuple[policies.Binding, ...] = ()
     mutating: tuple[webhooks.Webhook, ...] = ()
     validating: tuple[webhooks.Webhook, ...] = ()
-    #: MutatingAdmissionPolicies (matching only: the connector cannot apply their mutations yet).
-    maps: tuple[policies.Policy, ...] = ()
+    #: MutatingAdmissionPolicies (served as ``v1beta1`` where the app cluster enables them).
+    maps: tuple[mutating_policies.MutatingPolicy, ...] = ()
     map_bindings: tuple[policies.Binding, ...] = ()
 
     @property
@@ -113,13 +116,14 @@ class Admission:
             tuple(policies.compile_binding(b) for b in items["bindings"]),
             tuple(h for c in items["mutating"] for h in webhooks.compile_configuration(c, mutating=True)),
             tuple(h for c in items["validating"] for h in webhooks.compile_configuration(c, mutating=False)),
-            tuple(policies.compile_policy(p) for p in items["maps"]),
+            tuple(mutating_policies.compile_policy(p) for p in items["maps"]),
             tuple(policies.compile_binding(b) for b in items["map_bindings"]),
         )
-        for policy in self.snapshot.vaps:
-            if policy.param_kind is not None and policy.param_kind not in self._params:
-                self._params[policy.param_kind] = None
-                self._tasks.append(asyncio.create_task(self._watch_params(policy.param_kind)))
+        kinds = [p.param_kind for p in self.snapshot.vaps] + [p.param_kind for p in self.snapshot.maps]
+        for kind in kinds:
+            if kind is not None and kind not in self._params:
+                self._params[kind] = None
+                self._tasks.append(asyncio.create_task(self._watch_params(kind)))
 
     async def _watch_params(self, kind: tuple[str, str]) -> None:
         """Find the param kind's resource in discovery, then keep its objects (retrying until served)."""
@@ -176,8 +180,14 @@ class Admission:
             raise LookupError(f"no service port {port} found for service {name!r}")
         return str(spec.get("clusterIP", "")), port
 
-    async def admit(self, attrs: Attributes, versions: Sequence[str]) -> Result:
-        """Run the chain; the admitted object, or ApiError as kube-apiserver would refuse."""
+    async def admit(
+        self, attrs: Attributes, versions: Sequence[str], schema: Mapping[str, Any] | None = None
+    ) -> Result:
+        """Run the chain; the admitted object, or ApiError as kube-apiserver would refuse.
+
+        ``versions`` are the resource's served versions, ``schema`` the ``openAPIV3Schema`` of
+        the requested one (what an ApplyConfiguration is merged by).
+        """
         if not self.synced:
             try:
                 await asyncio.wait_for(asyncio.gather(*(i.synced.wait() for i in self._informers.values())), SYNC_WAIT)
@@ -189,8 +199,10 @@ class Admission:
             return result
         namespace = await self._namespace(attrs.namespace)
         labels = (namespace.get("metadata") or {}).get("labels") or {}
-        attrs = await self._mutate(snapshot, attrs, labels, versions, result)
-        _refuse_mutating_policies(snapshot, attrs, labels, versions, result)
+        request = mutating_policies.Request(
+            attrs, labels, versions, _namespace_object(namespace), schema or {}, self._lookup_params
+        )
+        attrs = await self._mutating_phase(snapshot, request, result)
         self._validate_policies(snapshot, attrs, namespace, labels, versions, result)
         await self._validate_webhooks(snapshot, attrs, labels, versions, result)
         result.object = attrs.object
@@ -212,6 +224,26 @@ class Admission:
             _failed(hook, attrs, webhooks.CallError(hook.name, str(e)))
             return False
 
+    async def _mutating_phase(
+        self, snapshot: Snapshot, request: mutating_policies.Request, result: Result
+    ) -> Attributes:
+        """MutatingAdmissionPolicies, then mutating webhooks; once more if the object changed."""
+        attrs = request.attrs
+        state = reinvocation.Pass()
+        policy_plugin, hook_plugin = reinvocation.Plugin(), reinvocation.Plugin()
+        while True:
+            if attrs.operation in ("CREATE", "UPDATE") and attrs.object is not None and snapshot.map_bindings:
+                request = dataclasses.replace(request, attrs=attrs)
+                attrs, failures = mutating_policies.run(
+                    snapshot.maps, snapshot.map_bindings, request, state, policy_plugin
+                )
+                if failures:
+                    raise _policy_failures(attrs, failures, result)
+            attrs = await self._mutate(snapshot, attrs, request.labels, request.versions, result, state, hook_plugin)
+            if state.is_reinvoke or not state.should_reinvoke:
+                return attrs
+            state.is_reinvoke = True
+
     async def _mutate(
         self,
         snapshot: Snapshot,
@@ -219,27 +251,23 @@ class Admission:
         labels: Mapping[str, str],
         versions: Sequence[str],
         result: Result,
+        state: reinvocation.Pass,
+        plugin: reinvocation.Plugin,
     ) -> Attributes:
-        """Mutating webhooks in order; those with ``reinvocationPolicy: IfNeeded`` run once more
-        when a later webhook changed the object after them."""
+        """One pass of the mutating webhooks in order (``reinvocationPolicy: IfNeeded`` ones run
+        again in the second pass when the object changed after them)."""
         if attrs.object is None:
             return attrs
-        ran_before_change: list[webhooks.Webhook] = []
-        changed_after: set[str] = set()
-        for round_ in (0, 1):
-            hooks = snapshot.mutating if round_ == 0 else tuple(h for h in ran_before_change if h.name in changed_after)
-            for hook in hooks:
-                if not self._hook_applies(hook, attrs, labels, versions):
-                    continue
-                before = attrs.object
-                attrs = await self._call_mutating(hook, attrs, result)
-                if round_ == 0:
-                    if attrs.object != before:
-                        changed_after.update(h.name for h in ran_before_change)
-                    if hook.reinvoke:
-                        ran_before_change.append(hook)
-            if not changed_after:
-                break
+        plugin.begin(state, attrs.object)
+        for hook in snapshot.mutating:
+            if not self._hook_applies(hook, attrs, labels, versions) or plugin.skip(state, hook.name):
+                continue
+            before = attrs.object
+            attrs = await self._call_mutating(hook, attrs, result)
+            if attrs.object != before:
+                plugin.changed(state)
+            plugin.invoked(hook.name, hook.reinvoke)
+        plugin.end(attrs.object)
         return attrs
 
     async def _call_mutating(self, hook: webhooks.Webhook, attrs: Attributes, result: Result) -> Attributes:
@@ -351,29 +379,21 @@ def _failed(hook: webhooks.Webhook, attrs: Attributes, error: webhooks.CallError
     raise ApiError(body, headers=_warning_headers(result) if result else ())
 
 
-def _refuse_mutating_policies(
-    snapshot: Snapshot, attrs: Attributes, labels: Mapping[str, str], versions: Sequence[str], result: Result
-) -> None:
-    """A MutatingAdmissionPolicy that applies is not silently skipped: the connector cannot run its
-    mutations, so it counts as a policy that failed, and its failure policy decides."""
-    for policy in snapshot.maps:
-        if policy.match is not None and not policy.match.matches(attrs, labels, versions):
-            continue
-        for binding in snapshot.map_bindings:
-            if binding.policy != policy.name:
-                continue
-            if binding.match is not None and not binding.match.matches(attrs, labels, versions):
-                continue
-            message = "mutating admission policies are not supported by the connector"
-            if policy.failure_policy == "Ignore":
-                log.warning("mutating admission policy skipped", extra=fields(policy=policy.name, binding=binding.name))
-                continue
-            raise _forbidden(
-                attrs,
-                f"MutatingAdmissionPolicy '{policy.name}' with binding '{binding.name}' denied request: "
-                f"failed to configure binding: {message}",
-                result,
-            )
+def _policy_failures(attrs: Attributes, failures: Sequence[mutating_policies.Failure], result: Result) -> ApiError:
+    """The mutating policies' refusal as the policy dispatcher words it: a 403 whose message is
+    the first failure's (its reason, if it has one), every failure a cause."""
+    error = _forbidden(attrs, "admission request denied by policy", result)
+    first = failures[0]
+    error.body["message"] = first.text
+    if first.reason:
+        error.body["reason"] = first.reason
+    error.body["details"]["causes"] = [{"message": f.text} for f in failures]
+    for failure in failures:
+        log.warning(
+            "mutating admission policy failed, failing closed",
+            extra=fields(policy=failure.policy, binding=failure.binding, error=failure.message),
+        )
+    return error
 
 
 def _check_dry_run(hook: webhooks.Webhook, attrs: Attributes) -> None:

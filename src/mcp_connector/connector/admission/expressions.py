@@ -17,7 +17,7 @@ from typing import Any
 from cel_expr_python import cel
 from cel_expr_python.ext import ext_math, ext_optional, ext_strings
 
-from mcp_connector.connector.admission import kubelibs
+from mcp_connector.connector.admission import construction, kubelibs
 
 #: Every variable an admission expression may read (``authorizer`` is not offered).
 VARIABLES = ("object", "oldObject", "request", "params", "namespaceObject", "variables")
@@ -28,11 +28,12 @@ class ExpressionError(Exception):
 
 
 @functools.cache
-def _env() -> Any:
+def _env(mutating: bool = False) -> Any:
+    """The validating environment, or the mutating one (with the JSONPatch library)."""
     return cel.NewEnv(
         variables={name: cel.Type.DYN for name in VARIABLES},
         extensions=[ext_strings.ExtStrings(), ext_optional.ExtOptional(), ext_math.ExtMath()],
-        functions=kubelibs.functions(),
+        functions=kubelibs.functions() + (kubelibs.mutation_functions() if mutating else []),
     )
 
 
@@ -45,9 +46,15 @@ class Expression:
     error: str = ""
 
     @classmethod
-    def compile(cls, source: str) -> Expression:
-        """Compile ``source`` once; a compile error is kept and raised on every evaluation."""
+    def compile(cls, source: str, *, mutating: bool = False) -> Expression:
+        """Compile ``source`` once; a compile error is kept and raised on every evaluation.
+
+        ``mutating``: a MutatingAdmissionPolicy's expression, whose object constructions
+        (``Object{...}``, ``JSONPatch{...}``) become tagged maps (``construction``).
+        """
         try:
+            if mutating:
+                return cls(source, _env(True).compile(construction.rewrite(source)))
             return cls(source, _env().compile(source))
         except RuntimeError as e:
             detail = str(e).split("\n")[0].removeprefix("INVALID_ARGUMENT: ")

@@ -177,3 +177,12 @@ def functions() -> list[cel.FunctionDecl]:
         _member("getEscapedPath", T.STRING, [_Q], _part("path")),
         _member("getQuery", T.Map(T.STRING, T.List(T.STRING)), [_Q], _query),
     ]
+
+
+def _escape_key(key: str) -> str:
+    return key.replace("~", "~0").replace("/", "~1")
+
+
+def mutation_functions() -> list[cel.FunctionDecl]:
+    """The JSONPatch library MutatingAdmissionPolicy expressions have (``jsonpatch.escapeKey``)."""
+    return [_global("jsonpatch.escapeKey", T.STRING, [T.STRING], _escape_key)]

@@ -89,7 +89,7 @@ def decide_error(failure_policy: str, policy: str, binding: str, message: str) -
     return Decision(policy, binding, "Deny", message)
 
 
-def _expressions(raw: Any, key: str) -> tuple[tuple[str, Expression], ...]:
+def named_expressions(raw: Any, key: str) -> tuple[tuple[str, Expression], ...]:
     return tuple(
         (str(e.get("name") or e.get("key") or ""), Expression.compile(str(e.get(key) or ""))) for e in raw or ()
     )
@@ -120,10 +120,10 @@ def compile_policy(raw: Mapping[str, Any]) -> Policy:
         failure,
         match,
         (str(kind.get("apiVersion", "")), str(kind.get("kind", ""))) if isinstance(kind, dict) else None,
-        _expressions(spec.get("matchConditions"), "expression"),
-        _expressions(spec.get("variables"), "expression"),
+        named_expressions(spec.get("matchConditions"), "expression"),
+        named_expressions(spec.get("variables"), "expression"),
         validations,
-        _expressions(spec.get("auditAnnotations"), "valueExpression"),
+        named_expressions(spec.get("auditAnnotations"), "valueExpression"),
         error,
     )
 
@@ -223,7 +223,7 @@ def _evaluate_with(policy: Policy, binding: Binding, data: dict[str, Any]) -> tu
             if validation.expression.evaluate(data) is True:
                 continue
         except ExpressionError as e:
-            decisions.append(decide_error(fail, policy.name, binding.name, _variable_error(str(e), errors)))
+            decisions.append(decide_error(fail, policy.name, binding.name, variable_error(str(e), errors)))
             continue
         message = _message(validation, data)
         decisions.append(Decision(policy.name, binding.name, "Deny", message, validation.reason or "Invalid"))
@@ -239,7 +239,7 @@ def _evaluate_with(policy: Policy, binding: Binding, data: dict[str, Any]) -> tu
     return decisions, annotations
 
 
-def _variable_error(message: str, errors: Mapping[str, str]) -> str:
+def variable_error(message: str, errors: Mapping[str, str]) -> str:
     """A variable that failed makes the expressions using it fail with its own error."""
     for name, error in errors.items():
         if f"no such key: {name}" in message:

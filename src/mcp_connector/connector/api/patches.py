@@ -35,6 +35,10 @@ class PatchError(ValueError):
     """The patch cannot be applied; the message is safe to show the user."""
 
 
+class PatchTestFailed(PatchError):
+    """A ``test`` operation did not hold (a MutatingAdmissionPolicy then leaves the object as it was)."""
+
+
 def _size(value: Any) -> int:
     """How many values (keys included) ``value`` holds, counted without recursion."""
     count, stack = 0, [value]
@@ -175,7 +179,7 @@ def json_patch(target: Any, operations: Any, *, max_copied: int = MAX_COPIED_VAL
             doc = _add(doc, path, value)
         elif kind == "test":
             if _get(doc, path) != op["value"]:
-                raise PatchError(f"test operation on {path!r} failed")
+                raise PatchTestFailed(f"test operation on {path!r} failed")
         else:
             raise PatchError(f"unknown JSON patch operation {kind!r}")
     return doc

@@ -68,7 +68,8 @@ async def admit(
     if rt.admission is None:
         return obj
     attrs = _attributes(call, operation, obj, old, options)
-    result = await rt.admission.admit(attrs, tuple(v.name for v in call.served.api.versions))
+    versions = tuple(v.name for v in call.served.api.versions)
+    result = await rt.admission.admit(attrs, versions, call.served.version.schema)
     call.warnings.extend(warning_header(w) for w in result.warnings)
     return result.object
 
