@@ -256,14 +256,3 @@ def test_the_chain_denies_with_kube_apiservers_status_and_keeps_the_warnings() -
             ),
         ),
     )
-
-
-def test_a_mutating_admission_policy_that_applies_is_not_skipped_silently() -> None:
-    raw = vap()
-    raw["spec"]["mutations"] = [{"patchType": "JSONPatch", "jsonPatch": {"expression": "[]"}}]
-    snapshot = chain.Snapshot(maps=(policies.compile_policy(raw),), map_bindings=(policies.compile_binding(binding()),))
-    with pytest.raises(chain.ApiError, match="MutatingAdmissionPolicy 'max-nodes' with binding 'max-nodes-b'"):
-        chain._refuse_mutating_policies(snapshot, attrs(), {}, ["v1alpha1"], chain.Result(OBJ))
-    raw["spec"]["failurePolicy"] = "Ignore"
-    ignored = chain.Snapshot(maps=(policies.compile_policy(raw),), map_bindings=(policies.compile_binding(binding()),))
-    chain._refuse_mutating_policies(ignored, attrs(), {}, ["v1alpha1"], chain.Result(OBJ))
