@@ -9,10 +9,12 @@ rounds so the shared machine's load hits both alike:
 
 Each path is timed without any admission configuration, then under one ValidatingAdmissionPolicy
 (a variable, a validation and a messageExpression, binding Deny) matching both, then under
-that policy plus a validating webhook (an HTTPS server in this process, 127.0.0.1). The added
-latency per write is the median with the configuration minus the median without.
+that policy plus a validating webhook (an HTTPS server in this process, 127.0.0.1), then, with
+those removed, under two MutatingAdmissionPolicies (one ApplyConfiguration adding a label, one
+JSONPatch setting a spec field; the app cluster must serve ``v1beta1`` MAPs, as the test bed's
+does). The added latency per write is the median with the configuration minus the median without.
 
-    make dev-up && .venv/bin/python bench/bench_admission.py [--writes 100] [--rounds 3]
+    make dev-up && .venv/bin/python bench/bench_admission.py [--writes 100] [--rounds 3] [--configurations none,MAP]
 """
 
 from __future__ import annotations
@@ -67,6 +69,36 @@ BINDING = {
 }
 
 
+MAP_REG = "admissionregistration.k8s.io/v1beta1"
+MAP_LABEL = "bench.mcp-connector/team"
+MAPS = [
+    {
+        "apiVersion": MAP_REG,
+        "kind": "MutatingAdmissionPolicy",
+        "metadata": {"name": "bench-team"},
+        "spec": {
+            "matchConstraints": {"resourceRules": [RULE]}, "reinvocationPolicy": "Never",
+            "mutations": [{"patchType": "ApplyConfiguration", "applyConfiguration": {
+                "expression": "Object{metadata: Object.metadata{labels: {'" + MAP_LABEL + "': 'platform'}}}"}}],
+        },
+    },
+    {"apiVersion": MAP_REG, "kind": "MutatingAdmissionPolicyBinding", "metadata": {"name": "bench-team"},
+     "spec": {"policyName": "bench-team"}},
+    {
+        "apiVersion": MAP_REG,
+        "kind": "MutatingAdmissionPolicy",
+        "metadata": {"name": "bench-size"},
+        "spec": {
+            "matchConstraints": {"resourceRules": [RULE]}, "reinvocationPolicy": "Never",
+            "mutations": [{"patchType": "JSONPatch", "jsonPatch": {
+                "expression": "[JSONPatch{op: 'replace', path: '/spec/parameters/nodes/size', value: 'medium'}]"}}],
+        },
+    },
+    {"apiVersion": MAP_REG, "kind": "MutatingAdmissionPolicyBinding", "metadata": {"name": "bench-size"},
+     "spec": {"policyName": "bench-size"}},
+]  # fmt: skip
+CONFIGURATIONS = ("none", "VAP", "VAP + webhook", "MAP")
+
 HITS: list[float] = []  # one entry per webhook call
 
 
@@ -104,6 +136,10 @@ def hook_server() -> tuple[http.server.ThreadingHTTPServer, bytes]:
     return server, ca.cert_pem
 
 
+VALIDATING = ("validatingwebhookconfiguration/bench-allow", "validatingadmissionpolicybinding/bench-max-nodes",
+              "validatingadmissionpolicy/bench-max-nodes")  # fmt: skip
+
+
 def webhook(port: int, ca_pem: bytes) -> dict[str, Any]:
     return {
         "apiVersion": "admissionregistration.k8s.io/v1",
@@ -126,16 +162,20 @@ def body(local: bool, name: str, count: int) -> dict[str, Any]:
     }
 
 
-async def write_once(s: aiohttp.ClientSession, local: bool, count: int = 2) -> tuple[float, int]:
-    """One create, timed, then its delete (not timed)."""
+async def write_once(
+    s: aiohttp.ClientSession, local: bool, count: int = 2, created: list[dict[str, Any]] | None = None
+) -> tuple[float, int]:
+    """One create, timed, then its delete (not timed); ``created`` gets the created object."""
     path = (
         f"/apis/{LOCAL_GROUP if local else GROUP}/{VERSION}/namespaces/{NAMESPACE}/{LOCAL_PLURAL if local else PLURAL}"
     )
     name = f"b-{uuid.uuid4().hex[:10]}"
     started = time.perf_counter()
     async with s.post(path, json=body(local, name, count)) as r:
-        await r.read()
+        answer = await r.read()
         status = r.status
+    if created is not None and status == 201:
+        created.append(json.loads(answer))
     elapsed = time.perf_counter() - started
     if status == 201:
         async with s.delete(f"{path}/{name}") as r:
@@ -147,10 +187,27 @@ async def denied(s: aiohttp.ClientSession, local: bool) -> bool:
     return (await write_once(s, local, count=9))[1] == 422
 
 
+async def mutated(s: aiohttp.ClientSession, local: bool) -> bool:
+    """Whether both mutating policies changed a new object on this side."""
+    created: list[dict[str, Any]] = []
+    await write_once(s, local, created=created)
+    if not created:
+        return False
+    obj = created[0]
+    labels = obj["metadata"].get("labels") or {}
+    return labels.get(MAP_LABEL) == "platform" and obj["spec"]["parameters"]["nodes"]["size"] == "medium"
+
+
 async def measure(tb: Testbed, args: argparse.Namespace, port: int, ca_pem: bytes) -> list[str]:
     results: dict[tuple[str, str], list[float]] = {}
     async with session(tb.app_cluster, 4) as s:
-        for phase in ("none", "VAP", "VAP + webhook"):
+        for phase in args.configurations:
+            if phase == "MAP":
+                tb.kubectl(APP_CLUSTER, "delete", "--ignore-not-found", *VALIDATING)
+                for doc in MAPS:
+                    tb.kubectl(APP_CLUSTER, "apply", "-f", "-", input=json.dumps(doc))
+                while not (await mutated(s, False) and await mutated(s, True)):  # both sides have the policies
+                    await asyncio.sleep(0.2)
             if phase == "VAP":
                 for doc in (POLICY, BINDING):
                     tb.kubectl(APP_CLUSTER, "apply", "-f", "-", input=json.dumps(doc))
@@ -171,14 +228,13 @@ async def measure(tb: Testbed, args: argparse.Namespace, port: int, ca_pem: byte
                         elapsed, status = await write_once(s, local)
                         if status == 201:
                             results.setdefault(key, []).append(elapsed)
-    made = ("validatingwebhookconfiguration/bench-allow", "validatingadmissionpolicybinding/bench-max-nodes",
-            "validatingadmissionpolicy/bench-max-nodes")  # fmt: skip
-    tb.kubectl(APP_CLUSTER, "delete", "--ignore-not-found", *made)
+    maps = [f"{d['kind'].lower()}/{d['metadata']['name']}" for d in MAPS]
+    tb.kubectl(APP_CLUSTER, "delete", "--ignore-not-found", *VALIDATING, *maps)
     lines = [
         "| configuration | path | writes | median create (ms) | added by admission (ms) |",
         "|---|---|---:|---:|---:|",
     ]
-    for phase in ("none", "VAP", "VAP + webhook"):
+    for phase in args.configurations:
         for path in ("connected", "local CRD"):
             values = results.get((phase, path), [])
             median = statistics.median(values) * 1000 if values else float("nan")
@@ -192,6 +248,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--writes", type=int, default=50, help="creates per path per round")
+    parser.add_argument(
+        "--configurations",
+        type=lambda v: [c for c in CONFIGURATIONS if c in v.split(",")],
+        default=list(CONFIGURATIONS),
+        help=f"comma-separated, from {','.join(CONFIGURATIONS)} (none is the baseline)",
+    )
     args = parser.parse_args()
     tb = Testbed.from_state_file()
     local_crd(tb)

@@ -32,6 +32,33 @@ SIZED_LABEL = "admission.e2e/sized-by"
 REG = "admissionregistration.k8s.io/v1beta1"
 RULE = {"apiGroups": [GROUP], "apiVersions": ["*"], "resources": [PLURAL], "operations": ["CREATE", "UPDATE"]}
 CONNECTOR_LABELS = "mcp-connector.upbound.io/"
+#: The params are a CRD's objects: kube-apiserver 1.35 loses a built-in paramKind's (ConfigMap)
+#: informer for good once no binding uses it (kubernetes/kubernetes#130887), so a second run
+#: against the same app cluster would see kube-apiserver deny every write.
+PARAMS_GROUP, PARAMS_PLURAL, PARAMS_KIND = "map-params.e2e.example.org", "teamparams", "TeamParams"
+PARAMS_CRD = {
+    "apiVersion": "apiextensions.k8s.io/v1",
+    "kind": "CustomResourceDefinition",
+    "metadata": {"name": f"{PARAMS_PLURAL}.{PARAMS_GROUP}"},
+    "spec": {
+        "group": PARAMS_GROUP,
+        "scope": "Namespaced",
+        "names": {"kind": PARAMS_KIND, "plural": PARAMS_PLURAL, "singular": "teamparams"},
+        "versions": [
+            {
+                "name": "v1",
+                "served": True,
+                "storage": True,
+                "schema": {
+                    "openAPIV3Schema": {
+                        "type": "object",
+                        "properties": {"spec": {"type": "object", "properties": {"team": {"type": "string"}}}},
+                    }
+                },
+            }
+        ],
+    },
+}
 
 
 def _twin_crd(testbed: Testbed) -> dict[str, Any]:
@@ -65,7 +92,9 @@ def conn(testbed: Testbed) -> Iterator[ConnectorProcess]:
     name = f"{PLURAL}.{GROUP}"
     app(testbed, "wait", "--for=delete", "--timeout=120s", f"crd/{name}", check=False)  # another module's twin
     app(testbed, "apply", "-f", "-", input=json.dumps(_twin_crd(testbed)))
+    app(testbed, "apply", "-f", "-", input=json.dumps(PARAMS_CRD))
     app(testbed, "wait", "--for=condition=Established", "--timeout=60s", f"crd/{name}")
+    app(testbed, "wait", "--for=condition=Established", "--timeout=60s", f"crd/{PARAMS_PLURAL}.{PARAMS_GROUP}")
     try:
         with serving(testbed, APISERVICES) as proc:
             eventually(
@@ -75,7 +104,16 @@ def conn(testbed: Testbed) -> Iterator[ConnectorProcess]:
             )
             yield proc
     finally:
-        app(testbed, "delete", "crd", name, "--ignore-not-found", "--wait=false", check=False)
+        app(
+            testbed,
+            "delete",
+            "crd",
+            name,
+            f"{PARAMS_PLURAL}.{PARAMS_GROUP}",
+            "--ignore-not-found",
+            "--wait=false",
+            check=False,
+        )
 
 
 @pytest.fixture
@@ -118,12 +156,12 @@ def _binding(policy: str, **spec: Any) -> dict[str, Any]:
 
 
 def label_policy(namespace: str) -> list[dict[str, Any]]:
-    """ApplyConfiguration: a team label from a ConfigMap param (paramKind/paramRef), with a variable."""
+    """ApplyConfiguration: a team label from a param (paramKind/paramRef), with a variable."""
     params = {
-        "apiVersion": "v1",
-        "kind": "ConfigMap",
+        "apiVersion": f"{PARAMS_GROUP}/v1",
+        "kind": PARAMS_KIND,
         "metadata": {"name": "e2e-map-team", "namespace": namespace},
-        "data": {"team": "platform"},
+        "spec": {"team": "platform"},
     }
     policy = _policy(
         "e2e-map-team",
@@ -135,8 +173,8 @@ def label_policy(namespace: str) -> list[dict[str, Any]]:
                 },
             }
         ],
-        paramKind={"apiVersion": "v1", "kind": "ConfigMap"},
-        variables=[{"name": "team", "expression": "params.data.team"}],
+        paramKind={"apiVersion": f"{PARAMS_GROUP}/v1", "kind": PARAMS_KIND},
+        variables=[{"name": "team", "expression": "params.spec.team"}],
         reinvocationPolicy="IfNeeded",
     )
     binding = _binding("e2e-map-team", paramRef={"name": "e2e-map-team", "parameterNotFoundAction": "Deny"})
