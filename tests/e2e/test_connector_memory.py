@@ -3,8 +3,8 @@
 A namespaced XR API whose spec keeps unknown fields (a Crossplane v2 XRD made here) carries a
 1 MB claim of a thousand 1 KB records (decoded, each a dict).
 Four watches through the app cluster's aggregator follow it while the control plane changes it
-80 times (80 MB through a 32 MiB history budget); the connector's resident set, read from /proc while it happens, stays within its
-measured baseline plus its budgets (``--cache-history-bytes`` for the history,
+80 times (80 MB through a 32 MiB history budget); the connector's resident set, read from /proc
+while it happens, stays within its measured baseline plus its budgets (``--cache-history-bytes`` for the history,
 ``--watch-queue-bytes`` per watch), and every watch still reaches the last version (re-watching
 when cut off, relisting on 410, as an informer does). The largest object the control plane
 accepts, found by trying, is served by get, list and watch through the aggregator.
