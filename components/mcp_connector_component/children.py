@@ -47,20 +47,10 @@ class Registrar:
     name: str
     #: Every child but the guard, which depends on them all so that it is deleted first.
     made: list[pulumi.Resource] = field(default_factory=list)
-    #: The Disconnect, once made. Objects made after it list it in depends_on, which Pulumi's
-    #: Python SDK expands into its children (none): it records no edge and orders nothing (the
-    #: e2e test checks that nothing depends on it). Kept as the statement of intent.
-    first: pulumi.Resource | None = None
 
     def under(self, **options: Any) -> pulumi.ResourceOptions:
         """Options of a child that is not an object of the app cluster (a read, the guard, the disconnect)."""
         return pulumi.ResourceOptions(parent=self.parent, **options)
-
-    def ordered(self, **options: Any) -> pulumi.ResourceOptions:
-        """Options of a child that comes after the Disconnect (see ``first``)."""
-        if self.first is not None:
-            options["depends_on"] = [*(options.get("depends_on") or []), self.first]
-        return self.under(**options)
 
     def child(self, **options: Any) -> pulumi.ResourceOptions:
         """Options of an object in a cluster.
@@ -70,7 +60,7 @@ class Registrar:
         the new object would collide with the old one's name, and the old one's delete
         would then remove the object the new one just took over.
         """
-        return self.ordered(delete_before_replace=True, **options)
+        return self.under(delete_before_replace=True, **options)
 
 
 @dataclass(frozen=True)
@@ -222,12 +212,15 @@ def disconnect(
     access_kubeconfig: pulumi.Output[str],
     cluster_id: pulumi.Output[str],
     claim_namespace: pulumi.Output[str],
-) -> None:
-    """The Disconnect, made before every other object (``Registrar.first``); see ``guard`` for why.
+) -> Disconnect:
+    """The Disconnect, registered before every other child; see ``guard`` for why.
 
     It depends on nothing, not even through its inputs, so destroying or replacing any other
     child alone (`--target <child> --target-dependents`) never reaches it, and nothing depends
-    on it (see ``Registrar.first``), so a destroy deletes it in the engine's last round.
+    on it (Pulumi's Python SDK expands ``depends_on`` a component into its children, and it has
+    none), so a destroy deletes it in the engine's last round. The caller registers the other
+    children only once the engine has answered this registration (``after``): an update that
+    its ``before_update`` hook refuses then changes no other child.
     """
     plan = _plan(reg, raw, plain, apis, access_kubeconfig, cluster_id, claim_namespace)
     allow = pulumi.Output.from_input(raw.get("allow_identity_change") or False).apply(bool)
@@ -252,7 +245,7 @@ def disconnect(
         ),
     )
     declare_guard(f"{reg.name}-claims", _identity(plan), made)
-    reg.first = made
+    return made
 
 
 def _guard(reg: Registrar, raw: Mapping[str, Any], plain: Plain, conn: Connection) -> None:
@@ -262,7 +255,7 @@ def _guard(reg: Registrar, raw: Mapping[str, Any], plain: Plain, conn: Connectio
     guard = DisconnectGuard(
         guard_name,
         **plan,
-        opts=reg.ordered(
+        opts=reg.under(
             depends_on=list(reg.made),
             delete_before_replace=True,
             hooks=pulumi.ResourceHookBinding(before_delete=[check_hook()], after_delete=[guard_gone_hook()]),

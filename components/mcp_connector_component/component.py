@@ -81,14 +81,23 @@ class McpConnector(pulumi.ComponentResource):
         )
         apis: pulumi.Output[tuple[ClaimApi, ...]] = found.apply(lambda f: f[1])
 
-        def build(selected: tuple[ClaimApi, ...]) -> children.Registered:
-            """Register every child; runs only once discovery succeeded."""
-            children.disconnect(reg, raw, plain, selected, kubeconfig, cluster_id, claim_namespace)
-            connector, fence = identity.connector_kubeconfig(reg, plain, selected, kubeconfig, claim_namespace)
-            conn = children.Connection(selected, kubeconfig, connector, cluster_id, claim_namespace, fence)
-            return children.register(reg, raw, plain, conn)
+        def build(selected: tuple[ClaimApi, ...]) -> pulumi.Output[children.Registered]:
+            """Register every child; runs only once discovery succeeded.
 
-        registered = apis.apply(build)
+            The Disconnect first; the others once the engine has answered its registration, which
+            it does after the Disconnect's ``before_update`` hook: a change of identity or discovery
+            drift that the hook refuses leaves every other child (the guard's plan included) as it was.
+            """
+            first = children.disconnect(reg, raw, plain, selected, kubeconfig, cluster_id, claim_namespace)
+
+            def after(_: str) -> children.Registered:
+                connector, fence = identity.connector_kubeconfig(reg, plain, selected, kubeconfig, claim_namespace)
+                conn = children.Connection(selected, kubeconfig, connector, cluster_id, claim_namespace, fence)
+                return children.register(reg, raw, plain, conn)
+
+            return first.urn.apply(after)
+
+        registered: pulumi.Output[children.Registered] = apis.apply(build)
         built: pulumi.Output[list[str]] = registered.apply(lambda r: r.apiservice_names)
         children.served_marker(reg, plain, registered)
         if plain.pinned is None:

@@ -266,9 +266,9 @@ async def _before_delete(args: pulumi.ResourceHookArgs, *, dry_run: bool, key: o
 async def _before_update(args: pulumi.ResourceHookArgs, *, dry_run: bool) -> None:
     """Runs before the Disconnect is updated: a change of identity disconnects the old one, or is refused.
 
-    Every other child depends on the Disconnect, meant to make this run before any of them
-    changes; the e2e test saw the guard's stored inputs updated after a refusal all the same,
-    so the messages say only what is sure: the old identity was not touched.
+    The component registers its other children only once the engine has answered the
+    Disconnect's registration, which it does after this hook: a refusal here leaves every
+    other child of the component, the guard's plan included, as it was.
     """
     if args.type != DISCONNECT_TYPE:
         raise DisconnectHookError(f"mcp-connector identity check: {args.urn} is not a {DISCONNECT_TYPE}")
@@ -305,10 +305,9 @@ async def _before_update(args: pulumi.ResourceHookArgs, *, dry_run: bool) -> Non
         return
     if not allowed:
         raise DisconnectHookError(
-            f"{what} ({found}). Refused: the old identity was not disconnected and its claims were not touched; "
-            "the update stopped here, though children the engine had already updated keep their changes (see the "
-            "update's output). Set allow_identity_change to true to disconnect the old identity and connect the "
-            "new one, or put the old value back and run `pulumi up` again."
+            f"{what} ({found}). Refused: the old identity was not disconnected, its claims were not touched, "
+            "and no other child of the McpConnector was changed. Set allow_identity_change to true to disconnect "
+            "the old identity and connect the new one, or put the old value back and run `pulumi up` again."
         )
     if report is None:
         raise DisconnectHookError(f"{what}, which cannot run ({found}). Nothing else was changed; re-run.")
@@ -339,9 +338,9 @@ async def _check_drift(
         pulumi.log.warn(f"{what}. {then}, or drop the kind from include; an XRD not Established is often brief.")
     elif not allowed:
         raise DisconnectHookError(
-            f"{what}. Refused: no APIService was removed; the update stopped here, though children the engine "
-            "had already updated keep their changes (see the update's output). Wait until the XRD is Established "
-            "again and re-run, drop the kind from include, or set allow_api_removal to true to remove it anyway."
+            f"{what}. Refused: no APIService was removed and no other child of the McpConnector was "
+            "changed. Wait until the XRD is Established again and re-run, drop the kind from include, or set "
+            "allow_api_removal to true to remove it anyway."
         )
     else:
         pulumi.log.warn(f"{what}; removed as allow_api_removal says (the claims stay in the control plane).")

@@ -96,7 +96,7 @@ def _scoped_identity(
 ) -> tuple[pulumi.Output[str], scoped.Fence]:
     """This cluster's namespace and identity in the control plane; returns the connector's kubeconfig."""
     name = reg.name
-    provider = k8s.Provider(f"{name}-control-plane", kubeconfig=platform, opts=reg.ordered())
+    provider = k8s.Provider(f"{name}-control-plane", kubeconfig=platform, opts=reg.under())
     names = scoped.ScopedNames(namespace=namespace_name, base=name)
 
     def opts(**options: Any) -> pulumi.ResourceOptions:

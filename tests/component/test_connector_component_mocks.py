@@ -5,13 +5,23 @@ from __future__ import annotations
 import base64
 import json
 
+import pulumi
 import pytest
 import yaml
-from component_testdata import CP_KUBECONFIG, KUBE_SYSTEM_UID, Render, Rendered, is_secret, plain_parts, reveal
+from component_testdata import (
+    CP_KUBECONFIG,
+    KUBE_SYSTEM_UID,
+    Registered,
+    Render,
+    Rendered,
+    is_secret,
+    plain_parts,
+    reveal,
+)
 
 from mcp_connector import upstream
 from mcp_connector_component import manifests
-from mcp_connector_component.guard import GUARD_TYPE, DisconnectPlan, plan_from_inputs
+from mcp_connector_component.guard import DISCONNECT_TYPE, GUARD_TYPE, DisconnectPlan, plan_from_inputs
 from mcp_connector_component.tls import generation, service_dns_names
 
 SECRET = "kubernetes:core/v1:Secret"
@@ -349,6 +359,31 @@ def test_disconnect_plan_in_the_guard(render: Render) -> None:
     assert plan.cluster_id == KUBE_SYSTEM_UID
     assert plan.connector == "mcp-connector"
     assert _plan(_ok(render(KUBECONFIG_ARGS))).on_disconnect == "Keep"
+
+
+@pytest.mark.parametrize("args", [KUBECONFIG_ARGS, {**KUBECONFIG_ARGS, "platform_kubeconfig": CP_KUBECONFIG}])
+def test_a_refused_disconnect_update_registers_no_other_child(
+    render: Render, monkeypatch: pytest.MonkeyPatch, args: dict[str, object]
+) -> None:
+    """The engine answers the Disconnect's registration after its before_update hook (the identity and
+    drift checks); when the hook refuses, no other child may have been sent, so none changes."""
+    from conftest import RecordingMocks
+
+    if "platform_kubeconfig" in args:
+        args = {k: v for k, v in args.items() if k not in ("control_plane_kubeconfig", "claim_namespace")}
+    answer = RecordingMocks.new_resource
+
+    def refuse(self: RecordingMocks, resource: pulumi.runtime.MockResourceArgs) -> object:
+        if resource.typ == DISCONNECT_TYPE:
+            self.rendered.resources.append(Registered(resource.typ, resource.name, dict(resource.inputs), None))
+            raise RuntimeError("refused by the before_update hook")
+        return answer(self, resource)
+
+    monkeypatch.setattr(RecordingMocks, "new_resource", refuse)
+    r = render(args)
+    assert r.error is not None and "refused by the before_update hook" in str(r.error)
+    sent = {(x.typ, x.name) for x in r.resources if x.read_id is None}
+    assert sent == {("mcp-connector:index:McpConnector", "mcp-connector"), (DISCONNECT_TYPE, "mcp-connector-claims")}
 
 
 def test_no_second_copy_of_the_credential_in_the_app_cluster(render: Render) -> None:
