@@ -257,6 +257,15 @@ def test_mutating_policies_mutate_a_claim_as_kube_apiserver_mutates_a_local_reso
     assert connected["labels"][TEAM_LABEL] == "platform"
     assert stored(testbed, namespace, name)["spec"]["parameters"]["nodes"]["count"] == 3  # type: ignore[index]
 
+    # Server-side apply is mutated as well (the connector admits the merged object).
+    for version in (CONNECTED, LOCAL):
+        applied = kubectl_apply(testbed, namespace, claim("ssa", version, count=6), "--server-side")
+        assert applied.returncode == 0, applied.stderr
+    connected, local = (_shape(app_side(testbed, namespace, "ssa", v)) for v in (CONNECTED, LOCAL))
+    assert connected == local
+    assert connected["labels"] == {TEAM_LABEL: "platform", SIZED_LABEL: "e2e-map-count"}
+    assert stored(testbed, namespace, "ssa")["spec"]["parameters"]["nodes"]["count"] == 3  # type: ignore[index]
+
     # A claim the matchCondition leaves alone keeps its count; outside the namespaceSelector, nothing.
     for version in (CONNECTED, LOCAL):
         assert kubectl_apply(testbed, namespace, claim("small", version, count=2)).returncode == 0

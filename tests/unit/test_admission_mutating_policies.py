@@ -130,15 +130,15 @@ def run(
     return mutating_policies.run(maps, bindings, request, reinvocation.Pass(), reinvocation.Plugin())
 
 
-def test_mutations_run_in_order_each_on_the_last_ones_result() -> None:
+def test_mutations_run_in_order_each_on_the_last_ones_result_and_variables_see_it() -> None:
     p = policy(
         "sizes",
         apply("Object{spec: Object.spec{size: 'small'}}"),
-        json_patch("[JSONPatch{op: 'add', path: '/metadata/labels/size', value: object.spec.size}]"),
+        json_patch("[JSONPatch{op: 'add', path: '/metadata/labels/size', value: variables.size}]"),
         json_patch(
             "[JSONPatch{op: 'test', path: '/spec/size', value: 'huge'}, JSONPatch{op: 'remove', path: '/spec'}]"
         ),
-        variables=[{"name": "unused", "expression": "object.nope"}],
+        variables=[{"name": "unused", "expression": "object.nope"}, {"name": "size", "expression": "object.spec.size"}],
     )
     mutated, failures = run([p])
     assert failures == []

@@ -13,7 +13,7 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from mcp_connector.connector.admission import webhooks
+from mcp_connector.connector.admission import chain, mutating_policies, policies, webhooks
 from mcp_connector.connector.admission.attributes import Attributes, UserInfo
 from testbed import pki
 
@@ -123,3 +123,45 @@ async def test_the_ca_bundle_is_verified_and_services_are_resolved(hook: tuple[l
         assert (await webhooks.call(s, by_service, ATTRS, resolve=to_loopback)).patch is None
         with pytest.raises(webhooks.CallError, match="no services here"):
             await webhooks.call(s, by_service, ATTRS, resolve=never)
+
+
+async def test_a_mutating_policy_runs_again_when_a_webhook_changed_the_object(
+    hook: tuple[list[Answer], int, bytes],
+) -> None:
+    answers, port, ca = hook
+    calls: list[dict[str, Any]] = []
+    patch = base64.b64encode(json.dumps([{"op": "add", "path": "/spec/x", "value": 1}]).encode()).decode()
+
+    def add_x(request: dict[str, Any]) -> Any:
+        calls.append(request)
+        return review(request["uid"], allowed=True, patchType="JSONPatch", patch=patch)
+
+    answers[:] = [add_x]
+    rules = [{"operations": ["CREATE"], "apiGroups": ["*"], "apiVersions": ["*"], "resources": ["*"]}]
+    seen_x = "Object{metadata: Object.metadata{labels: {'seen': has(object.spec.x) ? 'x' : 'none'}}}"
+    policy = mutating_policies.compile_policy(
+        {
+            "metadata": {"name": "seen"},
+            "spec": {
+                "matchConstraints": {"resourceRules": rules},
+                "reinvocationPolicy": "IfNeeded",
+                "mutations": [{"patchType": "ApplyConfiguration", "applyConfiguration": {"expression": seen_x}}],
+            },
+        }
+    )
+    bound = policies.compile_binding({"metadata": {"name": "seen-b"}, "spec": {"policyName": "seen"}})
+    schema = {
+        "type": "object",
+        "properties": {"spec": {"type": "object", "x-kubernetes-preserve-unknown-fields": True}},
+    }
+    snapshot = chain.Snapshot(maps=(policy,), map_bindings=(bound,), mutating=(config(port, ca, rules=rules),))
+    admission = chain.Admission(None)  # type: ignore[arg-type]  # nothing here reaches the app cluster
+    request = mutating_policies.Request(ATTRS, {}, ("v1",), {}, schema, lambda *_: None)
+    try:
+        admitted = await admission._mutating_phase(snapshot, request, chain.Result(OBJ))
+    finally:
+        await admission.close()
+    assert admitted.object is not None
+    assert admitted.object["metadata"]["labels"] == {"seen": "x"}, "the policy ran again after the webhook"
+    assert admitted.object["spec"] == {"x": 1}
+    assert len(calls) == 1, "a webhook without IfNeeded is not called again"

@@ -200,11 +200,12 @@ def _invoke(
     if plugin.skip(state, key):
         return attrs
     before = attrs.object
-    variables, errors = _variables(policy, data)
     for mutation in policy.mutations:
         if attrs.object is None:
             continue
-        data = {**_data(attrs, request, param), "variables": variables}
+        data = _data(attrs, request, param)
+        variables, errors = _variables(policy, data)
+        data["variables"] = variables
         try:
             attrs = attrs.with_object(_mutate(mutation, attrs.object, data, request.schema))
         except ExpressionError as e:
@@ -218,7 +219,8 @@ def _invoke(
 
 
 def _variables(policy: MutatingPolicy, data: dict[str, Any]) -> tuple[dict[str, Any], dict[str, str]]:
-    """The invocation's variables, computed once before its mutations; the errors of those that failed."""
+    """The variables for one mutation, on the object as the mutations before it left it (kube-apiserver
+    makes a new lazy map per evaluation); the errors of those that failed, raised only where used."""
     variables: dict[str, Any] = {}
     errors: dict[str, str] = {}
     scope = {**data, "variables": variables}
