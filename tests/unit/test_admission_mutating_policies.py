@@ -173,6 +173,12 @@ def test_params_not_found_refuse_with_deny_as_kube_apiserver_words_it() -> None:
         "policy 'params' with binding 'params-b' denied request: failed to configure binding: "
         "no params found for policy binding with `Deny` parameterNotFoundAction"
     )
+    unknown = mutating_policies.Request(attrs(), {}, ("v1alpha1",), {}, SCHEMA, lambda *_: None)
+    _, failures = mutating_policies.run([p], [b], unknown, reinvocation.Pass(), reinvocation.Plugin())
+    assert failures[0].text == (
+        'policy "params" denied request: failed to configure policy: '
+        "failed to find resource referenced by paramKind: 'v1, Kind=ConfigMap'"
+    )
 
 
 def phase(maps: list[mutating_policies.MutatingPolicy], operation: str = "CREATE") -> Attributes:

@@ -67,7 +67,9 @@ class Failure:
 
     @property
     def text(self) -> str:
-        """The message kube-apiserver's refusal carries."""
+        """The message kube-apiserver's refusal carries (a policy's own error names no binding)."""
+        if not self.binding:
+            return f'policy "{self.policy}" denied request: {self.message}'
         return f"policy '{self.policy}' with binding '{self.binding}' denied request: {self.message}"
 
 
@@ -130,14 +132,14 @@ def run(
     for policy in policies:
         if policy.match is not None and not policy.match.matches(attrs, request.labels, request.versions):
             continue
-        if policy.error:
-            failures.append(Failure(policy.name, "", policy.error, policy.failure_policy))
-            continue
         for binding in bindings:
             if binding.policy != policy.name:
                 continue
             if binding.match is not None and not binding.match.matches(attrs, request.labels, request.versions):
                 continue
+            if policy.error:  # reported once, for a policy some binding puts to use
+                failures.append(Failure(policy.name, "", policy.error, policy.failure_policy))
+                break
             params = _params(policy, binding, attrs, request.params)
             if isinstance(params, Failure):
                 failures.append(params)
@@ -170,7 +172,10 @@ def _params(
     found = lookup(policy.param_kind, ref.namespace or attrs.namespace, ref.name, ref.selector)
     if found is None:
         api_version, kind = policy.param_kind
-        return failed(f"paramKind kind `{api_version}, Kind={kind}` not known")
+        message = (
+            f"failed to configure policy: failed to find resource referenced by paramKind: '{api_version}, Kind={kind}'"
+        )
+        return Failure(policy.name, "", message, policy.failure_policy)
     if not found and ref.not_found_action == "Deny":
         return failed("no params found for policy binding with `Deny` parameterNotFoundAction")
     return list(found)
