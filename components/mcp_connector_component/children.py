@@ -113,17 +113,19 @@ def served_marker(reg: Registrar, plain: Plain, registered: pulumi.Output[Regist
 def register(reg: Registrar, raw: Mapping[str, Any], plain: Plain, conn: Connection) -> Registered:
     """Register every app-cluster child and the guard."""
     names, mode, name, made = plain.names, plain.mode, reg.name, reg.made
+    mounted: list[pulumi.Resource] = []
     if plain.credential_form == "control_plane_secret":
         credentials_name = str(raw["control_plane_secret"])
     else:
         credentials_name = names.credentials_secret
-        made.append(
+        mounted.append(
             k8s.core.v1.Secret(
                 f"{name}-credentials",
                 opts=reg.child(additional_secret_outputs=["data", "stringData"]),
                 **kwargs(manifests.credentials_secret(names, conn.kubeconfig)),
             )
         )
+        made += mounted
 
     serving: list[pulumi.Resource] = []
     if isinstance(mode, manifests.External):
@@ -131,7 +133,7 @@ def register(reg: Registrar, raw: Mapping[str, Any], plain: Plain, conn: Connect
     else:
         tls_secret, ca_bundle = _serving_tls(reg, names)
         serving.append(tls_secret)
-        serving += _workload(reg, raw, plain, conn, credentials_name, tls_secret)
+        serving += _workload(reg, raw, plain, conn, credentials_name, tls_secret, mounted=[*mounted, tls_secret])
 
     _access_rbac(reg, names)
     serving.append(
@@ -169,7 +171,7 @@ def register(reg: Registrar, raw: Mapping[str, Any], plain: Plain, conn: Connect
 
 
 def _detached(value: pulumi.Input[T]) -> pulumi.Output[T]:
-    """``value`` with no dependencies: the engine never counts ``Disconnect`` as a dependent of anything."""
+    """``value`` with no resource dependencies (the engine records no edge for it; ``depends_on`` may add one)."""
     out = pulumi.Output.from_input(value)
     return pulumi.Output(set(), out.future(with_unknowns=True), out.is_known(), out.is_secret())  # type: ignore[arg-type]
 
@@ -353,25 +355,34 @@ def _workload(
     conn: Connection,
     credentials_name: str,
     tls_secret: k8s.core.v1.Secret,
+    *,
+    mounted: list[pulumi.Resource],
 ) -> list[pulumi.Resource]:
-    """The in-cluster Deployment (and its PodDisruptionBudget when replicated)."""
+    """The in-cluster Deployment (and its PodDisruptionBudget when replicated).
+
+    The pod template's checksum rolls the pods when what they mount changes. It is a digest, so
+    it carries no dependency: were the Deployment's ``spec`` to depend on the serving Secret (or
+    on what the credential is made from), replacing that Secret delete-first (``up --replace``)
+    would make the engine mark ``spec`` unknown and replace the Deployment with it, stopping every
+    pod at once. ``depends_on`` the ``mounted`` Secrets keeps the order (they exist before the pods
+    that mount them, and go after them) without that: the pods roll, one at a time.
+    """
     name, names = reg.name, plain.names
     settings = manifests.ConnectorSettings(claim_namespace=conn.claim_namespace, cluster_id=conn.cluster_id)
     # Only the digest leaves the secrets: a new token or a new serving certificate rolls the pods.
-    checksum = pulumi.Output.unsecret(
-        pulumi.Output.all(
-            conn.kubeconfig, conn.claim_namespace, conn.cluster_id, tls_secret.data.apply(lambda d: d["tls.crt"])
-        ).apply(
-            lambda v: manifests.config_checksum(
-                v[0], v[1], v[2], list(plain.selection.include), list(plain.selection.exclude), v[3]
-            )
+    digest = pulumi.Output.all(
+        conn.kubeconfig, conn.claim_namespace, conn.cluster_id, tls_secret.data.apply(lambda d: d["tls.crt"])
+    ).apply(
+        lambda v: manifests.config_checksum(
+            v[0], v[1], v[2], list(plain.selection.include), list(plain.selection.exclude), v[3]
         )
     )
+    checksum: pulumi.Output[str] = _detached(pulumi.Output.unsecret(digest))
     tls_name = _tls_name(names)
     made: list[pulumi.Resource] = [
         k8s.apps.v1.Deployment(
             f"{name}-deployment",
-            opts=reg.child(),
+            opts=reg.child(depends_on=mounted),
             **kwargs(
                 manifests.deployment(
                     names,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+from typing import Any
 
 import pulumi
 import pytest
@@ -225,6 +226,38 @@ def test_ca_rotation_overlaps(render: Render) -> None:
     switched = _ok(render(KUBECONFIG_ARGS, replace=[f"mcp-connector-tls-{TLS_GENERATION}"]))
     assert _checksum(switched) != _checksum(first), "the serving certificate switches: the pods roll"
     assert _bundle(switched) == [c for c in _bundle(new_ca) if c != old_ca], "then the old CA leaves"
+
+
+@pytest.mark.parametrize("args", [KUBECONFIG_ARGS, {"platform_kubeconfig": CP_KUBECONFIG, "image": IMAGE}])
+def test_replacing_a_secret_rolls_the_pods_and_never_replaces_the_deployment(
+    render: Render, monkeypatch: pytest.MonkeyPatch, args: dict[str, object]
+) -> None:
+    """The engine replaces a dependent whose property depends on a Secret replaced delete-first (it marks
+    the property unknown, and pulumi-kubernetes replaces a Deployment whose spec is unknown): every pod
+    would stop at once. So no Deployment property depends on a child; depends_on orders them."""
+    from pulumi.runtime import mocks
+
+    sent: dict[str, tuple[set[str], set[str]]] = {}
+    register = mocks.MockMonitor.RegisterResource
+
+    def recording(self: mocks.MockMonitor, request: Any) -> Any:
+        deps = {u for d in request.propertyDependencies.values() for u in d.urns}
+        sent[request.name] = (deps, set(request.dependencies))
+        return register(self, request)
+
+    monkeypatch.setattr(mocks.MockMonitor, "RegisterResource", recording)
+    if "platform_kubeconfig" in args:
+        monkeypatch.setattr(
+            "mcp_connector_component.discovery.scoped_kubeconfig", lambda name, *_: "kind: Config\nusers: []"
+        )
+    _ok(render(args))
+    property_deps, deps = sent["mcp-connector-deployment"]
+    # Only the read of kube-system (the cluster ID), which the engine never replaces.
+    assert {u.rsplit("::", 1)[1] for u in property_deps} <= {"mcp-connector-kube-system"}, property_deps
+    assert {u.rsplit("::", 1)[1] for u in deps if "core/v1:Secret" in u} >= {
+        "mcp-connector-credentials",
+        f"mcp-connector-tls-{TLS_GENERATION}",
+    }
 
 
 def test_in_cluster_service_and_apiservices(render: Render) -> None:

@@ -23,7 +23,7 @@ from mcp_connector_component.tls import generation, service_dns_names
 
 TOKEN = "upbound-api-token-123"
 IMAGE = "registry.example/mcp-connector:0.1.0"
-#: The serving certificate's Secret, named by the Service's DNS names and the rotation period.
+#: The serving certificate's Secret, named by the Service's DNS names.
 TLS_NAME = f"mcp-connector-tls-{generation(service_dns_names('mcp-connector', 'kube-system'))}"
 
 
