@@ -286,11 +286,28 @@ def test_a_policy_that_fails_refuses_the_write_naming_the_expression(
         "Object{metadata: Object.metadata{labels: {'prometheus': "
         "object.spec.parameters.services.operators.prometheus.version}}}"
     )
-    policy = _policy(
-        "e2e-map-broken",
-        [{"patchType": "ApplyConfiguration", "applyConfiguration": {"expression": expression}}],
-        failurePolicy="Fail",
+    broken = {"patchType": "ApplyConfiguration", "applyConfiguration": {"expression": expression}}
+    # failurePolicy Ignore: the write goes on, and so do the mutations after the one that failed.
+    after = "Object{metadata: Object.metadata{labels: {'after-failure': 'applied'}}}"
+    ignored = _policy(
+        "e2e-map-ignored",
+        [broken, {"patchType": "ApplyConfiguration", "applyConfiguration": {"expression": after}}],
+        failurePolicy="Ignore",
     )
+    apply_config(testbed, configs, ignored, _binding("e2e-map-ignored"))
+
+    def both_labelled() -> str | None:
+        name = f"ignored-{next(_ATTEMPTS)}"
+        for version in (CONNECTED, LOCAL):
+            created = kubectl_apply(testbed, namespace, claim(name, version))
+            assert created.returncode == 0, created.stderr
+        shapes = [_shape(app_side(testbed, namespace, name, v)) for v in (CONNECTED, LOCAL)]
+        return name if all(s["labels"].get("after-failure") == "applied" for s in shapes) else None
+
+    ignored_name = eventually(both_labelled, timeout=60, what="the ignoring policy mutating on both sides")
+    assert stored(testbed, namespace, ignored_name) is not None
+
+    policy = _policy("e2e-map-broken", [broken], failurePolicy="Fail")
     apply_config(testbed, configs, policy, _binding("e2e-map-broken"))
 
     def both_refused() -> tuple[str, str, str] | None:
