@@ -1,0 +1,211 @@
+"""Issue 19: two connector replicas under a writer at 20 writes/s, ``kubectl get -w`` and a
+client-go style informer, through a rolling update (start a new replica, SIGTERM an old one,
+twice) and a SIGKILL of the leader: no write lost (429 and 503 retried, as clients do), no event
+lost, and the Secret copies resume.
+"""
+
+from __future__ import annotations
+
+import http.client
+import threading
+import time
+from dataclasses import dataclass, field
+
+import pytest
+from connector_fixtures import wait_available
+from fault_tools import PLURAL, KubectlWatch, Write, check_deliveries, claim_body
+from informer import Informer, https_connection
+from replica_fixtures import (
+    APISERVICE,
+    CLAIMS,
+    CLUSTER_ID,
+    LEASE_S,
+    MERGE_PATCH,
+    NAMESPACE,
+    NS_PATH,
+    RATE,
+    SEQ_LABEL,
+    Replicas,
+    holder,
+    replicas,
+    request,
+    secret_copy_of,
+    with_secret,
+)
+
+from mcp_connector.core import contract
+from testbed import CONTROL_PLANE
+from testbed.harness import Testbed
+from testbed.waiting import eventually
+
+pytestmark = pytest.mark.e2e
+__all__ = ["replicas"]  # the fixture
+
+
+# ------------------------------------------------------------------------------- rolling, killed
+
+
+@dataclass
+class Writer:
+    """Writes at RATE per second: CLAIMS claims, each changed once a second by a worker of its own.
+
+    Each write sets the claim's label ``e2e.mcp-connector.io/seq`` to the next number (a merge
+    patch, so a retry writes the same thing again); a 429, a 503 or a broken connection is
+    retried, as clients do; anything else is a lost write. Changing a fixed set of claims keeps
+    Crossplane's own work (composing a new XR per claim) from swamping the two shared cores.
+    """
+
+    tb: Testbed
+    claims: list[str]
+    acknowledged: list[Write] = field(default_factory=list)
+    last: dict[str, int] = field(default_factory=dict)  # claim -> last acknowledged seq
+    retried: int = 0
+    lost: list[str] = field(default_factory=list)
+    statuses: dict[int, int] = field(default_factory=dict)
+    sent: int = 0
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+    _threads: list[threading.Thread] = field(default_factory=list)
+
+    def start(self) -> None:
+        period = len(self.claims) / RATE
+        for i, name in enumerate(self.claims):
+            t = threading.Thread(target=self._run, args=(name, period, i * period / len(self.claims)), daemon=True)
+            self._threads.append(t)
+            t.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        for t in self._threads:
+            t.join(60)
+            assert not t.is_alive(), "a writer hangs"
+
+    def _run(self, name: str, period: float, offset: float) -> None:
+        started = time.monotonic() + offset
+        seq = 0
+        while not self._stop.is_set():
+            self._stop.wait(max(0.0, started + seq * period - time.monotonic()))
+            if self._stop.is_set():
+                return
+            seq += 1
+            with self._lock:
+                self.sent += 1
+            self._write(name, seq)
+
+    def _write(self, name: str, seq: int) -> None:
+        patch = {"metadata": {"labels": {SEQ_LABEL: str(seq)}}}
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                status, body = request(self.tb, "PATCH", f"{NS_PATH}/{name}", patch, MERGE_PATCH)
+            except (OSError, http.client.HTTPException):
+                status, body = -1, None
+            with self._lock:
+                self.statuses[status] = self.statuses.get(status, 0) + 1
+            if status == 200:
+                with self._lock:
+                    rv = int(body["metadata"]["resourceVersion"])
+                    self.acknowledged.append(Write("MODIFIED", f"{NAMESPACE}/{name}", rv))
+                    self.last[name] = seq
+                return
+            if status in (-1, 429, 503) and time.monotonic() < deadline:
+                with self._lock:
+                    self.retried += 1
+                time.sleep(0.2)
+                continue
+            with self._lock:
+                self.lost.append(f"{name} seq {seq}: {status} {str(body)[:200]}")
+            return
+
+
+@pytest.mark.timeout(600)
+def test_rolling_update_and_killed_leader_lose_no_write_and_no_event(testbed: Testbed, replicas: Replicas) -> None:
+    replicas.start("r1")
+    eventually(lambda: holder(testbed) == "r1", timeout=30, what="r1 to lead")
+    replicas.start("r2")
+    wait_available(testbed, [APISERVICE])
+    names = [f"w-{n}" for n in range(CLAIMS)]
+    for name in names:
+        status, answer = request(testbed, "POST", NS_PATH, claim_body(name, NAMESPACE))
+        assert status == 201, answer
+    informer = Informer(lambda timeout: https_connection(testbed.app_cluster, timeout), NS_PATH, read_timeout=60)
+    informer.start()
+    eventually(informer.synced, what="the informer's first list")
+    kubectl = KubectlWatch(testbed, NAMESPACE).start()
+    eventually(lambda: kubectl.current() is not None and kubectl.watching(1), timeout=60, what="kubectl -w")
+    writer = Writer(testbed, names)
+    writer.start()
+    figures: dict[str, float] = {}
+    try:
+        eventually(lambda: len(writer.acknowledged) >= 40, timeout=60, what="the writer to get going")
+        # Rolling update, maxSurge 1 / maxUnavailable 0: a new pod, then an old one goes; twice.
+        replicas.start("r3")
+        figures["r1 (leader) exit"] = replicas.terminate("r1")
+        eventually(lambda: holder(testbed) in ("r2", "r3"), timeout=10, what="the Lease handed over")
+        replicas.start("r4")
+        figures["r2 exit"] = replicas.terminate("r2")
+        count = len(writer.acknowledged)
+        eventually(lambda: len(writer.acknowledged) >= count + 40, timeout=60, what="writes after the update")
+
+        # SIGKILL the leader; the Deployment would start a replacement.
+        leader = holder(testbed)
+        assert leader in ("r3", "r4")
+        replicas.kill(leader)
+        killed = time.monotonic()
+        with_secret(testbed, "after-kill", "after-kill-conn")
+        replicas.start("r5")
+        eventually(lambda: holder(testbed) not in ("", leader), timeout=LEASE_S + 15, what="a new leader")
+        figures["new leader after kill"] = time.monotonic() - killed
+
+        def resumed() -> bool:
+            return secret_copy_of(testbed, "after-kill-conn") is not None
+
+        eventually(resumed, timeout=LEASE_S + 30, what="Secret copies to resume")
+        figures["Secret copies resumed after kill"] = time.monotonic() - killed
+        count = len(writer.acknowledged)
+        eventually(lambda: len(writer.acknowledged) >= count + 40, timeout=60, what="writes after the kill")
+    finally:
+        writer.stop()
+    assert not writer.lost, writer.lost[:10]
+
+    truth: dict[str, int] = {}
+    labels: dict[str, str] = {}
+
+    def informer_holds_the_truth() -> bool:
+        items = testbed.kubectl_json(CONTROL_PLANE, "get", PLURAL, "-n", testbed.claim_namespace,
+                                     "-l", contract.scope_selector(CLUSTER_ID, NAMESPACE))["items"]  # fmt: skip
+        truth.clear()
+        truth.update(
+            (f"{NAMESPACE}/{c['metadata']['labels'][contract.APP_NAME_LABEL]}", int(c["metadata"]["resourceVersion"]))
+            for c in items
+        )
+        labels.update((c["metadata"]["labels"][contract.APP_NAME_LABEL], c["metadata"]["labels"].get(SEQ_LABEL, ""))
+                      for c in items)  # fmt: skip
+        return informer.snapshot() == truth
+
+    eventually(informer_holds_the_truth, timeout=90, what="the informer to hold what the control plane holds")
+    informer.stop()
+    kubectl.stop()
+
+    # Every write acknowledged (after retries), and each claim holds the last one.
+    assert len(writer.acknowledged) == writer.sent, (len(writer.acknowledged), writer.sent)
+    assert {n: labels.get(n) for n in names} == {n: str(writer.last.get(n, "")) for n in names}
+
+    report = check_deliveries(informer.deliveries, writer.acknowledged)
+    assert not report.problems, report.problems[:10]
+    assert informer.counters.hangs == 0, informer.counters.errors
+
+    # kubectl -w does not resume: each run lists and watches anew. Every acknowledged create shows
+    # in some run, as its own event or in a later run's list.
+    seen: dict[str, int] = {}
+    for line in kubectl.lines:
+        seen[line.key] = max(seen.get(line.key, 0), line.rv)
+    unseen = [w for w in writer.acknowledged if seen.get(w.key, 0) < w.rv]
+    assert not unseen, (unseen[:10], kubectl.describe())
+    print(
+        f"[figure] 2 replicas, rolling update x2 and the leader SIGKILLed under {RATE:.0f} writes/s: "
+        f"{writer.sent} writes, 0 lost, {writer.retried} retries, statuses {dict(sorted(writer.statuses.items()))}; "
+        f"informer {informer.counters.watches} watches, {informer.counters.resumes} resumes, "
+        f"{informer.counters.lists} lists, writes by watch {report.by_watch}, by relist {report.by_relist}; "
+        f"kubectl -w {len(kubectl.sessions)} runs; " + ", ".join(f"{k} {v:.1f}s" for k, v in figures.items())
+    )
