@@ -95,10 +95,13 @@ class Leases:
 class FakeLock:
     """One replica's way to the Lease; ``hang`` is a partition, ``fail`` an apiserver refusing it."""
 
-    def __init__(self, leases: Leases) -> None:
+    def __init__(self, leases: Leases, clock: FakeClock | None = None) -> None:
         self.leases = leases
         self.hang = False
         self.fail = False
+        self.clock = clock
+        #: (virtual time, version) of every read that returned.
+        self.reads: list[tuple[float, int]] = []
 
     def describe(self) -> str:
         return "kube-system/mcp-connector-test"
@@ -114,6 +117,7 @@ class FakeLock:
         await self._net()
         if self.leases.record is None:
             raise LeaseMissing("missing")
+        self.reads.append((self.clock.now if self.clock else 0.0, self.leases.version))
         return self.leases._observed()
 
     async def create(self, record: LeaderRecord) -> Observed:
@@ -152,7 +156,7 @@ class Replica:
 
 def start(name: str, leases: Leases, clock: FakeClock, *, skew: float = 0.0, timing: Timing = TIMING) -> Replica:
     changes: list[tuple[float, str]] = []
-    lock = FakeLock(leases)
+    lock = FakeLock(leases, clock)
     elector = Elector(
         lock,
         name,
@@ -234,6 +238,56 @@ async def test_a_killed_leader_is_replaced_within_one_lease_duration() -> None:
     assert taken >= last_renewal + TIMING.lease_duration
     assert taken <= last_renewal + TIMING.lease_duration + 2 * (1 + JITTER) * TIMING.retry_period
     assert leases.record is not None and leases.record.transitions == 1
+    await stop_all(clock, a, b)
+
+
+async def test_a_candidate_takes_over_the_moment_the_lease_it_saw_runs_out() -> None:
+    """Not a retry period later: the takeover is exactly one lease duration after the candidate
+    first read the dead leader's last renewal (its own clock), whenever in the cycle the leader died."""
+    for offset in (0.0, 0.3, 0.9, 1.5, 1.99):
+        clock, leases = FakeClock(), Leases()
+        a = start("a", leases, clock)
+        await clock.advance(1)
+        b = start("b", leases, clock)
+        await clock.advance(20 + offset, each=at_most_one(a, b))
+        assert leaders(a, b) == ["a"]
+        a.kill()
+        killed, last = clock.now, leases.version
+        await clock.advance(TIMING.lease_duration + (1 + JITTER) * TIMING.retry_period + 1, each=at_most_one(a, b))
+        assert leaders(a, b) == ["b"]
+        taken = b.changes[0][0]
+        seen = min(t for t, version in b.lock.reads if version == last)
+        assert taken == pytest.approx(seen + TIMING.lease_duration), (offset, seen, taken)
+        # So from the death: at most the candidate's read period late, at most a renew period early.
+        assert TIMING.lease_duration - TIMING.retry_period <= taken - killed
+        assert taken - killed <= TIMING.lease_duration + (1 + JITTER) * TIMING.retry_period
+        await stop_all(clock, a, b)
+
+
+async def test_a_candidate_that_cannot_reach_the_lease_after_it_ran_out_does_not_spin() -> None:
+    clock, leases = FakeClock(), Leases()
+    a = start("a", leases, clock)
+    await clock.advance(1)
+    b = start("b", leases, clock)
+    await clock.advance(10)
+    a.kill()
+    await clock.advance(TIMING.lease_duration - 1)
+    b.lock.fail = True  # the apiserver refuses b's reads from before the lease runs out
+    before = len(leases.writes)
+    tries: list[float] = []
+    real_get = b.lock.get
+
+    async def counted() -> Observed:
+        tries.append(clock.now)
+        return await real_get()
+
+    b.lock.get = counted  # type: ignore[method-assign]
+    await clock.advance(30)
+    assert len(tries) <= 30 / TIMING.retry_period + 1, tries
+    assert len(leases.writes) == before and not b.elector.leading
+    b.lock.fail = False
+    await clock.advance((1 + JITTER) * TIMING.retry_period)
+    assert b.elector.leading
     await stop_all(clock, a, b)
 
 

@@ -4,7 +4,9 @@ A small state machine, CANDIDATE -> LEADING -> CANDIDATE ... -> STOPPED:
 
 * CANDIDATE: every ``retry_period`` (jittered) read the Lease; take it when it is free (no
   holder, or not renewed for a lease duration *as this replica observed it*), writing it at the
-  resourceVersion read so that of two candidates only one succeeds.
+  resourceVersion read so that of two candidates only one succeeds. A candidate that saw a
+  held lease reads again at the latest the moment that lease runs out (its own clock), so a
+  takeover comes a lease duration after it last saw the record change, not a retry later.
 * LEADING: renew every ``retry_period``. Leadership ends the moment the Lease shows another
   holder, or when no renewal succeeded for ``renew_deadline`` (a hung call is abandoned at the
   deadline, not awaited). The renew deadline is shorter than the lease duration, so a leader
@@ -156,8 +158,24 @@ class Elector:
                 self._renewed_at = started
                 return True
             period = self.timing.retry_period
-            await self._wait(period + random.uniform(0, JITTER * period))
+            pause = period + random.uniform(0, JITTER * period)
+            expires, now = self._expiry(), self._clock.monotonic()
+            if expires is not None and expires > now:
+                # Try again the moment the lease we saw runs out, not up to a jittered period later
+                # (once it has run out, a failed try waits the whole period: no spinning).
+                pause = min(pause, expires - now)
+            await self._wait(pause)
         return False
+
+    def _expiry(self) -> float | None:
+        """When, on our monotonic clock, the lease another replica holds runs out if not renewed.
+
+        Counted from when *this* replica saw the record change (client-go's observedTime), never
+        from the holder's ``renewTime``: another host's wall clock is never compared with ours.
+        """
+        if self._observed is None or not self._observed.record.holder or self._observed.record.holder == self.identity:
+            return None
+        return self._observed_at + self._observed.record.lease_duration_seconds
 
     async def _renew(self) -> None:
         """Renew every retry period until stop(), another holder, or the renew deadline."""
@@ -235,7 +253,8 @@ class Elector:
                 if self.leading:
                     log.warning("another replica holds the leader lease", extra=fields(leader=record.holder))
                     return _Outcome.TAKEN
-                if self._clock.monotonic() < self._observed_at + record.lease_duration_seconds:
+                expires = self._expiry()
+                if expires is not None and self._clock.monotonic() < expires:
                     return _Outcome.TAKEN
             elif not record.holder and self.leading:
                 return _Outcome.TAKEN  # released by someone who thought it theirs: start over
