@@ -7,11 +7,15 @@ each replica's ``/readyz`` every second and spreads new connections over the rea
 
 from __future__ import annotations
 
+import datetime
 import json
 import secrets
 import signal
+import subprocess
+import threading
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +35,7 @@ from mcp_connector.core import contract
 from testbed import APP_CLUSTER, CONTROL_PLANE
 from testbed.balancer import Balancer
 from testbed.harness import Testbed
+from testbed.tools import tool_path
 from testbed.waiting import eventually
 
 SERVICE = "mcp-connector-ha"
@@ -111,19 +116,109 @@ class Replicas:
         assert proc.proc.returncode == 0, proc.logs()[-3000:]
         return took
 
-    def kill(self, name: str) -> None:
-        """SIGKILL: the endpoint stays until its readiness probe fails, as in a cluster."""
+    def kill(self, name: str) -> float:
+        """SIGKILL: the endpoint stays until its readiness probe fails, as in a cluster.
+
+        Returns the wall time of the signal (every process here shares this host's clock, so the
+        test may compare it with the replicas' log times; the connector never does)."""
         proc = self.procs.pop(name)
         assert proc.proc is not None
+        killed = time.time()
         proc.proc.kill()
         proc.proc.wait(10)
         eventually(lambda: proc.port not in self.balancer.ready(), timeout=10, what=f"{name} out of the endpoints")
         self.balancer.remove(proc.port)
+        return killed
 
     def stop_all(self) -> None:
         for proc in self.procs.values():
             proc.stop()
         self.procs.clear()
+
+
+def logged_at(proc: ConnectorProcess, msg: str, **match: str) -> float | None:
+    """The wall time (epoch seconds) of the first log line saying ``msg`` with fields ``match``."""
+    for line in proc.logs().splitlines():
+        try:
+            entry = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if entry.get("msg") == msg and all(entry.get(k) == v for k, v in match.items()):
+            return datetime.datetime.fromisoformat(entry["ts"]).timestamp()
+    return None
+
+
+@dataclass(frozen=True)
+class LeaseState:
+    """One version of the Lease as ``kubectl get -w`` delivered it."""
+
+    holder: str
+    renew: float | None  # renewTime, epoch seconds (written by the holder's wall clock)
+    acquire: float | None
+
+
+def _epoch(text: str) -> float | None:
+    return datetime.datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp() if text else None
+
+
+class LeaseWatch:
+    """Every version of the install's Lease, from ``kubectl get -w`` (rerun if it ends).
+
+    From outside, the test sees each renewal the leader wrote; the gap between a dead leader's
+    last ``renewTime`` and the next holder's ``acquireTime`` is what the election guarantees
+    (at least a lease duration), both stamped by this host's one wall clock.
+    """
+
+    def __init__(self, tb: Testbed) -> None:
+        self.tb = tb
+        self.states: list[LeaseState] = []
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self._proc: subprocess.Popen[str] | None = None
+        self._thread = threading.Thread(target=self._run, daemon=True, name="lease -w")
+
+    def start(self) -> LeaseWatch:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        with self._lock:
+            if self._proc is not None:
+                self._proc.terminate()
+        self._thread.join(15)
+        assert not self._thread.is_alive(), "kubectl get lease -w did not stop"
+
+    def _run(self) -> None:
+        template = '{.spec.holderIdentity}|{.spec.renewTime}|{.spec.acquireTime}{"\\n"}'
+        while not self._stop.is_set():
+            command = [
+                str(tool_path("kubectl")), "--kubeconfig", str(self.tb.app_cluster.kubeconfig),
+                "get", "lease", SERVICE, "-n", SERVICE_NAMESPACE, "-w", "-o", f"jsonpath={template}",
+            ]  # fmt: skip
+            proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+            with self._lock:
+                self._proc = proc
+            assert proc.stdout is not None
+            with proc.stdout:
+                for raw in proc.stdout:
+                    parts = raw.rstrip("\n").split("|")
+                    if len(parts) == 3:
+                        state = LeaseState(parts[0], _epoch(parts[1]), _epoch(parts[2]))
+                        with self._lock:
+                            self.states.append(state)
+            proc.wait()
+            self._stop.wait(0.3)
+
+    def handover(self, old: str) -> tuple[str, float]:
+        """The holder after ``old``, and the seconds from ``old``'s last renewal to its acquisition."""
+        with self._lock:
+            states = list(self.states)
+        last = max((s.renew for s in states if s.holder == old and s.renew is not None), default=None)
+        after = next((s for s in states if s.holder not in ("", old) and s.acquire is not None
+                      and last is not None and s.acquire > last), None)  # fmt: skip
+        assert last is not None and after is not None and after.acquire is not None, states[-5:]
+        return after.holder, after.acquire - last
 
 
 def expose_balancer(tb: Testbed, balancer: Balancer) -> None:

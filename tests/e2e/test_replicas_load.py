@@ -12,7 +12,7 @@ import time
 from dataclasses import dataclass, field
 
 import pytest
-from connector_fixtures import wait_available
+from connector_fixtures import app, wait_available
 from fault_tools import PLURAL, KubectlWatch, Write, check_deliveries, claim_body
 from informer import Informer, https_connection
 from replica_fixtures import (
@@ -25,8 +25,10 @@ from replica_fixtures import (
     NS_PATH,
     RATE,
     SEQ_LABEL,
+    LeaseWatch,
     Replicas,
     holder,
+    logged_at,
     replicas,
     request,
     secret_copy_of,
@@ -58,6 +60,11 @@ class Writer:
     tb: Testbed
     claims: list[str]
     acknowledged: list[Write] = field(default_factory=list)
+    started: float = 0.0
+    stopped: float = 0.0
+    late: float = 0.0  # the most a write was sent after its turn (the writer fell behind RATE)
+    #: (seconds a write took with its retries, when it started after the writer's start, tries)
+    took: list[tuple[float, float, int]] = field(default_factory=list)
     last: dict[str, int] = field(default_factory=dict)  # claim -> last acknowledged seq
     retried: int = 0
     lost: list[str] = field(default_factory=list)
@@ -68,6 +75,7 @@ class Writer:
     _threads: list[threading.Thread] = field(default_factory=list)
 
     def start(self) -> None:
+        self.started = time.monotonic()
         period = len(self.claims) / RATE
         for i, name in enumerate(self.claims):
             t = threading.Thread(target=self._run, args=(name, period, i * period / len(self.claims)), daemon=True)
@@ -79,23 +87,40 @@ class Writer:
         for t in self._threads:
             t.join(60)
             assert not t.is_alive(), "a writer hangs"
+        self.stopped = time.monotonic()
+
+    def slowest(self, n: int = 3) -> str:
+        """The slowest acknowledged writes (with retries) and when they began, for the figure."""
+        worst = sorted(self.took, reverse=True)[:n]
+        median = sorted(t for t, _, _ in self.took)[len(self.took) // 2] if self.took else 0.0
+        shown = ", ".join(f"{t:.1f}s at +{at:.0f}s ({tries} tries)" for t, at, tries in worst)
+        return f"median write {median:.2f}s, slowest {shown}"
+
+    def rate(self) -> float:
+        """Writes sent per second, as held on this machine (RATE is what was asked)."""
+        return self.sent / (self.stopped - self.started)
 
     def _run(self, name: str, period: float, offset: float) -> None:
         started = time.monotonic() + offset
         seq = 0
         while not self._stop.is_set():
-            self._stop.wait(max(0.0, started + seq * period - time.monotonic()))
+            due = started + seq * period
+            self._stop.wait(max(0.0, due - time.monotonic()))
             if self._stop.is_set():
                 return
             seq += 1
             with self._lock:
                 self.sent += 1
+                self.late = max(self.late, time.monotonic() - due)
             self._write(name, seq)
 
     def _write(self, name: str, seq: int) -> None:
         patch = {"metadata": {"labels": {SEQ_LABEL: str(seq)}}}
-        deadline = time.monotonic() + 60
+        began = time.monotonic()
+        deadline = began + 60
+        tries = 0
         while True:
+            tries += 1
             try:
                 status, body = request(self.tb, "PATCH", f"{NS_PATH}/{name}", patch, MERGE_PATCH)
             except (OSError, http.client.HTTPException):
@@ -107,6 +132,7 @@ class Writer:
                     rv = int(body["metadata"]["resourceVersion"])
                     self.acknowledged.append(Write("MODIFIED", f"{NAMESPACE}/{name}", rv))
                     self.last[name] = seq
+                    self.took.append((time.monotonic() - began, began - self.started, tries))
                 return
             if status in (-1, 429, 503) and time.monotonic() < deadline:
                 with self._lock:
@@ -120,10 +146,13 @@ class Writer:
 
 @pytest.mark.timeout(600)
 def test_rolling_update_and_killed_leader_lose_no_write_and_no_event(testbed: Testbed, replicas: Replicas) -> None:
+    lease = LeaseWatch(testbed).start()
     replicas.start("r1")
     eventually(lambda: holder(testbed) == "r1", timeout=30, what="r1 to lead")
     replicas.start("r2")
     wait_available(testbed, [APISERVICE])
+    # A claim whose connection Secret the leader copies; Crossplane writes the source meanwhile.
+    with_secret(testbed, "before-kill", "before-kill-conn")
     names = [f"w-{n}" for n in range(CLAIMS)]
     for name in names:
         status, answer = request(testbed, "POST", NS_PATH, claim_body(name, NAMESPACE))
@@ -139,6 +168,7 @@ def test_rolling_update_and_killed_leader_lose_no_write_and_no_event(testbed: Te
     try:
         eventually(lambda: len(writer.acknowledged) >= 40, timeout=60, what="the writer to get going")
         # Rolling update, maxSurge 1 / maxUnavailable 0: a new pod, then an old one goes; twice.
+        marks = {"update": time.monotonic() - writer.started}
         replicas.start("r3")
         figures["r1 (leader) exit"] = replicas.terminate("r1")
         eventually(lambda: holder(testbed) in ("r2", "r3"), timeout=10, what="the Lease handed over")
@@ -148,24 +178,35 @@ def test_rolling_update_and_killed_leader_lose_no_write_and_no_event(testbed: Te
         eventually(lambda: len(writer.acknowledged) >= count + 40, timeout=60, what="writes after the update")
 
         # SIGKILL the leader; the Deployment would start a replacement.
+        eventually(lambda: secret_copy_of(testbed, "before-kill-conn"), timeout=120, what="the first Secret copy")
         leader = holder(testbed)
         assert leader in ("r3", "r4")
-        replicas.kill(leader)
-        killed = time.monotonic()
+        marks["kill"] = time.monotonic() - writer.started
+        killed = replicas.kill(leader)
+        # Nobody copies while nobody leads: the copy removed now is back when copying resumes.
+        app(testbed, "delete", "secret", "before-kill-conn", "-n", NAMESPACE)
         with_secret(testbed, "after-kill", "after-kill-conn")
         replicas.start("r5")
         eventually(lambda: holder(testbed) not in ("", leader), timeout=LEASE_S + 15, what="a new leader")
-        figures["new leader after kill"] = time.monotonic() - killed
-
-        def resumed() -> bool:
-            return secret_copy_of(testbed, "after-kill-conn") is not None
-
-        eventually(resumed, timeout=LEASE_S + 30, what="Secret copies to resume")
-        figures["Secret copies resumed after kill"] = time.monotonic() - killed
+        new, since_renewal = eventually(lambda: lease.handover(leader), timeout=30, what="the handover")
+        eventually(lambda: secret_copy_of(testbed, "before-kill-conn"), timeout=LEASE_S + 30,
+                   what="Secret copies to resume")  # fmt: skip
+        took_over = logged_at(replicas.procs[new], "became leader")
+        resumed = logged_at(replicas.procs[new], "connection secret copied", name="before-kill-conn")
+        assert took_over is not None and resumed is not None
+        figures["new leader after kill"] = took_over - killed
+        figures["after the dead leader's last renewal"] = since_renewal
+        figures["Secret copies resumed after kill"] = resumed - killed
+        # Never sooner than a lease duration after the last renewal (the new leader saw it no
+        # sooner than it was written).
+        assert since_renewal >= LEASE_S, since_renewal
         count = len(writer.acknowledged)
         eventually(lambda: len(writer.acknowledged) >= count + 40, timeout=60, what="writes after the kill")
+        eventually(lambda: secret_copy_of(testbed, "after-kill-conn"), timeout=120,
+                   what="the new leader to copy a new claim's Secret")  # fmt: skip
     finally:
         writer.stop()
+        lease.stop()
     assert not writer.lost, writer.lost[:10]
 
     truth: dict[str, int] = {}
@@ -203,8 +244,10 @@ def test_rolling_update_and_killed_leader_lose_no_write_and_no_event(testbed: Te
     unseen = [w for w in writer.acknowledged if seen.get(w.key, 0) < w.rv]
     assert not unseen, (unseen[:10], kubectl.describe())
     print(
-        f"[figure] 2 replicas, rolling update x2 and the leader SIGKILLed under {RATE:.0f} writes/s: "
-        f"{writer.sent} writes, 0 lost, {writer.retried} retries, statuses {dict(sorted(writer.statuses.items()))}; "
+        f"[figure] 2 replicas, rolling update x2 and the leader SIGKILLed under {RATE:.0f} writes/s asked, "
+        f"{writer.rate():.1f}/s held (worst lateness {writer.late:.1f}s; {writer.slowest()}; "
+        f"update at +{marks['update']:.0f}s, kill at +{marks['kill']:.0f}s): {writer.sent} writes, 0 lost, "
+        f"{writer.retried} retries, statuses {dict(sorted(writer.statuses.items()))}; "
         f"informer {informer.counters.watches} watches, {informer.counters.resumes} resumes, "
         f"{informer.counters.lists} lists, writes by watch {report.by_watch}, by relist {report.by_relist}; "
         f"kubectl -w {len(kubectl.sessions)} runs; " + ", ".join(f"{k} {v:.1f}s" for k, v in figures.items())
