@@ -46,7 +46,9 @@ NS_PATH = f"/apis/{GROUP}/{VERSION}/namespaces/{NAMESPACE}/{PLURAL}"
 RATE = 20.0  # claims per second
 DELAY = 3  # --shutdown-delay-seconds of these replicas
 LEASE_S, RENEW_S, RETRY_S = 15.0, 10.0, 2.0  # the connector's defaults
-CLAIMS = 20  # claims the writer changes, each once a second
+#: Claims the writer changes, each with at most one write in flight: RATE is held while a write
+#: takes under CLAIMS / RATE seconds (3 s; the median was 1.2 s at load average 12).
+CLAIMS = 60
 SEQ_LABEL = "e2e.mcp-connector.io/seq"
 MERGE_PATCH = "application/merge-patch+json"
 #: A replica given SIGTERM must be gone within this (the Deployment's terminationGracePeriodSeconds).
@@ -249,8 +251,11 @@ def replicas(testbed: Testbed) -> Iterator[Replicas]:
     try:
         yield group
     finally:
-        if group.procs:
-            app(testbed, "delete", PLURAL, "--all", "-n", NAMESPACE, "--wait=false", check=False)
+        try:
+            if group.procs:
+                app(testbed, "delete", PLURAL, "--all", "-n", NAMESPACE, "--wait=false", check=False)
+        except subprocess.TimeoutExpired:
+            pass  # a swamped control plane: the conftest's cleanup removes what is left
         group.stop_all()
         balancer.stop()
         remove_apiservices(testbed)
