@@ -9,6 +9,7 @@ very same policies, and both must come out the same (and be refused in the same 
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Iterator
 from typing import Any
@@ -320,3 +321,75 @@ def test_a_policy_that_fails_refuses_the_write_naming_the_expression(
     assert "policy 'e2e-map-broken' with binding 'e2e-map-broken-binding' denied request" in connected
     assert connected == local
     assert stored(testbed, namespace, name) is None, "a refused claim never reaches the control plane"
+
+
+SECRET_LABEL = "admission.e2e/secret"
+BIND_LABEL = "admission.e2e/bind"
+
+
+def _from_label(name: str, label: str, path: str, value: str) -> list[dict[str, Any]]:
+    """A JSONPatch policy that writes ``value`` (CEL, may read ``label``) at ``path`` of a claim with that label."""
+    policy = _policy(
+        name,
+        [
+            {
+                "patchType": "JSONPatch",
+                "jsonPatch": {"expression": f"[JSONPatch{{op: 'add', path: '{path}', value: {value}}}]"},
+            }
+        ],
+        matchConditions=[
+            {"name": "labelled", "expression": f"has(object.metadata.labels) && '{label}' in object.metadata.labels"}
+        ],
+    )
+    return [policy, _binding(name)]
+
+
+def test_what_a_policy_writes_is_validated_as_what_a_tenant_writes(
+    testbed: Testbed, conn: ConnectorProcess, namespace: str, configs: list[str]
+) -> None:
+    """kube-apiserver validates after mutating admission: a policy that copies a tenant's label
+    value into a claim is held to the rules the tenant would be. Into ``spec.resourceRef`` (which
+    would bind the claim to another tenant's XR) it is refused as the tenant is; into
+    ``writeConnectionSecretToRef.name`` it must be a Secret name. Neither reaches the control plane."""
+    apply_config(
+        testbed,
+        configs,
+        *_from_label(
+            "e2e-map-secret-ref", SECRET_LABEL, "/spec/writeConnectionSecretToRef",
+            "{'name': object.metadata.labels['" + SECRET_LABEL + "']}",
+        ),
+        *_from_label(
+            "e2e-map-bind", BIND_LABEL, "/spec/resourceRef",
+            "{'apiVersion': 'k8s.starter.org/v1alpha1', 'kind': 'XKubernetesCluster', "
+            "'name': string(object.metadata.labels['" + BIND_LABEL + "'])}",
+        ),
+    )  # fmt: skip
+
+    def labelled(name: str, label: str, value: str) -> dict[str, Any]:
+        body = claim(name, CONNECTED)
+        body["metadata"]["labels"] = {label: value}
+        return body
+
+    def refused(label: str, value: str, field: str) -> tuple[str, str] | None:
+        name = f"policy-wrote-{next(_ATTEMPTS)}"
+        answer = kubectl_apply(testbed, namespace, labelled(name, label, value)).stderr.strip()
+        return (name, answer) if field in answer else None
+
+    for label, value, field in (
+        (SECRET_LABEL, "Not_A_Secret", "spec.writeConnectionSecretToRef.name"),
+        (BIND_LABEL, "another-tenants-xr", "spec.resourceRef"),
+    ):
+        name, answer = eventually(
+            functools.partial(refused, label, value, field),
+            timeout=60,
+            what=f"{field} from a policy refused by the connector",
+        )
+        assert "is invalid" in answer, answer
+        assert stored(testbed, namespace, name) is None, f"a claim with a refused {field} reached the control plane"
+
+    created = kubectl_apply(testbed, namespace, labelled("good-ref", SECRET_LABEL, "team-kubeconfig"))
+    assert created.returncode == 0, created.stderr
+    assert app_side(testbed, namespace, "good-ref", CONNECTED)["spec"]["writeConnectionSecretToRef"] == {
+        "name": "team-kubeconfig"
+    }
+    assert stored(testbed, namespace, "good-ref") is not None

@@ -103,7 +103,7 @@ async def admit_apply(
     admitted = await admit(rt, call, "UPDATE" if old is not None else "CREATE", copy.deepcopy(app_side), old)
     if admitted == app_side or admitted is None:
         return None
-    body = stored_form(rt, call, admitted, ref)
+    body = stored_form(rt, call, admitted, ref, old)
     if old is None:
         body["metadata"].pop("resourceVersion", None)
         return await call_control_plane_status(

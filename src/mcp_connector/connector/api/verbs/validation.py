@@ -163,8 +163,19 @@ def _forbidden_references(call: Call, name: str, found: list[references.Violatio
     return _unprocessable(call, name, causes)
 
 
-def stored_form(rt: Runtime, call: Call, body: Mapping[str, Any], ref: contract.AppRef) -> dict[str, Any]:
-    """The control-plane object for an app body, after the checks the API server would make (check_fields)."""
+def stored_form(
+    rt: Runtime, call: Call, body: Mapping[str, Any], ref: contract.AppRef, old: Mapping[str, Any] | None
+) -> dict[str, Any]:
+    """The control-plane object for an app body, after the checks the API server would make on it.
+
+    Called with the object admission gave back: kube-apiserver validates after mutating
+    admission, so a webhook's or policy's change is held to the same rules as the tenant's own
+    (kind, name and namespace, the references the app user may not set, names and labels).
+    ``old``: the stored app-side object on updates.
+    """
+    check_kind(call, body)
+    check_identity(call, body, ref.name)
+    check_references(call, ref.name, body, old)
     check_fields(call, body, ref.name)
     return contract.to_control_plane(body, ref, claim_namespace=rt.claim_namespace, flavor=call.served.api.flavor)
 

@@ -74,7 +74,7 @@ async def create(rt: Runtime, call: Call) -> tuple[int, dict[str, Any]]:
         check_references(call, final, body, None)
         ref = app_ref(rt, call.route, final)
         body = await admit(rt, call, "CREATE", body, None) or body
-        translated = stored_form(rt, call, body, ref)
+        translated = stored_form(rt, call, body, ref, None)
         try:
             created = await call_control_plane(
                 rt,
@@ -115,7 +115,7 @@ async def update(rt: Runtime, call: Call) -> dict[str, Any]:
         body = references.restore(body, stored)
     keep_stored_managed_fields(body, stored)
     body = await admit(rt, call, "UPDATE", body, stored) or body
-    translated = stored_form(rt, call, body, ref)
+    translated = stored_form(rt, call, body, ref, stored)
     path = object_path(rt, call.served, hashed_name(call, ref), call.route.subresource)
     updated = await call_control_plane(
         rt, call, "update", "PUT", path, ref=ref, params=write_params(call), json_body=translated
@@ -174,7 +174,7 @@ async def patch(rt: Runtime, call: Call) -> tuple[int, dict[str, Any]]:
             metadata["resourceVersion"] = current["metadata"].get("resourceVersion")
         keep_stored_managed_fields(patched, current)
         patched = await admit(rt, call, "UPDATE", patched, current) or patched
-        translated = stored_form(rt, call, patched, ref)
+        translated = stored_form(rt, call, patched, ref, current)
         path = object_path(rt, call.served, hashed_name(call, ref), call.route.subresource)
         try:
             updated = await call_control_plane(
@@ -223,8 +223,9 @@ async def _apply(rt: Runtime, call: Call, ref: contract.AppRef) -> tuple[int, di
     existing = await existing_owned(rt, call, ref)
     if existing is not None:
         pin_uid(call, ref, body, existing)
-    check_references(call, ref.name, body, contract.to_app(existing) if existing is not None else None)
-    translated = stored_form(rt, call, body, ref)
+    old = contract.to_app(existing) if existing is not None else None
+    check_references(call, ref.name, body, old)
+    translated = stored_form(rt, call, body, ref, old)
     path = object_path(rt, call.served, hashed_name(call, ref), call.route.subresource)
     if (admitted := await admit_apply(rt, call, ref, path, translated, existing)) is not None:
         rt.claims_changed()
