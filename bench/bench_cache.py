@@ -57,6 +57,7 @@ GROUP, LOCAL_GROUP, VERSION, PLURAL, KIND = (
 #: the app cluster would resolve ``kubernetesclusters`` to it instead of the connector's API.
 LOCAL_PLURAL, LOCAL_KIND = "benchclusters", "BenchCluster"
 CLUSTER_ID = "bench-cache"
+FLOOR = "APIResourceList (the aggregation hop's floor)"
 NAMESPACES = {"bench-get": 1, "bench-200": 200, "bench-1k": 1000, "bench-10k": 10000, "bench-watch": 1}
 #: What the reads phase alone (--reads-only) needs seeded.
 READ_NAMESPACES = ("bench-get", "bench-200")
@@ -331,6 +332,13 @@ async def reads(
             "app CRD": (app, l200.local, {}),
             "control plane": (cp, l200.cp, {"labelSelector": l200.selector}),
         },
+        # The aggregation hop's floor: the connector's cheapest answer (its group version's
+        # APIResourceList, from memory) through the aggregator, beside the app cluster's own.
+        FLOOR: {
+            "aggregator": (app, f"/apis/{GROUP}/{VERSION}", {}),
+            "app CRD": (app, f"/apis/{LOCAL_GROUP}/{VERSION}", {}),
+            "control plane": (cp, f"/apis/{GROUP}/{VERSION}", {}),
+        },
     }
     rows = [
         "| read | path | 1 client p50 ms | x app CRD | x control plane | 16 clients req/s | x app CRD "
@@ -342,8 +350,8 @@ async def reads(
         listing = read.startswith("LIST")
         sequential = max(10, args.sequential // 5) if listing else args.sequential
         requests = max(50, args.requests // 5) if listing else args.requests
-        for consistency in ("consistent", "resourceVersion=0"):
-            extra = {"resourceVersion": "0"} if consistency != "consistent" else {}
+        for consistency in ("discovery",) if read == FLOOR else ("consistent", "resourceVersion=0"):
+            extra = {"resourceVersion": "0"} if consistency == "resourceVersion=0" else {}
             sends = {name: getter(s, path, **params, **extra) for name, (s, path, params) in paths.items()}
             for send in sends.values():  # warm pools, TLS, caches
                 await rate(send, 50, 16)
