@@ -7,6 +7,7 @@ import json
 import ssl
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
+from dataclasses import replace
 from typing import Any
 
 import aiohttp
@@ -15,6 +16,7 @@ from aiohttp import web
 
 from mcp_connector.connector.admission import chain, mutating_policies, policies, webhooks
 from mcp_connector.connector.admission.attributes import Attributes, UserInfo
+from mcp_connector.connector.errors import ApiError
 from testbed import pki
 
 OBJ = {"apiVersion": "example.org/v1", "kind": "Thing", "metadata": {"name": "t", "namespace": "ns"}, "spec": {}}
@@ -165,3 +167,36 @@ async def test_a_mutating_policy_runs_again_when_a_webhook_changed_the_object(
     assert admitted.object["metadata"]["labels"] == {"seen": "x"}, "the policy ran again after the webhook"
     assert admitted.object["spec"] == {"x": 1}
     assert len(calls) == 1, "a webhook without IfNeeded is not called again"
+
+
+@pytest.mark.parametrize(("side_effects", "called"), [("Some", False), ("Unknown", False), ("NoneOnDryRun", True)])
+async def test_a_dry_run_never_reaches_a_webhook_with_side_effects(
+    hook: tuple[list[Answer], int, bytes], side_effects: str, called: bool
+) -> None:
+    """kube-apiserver answers a dry run matched by a webhook with side effects with a 400, uncalled."""
+    answers, port, ca = hook
+    calls: list[dict[str, Any]] = []
+
+    def allow(request: dict[str, Any]) -> Any:
+        calls.append(request)
+        return review(request["uid"], allowed=True)
+
+    answers[:] = [allow]
+    rules = [{"operations": ["CREATE"], "apiGroups": ["*"], "apiVersions": ["*"], "resources": ["*"]}]
+    snapshot = chain.Snapshot(mutating=(config(port, ca, rules=rules, sideEffects=side_effects),))
+    admission = chain.Admission(None)  # type: ignore[arg-type]  # nothing here reaches the app cluster
+    dry = replace(ATTRS, dry_run=True)
+    request = mutating_policies.Request(dry, {}, ("v1",), {}, {"type": "object"}, lambda *_: None)
+    try:
+        if called:
+            await admission._mutating_phase(snapshot, request, chain.Result(OBJ))
+        else:
+            with pytest.raises(ApiError) as refused:
+                await admission._mutating_phase(snapshot, request, chain.Result(OBJ))
+            assert refused.value.code == 400
+            assert refused.value.body["message"] == 'admission webhook "w.example.org" does not support dry run'
+    finally:
+        await admission.close()
+    assert bool(calls) is called
+    if called:
+        assert calls[0]["dryRun"] is True
