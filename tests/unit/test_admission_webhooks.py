@@ -6,8 +6,8 @@ import base64
 import json
 import ssl
 from collections.abc import AsyncIterator, Callable
-from pathlib import Path
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 import aiohttp
