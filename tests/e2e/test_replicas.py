@@ -10,16 +10,21 @@ renew deadline, before anyone takes over.
 
 from __future__ import annotations
 
+import contextlib
+import http.client
+import signal
+import threading
 import time
 
 import pytest
-from connector_fixtures import app, kubeconfig_copy, wait_available
+from connector_fixtures import app, kubeconfig_copy, start_connector, wait_available
 from replica_fixtures import (
     APISERVICE,
     DELAY,
     GRACE_S,
     LEASE_S,
     NAMESPACE,
+    NS_PATH,
     RENEW_S,
     RETRY_S,
     LeaseWatch,
@@ -40,6 +45,7 @@ from testbed.waiting import eventually
 
 pytestmark = pytest.mark.e2e
 __all__ = ["replicas"]  # the fixture
+ADMIN_HEADERS = {"Accept": "application/json", "X-Remote-User": "admin", "X-Remote-Group": "system:masters"}
 
 
 # -------------------------------------------------------------------------------------- election
@@ -129,3 +135,53 @@ def test_a_partitioned_leader_stops_writing_before_the_other_takes_over(testbed:
         assert holder(testbed) == "replica-b"
     finally:
         relay.stop()
+
+
+@pytest.mark.timeout(300)
+def test_a_request_stuck_upstream_does_not_hold_the_exit_past_the_shutdown_timeout(testbed: Testbed) -> None:
+    """SIGTERM with a request in flight that never ends (the control plane stalls): the process
+    exits once the shutdown delay and the shutdown timeout have passed, within the grace period
+    they are sized for, instead of waiting for the request (the kubelet would SIGKILL it)."""
+    host, port = testbed.control_plane.apiserver_url.removeprefix("https://").rsplit(":", 1)
+    relay = FaultRelay(host, int(port))
+    relay.start()
+    delay, timeout = 1.0, 6.0
+    proc = None
+    try:
+        stalling = kubeconfig_copy(testbed.control_plane.kubeconfig, server=f"https://127.0.0.1:{relay.port}")
+        proc = start_connector(
+            testbed,
+            cluster_id="e2e-stuck",
+            control_plane_kubeconfig=stalling,
+            extra_args=["--shutdown-delay-seconds", str(delay), "--shutdown-timeout-seconds", str(timeout),
+                        "--upstream-timeout-seconds", "300"],
+        )  # fmt: skip
+        relay.stall()  # every byte between the connector and the control plane is held back
+        answered: list[float] = []
+
+        def stuck_read() -> None:
+            # A consistent read: the connector must ask the control plane, which never answers.
+            with contextlib.suppress(OSError, http.client.HTTPException):
+                proc.raw("GET", f"{NS_PATH}/nothing", headers=ADMIN_HEADERS, timeout=120)
+            answered.append(time.monotonic())
+
+        reader = threading.Thread(target=stuck_read, daemon=True)
+        reader.start()
+        eventually(lambda: relay.open_connections() > 0, timeout=30, what="the connector's calls through the relay")
+        assert proc.proc is not None
+        sent = time.monotonic()
+        proc.proc.send_signal(signal.SIGTERM)
+        proc.proc.wait(GRACE_S + 60)
+        took = time.monotonic() - sent
+        reader.join(30)
+        # The read was still in flight when the drain began: it ended only when the process did.
+        assert answered and answered[0] - sent >= delay, answered
+        assert "stopped" in proc.logs()
+        assert took <= delay + timeout + 3, (took, proc.logs()[-2000:])
+        print(f"[figure] SIGTERM with a read stuck upstream: exited after {took:.1f}s "
+              f"(shutdown delay {delay:.0f}s, timeout {timeout:.0f}s)")  # fmt: skip
+    finally:
+        relay.resume()
+        relay.stop()
+        if proc is not None:
+            proc.stop()

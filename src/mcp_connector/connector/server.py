@@ -225,12 +225,16 @@ async def _serve(
         )
     elector_task = asyncio.create_task(elector.run()) if elector is not None else None
     # auto_decompress off: kube-apiserver takes request bodies as sent, and a gzip body is no way around the limits.
+    # aiohttp's shutdown waits its timeout for handlers to finish, then, not yet cancelling them,
+    # waits it again before it cancels: half of ours each, so a request stuck upstream is ended
+    # once --shutdown-timeout-seconds have passed, within terminationGracePeriodSeconds (0 would
+    # mean no bound at all to aiohttp, so never less than 10 ms).
     runner = web.AppRunner(
         app.build(rt, Health(rt)),
         handler_cancellation=True,
         access_log=None,
         auto_decompress=False,
-        shutdown_timeout=config.shutdown_timeout,
+        shutdown_timeout=max(config.shutdown_timeout / 2, 0.01),
     )
     await runner.setup()
     # A deep accept queue (the kernel caps it at somaxconn, as for Go servers): a burst of new
