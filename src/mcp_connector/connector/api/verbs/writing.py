@@ -11,6 +11,7 @@ only the control plane can merge managed fields.
 from __future__ import annotations
 
 import secrets
+import time
 from collections.abc import Mapping
 from typing import Any
 
@@ -42,7 +43,11 @@ from mcp_connector.connector.runtime import Runtime
 from mcp_connector.core import contract, references
 
 _GENERATE_CHARS = "bcdfghjklmnpqrstvwxz2456789"
-_CONFLICT_RETRIES = 5
+#: A patch without a resourceVersion of its own is applied again to the latest object on every
+#: conflict, as kube-apiserver's GuaranteedUpdate does until the request times out: others
+#: writing the same claim at once (Crossplane, other clients) must not make it fail. Only after
+#: this many seconds of conflicts does it give up with a 409.
+_CONFLICT_BUDGET_SECONDS = 30.0
 
 
 def parse_body(call: Call) -> dict[str, Any]:
@@ -149,7 +154,8 @@ async def patch(rt: Runtime, call: Call) -> tuple[int, dict[str, Any]]:
             f"got {len(document)}",
             reason="RequestEntityTooLarge",
         )
-    for _ in range(_CONFLICT_RETRIES):
+    give_up = time.monotonic() + _CONFLICT_BUDGET_SECONDS
+    while time.monotonic() < give_up:
         current = contract.to_app(await get_owned(rt, call, ref))
         try:
             patched = (
