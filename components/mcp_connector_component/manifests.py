@@ -269,8 +269,9 @@ def cluster_role(names: Names, *, manage_apiservices: bool = False) -> RawObject
 
 
 def leader_role(names: Names) -> RawObject:
-    """The leader-election Lease and nothing else: get and update it by name; create, which RBAC
-    cannot restrict by name (the name is not known before the object exists)."""
+    """The leader-election Lease and nothing else: get, watch and update it by name (a watch of
+    one name, by ``fieldSelector``, is authorized by name); create, which RBAC cannot restrict by
+    name (the name is not known before the object exists)."""
     return {
         "apiVersion": "rbac.authorization.k8s.io/v1",
         "kind": "Role",
@@ -279,7 +280,7 @@ def leader_role(names: Names) -> RawObject:
             {
                 "apiGroups": ["coordination.k8s.io"],
                 "resources": ["leases"],
-                "verbs": ["get", "update"],
+                "verbs": ["get", "watch", "update"],
                 "resourceNames": [names.leader_lease],
             },
             {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": ["create"]},

@@ -86,7 +86,7 @@ def test_kubeconfig_in_cluster_children(render: Render) -> None:
         {
             "apiGroups": ["coordination.k8s.io"],
             "resources": ["leases"],
-            "verbs": ["get", "update"],
+            "verbs": ["get", "watch", "update"],
             "resourceNames": ["mcp-connector"],
         },
         {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": ["create"]},

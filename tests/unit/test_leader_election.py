@@ -12,10 +12,11 @@ import dataclasses
 import datetime
 import heapq
 import itertools
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 
 import pytest
 
+from mcp_connector.connector.leader import election
 from mcp_connector.connector.leader.election import JITTER, Elector, State, Timing
 from mcp_connector.connector.leader.leading import LeaderTasks
 from mcp_connector.connector.leader.lock import LeaseConflict, LeaseMissing, LockError, Observed
@@ -86,10 +87,19 @@ class Leases:
         self.record: LeaderRecord | None = None
         self.version = 0
         self.writes: list[str] = []
+        #: One queue per open watch; every write is put on each.
+        self.watches: list[asyncio.Queue[Observed]] = []
 
     def _observed(self) -> Observed:
         assert self.record is not None
         return Observed(self.record, str(self.version))
+
+    def _written(self, record: LeaderRecord) -> Observed:
+        self.record, self.version = record, self.version + 1
+        self.writes.append(record.holder)
+        for queue in self.watches:
+            queue.put_nowait(self._observed())
+        return self._observed()
 
 
 class FakeLock:
@@ -99,6 +109,8 @@ class FakeLock:
         self.leases = leases
         self.hang = False
         self.fail = False
+        #: False: the watch delivers nothing (the candidate learns only by reading).
+        self.watch = True
         self.clock = clock
         #: (virtual time, version) of every read that returned.
         self.reads: list[tuple[float, int]] = []
@@ -124,9 +136,7 @@ class FakeLock:
         await self._net()
         if self.leases.record is not None:
             raise LeaseConflict("exists")
-        self.leases.record, self.leases.version = record, self.leases.version + 1
-        self.leases.writes.append(record.holder)
-        return self.leases._observed()
+        return self.leases._written(record)
 
     async def update(self, record: LeaderRecord, *, resource_version: str) -> Observed:
         await self._net()
@@ -134,9 +144,23 @@ class FakeLock:
             raise LeaseMissing("missing")
         if resource_version != str(self.leases.version):
             raise LeaseConflict("stale")
-        self.leases.record, self.leases.version = record, self.leases.version + 1
-        self.leases.writes.append(record.holder)
-        return self.leases._observed()
+        return self.leases._written(record)
+
+    async def changes(self, resource_version: str) -> AsyncIterator[Observed]:
+        await self._net()
+        if not self.watch:
+            await asyncio.Event().wait()  # a replica whose watch never delivers: polling alone
+        queue: asyncio.Queue[Observed] = asyncio.Queue()
+        self.leases.watches.append(queue)
+        try:
+            while True:
+                seen = await queue.get()
+                if self.hang:
+                    await asyncio.Event().wait()
+                self.reads.append((self.clock.now if self.clock else 0.0, int(seen.resource_version)))
+                yield seen
+        finally:
+            self.leases.watches.remove(queue)
 
 
 @dataclasses.dataclass
@@ -262,6 +286,38 @@ async def test_a_candidate_takes_over_the_moment_the_lease_it_saw_runs_out() -> 
         assert TIMING.lease_duration - TIMING.retry_period <= taken - killed
         assert taken - killed <= TIMING.lease_duration + (1 + JITTER) * TIMING.retry_period
         await stop_all(clock, a, b)
+
+
+async def test_a_watching_candidate_takes_over_within_one_lease_duration_of_the_death(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The watch shows each renewal as it is written, so the lease runs out (on the candidate's
+    clock) a lease duration after the dead leader's last renewal: never later than a lease
+    duration after the death, never sooner than that less one renew period. Without the watch
+    (reads only) the read lag can push it past a lease duration: shown with the longest jitter."""
+    monkeypatch.setattr(election.random, "uniform", lambda low, high: high)
+    late = []
+    for watch in (True, False):
+        for offset in (0.0, 0.3, 0.9, 1.5, 1.99):
+            clock, leases = FakeClock(), Leases()
+            a = start("a", leases, clock)
+            await clock.advance(1)
+            b = start("b", leases, clock)
+            b.lock.watch = watch
+            await clock.advance(20 + offset, each=at_most_one(a, b))
+            assert leaders(a, b) == ["a"]
+            a.kill()
+            killed = clock.now
+            await clock.advance(TIMING.lease_duration + (1 + JITTER) * TIMING.retry_period + 1, each=at_most_one(a, b))
+            assert leaders(a, b) == ["b"]
+            after = b.changes[0][0] - killed
+            assert after >= TIMING.lease_duration - TIMING.retry_period, (watch, offset, after)
+            if watch:
+                assert after <= TIMING.lease_duration, (offset, after)
+            else:
+                late.append(after > TIMING.lease_duration)
+            await stop_all(clock, a, b)
+    assert any(late), "polling alone sometimes takes over later than a lease duration after the death"
 
 
 async def test_a_candidate_that_cannot_reach_the_lease_after_it_ran_out_does_not_spin() -> None:

@@ -7,6 +7,9 @@ A small state machine, CANDIDATE -> LEADING -> CANDIDATE ... -> STOPPED:
   resourceVersion read so that of two candidates only one succeeds. A candidate that saw a
   held lease reads again at the latest the moment that lease runs out (its own clock), so a
   takeover comes a lease duration after it last saw the record change, not a retry later.
+  Meanwhile it watches the Lease, so it sees each renewal as it is written, not up to a
+  jittered retry period later: a takeover then comes a lease duration after the dead leader's
+  last renewal as this replica saw it, which is within a lease duration of the death.
 * LEADING: renew every ``retry_period``. Leadership ends the moment the Lease shows another
   holder, or when no renewal succeeded for ``renew_deadline`` (a hung call is abandoned at the
   deadline, not awaited). The renew deadline is shorter than the lease duration, so a leader
@@ -140,6 +143,31 @@ class Elector:
 
     async def _acquire(self) -> bool:
         """Try every jittered retry period until the Lease is ours (True) or stop() (False)."""
+        watching = asyncio.ensure_future(self._follow_changes())
+        try:
+            return await self._try_until_held()
+        finally:
+            watching.cancel()
+            await asyncio.gather(watching, return_exceptions=True)
+
+    async def _follow_changes(self) -> None:
+        """While a candidate: observe each change of the Lease as the watch brings it.
+
+        Only the observation time moves (``_observe``); taking the Lease is still decided by a
+        read and a write at the version read. A watch that fails is opened again a retry period
+        later, from the version last observed.
+        """
+        while not self._stop.is_set():
+            if self._observed is not None and self._observed.resource_version:
+                try:
+                    async for seen in self.lock.changes(self._observed.resource_version):
+                        if not self.leading:
+                            self._observe(seen)
+                except LockError as e:
+                    log.debug("leader lease watch ended", extra=fields(lease=self.lock.describe(), error=str(e)))
+            await self._wait(self.timing.retry_period)
+
+    async def _try_until_held(self) -> bool:
         while not self._stop.is_set():
             started = self._clock.monotonic()
             stopping = asyncio.ensure_future(self._stop.wait())

@@ -1,12 +1,14 @@
 """The Lease as a lock: read it, create it, update it only at the resourceVersion read.
 
-client-go's LeaseLock in three calls against the app cluster. Errors come back as the few cases
-the elector tells apart (absent, taken by another writer) or as ``LockError`` with a cause that
-names the Lease and never a credential.
+client-go's LeaseLock in three calls against the app cluster, plus a watch of that one Lease
+(``changes``) so a candidate sees a renewal when it happens rather than at its next read.
+Errors come back as the few cases the elector tells apart (absent, taken by another writer) or
+as ``LockError`` with a cause that names the Lease and never a credential.
 """
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -49,6 +51,14 @@ class Lock(Protocol):
 
     async def update(self, record: LeaderRecord, *, resource_version: str) -> Observed:
         """Replace the record, only if the Lease is still at ``resource_version`` (else LeaseConflict)."""
+
+    def changes(self, resource_version: str) -> AsyncIterator[Observed]:
+        """The record each time it changes after ``resource_version``, until the watch ends (LockError)."""
+
+
+#: How long one watch of the Lease lasts before it is opened again (kube-apiserver's own bound
+#: is longer; a short one keeps a silently broken stream from lasting).
+WATCH_SECONDS = 300
 
 
 class LeaseLock:
@@ -95,3 +105,25 @@ class LeaseLock:
     async def update(self, record: LeaderRecord, *, resource_version: str) -> Observed:
         """PUT the Lease at the version read (the apiserver refuses it with 409 otherwise)."""
         return await self._call("PUT", self._collection.child(self.name), self._lease(record, resource_version))
+
+    async def changes(self, resource_version: str) -> AsyncIterator[Observed]:
+        """Watch this one Lease (by name: RBAC's ``resourceNames`` allows it) from ``resource_version``."""
+        params = {
+            "fieldSelector": "metadata.name=" + self.name,
+            "resourceVersion": resource_version,
+            "allowWatchBookmarks": "true",
+            "timeoutSeconds": str(WATCH_SECONDS),
+        }
+        try:
+            async with upstream.watch(
+                self._client, self._collection, params=params, idle_timeout=WATCH_SECONDS + 30
+            ) as events:
+                async for event in events:
+                    kind, lease = event.get("type"), event.get("object") or {}
+                    if kind == "ERROR":
+                        raise LockError(f"Lease {self.describe()}: the watch ended: {lease.get('message', '')}")
+                    if kind in ("ADDED", "MODIFIED") and isinstance(lease, dict):
+                        version = str((lease.get("metadata") or {}).get("resourceVersion") or "")
+                        yield Observed(record_of(lease), version)
+        except upstream.ControlPlaneError as e:
+            raise LockError(f"Lease {self.describe()}: {describe(e)}") from None
