@@ -265,27 +265,48 @@ async def test_a_killed_leader_is_replaced_within_one_lease_duration() -> None:
     await stop_all(clock, a, b)
 
 
+#: Where in the leader's 2 s renew cycle it is killed (seconds after a renewal is due).
+DEATHS_IN_THE_RENEW_CYCLE = (0.0, 0.3, 0.9, 1.5, 1.99)
+
+
+@dataclasses.dataclass
+class Takeover:
+    clock: FakeClock
+    a: Replica
+    b: Replica
+    #: When the leader was killed, the Lease's version it last wrote, and when b took over.
+    killed: float
+    last_version: int
+    taken: float
+
+
+async def takeover_after_killing_the_leader(offset: float, *, watch: bool = True) -> Takeover:
+    """a leads, b waits (watching the Lease or not); a is SIGKILLed ``offset`` into a renew cycle."""
+    clock, leases = FakeClock(), Leases()
+    a = start("a", leases, clock)
+    await clock.advance(1)
+    b = start("b", leases, clock)
+    b.lock.watch = watch
+    await clock.advance(20 + offset, each=at_most_one(a, b))
+    assert leaders(a, b) == ["a"]
+    a.kill()
+    killed, last = clock.now, leases.version
+    await clock.advance(TIMING.lease_duration + (1 + JITTER) * TIMING.retry_period + 1, each=at_most_one(a, b))
+    assert leaders(a, b) == ["b"]
+    return Takeover(clock, a, b, killed, last, b.changes[0][0])
+
+
 async def test_a_candidate_takes_over_the_moment_the_lease_it_saw_runs_out() -> None:
     """Not a retry period later: the takeover is exactly one lease duration after the candidate
     first read the dead leader's last renewal (its own clock), whenever in the cycle the leader died."""
-    for offset in (0.0, 0.3, 0.9, 1.5, 1.99):
-        clock, leases = FakeClock(), Leases()
-        a = start("a", leases, clock)
-        await clock.advance(1)
-        b = start("b", leases, clock)
-        await clock.advance(20 + offset, each=at_most_one(a, b))
-        assert leaders(a, b) == ["a"]
-        a.kill()
-        killed, last = clock.now, leases.version
-        await clock.advance(TIMING.lease_duration + (1 + JITTER) * TIMING.retry_period + 1, each=at_most_one(a, b))
-        assert leaders(a, b) == ["b"]
-        taken = b.changes[0][0]
-        seen = min(t for t, version in b.lock.reads if version == last)
-        assert taken == pytest.approx(seen + TIMING.lease_duration), (offset, seen, taken)
+    for offset in DEATHS_IN_THE_RENEW_CYCLE:
+        t = await takeover_after_killing_the_leader(offset)
+        seen = min(at for at, version in t.b.lock.reads if version == t.last_version)
+        assert t.taken == pytest.approx(seen + TIMING.lease_duration), (offset, seen, t.taken)
         # So from the death: at most the candidate's read period late, at most a renew period early.
-        assert TIMING.lease_duration - TIMING.retry_period <= taken - killed
-        assert taken - killed <= TIMING.lease_duration + (1 + JITTER) * TIMING.retry_period
-        await stop_all(clock, a, b)
+        assert TIMING.lease_duration - TIMING.retry_period <= t.taken - t.killed
+        assert t.taken - t.killed <= TIMING.lease_duration + (1 + JITTER) * TIMING.retry_period
+        await stop_all(t.clock, t.a, t.b)
 
 
 async def test_a_watching_candidate_takes_over_within_one_lease_duration_of_the_death(
@@ -298,25 +319,15 @@ async def test_a_watching_candidate_takes_over_within_one_lease_duration_of_the_
     monkeypatch.setattr(election.random, "uniform", lambda low, high: high)
     late = []
     for watch in (True, False):
-        for offset in (0.0, 0.3, 0.9, 1.5, 1.99):
-            clock, leases = FakeClock(), Leases()
-            a = start("a", leases, clock)
-            await clock.advance(1)
-            b = start("b", leases, clock)
-            b.lock.watch = watch
-            await clock.advance(20 + offset, each=at_most_one(a, b))
-            assert leaders(a, b) == ["a"]
-            a.kill()
-            killed = clock.now
-            await clock.advance(TIMING.lease_duration + (1 + JITTER) * TIMING.retry_period + 1, each=at_most_one(a, b))
-            assert leaders(a, b) == ["b"]
-            after = b.changes[0][0] - killed
+        for offset in DEATHS_IN_THE_RENEW_CYCLE:
+            t = await takeover_after_killing_the_leader(offset, watch=watch)
+            after = t.taken - t.killed
             assert after >= TIMING.lease_duration - TIMING.retry_period, (watch, offset, after)
             if watch:
                 assert after <= TIMING.lease_duration, (offset, after)
             else:
                 late.append(after > TIMING.lease_duration)
-            await stop_all(clock, a, b)
+            await stop_all(t.clock, t.a, t.b)
     assert any(late), "polling alone sometimes takes over later than a lease duration after the death"
 
 
