@@ -427,6 +427,20 @@ def test_disconnect_killed_at_random_points_converges(
             destroy.finish()
             t2 = time.monotonic()
 
+            # A kill during a write of the file backend can leave a metadata sidecar empty
+            # (gocloud.dev's fileblob writes it in place; the file itself is renamed into place).
+            # The checkpoint's own sidecar makes every command fail to load the checkpoint; those
+            # of its `.bak` copy, the history and the backups hold up nothing. The README's
+            # recovery: delete the file. Repaired before anything reads the state.
+            checkpoint_sidecar = f"{stack.name.rsplit('/', 1)[-1]}.json.attrs"
+            for sidecar in torn_sidecars(work_dir / "state"):
+                if sidecar.parent.parent.name == "stacks" and sidecar.name == checkpoint_sidecar:
+                    with pytest.raises(auto.errors.CommandError, match="failed to load checkpoint"):
+                        stack.export_stack()
+                sidecar.unlink()
+                torn += 1
+                print(f"\n[kill] run {run}: torn state sidecar {sidecar.relative_to(work_dir)} removed")
+
             # Right after the kill: nothing lost, nothing half released, and while a claim is still
             # connected the Disconnect is still in the state, so the re-run releases it. The
             # connector's app-cluster objects are not checked: the Disconnect depends on nothing
@@ -446,20 +460,6 @@ def test_disconnect_killed_at_random_points_converges(
                 + (f"{killed_at:.2f}s ({processes} processes)" if killed_at is not None else "- (had exited)")
                 + f"; hit {hit!r}: {len(claims) - left}/{len(claims)} released"
             )
-
-            # A kill during a write of the file backend can leave a metadata sidecar empty
-            # (gocloud.dev's fileblob writes it in place; the file itself is renamed into place).
-            # The checkpoint's own sidecar makes every command fail to load the checkpoint; those
-            # of its `.bak` copy, the history and the backups hold up nothing. The README's
-            # recovery: delete the file.
-            checkpoint_sidecar = f"{stack.name.rsplit('/', 1)[-1]}.json.attrs"
-            for sidecar in torn_sidecars(work_dir / "state"):
-                if sidecar.parent.parent.name == "stacks" and sidecar.name == checkpoint_sidecar:
-                    with pytest.raises(auto.errors.CommandError, match="failed to load checkpoint"):
-                        stack.export_stack()
-                sidecar.unlink()
-                torn += 1
-                print(f"\n[kill] run {run}: torn state sidecar {sidecar.relative_to(work_dir)} removed")
 
             # Re-run as a person would: cancel the dead CLI's lock, destroy again if the stack still
             # has resources (a destroy that already finished needs none). The README promises at
