@@ -232,6 +232,10 @@ CASES: list[tuple[str, list[tuple[str, str]]]] = [
     *(("create", [("fieldValidation", v)]) for v in ("Strict", "strict", "bogus", "")),
     *(("create", [("fieldManager", v)]) for v in ("x" * 129, "a\tb", "ok")),
     *(("create", [("timeoutSeconds", "nan"), ("resourceVersion", "abc")]),),
+    # Request lines past aiohttp's default 8,190 bytes (Go's server reads 1 MiB of them).
+    ("list", [("labelSelector", "x in (" + ",".join(f"v{i}" for i in range(2000)) + ")")]),
+    ("list", [("fieldSelector", ",".join(f"metadata.name!=v{i}" for i in range(1000)))]),
+    ("watch", [("timeoutSeconds", "1"), ("labelSelector", "x notin (" + ",".join(f"v{i}" for i in range(2000)) + ")")]),
 ]
 
 
@@ -270,6 +274,17 @@ def test_query_parameters_are_accepted_exactly_when_kube_apiserver_accepts_them(
     assert not differ, f"connector vs kube-apiserver (verb, params, connector, kube-apiserver):\n{listed}"
 
 
+def test_a_user_in_many_groups_is_served_as_kube_apiserver_serves_them(
+    testbed: Testbed, conn: ConnectorProcess, local_crd: None, namespace: str
+) -> None:
+    """The aggregator sends one X-Remote-Group header per group: 300 groups are 300 headers,
+    which aiohttp's defaults (128) refused with a plain-text 400 on every request."""
+    api = AppApi(testbed)
+    user = ("many-groups", ["system:masters", *(f"team-{i}" for i in range(300))])
+    answers = {g: api.call("GET", collection(namespace, group=g), impersonate=user)[0] for g in (LOCAL_GROUP, GROUP)}
+    assert answers == {LOCAL_GROUP: 200, GROUP: 200}, answers
+
+
 #: (content type, DeleteOptions body): kube-apiserver decodes the body (Go's typed decoding) and
 #: reads no query then. The schemathesis run found the first as a 500 from the connector.
 DELETE_BODIES: list[tuple[str, bytes]] = [
@@ -287,6 +302,22 @@ DELETE_BODIES: list[tuple[str, bytes]] = [
     ("application/yaml", b"gracePeriodSeconds: 5.0\ndryRun: [All]"),
     *((t, b'{"dryRun":["All"]}') for t in ("text/plain", "application/json;foo", "*/*", "", "APPLICATION/JSON")),
 ]  # fmt: skip
+#: (content type, patch) sent to ``target``: a patch's type is read exactly as kube-apiserver reads
+#: it (before its options), and a result without a name is refused, not named from the URL.
+PATCHES: list[tuple[str, bytes]] = [
+    *((t, b"{}") for t in (
+        "APPLICATION/MERGE-PATCH+JSON", "application/apply-patch+json", "application/apply-patch+cbor",
+        "application/merge-patch+json ; charset=utf-8", "application/merge-patch+json; charset=utf-8",
+        "application/strategic-merge-patch+json", "Application/Json-Patch+Json", "",
+    )),
+    ("application/merge-patch+json", b'{"metadata":null}'),
+    ("application/merge-patch+json", b'{"metadata":{"name":null}}'),
+    ("application/merge-patch+json", b'{"metadata":{"name":""}}'),
+    ("application/json-patch+json", b'[{"op":"remove","path":"/metadata/name"}]'),
+    ("application/json-patch+json", b'[{"op":"remove","path":"/metadata"}]'),
+    ("application/merge-patch+json", b'{"metadata":{"generateName":"Bad_"}}'),
+    ("application/merge-patch+json", b'{"metadata":{"generateName":null}}'),
+]  # fmt: skip
 #: Content types of a create's body (protobuf left out: kube-apiserver itself answers a custom
 #: resource's protobuf body with a broken stream).
 CREATE_TYPES = ("text/plain", "", "application/json; charset=utf-8", "application/cbor", "*/*", "APPLICATION/JSON",
@@ -296,7 +327,7 @@ CREATE_TYPES = ("text/plain", "", "application/json; charset=utf-8", "applicatio
 def test_request_bodies_are_decoded_exactly_as_kube_apiserver_decodes_them(
     testbed: Testbed, conn: ConnectorProcess, local_crd: None, namespace: str
 ) -> None:
-    """DeleteOptions bodies and Content-Types answered as a local CRD answers them; never a 500."""
+    """DeleteOptions bodies, patches and Content-Types answered as a local CRD answers them; never a 500."""
     api = AppApi(testbed)
 
     def ensure(group: str) -> None:
@@ -320,7 +351,32 @@ def test_request_bodies_are_decoded_exactly_as_kube_apiserver_decodes_them(
         body = json.dumps({**claim(generate="typed-"), "apiVersion": f"{group}/{VERSION}"}).encode()
         return api.call("POST", collection(namespace, group=group), body, content_type=content_type)[0]
 
+    def patch(group: str, content_type: str, body: bytes) -> int:
+        ensure(group)
+        path = f"{collection(namespace, group=group)}/target?fieldManager=edge"
+        return api.call("PATCH", path, body, content_type=content_type)[0]
+
+    def nameless(group: str, method: str, name: str, content_type: str) -> int:
+        """A PUT, or an apply that creates, of a body without metadata.name."""
+        ensure(group)
+        body = {k: v for k, v in claim(name).items() if k != "metadata"}
+        body["apiVersion"] = f"{group}/{VERSION}"
+        path = f"{collection(namespace, group=group)}/{name}?fieldManager=edge"
+        return api.call(method, path, json.dumps(body).encode(), content_type=content_type)[0]
+
     differ, counts = [], {}
+    for content_type, body in PATCHES:
+        expected, got = patch(LOCAL_GROUP, content_type, body), patch(GROUP, content_type, body)
+        counts[expected] = counts.get(expected, 0) + 1
+        if got != expected:
+            differ.append(("PATCH", content_type, body, got, expected))
+    fresh = f"nameless-{secrets.token_hex(3)}"
+    for method, name, content_type in (("PUT", "target", "application/json"),
+                                       ("PATCH", fresh, "application/apply-patch+yaml")):  # fmt: skip
+        expected, got = nameless(LOCAL_GROUP, method, name, content_type), nameless(GROUP, method, name, content_type)
+        counts[expected] = counts.get(expected, 0) + 1
+        if got != expected:
+            differ.append((method, content_type, name, got, expected))
     for content_type, body in DELETE_BODIES:
         expected, got = delete(LOCAL_GROUP, content_type, body), delete(GROUP, content_type, body)
         counts[expected] = counts.get(expected, 0) + 1
@@ -331,7 +387,7 @@ def test_request_bodies_are_decoded_exactly_as_kube_apiserver_decodes_them(
         counts[expected] = counts.get(expected, 0) + 1
         if got != expected:
             differ.append(("POST", content_type, got, expected))
-    print(f"[edge] {len(DELETE_BODIES) + len(CREATE_TYPES)} odd bodies; kube-apiserver's: {sorted(counts.items())}")
+    print(f"[edge] {sum(counts.values())} odd bodies; kube-apiserver's: {sorted(counts.items())}")
     listed = "\n".join(map(str, differ))
     assert not differ, f"connector vs kube-apiserver (method, content type, body, connector, kube-apiserver):\n{listed}"
 

@@ -140,3 +140,29 @@ def test_json_is_yaml(value: Any) -> None:
     """JSON is a YAML subset: a JSON body decodes the same either way (as sigs.k8s.io/yaml promises)."""
     data = json.dumps(value, ensure_ascii=False).encode()
     assert bodies.decode(data, "application/yaml") == bodies.decode(data, "application/json") == value
+
+
+@pytest.mark.parametrize(
+    ("content_type", "kind"),
+    [
+        ("application/merge-patch+json", "merge"),
+        ("application/json-patch+json; charset=utf-8", "json"),
+        ("application/apply-patch+yaml;x", "apply"),
+        ("APPLICATION/MERGE-PATCH+JSON", None),
+        ("application/merge-patch+json ; charset=utf-8", None),
+        ("application/apply-patch+json", None),
+        ("application/apply-patch+cbor", None),
+        ("application/strategic-merge-patch+json", None),
+        (";application/merge-patch+json", None),
+        ("application/json", None),
+        ("", None),
+    ],
+)
+def test_a_patch_type_is_read_exactly_as_kube_apiserver_reads_it(content_type: str, kind: str | None) -> None:
+    """Compared exactly after cutting at the first ``;``: the connector lower-cased and trimmed it."""
+    if kind is not None:
+        assert bodies.patch_type(content_type) == kind
+        return
+    with pytest.raises(ApiError) as refused:
+        bodies.patch_type(content_type)
+    assert refused.value.code == 415

@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
+from connector_samples import catalog
 
 from mcp_connector.connector.api.verbs import validation
+from mcp_connector.connector.api.verbs.request import Call
+from mcp_connector.connector.errors import ApiError
+from mcp_connector.connector.http.routing import ResourceRoute
 from mcp_connector.core import names
 
 ATTACK = "my-cluster-kubeconfig,metadata.name!=/../../../victimns/secrets/victim"
@@ -74,3 +80,28 @@ def test_a_trailing_newline_is_not_a_label_value() -> None:
 
     with pytest.raises(contract.ContractError):
         contract.check_label_value("a\n", what="name")
+
+
+def test_generate_name_is_checked_only_when_an_object_is_created() -> None:
+    """ValidateObjectMetaUpdate leaves generateName alone: an update carrying a bad one is kube's 200."""
+    body = {"metadata": {"name": "ok", "generateName": "Bad_"}}
+    assert [f for f, _, _ in validation.metadata_problems(body)] == ["metadata.generateName"]
+    assert validation.metadata_problems(body, creating=False) == []
+
+
+@pytest.mark.parametrize("metadata", [None, {}, {"name": ""}, {"name": None}, {"labels": {"a": "b"}}])
+def test_an_object_written_to_a_named_url_must_carry_its_name(metadata: Any) -> None:
+    """kube-apiserver's checkName: an update or a patch result without a name is a 400, never
+    filled in from the URL (a merge patch ``{"metadata": null}`` used to be applied)."""
+    served = catalog().resource("k8s.starter.org", "v1alpha1", "kubernetesclusters")
+    assert served is not None
+    route = ResourceRoute("k8s.starter.org", "v1alpha1", "kubernetesclusters", "team-a", "db")
+    call = Call(route, served, "update", {})
+    body = {"apiVersion": "k8s.starter.org/v1alpha1", "kind": "KubernetesCluster", "metadata": metadata}
+    with pytest.raises(ApiError) as refused:
+        validation.check_identity(call, body, "db")
+    assert refused.value.code == 400
+    message = "the name of the object (db based on URL) was undeterminable: name must be provided"
+    assert refused.value.body["message"] == message
+    validation.check_identity(call, body, "db", name_required=False)  # an apply to an existing object
+    validation.check_identity(call, {**body, "metadata": {"name": "db"}}, "db")

@@ -25,7 +25,7 @@ from mcp_connector.connector.config import Config, ConfigError
 from mcp_connector.connector.errors import from_control_plane
 from mcp_connector.connector.followers import apiservices, events, follow, secrets_sync
 from mcp_connector.connector.followers.catalog import Catalog
-from mcp_connector.connector.http import app, auth
+from mcp_connector.connector.http import app, auth, framing
 from mcp_connector.connector.http.authz import SAR_PATH, Authorizer
 from mcp_connector.connector.http.fairshare import Gates
 from mcp_connector.connector.http.health import Health
@@ -224,18 +224,11 @@ async def _serve(
             stopped=writers.stop,
         )
     elector_task = asyncio.create_task(elector.run()) if elector is not None else None
-    # auto_decompress off: kube-apiserver takes request bodies as sent, and a gzip body is no way around the limits.
     # aiohttp's shutdown waits its timeout for handlers to finish, then, not yet cancelling them,
     # waits it again before it cancels: half of ours each, so a request stuck upstream is ended
     # once --shutdown-timeout-seconds have passed, within terminationGracePeriodSeconds (0 would
     # mean no bound at all to aiohttp, so never less than 10 ms).
-    runner = web.AppRunner(
-        app.build(rt, Health(rt)),
-        handler_cancellation=True,
-        access_log=None,
-        auto_decompress=False,
-        shutdown_timeout=max(config.shutdown_timeout / 2, 0.01),
-    )
+    runner = framing.runner(app.build(rt, Health(rt)), shutdown_timeout=max(config.shutdown_timeout / 2, 0.01))
     await runner.setup()
     # A deep accept queue (the kernel caps it at somaxconn, as for Go servers): a burst of new
     # connections from one client must not push other clients' connects into SYN retries.

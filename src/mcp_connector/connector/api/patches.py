@@ -11,21 +11,6 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-PATCH_TYPES = {
-    "application/json-patch+json": "json",
-    "application/merge-patch+json": "merge",
-    "application/strategic-merge-patch+json": "strategic",
-    "application/apply-patch+yaml": "apply",
-    "application/apply-patch+cbor": "apply-cbor",
-}
-#: What the control plane accepts for custom resources (the 415 message lists these).
-SUPPORTED_PATCH_TYPES = (
-    "application/json-patch+json",
-    "application/merge-patch+json",
-    "application/apply-patch+yaml",
-)
-
-
 #: kube-apiserver's limits: operations per JSON patch, and values all ``copy`` operations may add.
 MAX_JSON_PATCH_OPERATIONS = 10_000
 MAX_COPIED_VALUES = 100_000

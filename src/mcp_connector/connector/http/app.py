@@ -190,16 +190,18 @@ async def _authorized(
         *_selector_requirements(route, verb, query),
     )
     await _authorize(rt, attrs)
-    body = await bodies.read(request)
-    # Parsed after authorization, as kube-apiserver's handlers decode their options.
+    # Parsed after authorization, as kube-apiserver's handlers decode their options; a patch's
+    # type first of all (its 415 comes before the body is read and the options are decoded).
     content_type = request.headers.get("Content-Type", "application/json")
+    patch_type = bodies.patch_type(request.headers.get("Content-Type", "")) if verb == "patch" else ""
+    body = await bodies.read(request)
     parsed = params.parse(
         query,
         verb,
         repeated={"dryRun": tuple(request.query.getall("dryRun", ()))},
         body=body,
         content_type=content_type,
-        apply=content_type.split(";")[0].strip().lower().startswith("application/apply-patch"),
+        apply=patch_type == "apply",
     )
     if verb in ("get", "list", "watch"):  # the verbs whose options carry a resourceVersion
         check_resource_version(query)
@@ -215,6 +217,7 @@ async def _authorized(
         user=user,
         user_agent=request.headers.get("User-Agent", ""),
         params=parsed,
+        patch_type=patch_type,
     )
     answered = await cached.serve(request, rt, call)
     if answered is not None:

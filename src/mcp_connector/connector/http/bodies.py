@@ -94,6 +94,33 @@ def input_format(content_type: str) -> str:
     return chosen
 
 
+#: The patch types kube-apiserver takes for a custom resource, by Content-Type, and what each is.
+PATCH_TYPES = {
+    "application/json-patch+json": "json",
+    "application/merge-patch+json": "merge",
+    "application/apply-patch+yaml": "apply",
+}
+
+
+def patch_type(content_type: str) -> str:
+    """``json``, ``merge`` or ``apply`` for a PATCH's Content-Type; 415 for anything else.
+
+    Read as kube-apiserver's PatchResource reads it, first of all (before the body and the
+    options): what precedes the first ``;`` (when one follows something), compared exactly,
+    so ``APPLICATION/MERGE-PATCH+JSON`` or ``application/apply-patch+json`` is the 415 there too.
+    """
+    cut = content_type.find(";")
+    media = content_type[:cut] if cut > 0 else content_type
+    kind = PATCH_TYPES.get(media)
+    if kind is None:
+        raise ApiError.of(
+            415,
+            "the body of the request was in an unknown format - accepted media types include: "
+            + ", ".join(PATCH_TYPES),
+        )
+    return kind
+
+
 def decode(data: bytes, content_type: str, limits: Limits = DEFAULT_LIMITS) -> Any:
     """Decode a JSON or YAML body (by Content-Type) into plain JSON values; 400/413/415 Status otherwise."""
     if len(data) > limits.max_bytes:

@@ -48,6 +48,8 @@ class Call:
     user_agent: str = ""
     #: The parameters inner code acts on, parsed at the edge (http.params).
     params: Params = field(default_factory=Params)
+    #: A PATCH's type from its Content-Type, parsed at the edge (http.bodies.patch_type).
+    patch_type: str = ""
     warnings: list[str] = field(default_factory=list, compare=False)
 
 

@@ -31,8 +31,14 @@ def check_kind(call: Call, body: Mapping[str, Any], *, required: bool = False) -
         raise bad_request(f"the kind in the data ({kind}) does not match the expected kind ({call.served.api.kind})")
 
 
-def check_identity(call: Call, body: Mapping[str, Any], name: str | None) -> None:
-    """400 when the body's metadata is malformed or names another namespace or name than the URL."""
+def check_identity(call: Call, body: Mapping[str, Any], name: str | None, *, name_required: bool = True) -> None:
+    """400 when the body's metadata is malformed or names another namespace or name than the URL.
+
+    ``name``: the name on the URL (None for a create). As kube-apiserver's ``checkName``, an
+    object written to a named URL must carry its name (an update, a patch whose result lost it,
+    an apply that creates): a body without one is a 400, never filled in from the URL.
+    ``name_required`` False: an apply to an existing object, whose name the merge keeps.
+    """
     metadata = body.get("metadata") or {}
     if not isinstance(metadata, dict):
         raise bad_request("metadata must be an object")
@@ -43,6 +49,8 @@ def check_identity(call: Call, body: Mapping[str, Any], name: str | None) -> Non
     namespace = metadata.get("namespace")
     if namespace and namespace != call.route.namespace:
         raise bad_request("the namespace of the provided object does not match the namespace sent on the request")
+    if name is not None and name_required and not metadata.get("name"):
+        raise bad_request(f"the name of the object ({name} based on URL) was undeterminable: name must be provided")
     if name is not None and metadata.get("name") and metadata.get("name") != name:
         raise bad_request(
             f"the name of the object ({metadata.get('name')}) does not match the name on the URL ({name})"
@@ -77,17 +85,18 @@ async def check_namespace(rt: Runtime, namespace: str) -> None:
         )
 
 
-def check_fields(call: Call, body: Mapping[str, Any], name: str) -> None:
+def check_fields(call: Call, body: Mapping[str, Any], name: str, *, creating: bool) -> None:
     """422 naming every field kube-apiserver (or the connector, for names it acts on) would refuse.
 
-    The name, ``generateName`` and labels (ValidateObjectMeta), owner references (they travel in
-    an annotation the control plane does not validate) and the names the connector later acts on
-    (``reference_problems``), all collected into one answer as sample-apiserver's field errors.
+    The name, ``generateName`` and labels (ValidateObjectMeta on a create, its update rules
+    otherwise), owner references (they travel in an annotation the control plane does not
+    validate) and the names the connector later acts on (``reference_problems``), all collected
+    into one answer as sample-apiserver's field errors.
     """
     metadata = body.get("metadata") or {}
     problems = [
         *name_problems(name),
-        *metadata_problems(body),
+        *metadata_problems(body, creating=creating),
         *contract.owner_reference_problems(metadata.get("ownerReferences")),
         *reference_problems(body),
     ]
@@ -112,12 +121,16 @@ def name_problems(name: str) -> list[tuple[str, Any, str]]:
     return found
 
 
-def metadata_problems(body: Mapping[str, Any]) -> list[tuple[str, Any, str]]:
-    """``generateName`` and labels as ValidateObjectMeta checks them: every problem, with its field."""
+def metadata_problems(body: Mapping[str, Any], *, creating: bool = True) -> list[tuple[str, Any, str]]:
+    """``generateName`` and labels as kube-apiserver checks them: every problem, with its field.
+
+    ``generateName`` only on a create (ValidateObjectMeta): ValidateObjectMetaUpdate leaves it
+    alone, and a stored object's generateName names nothing.
+    """
     metadata = body.get("metadata") or {}
     found: list[tuple[str, Any, str]] = []
     prefix = metadata.get("generateName")
-    if isinstance(prefix, str) and prefix:
+    if creating and isinstance(prefix, str) and prefix:
         found += [("metadata.generateName", prefix, m) for m in names.name_is_dns_subdomain(prefix, prefix=True)]
     labels = metadata.get("labels")
     for key, value in (labels or {}).items() if isinstance(labels, dict) else ():
@@ -176,7 +189,7 @@ def stored_form(
     check_kind(call, body)
     check_identity(call, body, ref.name)
     check_references(call, ref.name, body, old)
-    check_fields(call, body, ref.name)
+    check_fields(call, body, ref.name, creating=old is None)
     return contract.to_control_plane(body, ref, claim_namespace=rt.claim_namespace, flavor=call.served.api.flavor)
 
 

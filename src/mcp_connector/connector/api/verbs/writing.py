@@ -75,7 +75,7 @@ async def create(rt: Runtime, call: Call) -> tuple[int, dict[str, Any]]:
     for attempt in range(attempts):
         final = name or (generate_name(prefix) if prefix else "")
         metadata["name"] = final
-        check_fields(call, body, final)
+        check_fields(call, body, final, creating=True)
         check_references(call, final, body, None)
         ref = app_ref(rt, call.route, final)
         body = await admit(rt, call, "CREATE", body, None) or body
@@ -128,21 +128,9 @@ async def update(rt: Runtime, call: Call) -> dict[str, Any]:
     return contract.to_app(updated)
 
 
-def patch_kind(content_type: str) -> str:
-    """Which patch a Content-Type asks for; 415 for the ones custom resources do not take."""
-    kind = patches.PATCH_TYPES.get(content_type.split(";")[0].strip().lower())
-    if kind in (None, "strategic", "apply-cbor"):
-        raise ApiError.of(
-            415,
-            f"the body of the request was in an unknown format - accepted media types include: "
-            f"{', '.join(patches.SUPPORTED_PATCH_TYPES)}",
-        )
-    return kind
-
-
 async def patch(rt: Runtime, call: Call) -> tuple[int, dict[str, Any]]:
     """PATCH a claim or its status (JSON, merge or server-side apply)."""
-    kind = patch_kind(call.content_type)
+    kind = call.patch_type  # parsed at the edge (http.bodies.patch_type)
     ref = app_ref(rt, call.route)
     if kind == "apply":
         return await _apply(rt, call, ref)
@@ -168,9 +156,7 @@ async def patch(rt: Runtime, call: Call) -> tuple[int, dict[str, Any]]:
         bodies.check_shape(patched)
         check_kind(call, patched, required=True)
         check_identity(call, patched, ref.name)
-        metadata = patched.setdefault("metadata", {})
-        if not metadata.get("name"):
-            metadata["name"] = ref.name
+        metadata = patched["metadata"]
         pin_uid(call, ref, patched, current)
         if call.route.subresource is None:
             check_references(call, ref.name, patched, current)
@@ -222,11 +208,12 @@ def _asks_for_version(document: Any) -> bool:
 async def _apply(rt: Runtime, call: Call, ref: contract.AppRef) -> tuple[int, dict[str, Any]]:
     body = bodies.decode_object(call.body, "application/yaml")
     check_kind(call, body, required=True)
-    check_identity(call, body, ref.name)
-    body.setdefault("metadata", {})["name"] = ref.name
+    check_identity(call, body, ref.name, name_required=False)
     if call.route.subresource is None:
         await check_namespace(rt, ref.namespace)
     existing = await existing_owned(rt, call, ref)
+    check_identity(call, body, ref.name, name_required=existing is None)  # an apply that creates names it
+    body.setdefault("metadata", {})["name"] = ref.name
     if existing is not None:
         pin_uid(call, ref, body, existing)
     old = contract.to_app(existing) if existing is not None else None
