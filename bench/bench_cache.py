@@ -138,6 +138,10 @@ async def seed(
     """The claims on both sides; only what an earlier run did not make yet."""
     for namespace in namespaces:
         count = NAMESPACES[namespace]
+        # An earlier run's namespaces are deleted without waiting: one still terminating takes no claims.
+        phase = tb.kubectl(APP_CLUSTER, "get", "namespace", namespace, "-o", "jsonpath={.status.phase}", check=False)
+        if phase.stdout == "Terminating":
+            tb.kubectl(APP_CLUSTER, "wait", "--for=delete", f"namespace/{namespace}", "--timeout=300s", timeout=320)
         tb.kubectl(APP_CLUSTER, "create", "namespace", namespace, check=False)
         paths = Paths(tb, namespace)
         wanted = {f"bench-{i}" for i in range(count)}
@@ -301,15 +305,28 @@ async def measure(tb: Testbed, pid: int, args: argparse.Namespace) -> list[str]:
 CONNECTOR: list[ConnectorProcess] = []
 
 
-def metric(name: str) -> float:
-    """A counter of the connector's /metrics (0 when absent), read as an admin of the app cluster."""
+def metric(name: str, labels: str = "") -> float:
+    """A counter of the connector's /metrics (0 when absent), read as an admin of the app cluster;
+    ``labels`` as the exposition writes them (``{path="cache"}``), or the first series when empty."""
     admin = {"X-Remote-User": "bench-admin", "X-Remote-Group": "system:masters"}
     status, body = CONNECTOR[0].raw("GET", "/metrics", headers=admin)
     assert status == 200, body[:300]
     for line in body.decode().splitlines():
-        if line.startswith(name + " ") or line.startswith(name + "{"):
+        if line.startswith(name + labels + " ") or (not labels and line.startswith(name + "{")):
             return float(line.rsplit(" ", 1)[1])
     return 0.0
+
+
+def list_paths() -> tuple[float, float]:
+    """The connector's consistent LISTs so far, by the path it chose: (cache, control plane)."""
+    name = "mcp_connector_consistent_list_paths_total"
+    return metric(name, '{path="cache"}'), metric(name, '{path="control plane"}')
+
+
+def direct_share(before: tuple[float, float], after: tuple[float, float]) -> float:
+    """The share of the consistent LISTs between two readings that the control plane answered."""
+    cache, control_plane = after[0] - before[0], after[1] - before[1]
+    return control_plane / (cache + control_plane) if cache + control_plane else 0.0
 
 
 async def reads(
@@ -342,8 +359,9 @@ async def reads(
     }
     rows = [
         "| read | path | 1 client p50 ms | x app CRD | x control plane | 16 clients req/s | x app CRD "
-        "| connector CPU ms per read | proof reads per read at 16 clients |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| connector CPU ms per read | proof reads per read at 16 clients "
+        "| consistent LISTs the control plane answered, 1 / 16 clients |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     profiler = profile(pid, args.profile) if args.reads_only else None
     for read, paths in targets.items():
@@ -359,10 +377,13 @@ async def reads(
             rates: dict[str, list[float]] = {k: [] for k in sends}
             cpu: list[float] = []
             proofs: list[float] = []
+            direct: dict[int, list[float]] = {1: [], 16: []}
             for _ in range(args.rounds):
                 for name, send in sends.items():
                     before = proc_stats(pid)[0]
+                    paths_before = list_paths()
                     p50s[name].append(pct(await latencies(send, sequential), 0.5))
+                    paths_between = list_paths()
                     asked, proved = (
                         metric("mcp_connector_cache_consistent_reads_total"),
                         metric("mcp_connector_cache_proof_reads_total"),
@@ -373,8 +394,12 @@ async def reads(
                         asked = metric("mcp_connector_cache_consistent_reads_total") - asked
                         proved = metric("mcp_connector_cache_proof_reads_total") - proved
                         proofs.append(proved / asked if asked else 0.0)
+                        if listing and consistency == "consistent":
+                            direct[1].append(direct_share(paths_before, paths_between))
+                            direct[16].append(direct_share(paths_between, list_paths()))
             med = {k: statistics.median(v) for k, v in p50s.items()}
             med_rate = {k: statistics.median(v) for k, v in rates.items()}
+            shares = " / ".join(f"{statistics.median(direct[n]):.0%}" for n in (1, 16) if direct[n])
             for name in sends:
                 cells = [
                     read if name == "aggregator" else "",
@@ -386,6 +411,7 @@ async def reads(
                     f"{med_rate[name] / med_rate['app CRD']:.2f}x",
                     f"{statistics.median(cpu) * 1000:.2f}" if name == "aggregator" else "",
                     f"{statistics.median(proofs):.2f}" if name == "aggregator" and consistency == "consistent" else "",
+                    shares if direct[1] and name == "aggregator" else "",
                 ]
                 rows.append("| " + " | ".join(cells) + " |")
     if profiler is not None:

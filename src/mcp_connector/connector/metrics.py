@@ -59,6 +59,13 @@ CACHE_PROOF_READS = Counter(
     " for it (divided by mcp_connector_cache_consistent_reads_total: proof reads per consistent read).",
     registry=REGISTRY,
 )
+CONSISTENT_LIST_PATHS = Counter(
+    "mcp_connector_consistent_list_paths_total",
+    "Consistent LISTs by the path chosen, the one measured faster for their scope: path=cache"
+    " (a freshness proof, then the cache) or path=control plane (its answer translated).",
+    ["path"],
+    registry=REGISTRY,
+)
 CACHE_SKIPPED = Counter(
     "mcp_connector_cache_skipped_total",
     "What the cache could not use and left out instead of failing: an upstream event or object"

@@ -19,6 +19,7 @@ from mcp_connector import upstream
 from mcp_connector.connector.cache.fanout import QUEUE_BYTES, Watcher
 from mcp_connector.connector.cache.forms import OBJECT
 from mcp_connector.connector.cache.history import Budget, Event, History
+from mcp_connector.connector.cache.paths import Paths
 from mcp_connector.connector.cache.proofs import Proofs
 from mcp_connector.connector.cache.selection import Selection
 from mcp_connector.connector.cache.store import Entry, NotOurs, Store, resource_version
@@ -64,6 +65,8 @@ class Cache:
         self.watch_bytes = watch_bytes
         #: Freshness proofs shared by concurrent consistent reads (serving.py).
         self.proofs: Proofs[Any] = Proofs()
+        #: Measured answer times of consistent LISTs by path (serving.py).
+        self.paths = Paths()
         self.rv = 0
         self.watchers: set[Watcher] = set()
         #: True while the upstream watch is open and the store follows it.

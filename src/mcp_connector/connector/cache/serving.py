@@ -27,6 +27,8 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -38,11 +40,12 @@ from mcp_connector.connector.api.verbs.calls import app_warnings
 from mcp_connector.connector.api.verbs.request import Call, app_ref, collection_path, list_params, upstream_headers
 from mcp_connector.connector.cache import fanout, forms, tables
 from mcp_connector.connector.cache.cache import Cache
+from mcp_connector.connector.cache.paths import Path
 from mcp_connector.connector.cache.selection import Selection, parse
 from mcp_connector.connector.cache.store import Entry, resource_version
 from mcp_connector.connector.errors import ApiError, from_control_plane, not_found, status_body
 from mcp_connector.connector.http.routing import query_flag
-from mcp_connector.connector.metrics import CACHE_READS, OPEN_WATCHES
+from mcp_connector.connector.metrics import CACHE_READS, CONSISTENT_LIST_PATHS, OPEN_WATCHES
 from mcp_connector.connector.runtime import Runtime
 from mcp_connector.core import contract
 
@@ -58,6 +61,8 @@ _PARTIAL_LIST = "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v
 #: A single object's Table without the object: its resourceVersion and a few cells.
 _TABLE = "application/json;as=Table;g=meta.k8s.io;v=v1"
 _VERSION_ONLY = {"includeObject": "None"}
+#: The control plane's answer to the request being served (the handlers' path).
+Direct = Callable[[], Awaitable[web.StreamResponse]]
 
 
 def too_large(wanted: int, current: int) -> ApiError:
@@ -260,7 +265,9 @@ def _limit(call: Call) -> int:
     return max(0, call.params.limit)
 
 
-async def _list(rt: Runtime, call: Call, cache: Cache, form: forms.Form) -> web.StreamResponse | None:
+async def _list(
+    rt: Runtime, call: Call, cache: Cache, form: forms.Form, direct: Direct
+) -> web.StreamResponse | None:
     rv, match = call.query.get("resourceVersion", ""), call.query.get("resourceVersionMatch", "")
     limit = _limit(call)
     if limit < 0 or call.query.get("continue") or match not in ("", "NotOlderThan"):
@@ -273,13 +280,34 @@ async def _list(rt: Runtime, call: Call, cache: Cache, form: forms.Form) -> web.
     if selection is None:
         return None
     if rv == "":
+        return await _consistent_list(rt, call, cache, form, selection, direct)
+    at = await _version(cache, rv)
+    return None if at is None else _listed(call, cache, form, selection, at)
+
+
+async def _consistent_list(
+    rt: Runtime, call: Call, cache: Cache, form: forms.Form, selection: Selection, direct: Direct
+) -> web.StreamResponse:
+    """A consistent LIST by the path that answers this scope and selection sooner (paths.py), timed."""
+    scope = (call.route.namespace, call.query.get("labelSelector", ""), call.query.get("fieldSelector", ""))
+    path = cache.paths.choose(scope)
+    started = time.monotonic()
+    answer: web.StreamResponse | None = None
+    if path is Path.CACHE:
         at = await _consistent(rt, call, cache, None)
-    else:
-        at = await _version(cache, rv)
-    if at is None:
-        return None
+        answer = None if at is None else _listed(call, cache, form, selection, at)
+    if answer is None:
+        answer = await direct()
+    cache.paths.took(scope, path, time.monotonic() - started)
+    CONSISTENT_LIST_PATHS.labels(path.value).inc()
+    return answer
+
+
+def _listed(call: Call, cache: Cache, form: forms.Form, selection: Selection, at: int) -> web.Response | None:
+    """The cache's list at version ``at``; None when the control plane must page it."""
     entries = cache.select(selection)
-    if limit and rv != "0" and len(entries) > limit:
+    limit = _limit(call)
+    if limit and call.query.get("resourceVersion", "") != "0" and len(entries) > limit:
         return None  # the control plane pages it (its continue tokens stay its own)
     CACHE_READS.labels("list").inc()
     served = call.served
@@ -423,8 +451,12 @@ async def _expired(request: web.Request, call: Call, wanted: int, oldest: int) -
     return response
 
 
-async def serve(request: web.Request, rt: Runtime, call: Call) -> web.StreamResponse | None:
-    """Answer a get, list or watch from the cache, or return None to send it to the control plane."""
+async def serve(request: web.Request, rt: Runtime, call: Call, direct: Direct) -> web.StreamResponse | None:
+    """Answer a get, list or watch from the cache, or return None to send it to the control plane.
+
+    ``direct`` is the control plane's answer to the request; a consistent LIST may choose it
+    itself, to time it (paths.py).
+    """
     if rt.caches is None or call.route.subresource not in (None, "status"):
         return None
     if call.verb not in ("get", "list", "watch"):
@@ -439,7 +471,7 @@ async def serve(request: web.Request, rt: Runtime, call: Call) -> web.StreamResp
         return None
     if call.verb == "get":
         return await _get(rt, call, cache, form)
-    return await _list(rt, call, cache, form)
+    return await _list(rt, call, cache, form, direct)
 
 
 __all__ = ["serve", "too_large"]

@@ -8,6 +8,7 @@ SubjectAccessReview (403). Every failure leaves as a Kubernetes Status.
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 import uuid
@@ -219,10 +220,14 @@ async def _authorized(
         params=parsed,
         patch_type=patch_type,
     )
-    answered = await cached.serve(request, rt, call)
-    if answered is not None:
-        return answered
-    if verb == "watch":
+    direct = functools.partial(_from_control_plane, request, rt, call)
+    answered = await cached.serve(request, rt, call, direct)
+    return answered if answered is not None else await direct()
+
+
+async def _from_control_plane(request: web.Request, rt: Runtime, call: Call) -> web.StreamResponse:
+    """The request answered by the control plane through its verb's handler."""
+    if call.verb == "watch":
         return await watch.serve(request, rt, call)
     handlers: dict[str, Callable[[Runtime, Call], Awaitable[Any]]] = {
         "get": reading.get,
@@ -232,10 +237,10 @@ async def _authorized(
         "delete": deleting.delete,
         "deletecollection": deleting.delete_collection,
     }
-    if verb == "create":
+    if call.verb == "create":
         code, result = await writing.create(rt, call)
     else:
-        answer = await handlers[verb](rt, call)
+        answer = await handlers[call.verb](rt, call)
         code, result = answer if isinstance(answer, tuple) else (200, answer)
     response = json_response(result, status=code)
     for warning in dict.fromkeys(call.warnings):  # once each, as kube-apiserver's warning recorder does
