@@ -50,6 +50,28 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     items.sort(key=lambda item: item.path.name != "test_testbed.py")
 
 
+#: Lines of each failure's traceback repeated at the end of the run.
+DIGEST_LINES = 25
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """Repeat the end of each failure's traceback last, where a log cut in the middle still shows it.
+
+    CI keeps the beginning and the end of a long run's output; the failures section sits in
+    between and an assertion's message was lost there once.
+    """
+    failed = terminalreporter.stats.get("failed", []) + terminalreporter.stats.get("error", [])
+    if not failed:
+        return
+    terminalreporter.section("failure digest (the end of each traceback)")
+    for report in failed:
+        lines = report.longreprtext.splitlines()
+        terminalreporter.write_line(f"--- {report.nodeid} ({report.when})")
+        for line in lines[-DIGEST_LINES:]:
+            terminalreporter.write_line(line[:400])
+
+
 @pytest.fixture(scope="session", autouse=True)
 def _fresh_work_folders() -> None:
     """Remove the connectors' folders an earlier session left (this session's stay for their logs)."""
