@@ -4,7 +4,9 @@ A Bucket XR whose composition selector matches nothing is a real Crossplane fail
 controller records a Warning event against ``nxr-<hash>`` in the claim namespace. The
 connector's event follower copies it to the app namespace under the app name, so
 ``kubectl describe`` and ``kubectl events --for`` show it; a second app namespace sees none of
-it, and the copies go with the claim.
+it, and the copies go with the claim. The connector's full passes run once at its start and
+then every ten minutes, so what the test sees comes from the passes a claim's own changes start
+(followers/events.py: the claim changed, its events are looked at soon after).
 """
 
 from __future__ import annotations
@@ -43,7 +45,7 @@ def bucket(name: str, namespace: str, **spec: Any) -> dict[str, Any]:
 @pytest.fixture(scope="module")
 def conn(testbed: Testbed) -> Iterator[ConnectorProcess]:
     app(testbed, "delete", "apiservice", "--ignore-not-found", *APISERVICES)
-    with connected(testbed, extra_args=["--event-poll-seconds", "2"]) as proc:
+    with connected(testbed, extra_args=["--event-poll-seconds", "600"]) as proc:
         wait_available(testbed, APISERVICES)
         yield proc
 

@@ -10,6 +10,7 @@ import pytest
 from connector_samples import CLAIM_NS, CLUSTER, OTHER_CLUSTER, cp_claim
 
 from mcp_connector import upstream
+from mcp_connector.connector.cache.history import Event
 from mcp_connector.connector.followers import events
 from mcp_connector.core import contract
 
@@ -148,13 +149,15 @@ class _Clusters:
         return list(self.copies.values())
 
 
-def _mirror(monkeypatch: pytest.MonkeyPatch, clusters: _Clusters, claims: list[dict[str, Any]]) -> events.EventMirror:
+def _mirror(
+    monkeypatch: pytest.MonkeyPatch, clusters: _Clusters, claims: list[dict[str, Any]], every: float = 1
+) -> events.EventMirror:
     monkeypatch.setattr(upstream, "request", clusters.request)
     monkeypatch.setattr(upstream, "list_all", clusters.list_all)
     monkeypatch.setattr(events.secrets_sync, "cached_claims", lambda rt: claims)
     rt: Any = type("Rt", (), {"control_plane": "cp", "app_cluster": "app", "cluster_id": CLUSTER,
                               "claim_namespace": CLAIM_NS, "catalog_loaded": True})()  # fmt: skip
-    return events.EventMirror(rt, every=1)
+    return events.EventMirror(rt, every=every)
 
 
 def test_a_pass_copies_updates_and_removes_with_the_claim(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -196,3 +199,68 @@ def test_a_missing_permission_backs_off_without_crashing(monkeypatch: pytest.Mon
     assert not asyncio.run(mirror.sync_once())
     assert "app-cluster events list" in mirror.refusals.seen
     assert "forbidden" in mirror.refusals.seen["app-cluster events list"]
+
+
+def _changed(mirror: events.EventMirror, claim: dict[str, Any], kind: str = "MODIFIED") -> None:
+    """What the cache tells the follower when ``claim`` changed."""
+    entry: Any = type("Entry", (), {"raw": claim})()
+    mirror.claim_changed(None, Event(kind, 1, entry, None))  # type: ignore[arg-type]
+
+
+def test_a_pass_of_its_own_reads_only_the_changed_claims_and_removes_only_their_copies(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    a, b = _claim("a", "u1"), _claim("b", "u2")
+    clusters = _Clusters([_source(a, "ev-a"), _source(b, "ev-b")])
+    claims = [a, b]
+    mirror = _mirror(monkeypatch, clusters, claims)
+    assert asyncio.run(mirror.sync_once())
+    assert len(clusters.copies) == 2
+    clusters.calls.clear()
+    claims.remove(b)  # b went: its copy goes in b's own pass, not in a's
+    assert asyncio.run(mirror.sync_once({"u1"}))
+    assert [c[2]["fieldSelector"] for c in clusters.calls if c[0] == "GET"] == ["involvedObject.uid=u1"]
+    assert len(clusters.copies) == 2, "b's copy is not a's pass's business"
+    assert asyncio.run(mirror.sync_once({"u2"}))
+    assert [c["involvedObject"]["name"] for c in clusters.copies.values()] == ["a"]
+
+
+def test_a_change_is_looked_at_twice_and_a_burst_becomes_one_full_pass(monkeypatch: pytest.MonkeyPatch) -> None:
+    clock = [100.0]
+    monkeypatch.setattr(events.time, "monotonic", lambda: clock[0])
+    mirror = _mirror(monkeypatch, _Clusters([]), [])
+    _changed(mirror, _claim("a", "u1"))
+    assert mirror._due(100.5) == set()
+    assert mirror._due(100 + events.SETTLE_SECONDS) == {"u1"}
+    assert mirror._due(100 + events.SETTLE_SECONDS) == set(), "each look once"
+    assert mirror._due(100 + events.SECOND_LOOK_SECONDS) == {"u1"}
+    assert mirror._next_look() is None
+    for n in range(events.PROMPT_KEPT + 5):
+        _changed(mirror, _claim(f"c{n}", f"uid-{n}"))
+    assert len(mirror._looks) == events.PROMPT_KEPT and mirror._full_soon
+
+
+def test_the_loop_copies_a_changed_claims_event_long_before_the_next_full_pass(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(events, "SETTLE_SECONDS", 0.01)
+    monkeypatch.setattr(events, "SECOND_LOOK_SECONDS", 0.02)
+    claim = _claim("a", "u1")
+    clusters = _Clusters([])
+    mirror = _mirror(monkeypatch, clusters, [claim], every=3600)  # full passes: one at start, one in an hour
+
+    async def scenario() -> None:
+        task = asyncio.create_task(mirror.run())
+        try:
+            async with asyncio.timeout(5):
+                while not [c for c in clusters.calls if c[0] == "LIST"]:
+                    await asyncio.sleep(0.005)  # the first full pass ran
+                clusters.sources = [_source(claim, "ev-late")]  # Crossplane records, the claim changes
+                _changed(mirror, claim)
+                while not clusters.copies:
+                    await asyncio.sleep(0.005)
+        finally:
+            task.cancel()
+
+    asyncio.run(scenario())
+    assert [c["involvedObject"]["name"] for c in clusters.copies.values()] == ["a"]

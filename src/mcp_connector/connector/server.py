@@ -276,7 +276,10 @@ def _writers(
     writers.on_start(secrets.request_full)
     writers.add("connection-secrets", secrets.run)
     writers.add("connection-secret-watch", lambda: secrets_sync.follow_secrets(rt, secrets))
-    writers.add("claim-events", events.EventMirror(rt, every=config.event_poll_seconds).run)
+    mirror = events.EventMirror(rt, every=config.event_poll_seconds)
+    if rt.caches is not None:
+        rt.caches.listeners.append(mirror.claim_changed)  # every replica notes changes; the leader copies
+    writers.add("claim-events", mirror.run)
     if apiservice_trigger is not None:
         trigger = apiservice_trigger
         writers.on_start(trigger.kick)

@@ -24,6 +24,7 @@ message and the passes back off.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import logging
 import re
@@ -32,6 +33,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from mcp_connector import upstream
+from mcp_connector.connector.cache.cache import Cache
+from mcp_connector.connector.cache.history import Event
 from mcp_connector.connector.errors import describe
 from mcp_connector.connector.followers import secrets_sync
 from mcp_connector.connector.logs import fields
@@ -48,6 +51,11 @@ CLAIM_UID_LABEL = f"{contract.LABEL_DOMAIN}/event-claim-uid"
 MAX_EVENTS_PER_CLAIM = 100
 #: Longest back-off between passes after a refusal.
 MAX_BACKOFF = 300.0
+#: After a claim changed, when its events are looked at (seconds), and once more.
+SETTLE_SECONDS = 1.0
+SECOND_LOOK_SECONDS = 6.0
+#: Changed claims remembered for a pass of their own; past this, the next full pass comes early.
+PROMPT_KEPT = 1000
 _UID = re.compile(r"^[0-9A-Za-z-]{1,64}$")
 #: Fields copied from the source event as they are.
 _KEPT = ("reason", "type", "count", "firstTimestamp", "lastTimestamp", "source", "reportingComponent")
@@ -173,6 +181,37 @@ class EventMirror:
         self._every = every
         self._buckets: dict[str, Bucket] = {}
         self.refusals = Refusals()
+        #: Changed claims by uid: the times (monotonic) at which to look at their events.
+        self._looks: dict[str, list[float]] = {}
+        #: Set when a change arrived (the loop recomputes its next wake-up) or too many did.
+        self._kick = asyncio.Event()
+        self._full_soon = False
+
+    def claim_changed(self, cache: Cache, event: Event) -> None:
+        """A cached claim changed (or went): look at its events soon, twice."""
+        uid = claim_uid(event.entry.raw)
+        if uid is None:
+            return
+        if uid not in self._looks and len(self._looks) >= PROMPT_KEPT:
+            self._full_soon = True  # a burst: one full pass instead of a thousand small ones
+        else:
+            now = time.monotonic()
+            self._looks[uid] = [now + SETTLE_SECONDS, now + SECOND_LOOK_SECONDS]
+        self._kick.set()
+
+    def _due(self, now: float) -> set[str]:
+        """The changed claims whose look is due at ``now`` (each look is taken once)."""
+        due = set()
+        for uid, looks in list(self._looks.items()):
+            if looks[0] <= now:
+                due.add(uid)
+                looks.pop(0)
+                if not looks:
+                    del self._looks[uid]
+        return due
+
+    def _next_look(self) -> float | None:
+        return min((looks[0] for looks in self._looks.values()), default=None)
 
     async def _claims(self) -> list[dict[str, Any]]:
         claims = secrets_sync.cached_claims(self._rt)
@@ -203,8 +242,9 @@ class EventMirror:
             copies[(str(meta.get("namespace")), str(meta.get("name")))] = event
         return copies
 
-    async def sync_once(self) -> bool:
-        """One pass over every claim; False when a cluster refused something (the caller backs off)."""
+    async def sync_once(self, only: set[str] | None = None) -> bool:
+        """One pass over every claim, or over the claims whose uid is in ``only`` (and the copies of
+        those among them that went); False when a cluster refused something (the caller backs off)."""
         claims = await self._claims()
         try:
             copies = await self._copies()
@@ -218,6 +258,8 @@ class EventMirror:
             if uid is None:
                 continue
             uids.add(uid)
+            if only is not None and uid not in only:
+                continue
             try:
                 sources = await self._sources(uid)
             except upstream.ControlPlaneRejected as e:
@@ -231,9 +273,11 @@ class EventMirror:
                 if wanted is not None:
                     clean = await self._write(uid, wanted, copies.get(_key(wanted))) and clean
         for key, copy in copies.items():
-            if ((copy.get("metadata") or {}).get("labels") or {}).get(CLAIM_UID_LABEL) not in uids:
+            of = ((copy.get("metadata") or {}).get("labels") or {}).get(CLAIM_UID_LABEL)
+            if of not in uids and (only is None or of in only):
                 clean = await self._remove(key, copy) and clean
-        self._buckets = {uid: b for uid, b in self._buckets.items() if uid in uids}
+        if only is None:
+            self._buckets = {uid: b for uid, b in self._buckets.items() if uid in uids}
         return clean
 
     async def _write(self, uid: str, wanted: dict[str, Any], current: dict[str, Any] | None) -> bool:
@@ -274,23 +318,44 @@ class EventMirror:
         return True
 
     async def run(self) -> None:
-        """A pass every ``every`` seconds once the claim APIs are known; longer after a refusal."""
+        """A full pass at once and every ``every`` seconds (longer after a refusal), and a pass of
+        their own for the claims that changed, as their looks fall due (none while backing off)."""
         wait = self._every
+        next_full = time.monotonic()
         while True:
-            await asyncio.sleep(wait)
+            self._kick.clear()
+            next_look = self._next_look()
+            wake = next_full if next_look is None or self._full_soon else min(next_full, next_look)
+            left = wake - time.monotonic()
+            if left > 0 and not self._full_soon:
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(left):
+                        await self._kick.wait()
+                continue  # recompute: a change may have brought a look forward
             if not self._rt.catalog_loaded:
+                await asyncio.sleep(1.0)
                 continue
-            try:
-                clean = await self.sync_once()
-            except asyncio.CancelledError:
-                raise
-            except upstream.ControlPlaneError as e:
-                self.refusals.refused("events", e)
-                clean = False
-            except Exception:
-                log.exception("event copy crashed")
-                clean = False
-            wait = self._every if clean else min(max(wait, self._every) * 2, MAX_BACKOFF)
+            now = time.monotonic()
+            full = now >= next_full or self._full_soon
+            due = self._due(now)  # a full pass covers them too
+            if not full and wait > self._every:
+                continue  # backing off after a refusal: the next full pass tries again
+            self._full_soon = False
+            clean = await self._pass(None if full else due)
+            if full:
+                wait = self._every if clean else min(max(wait, self._every) * 2, MAX_BACKOFF)
+                next_full = time.monotonic() + wait
+
+    async def _pass(self, only: set[str] | None) -> bool:
+        try:
+            return await self.sync_once(only)
+        except asyncio.CancelledError:
+            raise
+        except upstream.ControlPlaneError as e:
+            self.refusals.refused("events", e)
+        except Exception:
+            log.exception("event copy crashed")
+        return False
 
 
 def _key(event: dict[str, Any]) -> tuple[str, str]:
