@@ -361,9 +361,10 @@ class AppApi:
         body: bytes | None,
         content_type: str,
         impersonate: tuple[str, Sequence[str]] | None,
+        accept: str = "application/json",
     ) -> http.client.HTTPResponse:
         conn.putrequest(method, path)
-        conn.putheader("Accept", "application/json")
+        conn.putheader("Accept", accept)
         if impersonate is not None:
             conn.putheader("Impersonate-User", impersonate[0])
             for group in impersonate[1]:
@@ -383,12 +384,13 @@ class AppApi:
         content_type: str = "application/json",
         impersonate: tuple[str, Sequence[str]] | None = None,
         timeout: float = 30.0,
+        accept: str = "application/json",
     ) -> tuple[int, dict[str, str], Any]:
         """One request; returns (status, headers, decoded JSON or text)."""
         data = body if isinstance(body, bytes) or body is None else json.dumps(body).encode()
         conn = self._connection(timeout)
         try:
-            response = self._send(conn, method, path, data, content_type, impersonate)
+            response = self._send(conn, method, path, data, content_type, impersonate, accept)
             raw = response.read()
             headers = {k.lower(): v for k, v in response.getheaders()}
         finally:
@@ -400,12 +402,17 @@ class AppApi:
 
     @contextlib.contextmanager
     def watch(
-        self, path: str, *, impersonate: tuple[str, Sequence[str]] | None = None, timeout: float = 30.0
+        self,
+        path: str,
+        *,
+        impersonate: tuple[str, Sequence[str]] | None = None,
+        timeout: float = 30.0,
+        accept: str = "application/json",
     ) -> Iterator[tuple[int, dict[str, str], http.client.HTTPResponse]]:
         """Open a watch and keep it open for the block; yields (status, headers, response)."""
         conn = self._connection(timeout)
         try:
-            response = self._send(conn, "GET", path, None, "", impersonate)
+            response = self._send(conn, "GET", path, None, "", impersonate, accept)
             yield response.status, {k.lower(): v for k, v in response.getheaders()}, response
         finally:
             conn.close()

@@ -15,6 +15,7 @@ from mcp_connector.connector.cache import fanout, forms
 from mcp_connector.connector.cache.cache import Cache
 from mcp_connector.connector.cache.selection import Selection, parse
 from mcp_connector.connector.followers.catalog import ServedResource
+from mcp_connector.connector.http import media
 
 
 def no_table(api_version: str) -> None:
@@ -175,22 +176,14 @@ def test_lists_and_metadata_forms_look_like_kube_apiservers() -> None:
     meta = json.loads(forms.METADATA.list_bytes(entries, kind="x", api_version="y", resource_version=9))
     assert meta["kind"] == "PartialObjectMetadataList" and meta["apiVersion"] == "meta.k8s.io/v1"
     assert "spec" not in meta["items"][0] and meta["items"][0]["kind"] == "PartialObjectMetadata"
-    assert (
-        forms.negotiate("application/json;as=Table;v=v1;g=meta.k8s.io,application/json", listing=True, table=no_table)
-        is None
-    )
-    assert forms.negotiate("application/json", listing=False, table=no_table) is forms.OBJECT
-    assert forms.negotiate("", listing=False, table=no_table) is forms.OBJECT
-    assert (
-        forms.negotiate(
-            "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1", listing=True, table=no_table
-        )
-        is forms.METADATA
-    )
-    assert (
-        forms.negotiate("application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1", listing=False, table=no_table)
-        is forms.METADATA
-    )
+    table = media.Output("Table", "v1")
+    assert forms.negotiate(table, listing=True, table=no_table) is None
+    assert forms.negotiate(media.OBJECT, listing=False, table=no_table) is forms.OBJECT
+    pom, poml = media.Output("PartialObjectMetadata", "v1"), media.Output("PartialObjectMetadataList", "v1")
+    assert forms.negotiate(poml, listing=True, table=no_table) is forms.METADATA
+    assert forms.negotiate(pom, listing=False, table=no_table) is forms.METADATA
+    assert forms.negotiate(pom, listing=True, table=no_table) is None
+    assert forms.negotiate(media.Output("PartialObjectMetadata", "v1beta1"), listing=False, table=no_table) is None
 
 
 async def test_the_pump_writes_initial_events_then_changes_and_a_bookmark_before_the_deadline() -> None:

@@ -26,7 +26,6 @@ from mcp_connector.connector.api.verbs.request import (
     app_ref,
     collection_path,
     list_params,
-    upstream_accept,
     upstream_headers,
 )
 from mcp_connector.connector.errors import from_control_plane
@@ -95,7 +94,7 @@ async def serve(request: web.Request, rt: Runtime, call: Call) -> web.StreamResp
             rt.control_plane_watches,
             collection_path(rt, call.served),
             params=params,
-            accept=upstream_accept(call.accept),
+            accept=call.output.accept,
             headers=upstream_headers(rt, call),
             idle_timeout=rt.watch_idle_timeout,
         )

@@ -13,6 +13,7 @@ from typing import Any
 import orjson
 
 from mcp_connector.connector.cache.store import Entry
+from mcp_connector.connector.http.media import META_GROUP, Output
 
 META_API_VERSION = "meta.k8s.io/v1"
 INITIAL_EVENTS_END = "k8s.io/initial-events-end"
@@ -87,39 +88,16 @@ def event_parts(event_type: str, object_bytes: bytes) -> tuple[bytes, bytes, byt
     return _EVENT_HEADS[event_type], object_bytes, _EVENT_TAIL
 
 
-def _media_params(entry: str) -> tuple[str, dict[str, str]]:
-    parts = [p.strip() for p in entry.split(";")]
-    params = {}
-    for p in parts[1:]:
-        name, _, value = p.partition("=")
-        params[name.strip().lower()] = value.strip()
-    return parts[0].lower(), params
+def negotiate(output: Output, *, listing: bool, table: Callable[[str], Form | None]) -> Form | None:
+    """The form for what the request negotiated (http.media), or None when the cache does not serve it.
 
-
-def negotiate(accept: str, *, listing: bool, table: Callable[[str], Form | None]) -> Form | None:
-    """The form an Accept header asks for, or None when the cache does not serve it.
-
-    Entries are read in order, as kube-apiserver's negotiation reads them: the first the
-    connector can answer wins. ``table`` makes the Table form for a meta.k8s.io version (or
-    None); v1beta1 metadata forms go to the control plane.
+    ``table`` makes the Table form for a meta.k8s.io version (or None); v1beta1 metadata forms
+    go to the control plane, and so does a list asked for as single PartialObjectMetadata.
     """
-    entries = [e.strip() for e in (accept or "").split(",") if e.strip()]
-    if not entries:
+    if not output.kind:
         return OBJECT
-    for entry in entries:
-        media, params = _media_params(entry)
-        if media not in ("application/json", "*/*", "application/*"):
-            continue
-        wanted = params.get("as")
-        if wanted is None:
-            return OBJECT
-        if params.get("g") != "meta.k8s.io":
-            return None
-        if wanted == "Table" and params.get("v") in ("v1", "v1beta1"):
-            return table(f"meta.k8s.io/{params['v']}")
-        if params.get("v") != "v1":
-            return None
-        if wanted in ("PartialObjectMetadata", "PartialObjectMetadataList"):
-            return METADATA if (wanted == "PartialObjectMetadataList") == listing or not listing else None
+    if output.kind == "Table":
+        return table(f"{META_GROUP}/{output.version}")
+    if output.version != "v1":
         return None
-    return None
+    return METADATA if output.kind == "PartialObjectMetadataList" or not listing else None

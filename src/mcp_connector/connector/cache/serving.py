@@ -461,7 +461,7 @@ async def serve(request: web.Request, rt: Runtime, call: Call, direct: Direct) -
         return None
     if call.verb not in ("get", "list", "watch"):
         return None
-    form = forms.negotiate(call.accept, listing=call.verb == "list", table=functools.partial(_table, call))
+    form = forms.negotiate(call.output, listing=call.verb == "list", table=functools.partial(_table, call))
     if form is None:
         return None
     cache = rt.caches.of(call.served)

@@ -27,7 +27,7 @@ from mcp_connector.connector.api.verbs.request import Call, check_resource_versi
 from mcp_connector.connector.cache import serving as cached
 from mcp_connector.connector.errors import ApiError, from_control_plane, status_body
 from mcp_connector.connector.followers.catalog import ServedResource
-from mcp_connector.connector.http import bodies, params, tokens
+from mcp_connector.connector.http import bodies, media, params, tokens
 from mcp_connector.connector.http.auth import Headers, Unauthenticated, User, authenticate
 from mcp_connector.connector.http.authz import Attributes
 from mcp_connector.connector.http.fairshare import flow_of
@@ -192,9 +192,11 @@ async def _authorized(
     )
     await _authorize(rt, attrs)
     # Parsed after authorization, as kube-apiserver's handlers decode their options; a patch's
-    # type first of all (its 415 comes before the body is read and the options are decoded).
+    # type first of all, then the Accept header (both before the body is read and the options
+    # are decoded).
     content_type = request.headers.get("Content-Type", "application/json")
     patch_type = bodies.patch_type(request.headers.get("Content-Type", "")) if verb == "patch" else ""
+    output = media.negotiate(request.headers.get("Accept", ""))
     body = await bodies.read(request)
     parsed = params.parse(
         query,
@@ -211,7 +213,7 @@ async def _authorized(
         served,
         verb,
         query,
-        accept=request.headers.get("Accept", "application/json"),
+        output=output,
         content_type=content_type,
         body=body,
         audit_id=request["audit_id"],

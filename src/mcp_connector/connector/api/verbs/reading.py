@@ -20,7 +20,6 @@ from mcp_connector.connector.api.verbs.request import (
     object_path,
     pick,
     table_params,
-    upstream_accept,
 )
 from mcp_connector.connector.errors import not_found
 from mcp_connector.connector.runtime import Runtime
@@ -53,7 +52,7 @@ async def get(rt: Runtime, call: Call) -> dict[str, Any]:
         path,
         ref=ref,
         params={**pick(call.query, ("resourceVersion",)), **table_params(call)},
-        accept=upstream_accept(call.accept),
+        accept=call.output.accept,
     )
     return _to_app_or_404(call, body, ref)
 
@@ -68,7 +67,7 @@ async def list_(rt: Runtime, call: Call) -> dict[str, Any]:
         collection_path(rt, call.served),
         ref=None,
         params={**list_params(rt, call, READ_PARAMS), **table_params(call)},
-        accept=upstream_accept(call.accept),
+        accept=call.output.accept,
     )
     translated = body_to_app(body, Scope(rt.cluster_id, call.route.namespace), call.query.get("includeObject"))
     assert translated is not None  # lists are never dropped, only filtered

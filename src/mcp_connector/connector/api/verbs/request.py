@@ -14,9 +14,10 @@ from dataclasses import dataclass, field
 
 from mcp_connector import upstream
 from mcp_connector.connector.api.translate import upstream_include_object
-from mcp_connector.connector.errors import ApiError, bad_request, not_found
+from mcp_connector.connector.errors import bad_request, not_found
 from mcp_connector.connector.followers.catalog import ServedResource
 from mcp_connector.connector.http.auth import User
+from mcp_connector.connector.http.media import OBJECT, Output
 from mcp_connector.connector.http.params import Params
 from mcp_connector.connector.http.routing import ResourceRoute
 from mcp_connector.connector.runtime import Runtime
@@ -40,7 +41,8 @@ class Call:
     served: ServedResource
     verb: str
     query: Mapping[str, str]
-    accept: str = "application/json"
+    #: What the response is, negotiated from the Accept header at the edge (http.media).
+    output: Output = OBJECT
     content_type: str = "application/json"
     body: bytes = b""
     audit_id: str = ""
@@ -87,16 +89,6 @@ def field_manager_of(user_agent: str) -> str:
     """
     prefix = user_agent.split("/")[0]
     return "".join(c for c in prefix if unicodedata.category(c)[0] not in ("C", "Z") or c == " ")[:128]
-
-
-def upstream_accept(accept: str) -> str | None:
-    """The Accept header to forward: Tables and metadata-only forms pass, protobuf does not."""
-    entries = [e.strip() for e in accept.split(",") if e.strip() and "protobuf" not in e and "cbor" not in e]
-    if not entries or entries == ["*/*"]:
-        return None
-    if all(e.split(";")[0] in ("application/json", "*/*") for e in entries):
-        return ",".join(entries)
-    raise ApiError.of(406, f"only application/json is served, not {accept!r}")
 
 
 def pick(query: Mapping[str, str], names: tuple[str, ...]) -> dict[str, str]:
