@@ -397,7 +397,7 @@ class AppApi:
             conn.close()
         try:
             return response.status, headers, json.loads(raw) if raw else None
-        except json.JSONDecodeError:
+        except (json.JSONDecodeError, UnicodeDecodeError):  # text, or kube-apiserver's protobuf
             return response.status, headers, raw.decode(errors="replace")
 
     @contextlib.contextmanager

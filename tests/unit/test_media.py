@@ -83,3 +83,11 @@ def test_clauses_are_tried_in_goautonegs_order() -> None:
     """Higher q first; at equal q a specific type before ``*``, kept in order otherwise."""
     order = [(c.type, c.subtype) for c in media.clauses("*/*;q=0.1, text/plain, application/*, application/json")]
     assert order == [("text", "plain"), ("application", "json"), ("application", "*"), ("*", "*")]
+
+
+def test_a_watch_whose_first_choice_is_yaml_is_a_406() -> None:
+    """YAML has no stream form: kube-apiserver refuses the watch rather than trying the next clause."""
+    assert media.negotiate("application/yaml, application/json") == media.OBJECT
+    with pytest.raises(ApiError):
+        media.negotiate("application/yaml, application/json", watch=True)
+    assert media.negotiate("application/json, application/yaml", watch=True) == media.OBJECT

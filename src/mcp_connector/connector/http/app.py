@@ -196,7 +196,7 @@ async def _authorized(
     # are decoded).
     content_type = request.headers.get("Content-Type", "application/json")
     patch_type = bodies.patch_type(request.headers.get("Content-Type", "")) if verb == "patch" else ""
-    output = media.negotiate(request.headers.get("Accept", ""))
+    output = media.negotiate(request.headers.get("Accept", ""), watch=verb == "watch")
     body = await bodies.read(request)
     parsed = params.parse(
         query,

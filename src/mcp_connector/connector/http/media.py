@@ -123,8 +123,12 @@ def _options(clause: _Clause, serializer: tuple[str, str]) -> Output | None:
     return Output(kind, version)
 
 
-def negotiate(header: str) -> Output:
-    """What ``header`` asks a read or write to be answered as; 406 when kube-apiserver would refuse it."""
+def negotiate(header: str, *, watch: bool = False) -> Output:
+    """What ``header`` asks a request to be answered as; 406 when kube-apiserver would refuse it.
+
+    ``watch``: a watch also needs a stream form of what was chosen, and YAML has none, so a
+    watch whose first acceptable clause is YAML is the 406 (NegotiateOutputMediaTypeStream).
+    """
     if not header:
         return OBJECT
     for clause in clauses(header):
@@ -139,5 +143,7 @@ def negotiate(header: str) -> Output:
                 continue
             if serializer == ("application", "json"):
                 return chosen
+            if watch and serializer == ("application", "yaml"):
+                raise ApiError.of(406, NOT_ACCEPTABLE)
             break  # kube-apiserver would answer in YAML or protobuf, which the connector does not write
     raise ApiError.of(406, NOT_ACCEPTABLE)
