@@ -232,6 +232,13 @@ CASES: list[tuple[str, list[tuple[str, str]]]] = [
     *(("create", [("fieldValidation", v)]) for v in ("Strict", "strict", "bogus", "")),
     *(("create", [("fieldManager", v)]) for v in ("x" * 129, "a\tb", "ok")),
     *(("create", [("timeoutSeconds", "nan"), ("resourceVersion", "abc")]),),
+    # Field selectors as fields.ParseSelector reads them (escapes, no trimming), on both paths.
+    *(("list", [("fieldSelector", v)]) for v in ("metadata.name=a\\,b", "metadata.name!=a\\,b", "metadata.name =a",
+                                                 "metadata.name=a b", "metadata.name=" + "n" * 64, "spec.x=a\\=b")),
+    *(("list", [("fieldSelector", v), ("resourceVersion", "0")]) for v in ("metadata.name=a\\,b", "metadata.name =a")),
+    ("watch", [("timeoutSeconds", "1"), ("fieldSelector", "metadata.name=a\\,b")]),
+    # A label key's prefix is at most 253 characters (the cache took longer ones).
+    *(("list", [("labelSelector", "a" * n + "/b=c"), ("resourceVersion", rv)]) for n in (253, 254) for rv in ("", "0")),
     # Request lines past aiohttp's default 8,190 bytes (Go's server reads 1 MiB of them).
     ("list", [("labelSelector", "x in (" + ",".join(f"v{i}" for i in range(2000)) + ")")]),
     ("list", [("fieldSelector", ",".join(f"metadata.name!=v{i}" for i in range(1000)))]),

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from mcp_connector.connector.api.selectors import Requirement, authorizable, field_requirements, label_requirements
 from mcp_connector.connector.http.auth import User
 from mcp_connector.connector.http.authz import Attributes, review_body
+from mcp_connector.core.selectors import Requirement, authorizable, field_requirements, label_requirements
 
 
 @pytest.mark.parametrize(
@@ -93,3 +93,12 @@ def test_the_subject_access_review_leaves_out_what_it_cannot_carry(
     parsed = label_requirements(selector)
     assert parsed is not None
     assert authorizable(parsed) == kept
+
+
+def test_label_keys_and_values_are_checked_by_apimachinerys_rules() -> None:
+    """A key's prefix is at most 253 characters: the cache read a 300-character one as valid and
+    answered a list kube-apiserver refuses with a 400."""
+    assert label_requirements("a" * 253 + "/b=c") is not None
+    assert label_requirements("a" * 254 + "/b=c") is None
+    assert label_requirements("k=" + "v" * 64) is None
+    assert label_requirements("k in (" + "v" * 63 + ")") is not None

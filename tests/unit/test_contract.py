@@ -196,10 +196,46 @@ def test_status_messages_name_the_app_object(flavor: contract.Flavor) -> None:
         ("metadata.namespace!=x", f"{contract.APP_NAMESPACE_LABEL}!=x", ""),
         ("metadata.name==db,status.phase=Ready", f"{contract.APP_NAME_LABEL}=db", "status.phase=Ready"),
         ("", "", ""),
+        # Parsed as fields.ParseSelector parses: escapes read, terms not trimmed.
+        ("metadata.name=a\\,b", f"!{contract.APP_NAME_LABEL}", ""),
+        ("metadata.name!=a\\,b", "", ""),
+        ("metadata.name=a b", f"!{contract.APP_NAME_LABEL}", ""),
+        ("metadata.name =a", "", "metadata.name =a"),
+        ("spec.x=a\\,b\\=c", "", "spec.x=a\\,b\\=c"),
+        (
+            "metadata.namespace=x,metadata.name=" + "n" * 64,
+            f"!{contract.APP_NAME_LABEL},{contract.APP_NAMESPACE_LABEL}=x",
+            "",
+        ),
     ],
 )
 def test_field_selectors_become_label_selectors(selector: str, labels: str, fields: str) -> None:
     assert contract.translate_field_selector(selector) == (labels, fields)
+
+
+@pytest.mark.parametrize("selector", ["metadata.name", "a=b\\", "metadata.name=a=b"])
+def test_a_field_selector_that_does_not_parse_is_refused(selector: str) -> None:
+    with pytest.raises(contract.ContractError):
+        contract.translate_field_selector(selector)
+
+
+@pytest.mark.parametrize(
+    ("namespace", "name", "wanted"),
+    [
+        ("ns", None, f"{contract.APP_NAMESPACE_LABEL}=ns"),
+        ("ns", "db", f"{contract.APP_NAMESPACE_LABEL}=ns,{contract.APP_NAME_LABEL}=db"),
+        ("a,b", None, f"!{contract.APP_NAMESPACE_LABEL}"),
+        (
+            "ns",
+            "x,mcp-connector.upbound.io/app-cluster",
+            f"{contract.APP_NAMESPACE_LABEL}=ns,!{contract.APP_NAME_LABEL}",
+        ),
+    ],
+)
+def test_a_scope_never_carries_a_value_that_is_no_label_value(namespace: str, name: str | None, wanted: str) -> None:
+    """A name or namespace from a URL or a field selector is never formatted into a selector:
+    one that no object can have selects nothing."""
+    assert contract.scope_selector("c1", namespace, name) == f"{contract.APP_CLUSTER_LABEL}=c1,{wanted}"
 
 
 def test_scope_selector_always_names_the_cluster() -> None:

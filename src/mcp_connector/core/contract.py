@@ -15,12 +15,11 @@ from __future__ import annotations
 import enum
 import hashlib
 import json
-import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from mcp_connector.core import managed_fields, names
+from mcp_connector.core import managed_fields, names, selectors
 
 LABEL_DOMAIN = "mcp-connector.upbound.io"
 APP_NAMESPACE_LABEL = f"{LABEL_DOMAIN}/app-namespace"
@@ -142,12 +141,22 @@ def owned_by(obj: Mapping[str, Any], ref: AppRef) -> bool:
     return app_ref_of(obj) == ref
 
 
-def scope_selector(cluster_id: str, namespace: str | None) -> str:
-    """Return the label selector that confines a list or watch to one cluster (and namespace)."""
-    parts = [f"{APP_CLUSTER_LABEL}={cluster_id}"]
-    if namespace is not None:
-        parts.append(f"{APP_NAMESPACE_LABEL}={namespace}")
-    return ",".join(parts)
+def scope_selector(cluster_id: str, namespace: str | None, name: str | None = None) -> str:
+    """Return the label selector that confines a list or watch to one cluster (and namespace, and name).
+
+    A namespace or name that is no label value is no object's (every object of ours carries
+    both as labels): it is required as ``!label``, which selects nothing, and never formatted
+    into the selector, where ``a,b`` would be two requirements.
+    """
+    return ",".join([f"{APP_CLUSTER_LABEL}={cluster_id}", *_label_requirements(namespace, name)])
+
+
+def _label_requirements(namespace: str | None, name: str | None) -> list[str]:
+    found = []
+    for value, label in ((namespace, APP_NAMESPACE_LABEL), (name, APP_NAME_LABEL)):
+        if value is not None:
+            found.append(f"!{label}" if names.label_value(value) else f"{label}={value}")
+    return found
 
 
 def combine_selectors(*selectors: str | None) -> str:
@@ -155,28 +164,39 @@ def combine_selectors(*selectors: str | None) -> str:
     return ",".join(s for s in selectors if s)
 
 
+#: The fields an app-side field selector may name that the control plane knows only as labels.
+_FIELD_LABELS = {"metadata.name": APP_NAME_LABEL, "metadata.namespace": APP_NAMESPACE_LABEL}
+
+
+def _escape_field_value(value: str) -> str:
+    """fields.EscapeValue: a value written back into a field selector reads as the same value."""
+    return value.replace("\\", "\\\\").replace(",", "\\,").replace("=", "\\=")
+
+
 def translate_field_selector(field_selector: str) -> tuple[str, str]:
     """Turn an app-side field selector into (label selector, control-plane field selector).
 
-    ``metadata.name`` and ``metadata.namespace`` name app-side values, which the control
-    plane only knows as labels; every other field is passed through unchanged.
+    Parsed once, as fields.ParseSelector parses it (``core.selectors``: terms split at unescaped
+    commas, not trimmed, values unescaped). ``metadata.name`` and ``metadata.namespace`` name
+    app-side values, which the control plane only knows as labels: a value that is no label
+    value is no object's name or namespace, so requiring it selects nothing (``!label``) and
+    excluding it excludes nothing. Every other field is written back escaped, for the control
+    plane to accept or refuse in its own words. ContractError when the selector does not parse.
     """
+    requirements = selectors.field_requirements(field_selector)
+    if requirements is None:
+        raise ContractError(f"invalid field selector: {field_selector!r}")
     labels: list[str] = []
     fields: list[str] = []
-    for requirement in filter(None, (r.strip() for r in field_selector.split(","))):
-        match = re.fullmatch(r"([^!=]+?)\s*(==|!=|=)\s*(.*)", requirement)
-        if match is None:
-            raise ContractError(f"invalid field selector requirement {requirement!r}")
-        field, op, value = match.groups()
-        op = "!=" if op == "!=" else "="
-        if field == "metadata.name":
-            check_label_value(value, what="field selector value")
-            labels.append(f"{APP_NAME_LABEL}{op}{value}")
-        elif field == "metadata.namespace":
-            check_label_value(value, what="field selector value")
-            labels.append(f"{APP_NAMESPACE_LABEL}{op}{value}")
-        else:
-            fields.append(f"{field}{op}{value}")
+    for requirement in requirements:
+        value, wanted = requirement.values[0], requirement.operator == "In"
+        label = _FIELD_LABELS.get(requirement.key)
+        if label is None:
+            fields.append(f"{requirement.key}{'=' if wanted else '!='}{_escape_field_value(value)}")
+        elif not names.label_value(value):
+            labels.append(f"{label}{'=' if wanted else '!='}{value}")
+        elif wanted:
+            labels.append(f"!{label}")  # every object of ours carries the label: none is selected
     return ",".join(labels), ",".join(fields)
 
 

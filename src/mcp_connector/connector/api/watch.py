@@ -32,7 +32,6 @@ from mcp_connector.connector.errors import from_control_plane
 from mcp_connector.connector.http.routing import query_flag
 from mcp_connector.connector.metrics import OPEN_WATCHES
 from mcp_connector.connector.runtime import Runtime
-from mcp_connector.core import contract
 
 log = logging.getLogger(__name__)
 
@@ -57,10 +56,6 @@ def watch_call_params(rt: Runtime, call: Call) -> dict[str, str]:
         # sendInitialEvents needs bookmarks: the control plane refuses this in its own words.
         params["allowWatchBookmarks"] = call.query["allowWatchBookmarks"]
     params["includeObject"] = upstream_include_object(call.query.get("includeObject"))
-    if call.route.name is not None:
-        params["labelSelector"] = contract.combine_selectors(
-            params["labelSelector"], f"{contract.APP_NAME_LABEL}={call.route.name}"
-        )
     return params
 
 

@@ -4,7 +4,7 @@ kube-apiserver's watch cache filters each object by its labels and its ``metadat
 ``metadata.namespace`` fields; the connector's cache does the same with the app-side name and
 namespace and the *control-plane* labels (the app labels plus the ownership labels), so a
 selector matches exactly what the control plane would have matched under the scope selector
-the proxied path sends. Selectors are parsed by connector.selectors, as for authorization. A
+the proxied path sends. Selectors are parsed by core.selectors, as for authorization. A
 selector the cache cannot read exactly (a syntax error, a field the cache does not index)
 makes ``parse`` return None: the request then goes to the control plane, which answers in its
 own words. Pure.
@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from mcp_connector.connector.api.selectors import Requirement, field_requirements, label_requirements
+from mcp_connector.core.selectors import Requirement, field_requirements, label_requirements
 
 
 @dataclass(frozen=True)

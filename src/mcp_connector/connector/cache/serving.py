@@ -138,9 +138,7 @@ async def _consistent(rt: Runtime, call: Call, cache: Cache, name: str | None) -
         return None
     headers = upstream_headers(rt, call)
     path = collection_path(rt, call.served)
-    params = {"labelSelector": contract.scope_selector(rt.cluster_id, namespace)}
-    if name is not None:
-        params["labelSelector"] += f",{contract.APP_NAME_LABEL}={name}"
+    params = {"labelSelector": contract.scope_selector(rt.cluster_id, namespace, name)}
 
     async def read() -> _ScopeProof | None:
         reply = await upstream.exchange(

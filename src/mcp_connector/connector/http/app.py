@@ -21,7 +21,6 @@ from aiohttp import web
 from mcp_connector import upstream
 from mcp_connector.connector import metrics
 from mcp_connector.connector.api import discovery_docs, openapi, watch
-from mcp_connector.connector.api.selectors import Requirement, authorizable, field_requirements, label_requirements
 from mcp_connector.connector.api.verbs import deleting, reading, writing
 from mcp_connector.connector.api.verbs.request import Call, check_resource_version
 from mcp_connector.connector.cache import serving as cached
@@ -45,6 +44,7 @@ from mcp_connector.connector.http.routing import (
 )
 from mcp_connector.connector.logs import fields
 from mcp_connector.connector.runtime import Runtime
+from mcp_connector.core.selectors import Requirement, authorizable, field_requirements, label_requirements
 
 log = logging.getLogger(__name__)
 

@@ -17,8 +17,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from mcp_connector import upstream
-from mcp_connector.connector.api.selectors import Requirement
 from mcp_connector.connector.http.auth import User
+from mcp_connector.core.selectors import Requirement
 
 SAR_PATH = upstream.api_path("apis", "authorization.k8s.io", "v1", "subjectaccessreviews")
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from mcp_connector.connector.api.selectors import exact_field_match
+from mcp_connector.core.selectors import exact_field_match
 
 HEALTH_PATHS = frozenset({"/healthz", "/livez", "/readyz"})
 METRICS_PATH = "/metrics"

@@ -112,14 +112,15 @@ def table_params(call: Call) -> dict[str, str]:
 
 
 def list_params(rt: Runtime, call: Call, names: tuple[str, ...]) -> dict[str, str]:
-    """Selectors confining a list or watch to this cluster/namespace, plus the passed-through params."""
+    """Selectors confining a list or watch to this cluster/namespace (and the name of a watch of one
+    object), plus the passed-through params."""
     try:
         field_labels, fields = contract.translate_field_selector(call.query.get("fieldSelector", ""))
     except contract.ContractError as e:
         raise bad_request(str(e)) from None
     params = pick(call.query, names)
     params["labelSelector"] = contract.combine_selectors(
-        contract.scope_selector(rt.cluster_id, call.route.namespace),
+        contract.scope_selector(rt.cluster_id, call.route.namespace, call.route.name),
         call.query.get("labelSelector"),
         field_labels,
     )

@@ -1,10 +1,13 @@
 """Field and label selectors, parsed once for everyone who reads them the way kube-apiserver does.
 
-Two readers: authorization and the cache. The app cluster's kube-apiserver authorizes a list or
-watch with the name a ``metadata.name=X`` field selector requires, and (since selector
-authorization) with the selectors' requirements; the connector's own SubjectAccessReview must
-ask the same question, or a request the app cluster allowed is refused here. The cache filters
-objects by the same requirements, so both agree on what a selector says. Pure.
+Three readers: authorization, the cache, and the contract, which translates an app-side field
+selector for the control plane. The app cluster's kube-apiserver authorizes a list or watch with
+the name a ``metadata.name=X`` field selector requires, and (since selector authorization) with
+the selectors' requirements; the connector's own SubjectAccessReview must ask the same question,
+or a request the app cluster allowed is refused here. The cache filters objects by the same
+requirements, so all agree on what a selector says. Label keys and values are checked by
+``core.names`` (apimachinery's rules: a key's prefix is a DNS subdomain of at most 253
+characters, which a regular expression here let through). Pure.
 """
 
 from __future__ import annotations
@@ -13,9 +16,8 @@ import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-_LABEL_NAME = r"[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?"
-_LABEL_KEY = re.compile(rf"^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?{_LABEL_NAME}$")
-_LABEL_VALUE = re.compile(rf"^({_LABEL_NAME})?$")
+from mcp_connector.core import names
+
 _TOKEN = re.compile(r"\s*(!=|==|=|!|\(|\)|,|>|<|[^\s!=(),<>]+)")
 _INTEGER = re.compile(r"^[+-]?[0-9]+$")
 _INT64 = range(-(2**63), 2**63)
@@ -151,7 +153,7 @@ def label_requirements(selector: str) -> tuple[Requirement, ...] | None:
         token = take()
         negated = token == "!"
         key = take() if negated else token
-        if key is None or not _LABEL_KEY.match(key):
+        if key is None or names.label_key(key):
             return None
         nxt = peek()
         if negated:
@@ -172,7 +174,7 @@ def label_requirements(selector: str) -> tuple[Requirement, ...] | None:
                         values.add("")
                     expect_value = True
                     continue
-                if not expect_value or not _LABEL_VALUE.match(item):
+                if not expect_value or names.label_value(item):
                     return None
                 values.add(item)
                 expect_value = False
@@ -182,14 +184,14 @@ def label_requirements(selector: str) -> tuple[Requirement, ...] | None:
         elif nxt in ("=", "==", "!="):
             take()
             value = "" if peek() in (None, ",") else take()
-            if value is None or not _LABEL_VALUE.match(value):
+            if value is None or names.label_value(value):
                 return None
             requirement = Requirement(key, "NotIn" if nxt == "!=" else "In", (value,))
         elif nxt in (">", "<"):
             take()
             number = take()
             # A label value that strconv.ParseInt reads as an int64, as labels.NewRequirement checks.
-            if number is None or not _LABEL_VALUE.match(number) or _int64(number) is None:
+            if number is None or names.label_value(number) or _int64(number) is None:
                 return None
             requirement = Requirement(key, "Gt" if nxt == ">" else "Lt", (number,))
         else:
