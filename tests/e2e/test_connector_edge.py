@@ -232,6 +232,11 @@ CASES: list[tuple[str, list[tuple[str, str]]]] = [
     *(("create", [("fieldValidation", v)]) for v in ("Strict", "strict", "bogus", "")),
     *(("create", [("fieldManager", v)]) for v in ("x" * 129, "a\tb", "ok")),
     *(("create", [("timeoutSeconds", "nan"), ("resourceVersion", "abc")]),),
+    # A watch does not take a continue token (it was served as a watch).
+    *(("watch", [("timeoutSeconds", "1"), *more]) for more in (
+        [("continue", "abc")], [("continue", "")], [("sendInitialEvents", "true"), ("continue", "abc")],
+        [("sendInitialEvents", "true"), ("resourceVersionMatch", "NotOlderThan"), ("continue", "abc")],
+    )),
     # Field selectors as fields.ParseSelector reads them (escapes, no trimming), on both paths.
     *(("list", [("fieldSelector", v)]) for v in ("metadata.name=a\\,b", "metadata.name!=a\\,b", "metadata.name =a",
                                                  "metadata.name=a b", "metadata.name=" + "n" * 64, "spec.x=a\\=b")),
@@ -335,6 +340,27 @@ def test_accept_headers_are_negotiated_as_kube_apiserver_negotiates_them(
     print(f"[edge] {sum(counts.values())} Accept headers; kube-apiserver's answers: {sorted(counts.items())}")
     listed = "\n".join(map(str, differ))
     assert not differ, f"connector vs kube-apiserver (verb, Accept, connector, kube-apiserver):\n{listed}"
+
+
+def test_deletecollection_pages_as_kube_apiserver_pages_it(
+    testbed: Testbed, conn: ConnectorProcess, local_crd: None, namespace: str
+) -> None:
+    """DeleteCollection lists with the request's ListOptions: ``limit`` deletes one page and
+    answers the next page's token, a token that does not decode is a 400. The connector ignored
+    both and deleted every claim the selectors matched."""
+    api = AppApi(testbed)
+    answers = {}
+    for group in (LOCAL_GROUP, GROUP):
+        base = collection(namespace, group=group)
+        for name in ("page-a", "page-b", "page-c"):
+            body = {**claim(name), "apiVersion": f"{group}/{VERSION}"}
+            body["metadata"]["labels"] = {"page": "yes"}
+            status, _, created = api.call("POST", base, body)
+            assert status == 201, created
+        status, _, page = api.call("DELETE", f"{base}?labelSelector=page%3Dyes&limit=1")
+        garbage = api.call("DELETE", f"{base}?labelSelector=page%3Dyes&continue=garbage")[0]
+        answers[group] = (status, len(page["items"]), bool(page["metadata"].get("continue")), garbage)
+    assert answers[GROUP] == answers[LOCAL_GROUP] == (200, 1, True, 400), answers
 
 
 def test_a_user_in_many_groups_is_served_as_kube_apiserver_serves_them(

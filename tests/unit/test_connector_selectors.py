@@ -102,3 +102,12 @@ def test_label_keys_and_values_are_checked_by_apimachinerys_rules() -> None:
     assert label_requirements("a" * 254 + "/b=c") is None
     assert label_requirements("k=" + "v" * 64) is None
     assert label_requirements("k in (" + "v" * 63 + ")") is not None
+
+
+def test_a_requirement_of_many_values_matches_as_one_of_few() -> None:
+    """Values are matched as a set (as labels.Requirement keeps them), whatever their number."""
+    values = tuple(f"v{i}" for i in range(100_000))
+    into, out = Requirement("k", "In", values), Requirement("k", "NotIn", values)
+    assert into.members == frozenset(values) and into == Requirement("k", "In", values)
+    assert into.matches({"k": "v99999"}) and not into.matches({"k": "w"}) and not into.matches({})
+    assert out.matches({"k": "w"}) and out.matches({}) and not out.matches({"k": "v0"})

@@ -71,6 +71,15 @@ def _fields(error: ApiError) -> list[str]:
         ("list", {"sendInitialEvents": "true"}, "ListOptions", ["sendInitialEvents"]),
         ("watch", {"resourceVersionMatch": "NotOlderThan"}, "ListOptions", ["resourceVersionMatch"]),
         ("watch", {"sendInitialEvents": "true"}, "ListOptions", ["resourceVersionMatch"]),
+        # A watch with a continue token (served as a watch before): kube-apiserver 1.35's causes.
+        ("watch", {"continue": "abc"}, "ListOptions", ["resourceVersionMatch"]),
+        ("watch", {"continue": "abc", "sendInitialEvents": "true"}, "ListOptions", ["resourceVersionMatch"]),
+        (
+            "watch",
+            {"continue": "abc", "resourceVersionMatch": "Exact"},
+            "ListOptions",
+            ["resourceVersionMatch", "resourceVersionMatch", "resourceVersionMatch"],
+        ),
         ("create", {"dryRun": "all"}, "CreateOptions", ["dryRun"]),
         ("update", {"fieldValidation": "strict"}, "UpdateOptions", ["fieldValidation"]),
         ("create", {"fieldManager": "x" * 129}, "CreateOptions", ["fieldManager"]),
@@ -92,6 +101,7 @@ def test_options_that_break_their_rules_are_422_naming_the_kind_and_field(
 
 def test_options_kube_apiserver_accepts() -> None:
     params.parse({"watch": "1", "sendInitialEvents": "true", "resourceVersionMatch": "NotOlderThan"}, "watch")
+    params.parse({"watch": "1", "continue": ""}, "watch")
     params.parse({"resourceVersionMatch": "NotOlderThan", "resourceVersion": "0"}, "list")
     params.parse({"dryRun": "All", "fieldValidation": "Strict", "fieldManager": "kubectl"}, "create")
     params.parse({"force": "true", "fieldManager": "kubectl"}, "patch", apply=True)

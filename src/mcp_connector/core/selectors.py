@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from mcp_connector.core import names
 
@@ -45,13 +45,19 @@ class Requirement:
     key: str
     operator: str
     values: tuple[str, ...] = ()
+    #: ``values`` as a set, as labels.Requirement keeps them: a selector may hold a hundred thousand
+    #: values (1 MiB of request line), and every watch's requirements meet every change.
+    members: frozenset[str] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "members", frozenset(self.values))
 
     def matches(self, labels: Mapping[str, str]) -> bool:
         """True when ``labels`` meet this requirement, as labels.Requirement.Matches decides."""
         if self.operator == "In":
-            return self.key in labels and labels[self.key] in self.values
+            return self.key in labels and labels[self.key] in self.members
         if self.operator == "NotIn":
-            return self.key not in labels or labels[self.key] not in self.values
+            return self.key not in labels or labels[self.key] not in self.members
         if self.operator == "Exists":
             return self.key in labels
         if self.operator == "DoesNotExist":

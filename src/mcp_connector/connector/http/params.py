@@ -125,10 +125,12 @@ def _list_problems(query: Mapping[str, str], *, watch: bool) -> list[Problem]:
                 )
             if match != "NotOlderThan":
                 found.append(unsupported("resourceVersionMatch", match, ("NotOlderThan",)))
-            if query.get("continue"):
-                found.append(
-                    forbidden("resourceVersionMatch", "resourceVersionMatch is forbidden when continue is provided")
-                )
+        # A watch does not continue a list: kube-apiserver 1.35 refuses a continue token on a watch
+        # unless the watch is a WatchList without a resourceVersionMatch (refused for that instead).
+        if query.get("continue") and (match or initial is None):
+            found.append(
+                forbidden("resourceVersionMatch", "resourceVersionMatch is forbidden when continue is provided")
+            )
         return found
     if match:
         if not version:

@@ -54,7 +54,13 @@ async def delete(rt: Runtime, call: Call) -> tuple[int, dict[str, Any]]:
 
 
 async def delete_collection(rt: Runtime, call: Call) -> dict[str, Any]:
-    """DELETE every claim a (scoped) list finds, one by one."""
+    """DELETE every claim a (scoped) list finds, one by one.
+
+    The list takes the request's ListOptions as kube-apiserver's DeleteCollection does, paging
+    included: ``limit`` deletes one page and answers the next page's ``continue`` token, and a
+    token that does not decode is the control plane's 400 (both were ignored, and every claim
+    the selectors matched was deleted).
+    """
     options = _options(call)
     listed = await call_control_plane(
         rt,
@@ -63,7 +69,7 @@ async def delete_collection(rt: Runtime, call: Call) -> dict[str, Any]:
         "GET",
         collection_path(rt, call.served),
         ref=None,
-        params=list_params(rt, call, ("resourceVersion", "resourceVersionMatch")),
+        params=list_params(rt, call, ("resourceVersion", "resourceVersionMatch", "limit", "continue")),
     )
     scope = Scope(rt.cluster_id, call.route.namespace)
     deleted = []
@@ -80,9 +86,13 @@ async def delete_collection(rt: Runtime, call: Call) -> dict[str, Any]:
             raise
         deleted.append(result if result.get("kind") != "Status" else contract.to_app(item))
     rt.claims_changed()
+    listed_metadata = listed.get("metadata") or {}
+    metadata = {"resourceVersion": str(listed_metadata.get("resourceVersion") or "")}
+    if listed_metadata.get("continue"):
+        metadata["continue"] = str(listed_metadata["continue"])
     return {
         "kind": call.served.api.list_kind,
         "apiVersion": call.served.api_version,
-        "metadata": {"resourceVersion": str((listed.get("metadata") or {}).get("resourceVersion") or "")},
+        "metadata": metadata,
         "items": deleted,
     }
