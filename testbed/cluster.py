@@ -62,6 +62,8 @@ from testbed.tools import CLUSTER_TOOLS, crossplane_crds, require
 #: its composition function run on the control plane only.
 COMPONENTS = ("etcd", "kube-apiserver", "kube-controller-manager", "crossplane", crossplane_core.FUNCTION)
 _PORTS_PER_CLUSTER = 8
+#: Extra app clusters (``extra_app_cluster``) are named with this prefix under ``.dev``.
+EXTRA_PREFIX = "extra-"
 
 #: Service ClusterIPs come from a random /16 of the loopback range, so that a ClusterIP (what the
 #: aggregator dials for an in-cluster APIService) is an address of this host, where the pod
@@ -410,12 +412,17 @@ def _kcm_args(layout: _Layout, ports: _Ports, certs: _Pki) -> list[str]:
     ]
 
 
-def _start_cluster(name: str, ports: _Ports, tools: dict[str, Path]) -> ClusterState:
-    """Bring one cluster to ready (apiserver /readyz, controller-manager /healthz), then seed it."""
+def _start_cluster(
+    name: str, ports: _Ports, tools: dict[str, Path], *, aggregation: bool | None = None
+) -> ClusterState:
+    """Bring one cluster to ready (apiserver /readyz, controller-manager /healthz), then seed it.
+
+    ``aggregation`` (default: the app cluster only) adds the front-proxy flags.
+    """
     started = time.monotonic()
     layout = _Layout(name)
     layout.root.mkdir(parents=True, exist_ok=True)
-    certs = _make_pki(layout, aggregation=(name == APP_CLUSTER))
+    certs = _make_pki(layout, aggregation=(name == APP_CLUSTER) if aggregation is None else aggregation)
     url = f"https://127.0.0.1:{ports.apiserver}"
     _write_kubeconfig(layout.admin_kubeconfig, name, "admin", url, certs.ca[0], *certs.admin)
     _write_kubeconfig(layout.kcm_kubeconfig, name, "system:kube-controller-manager", url, certs.ca[0], *certs.kcm)
@@ -449,15 +456,7 @@ def _start_cluster(name: str, ports: _Ports, tools: dict[str, Path]) -> ClusterS
         timeout_s=_APISERVER_TIMEOUT_S,
     )
     phase("apiserver")
-    pids["kube-controller-manager"] = _spawn(
-        layout, "kube-controller-manager", tools["kube-controller-manager"], _kcm_args(layout, ports, certs)
-    )
-    kcm_url = f"https://127.0.0.1:{ports.controller_manager}/healthz"
-    _wait_until(
-        f"{name} kube-controller-manager", lambda: https_get(kcm_url, ca_cert=None)[0] == 200,
-        pid=pids["kube-controller-manager"], component="kube-controller-manager",
-        log=layout.log("kube-controller-manager"), timeout_s=_KCM_TIMEOUT_S,
-    )
+    _start_controller_manager(name, layout, ports, certs, tools, pids)
     phase("controller-manager")
     if name == CONTROL_PLANE:
         pids["crossplane"] = _start_crossplane(layout, ports, tools["crossplane"], phase)
@@ -486,6 +485,21 @@ def _start_cluster(name: str, ports: _Ports, tools: dict[str, Path]) -> ClusterS
         front_proxy_ca_key=certs.front_proxy_ca[1] if certs.front_proxy_ca else None,
         proxy_client_cert=certs.proxy_client[0] if certs.proxy_client else None,
         proxy_client_key=certs.proxy_client[1] if certs.proxy_client else None,
+    )
+
+
+def _start_controller_manager(
+    name: str, layout: _Layout, ports: _Ports, certs: _Pki, tools: dict[str, Path], pids: dict[str, int]
+) -> None:
+    """Start the cluster's kube-controller-manager and wait for its /healthz."""
+    pids["kube-controller-manager"] = _spawn(
+        layout, "kube-controller-manager", tools["kube-controller-manager"], _kcm_args(layout, ports, certs)
+    )
+    kcm_url = f"https://127.0.0.1:{ports.controller_manager}/healthz"
+    _wait_until(
+        f"{name} kube-controller-manager", lambda: https_get(kcm_url, ca_cert=None)[0] == 200,
+        pid=pids["kube-controller-manager"], component="kube-controller-manager",
+        log=layout.log("kube-controller-manager"), timeout_s=_KCM_TIMEOUT_S,
     )
 
 
@@ -632,10 +646,15 @@ def up() -> TestbedState:
     return state
 
 
+def _extra_names() -> list[str]:
+    """The extra app clusters that have files under ``.dev`` (running, or left by a crashed test)."""
+    return [p.name for p in sorted(STATE_DIR.glob(f"{EXTRA_PREFIX}*")) if p.is_dir()]
+
+
 def _recorded_pids() -> Iterator[tuple[str, str, int]]:
     """(cluster, component, pid) from the pid files and from testbed.json (either may be missing)."""
     seen: set[int] = set()
-    for name in CLUSTERS:
+    for name in (*CLUSTERS, *_extra_names()):
         layout = _Layout(name)
         for comp in COMPONENTS:
             with contextlib.suppress(FileNotFoundError, ValueError):
@@ -699,7 +718,7 @@ def down(*, quiet: bool = False) -> None:
     ours = [(n, c, p) for n, c, p in _recorded_pids() if _is_ours(p, c)]
     for component in reversed(COMPONENTS):
         _stop([t for t in ours if t[1] == component], quiet)
-    for name in CLUSTERS:
+    for name in (*CLUSTERS, *_extra_names()):
         layout = _Layout(name)
         shutil.rmtree(layout.root, ignore_errors=True)
         layout.admin_kubeconfig.unlink(missing_ok=True)
@@ -740,6 +759,48 @@ def apiserver_stopped(name: str) -> Iterator[None]:
             timeout_s=_APISERVER_TIMEOUT_S,
         )  # fmt: skip
         _say(f"{name}: kube-apiserver restarted (pid {new_pid})")
+
+
+@contextlib.contextmanager
+def extra_app_cluster(name: str) -> Iterator[ClusterState]:
+    """One more app cluster for a ``with`` block, stopped and wiped afterwards.
+
+    Started exactly as ``up`` starts the app cluster (etcd, kube-apiserver with the
+    aggregation-layer flags and kube-controller-manager, fresh certificates and free ports on
+    127.0.0.1, the same readiness checks). The controller-manager is needed: pulumi-kubernetes
+    deletes in the foreground, which only the garbage collector finishes. Its files live under
+    ``.dev/extra-<name>``, so ``down`` also stops one that a killed test left running.
+    """
+    tools = require(*CLUSTER_TOOLS)
+    full = f"{EXTRA_PREFIX}{name}"
+    for attempt in range(1, _PORT_ATTEMPTS + 1):
+        try:
+            state = _start_cluster(full, _Ports(*_free_ports(_PORTS_PER_CLUSTER)), tools, aggregation=True)
+            break
+        except BaseException as exc:
+            _stop_extra(full)
+            if attempt == _PORT_ATTEMPTS or "address already in use" not in str(exc).lower():
+                raise
+            _say(f"{full}: a chosen port was taken before the server bound it; new ports (attempt {attempt + 1})")
+    try:
+        yield state
+    finally:
+        _stop_extra(full)
+
+
+def _stop_extra(name: str) -> None:
+    """Stop an extra cluster's processes (apiserver before etcd) and wipe its files; logs stay."""
+    layout = _Layout(name)
+    ours: list[tuple[str, str, int]] = []
+    for component in COMPONENTS:
+        with contextlib.suppress(FileNotFoundError, ValueError):
+            pid = int(layout.pid_file(component).read_text().strip())
+            if _is_ours(pid, component):
+                ours.append((name, component, pid))
+    for component in reversed(COMPONENTS):
+        _stop([t for t in ours if t[1] == component], quiet=True)
+    shutil.rmtree(layout.root, ignore_errors=True)
+    layout.admin_kubeconfig.unlink(missing_ok=True)
 
 
 # --------------------------------------------------------------------------------------------

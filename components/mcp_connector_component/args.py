@@ -54,7 +54,13 @@ class McpConnectorArgs(TypedDict):
     cluster_id: NotRequired[pulumi.Input[str]]
     """Identity of this app cluster in the control plane (the `app-cluster` label on its claims).
     Default: the UID of the app cluster's `kube-system` namespace. Set it to let a rebuilt cluster
-    take over the claims of the cluster it replaces."""
+    take over the claims of the cluster it replaces (moving to another app cluster is a change of
+    identity: see `allow_identity_change`)."""
+
+    app_cluster_uid: NotRequired[pulumi.Input[str]]
+    """The UID of the app cluster's `kube-system` namespace, given as a value instead of read from the
+    cluster the provider points at: only to disconnect an app cluster that is gone (the program then
+    reads nothing from it). Give the `app_cluster_uid` output the stack recorded."""
 
     namespace: NotRequired[str]
     """Namespace the connector is installed in (default `kube-system`)."""
@@ -105,8 +111,9 @@ class McpConnectorArgs(TypedDict):
 
     allow_identity_change: NotRequired[pulumi.Input[bool]]
     """Let an update change the connection's identity (`cluster_id`, `claim_namespace`, the control
-    plane, or the app cluster whose `kube-system` UID is the default cluster ID): the update then first
-    disconnects the old identity as `on_disconnect` says. Without it such an update is refused and the
+    plane, or the app cluster the provider points at, told by its `kube-system` UID): the update then first
+    disconnects the old identity as `on_disconnect` says (for a rebuilt cluster that takes over the
+    claims with the same `cluster_id`, `Keep`). Without it such an update is refused and the
     old identity's claims are not touched; its preview shows which claims the disconnect of the old identity keeps or
     releases either way."""
 

@@ -47,6 +47,8 @@ class Registrar:
     name: str
     #: Every child but the guard, which depends on them all so that it is deleted first.
     made: list[pulumi.Resource] = field(default_factory=list)
+    #: The app cluster's kube-system UID, once known (``app_child``).
+    app_cluster: pulumi.Output[str] | None = None
 
     def under(self, **options: Any) -> pulumi.ResourceOptions:
         """Options of a child that is not an object of the app cluster (a read, the guard, the disconnect)."""
@@ -62,6 +64,20 @@ class Registrar:
         """
         return self.under(delete_before_replace=True, **options)
 
+    def app_child(self, **options: Any) -> pulumi.ResourceOptions:
+        """Options of an object in the app cluster: replaced when the app cluster changes.
+
+        The engine replaces a resource whose provider is replaced in the same deployment, but
+        an update the identity check refused has already recorded the re-pointed provider: the
+        allowed ``up`` after it would update these objects in place in the new cluster, where
+        they do not exist. A change of the app cluster's UID replaces them (deleted from the old
+        cluster through the old provider, made in the new one); a trigger recorded for the
+        first time (a stack made before it existed) replaces nothing.
+        """
+        if self.app_cluster is not None:
+            options["replacement_trigger"] = self.app_cluster
+        return self.child(**options)
+
 
 @dataclass(frozen=True)
 class Connection:
@@ -75,6 +91,8 @@ class Connection:
     cluster_id: pulumi.Output[str]
     claim_namespace: pulumi.Output[str]
     fence: scoped.Fence | None
+    #: The app cluster's kube-system UID, recorded in the guard's plan.
+    app_cluster: pulumi.Output[str]
 
 
 #: pulumi-kubernetes waits for this condition on create and update: an APIService counts as made
@@ -103,7 +121,7 @@ def served_marker(reg: Registrar, plain: Plain, registered: pulumi.Output[Regist
     apiservices: pulumi.Output[list[pulumi.Resource]] = registered.apply(lambda r: r.apiservices)
     marker = k8s.core.v1.ConfigMap(
         f"{reg.name}-served",
-        opts=reg.child(depends_on=apiservices),
+        opts=reg.app_child(depends_on=apiservices),
         metadata={"name": f"{names.base}-served", "namespace": names.namespace, "labels": manifests.labels(names)},
         data={"apiservices": registered.apply(lambda r: ",".join(sorted(r.apiservice_names)))},
     )
@@ -121,7 +139,7 @@ def register(reg: Registrar, raw: Mapping[str, Any], plain: Plain, conn: Connect
         mounted.append(
             k8s.core.v1.Secret(
                 f"{name}-credentials",
-                opts=reg.child(additional_secret_outputs=["data", "stringData"]),
+                opts=reg.app_child(additional_secret_outputs=["data", "stringData"]),
                 **kwargs(manifests.credentials_secret(names, conn.kubeconfig)),
             )
         )
@@ -139,7 +157,7 @@ def register(reg: Registrar, raw: Mapping[str, Any], plain: Plain, conn: Connect
     serving.append(
         k8s.core.v1.Service(
             f"{name}-service",
-            opts=reg.child(),
+            opts=reg.app_child(),
             **kwargs(manifests.service(names, mode)),
         )
     )
@@ -161,7 +179,7 @@ def register(reg: Registrar, raw: Mapping[str, Any], plain: Plain, conn: Connect
         manifest["metadata"]["annotations"] = {**manifest["metadata"].get("annotations", {}), **WAIT_FOR_ANNOTATION}
         apiservices.append(
             k8s.apiregistration.v1.APIService(
-                f"{name}-{gv.apiservice_name}", opts=reg.child(depends_on=serving), **kwargs(manifest)
+                f"{name}-{gv.apiservice_name}", opts=reg.app_child(depends_on=serving), **kwargs(manifest)
             )
         )
     made += apiservices
@@ -184,6 +202,7 @@ def _plan(
     access_kubeconfig: pulumi.Output[str],
     cluster_id: pulumi.Output[str],
     claim_namespace: pulumi.Output[str],
+    app_cluster: pulumi.Output[str],
 ) -> dict[str, Any]:
     """The inputs the disconnect and the guard both carry (the plan the hooks read)."""
     name = reg.name
@@ -198,6 +217,7 @@ def _plan(
         ),
         "served": [ClaimResource.of(a) for a in apis],
         "writer_binding": scoped.ScopedNames.role if plain.credential_form == PLATFORM else "",
+        "app_cluster": app_cluster,
     }
 
 
@@ -214,6 +234,7 @@ def disconnect(
     access_kubeconfig: pulumi.Output[str],
     cluster_id: pulumi.Output[str],
     claim_namespace: pulumi.Output[str],
+    app_cluster: pulumi.Output[str],
 ) -> Disconnect:
     """The Disconnect, registered before every other child; see ``guard`` for why.
 
@@ -224,7 +245,7 @@ def disconnect(
     children only once the engine has answered this registration (``after``): an update that
     its ``before_update`` hook refuses then changes no other child.
     """
-    plan = _plan(reg, raw, plain, apis, access_kubeconfig, cluster_id, claim_namespace)
+    plan = _plan(reg, raw, plain, apis, access_kubeconfig, cluster_id, claim_namespace, app_cluster)
     allow = pulumi.Output.from_input(raw.get("allow_identity_change") or False).apply(bool)
     removal = pulumi.Output.from_input(raw.get("allow_api_removal") or False).apply(bool)
     made = Disconnect(
@@ -252,7 +273,9 @@ def disconnect(
 
 def _guard(reg: Registrar, raw: Mapping[str, Any], plain: Plain, conn: Connection) -> None:
     """The guard: deleted first of all children, its hook checks; the engine's protect check follows."""
-    plan = _plan(reg, raw, plain, conn.apis, conn.access_kubeconfig, conn.cluster_id, conn.claim_namespace)
+    plan = _plan(
+        reg, raw, plain, conn.apis, conn.access_kubeconfig, conn.cluster_id, conn.claim_namespace, conn.app_cluster
+    )
     guard_name = f"{reg.name}-disconnect"
     guard = DisconnectGuard(
         guard_name,
@@ -270,29 +293,29 @@ def _access_rbac(reg: Registrar, names: manifests.Names) -> None:
     """ServiceAccount and the least-privilege RBAC an aggregated API server needs."""
     name = reg.name
     reg.made += [
-        k8s.core.v1.ServiceAccount(f"{name}-sa", opts=reg.child(), **kwargs(manifests.service_account(names))),
-        k8s.rbac.v1.ClusterRole(f"{name}-secret-sync", opts=reg.child(), **kwargs(manifests.cluster_role(names))),
+        k8s.core.v1.ServiceAccount(f"{name}-sa", opts=reg.app_child(), **kwargs(manifests.service_account(names))),
+        k8s.rbac.v1.ClusterRole(f"{name}-secret-sync", opts=reg.app_child(), **kwargs(manifests.cluster_role(names))),
         k8s.rbac.v1.ClusterRoleBinding(
-            f"{name}-secret-sync", opts=reg.child(), **kwargs(manifests.cluster_role_binding(names))
+            f"{name}-secret-sync", opts=reg.app_child(), **kwargs(manifests.cluster_role_binding(names))
         ),
         k8s.rbac.v1.ClusterRoleBinding(
-            f"{name}-auth-delegator", opts=reg.child(), **kwargs(manifests.auth_delegator_binding(names))
+            f"{name}-auth-delegator", opts=reg.app_child(), **kwargs(manifests.auth_delegator_binding(names))
         ),
         k8s.rbac.v1.RoleBinding(
-            f"{name}-auth-reader", opts=reg.child(), **kwargs(manifests.auth_reader_binding(names))
+            f"{name}-auth-reader", opts=reg.app_child(), **kwargs(manifests.auth_reader_binding(names))
         ),
-        k8s.rbac.v1.Role(f"{name}-leader", opts=reg.child(), **kwargs(manifests.leader_role(names))),
-        k8s.rbac.v1.RoleBinding(f"{name}-leader", opts=reg.child(), **kwargs(manifests.leader_role_binding(names))),
+        k8s.rbac.v1.Role(f"{name}-leader", opts=reg.app_child(), **kwargs(manifests.leader_role(names))),
+        k8s.rbac.v1.RoleBinding(f"{name}-leader", opts=reg.app_child(), **kwargs(manifests.leader_role_binding(names))),
     ]
     # The app cluster fences the ServiceAccount's writes to its own copies (RBAC cannot).
     policy = k8s.admissionregistration.v1.ValidatingAdmissionPolicy(
-        f"{name}-write-fence", opts=reg.child(), **kwargs(manifests.admission_policy(names))
+        f"{name}-write-fence", opts=reg.app_child(), **kwargs(manifests.admission_policy(names))
     )
     reg.made += [
         policy,
         k8s.admissionregistration.v1.ValidatingAdmissionPolicyBinding(
             f"{name}-write-fence",
-            opts=reg.child(depends_on=[policy]),
+            opts=reg.app_child(depends_on=[policy]),
             **kwargs(manifests.admission_policy_binding(names)),
         ),
     ]
@@ -315,7 +338,7 @@ def _serving_tls(reg: Registrar, names: manifests.Names) -> tuple[k8s.core.v1.Se
     fresh = tls.new_ca()
     ca_secret = k8s.core.v1.Secret(
         f"{name}-tls-ca",
-        opts=pulumi.ResourceOptions.merge(reg.child(), stored),
+        opts=pulumi.ResourceOptions.merge(reg.app_child(), stored),
         **kwargs(manifests.ca_secret(names, ca_pem=fresh.ca_pem, key_pem=fresh.key_pem)),
     )
     dns_names = tls.service_dns_names(names.service, names.namespace)
@@ -330,7 +353,7 @@ def _serving_tls(reg: Registrar, names: manifests.Names) -> tuple[k8s.core.v1.Se
 
     serving = k8s.core.v1.Secret(
         f"{name}-tls-{generation}",
-        opts=pulumi.ResourceOptions.merge(reg.child(), stored),
+        opts=pulumi.ResourceOptions.merge(reg.app_child(), stored),
         **kwargs(
             manifests.tls_secret(names, name=_tls_name(names), data=pulumi.Output.secret(ca_secret.data.apply(issued)))
         ),
@@ -382,7 +405,7 @@ def _workload(
     made: list[pulumi.Resource] = [
         k8s.apps.v1.Deployment(
             f"{name}-deployment",
-            opts=reg.child(depends_on=mounted),
+            opts=reg.app_child(depends_on=mounted),
             **kwargs(
                 manifests.deployment(
                     names,
@@ -400,7 +423,7 @@ def _workload(
     if plain.replicas > 1:
         made.append(
             k8s.policy.v1.PodDisruptionBudget(
-                f"{name}-pdb", opts=reg.child(), **kwargs(manifests.pod_disruption_budget(names))
+                f"{name}-pdb", opts=reg.app_child(), **kwargs(manifests.pod_disruption_budget(names))
             )
         )
     return made

@@ -54,6 +54,10 @@ class McpConnector(pulumi.ComponentResource):
     cluster_id: pulumi.Output[str]
     """The cluster ID this cluster's claims are labelled with in the control plane."""
 
+    app_cluster_uid: pulumi.Output[str]
+    """The app cluster the connector is installed in: its `kube-system` namespace's UID. Part of the
+    connection's identity; give it as `app_cluster_uid` to disconnect an app cluster that is gone."""
+
     claim_apis: pulumi.Output[list[str]]
     """Claim APIs served in the app cluster, as `group/version/Kind`."""
 
@@ -71,7 +75,9 @@ class McpConnector(pulumi.ComponentResource):
         reg = children.Registrar(parent=self, name=name)
 
         kubeconfig = identity.control_plane_kubeconfig(reg, raw, plain)
-        cluster_id = identity.cluster_id(reg, raw)
+        app_cluster = identity.app_cluster(reg, raw)
+        reg.app_cluster = app_cluster
+        cluster_id = identity.cluster_id(raw, app_cluster)
         claim_namespace = identity.claim_namespace(name, raw, cluster_id)
 
         # Known even when the credential is not (a preview with a token from another resource's
@@ -88,11 +94,13 @@ class McpConnector(pulumi.ComponentResource):
             it does after the Disconnect's ``before_update`` hook: a change of identity or discovery
             drift that the hook refuses leaves every other child (the guard's plan included) as it was.
             """
-            first = children.disconnect(reg, raw, plain, selected, kubeconfig, cluster_id, claim_namespace)
+            first = children.disconnect(reg, raw, plain, selected, kubeconfig, cluster_id, claim_namespace, app_cluster)
 
             def after(_: str) -> children.Registered:
                 connector, fence = identity.connector_kubeconfig(reg, plain, selected, kubeconfig, claim_namespace)
-                conn = children.Connection(selected, kubeconfig, connector, cluster_id, claim_namespace, fence)
+                conn = children.Connection(
+                    selected, kubeconfig, connector, cluster_id, claim_namespace, fence, app_cluster
+                )
                 return children.register(reg, raw, plain, conn)
 
             return first.urn.apply(after)
@@ -107,12 +115,14 @@ class McpConnector(pulumi.ComponentResource):
             self._report = report
 
         self.cluster_id = cluster_id
+        self.app_cluster_uid = app_cluster
         self.claim_apis = apis.apply(lambda found: claim_api_names(found))
         self.apiservice_names = built
         self.control_plane_namespace = claim_namespace
         self.register_outputs(
             {
                 "cluster_id": self.cluster_id,
+                "app_cluster_uid": self.app_cluster_uid,
                 "claim_apis": self.claim_apis,
                 "apiservice_names": self.apiservice_names,
                 "control_plane_namespace": self.control_plane_namespace,

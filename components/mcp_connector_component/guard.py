@@ -94,11 +94,34 @@ class DisconnectPlan:
     #: made the connector's identity: the disconnect removes it before releasing, so no claim is
     #: created behind its back. Empty for credentials given as they are (Upbound tokens).
     writer_binding: str = ""
+    #: The app cluster the connector was installed in (its ``kube-system`` namespace's UID); empty in
+    #: the state of a guard made before it was recorded.
+    app_cluster: str = ""
 
     @property
     def identity(self) -> tuple[str, str, str]:
-        """What makes two connectors the same connection: control plane, claim namespace, cluster ID."""
+        """What makes two connectors the same connection: control plane, claim namespace, cluster ID.
+
+        The claims carry these; the app cluster is not on them (a rebuilt cluster may take them
+        over with the same cluster ID), so it is compared apart, in ``changes``.
+        """
         return (self.control_plane, self.claim_namespace, self.cluster_id)
+
+    def changes(self, new: "DisconnectPlan") -> list[str]:
+        """What differs between this identity and ``new``'s, as ``what old -> new`` phrases (no secret).
+
+        An app cluster not recorded on either side is no change: the state of a guard made
+        before it was recorded learns it at the next update.
+        """
+        fields = (
+            ("control plane", self.control_plane, new.control_plane),
+            ("claim namespace", self.claim_namespace, new.claim_namespace),
+            ("cluster ID", self.cluster_id, new.cluster_id),
+        )
+        changed = [f"{what} {old} -> {now}" for what, old, now in fields if old != now]
+        if self.app_cluster and new.app_cluster and self.app_cluster != new.app_cluster:
+            changed.append(f"app cluster (kube-system UID) {self.app_cluster} -> {new.app_cluster}")
+        return changed
 
 
 class PlanError(ValueError):
@@ -122,6 +145,7 @@ def plan_from_inputs(inputs: Mapping[str, Any]) -> DisconnectPlan:
         served=tuple(ClaimResource(**dict(c)) for c in served),
         connector=str(inputs.get("connector") or ""),
         writer_binding=str(inputs.get("writerBinding") or ""),
+        app_cluster=str(inputs.get("appCluster") or ""),
     )
 
 
@@ -134,6 +158,7 @@ def _props(
     on_disconnect: pulumi.Input[str],
     served: Sequence[ClaimResource],
     writer_binding: str,
+    app_cluster: pulumi.Input[str],
 ) -> dict[str, Any]:
     return {
         "connector": connector,
@@ -144,6 +169,7 @@ def _props(
         "onDisconnect": on_disconnect,
         "served": [c.__dict__ for c in served],
         "writerBinding": writer_binding,
+        "appCluster": app_cluster,
     }
 
 
@@ -162,13 +188,22 @@ class DisconnectGuard(pulumi.ComponentResource):
         on_disconnect: pulumi.Input[str],
         served: Sequence[ClaimResource],
         writer_binding: str = "",
+        app_cluster: pulumi.Input[str] = "",
         opts: pulumi.ResourceOptions,
         type_: str = GUARD_TYPE,
         allow_identity_change: pulumi.Input[bool] | None = None,
         update_checks: Mapping[str, Any] | None = None,
     ) -> None:
         props = _props(
-            connector, kubeconfig, control_plane, claim_namespace, cluster_id, on_disconnect, served, writer_binding
+            connector,
+            kubeconfig,
+            control_plane,
+            claim_namespace,
+            cluster_id,
+            on_disconnect,
+            served,
+            writer_binding,
+            app_cluster,
         )
         if allow_identity_change is not None:
             props["allowIdentityChange"] = allow_identity_change

@@ -277,16 +277,24 @@ async def _before_update(args: pulumi.ResourceHookArgs, *, dry_run: bool) -> Non
         old, new = plan_from_inputs(old_inputs), plan_from_inputs(new_inputs)
     except (PlanError, TypeError, ValueError) as e:
         raise DisconnectHookError(f"mcp-connector identity check ({args.name}): {e}") from None
-    if old.identity == new.identity:
+    changed = old.changes(new)
+    if not changed:
+        if not old.app_cluster and new.app_cluster:
+            pulumi.log.info(
+                f"McpConnector {new.connector or args.name}: its app cluster (kube-system UID {new.app_cluster}) "
+                "is recorded from now on; a later update that moves it to another app cluster is a change of identity"
+            )
         await _check_drift(old, new, new_inputs, dry_run=dry_run)
         return
     # The disconnect of the old identity, as on_disconnect says now.
     old = dataclasses.replace(old, on_disconnect=new.on_disconnect)
     allowed = bool(new_inputs.get("allowIdentityChange"))
     what = (
-        f"McpConnector {new.connector or args.name} changes its identity from {_identity_text(old)} to "
-        f"{_identity_text(new)}: that disconnects the old identity"
+        f"McpConnector {new.connector or args.name} changes its identity ({'; '.join(changed)}) from "
+        f"{_identity_text(old)} to {_identity_text(new)}: that disconnects the old identity"
     )
+    if old.identity == new.identity:
+        what += _same_labels(old)
     try:
         access = kubeconfigs.load(old.kubeconfig).access
         report = await disconnect(old, access, dry_run=dry_run or not allowed, log=pulumi.log.info)
@@ -347,7 +355,16 @@ async def _check_drift(
 
 
 def _identity_text(plan: DisconnectPlan) -> str:
-    return f"(control plane {plan.control_plane}, namespace {plan.claim_namespace}, cluster {plan.cluster_id})"
+    app = f", app cluster {plan.app_cluster}" if plan.app_cluster else ""
+    return f"(control plane {plan.control_plane}, namespace {plan.claim_namespace}, cluster {plan.cluster_id}{app})"
+
+
+def _same_labels(old: DisconnectPlan) -> str:
+    """Only the app cluster moved: the claims' labels stay the same, so Keep hands them to the new one."""
+    return (
+        f" (the claims keep the label of cluster {old.cluster_id}: with Keep the new app cluster serves them, "
+        "as when a rebuilt cluster takes over; with Release they are released first)"
+    )
 
 
 def _guard_of(disconnect_name: str) -> str:

@@ -1,6 +1,7 @@
 """The connector's identity: which cluster it speaks for and how it authenticates to the control plane.
 
-The cluster ID and claim namespace label and hold this cluster's claims; the control-plane
+The cluster ID and claim namespace label and hold this cluster's claims, and the app cluster
+(its kube-system UID) is where the connector is installed: the three are its identity. The control-plane
 credential comes in one of four forms; with platform credentials the component makes the
 cluster its own namespace and a ServiceAccount token scoped to it, so the connector never
 holds the platform credential.
@@ -18,16 +19,38 @@ from mcp_connector_component import discovery, scoped
 from mcp_connector_component.children import Registrar, kwargs
 from mcp_connector_component.credentials import DEFAULT_UPBOUND_HOST, kubeconfig_from_secret_data, upbound_kubeconfig
 from mcp_connector_component.errors import McpConnectorError
-from mcp_connector_component.validation import PLATFORM, Plain, default_claim_namespace
+from mcp_connector_component.validation import PLATFORM, Plain, default_claim_namespace, is_uid
 
 
-def cluster_id(reg: Registrar, raw: Mapping[str, Any]) -> pulumi.Output[str]:
-    """cluster_id as given, or the app cluster's kube-system namespace UID."""
-    if raw.get("cluster_id") is not None:
-        return pulumi.Output.from_input(raw["cluster_id"])
+def app_cluster(reg: Registrar, raw: Mapping[str, Any]) -> pulumi.Output[str]:
+    """The app cluster the provider points at: its kube-system namespace's UID, read, or given as a value.
+
+    Read in every program run (Pulumi tells a program no destroy from an update), so a program
+    whose app cluster is gone gives ``app_cluster_uid`` as a value: then nothing is read.
+    """
+    if raw.get("app_cluster_uid") is not None:
+        name = reg.name
+        return pulumi.Output.from_input(raw["app_cluster_uid"]).apply(lambda v: _uid(name, v))
     kube_system = k8s.core.v1.Namespace.get(f"{reg.name}-kube-system", "kube-system", opts=reg.under())
     reg.made.append(kube_system)
     return kube_system.metadata.apply(lambda m: str(m.uid))
+
+
+def _uid(name: str, value: Any) -> str:
+    """``app_cluster_uid`` once known (it may come from another resource's output)."""
+    if not is_uid(value):
+        raise McpConnectorError(
+            f"McpConnector {name}: app_cluster_uid {value!r} must be a UID (the app cluster's kube-system "
+            "namespace UID, as the app_cluster_uid output shows it)"
+        )
+    return str(value)
+
+
+def cluster_id(raw: Mapping[str, Any], app: pulumi.Output[str]) -> pulumi.Output[str]:
+    """cluster_id as given, or the app cluster's kube-system namespace UID."""
+    if raw.get("cluster_id") is not None:
+        return pulumi.Output.from_input(raw["cluster_id"])
+    return app
 
 
 def claim_namespace(name: str, raw: Mapping[str, Any], cluster: pulumi.Output[str]) -> pulumi.Output[str]:

@@ -5,6 +5,7 @@ validation does; what passes is a typed ``Plain`` the rest of the component trus
 """
 
 import re
+import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -107,6 +108,9 @@ def validate(name: str, args: Mapping[str, Any]) -> Plain:
     on_disconnect = args.get("on_disconnect")
     if isinstance(on_disconnect, str) and on_disconnect not in ON_DISCONNECT:
         problems.append(f"on_disconnect must be one of {', '.join(ON_DISCONNECT)} (got {on_disconnect!r})")
+    uid = args.get("app_cluster_uid")
+    if isinstance(uid, str) and not is_uid(uid):
+        problems.append(f"app_cluster_uid {uid!r} must be a UID (the app cluster's kube-system namespace UID)")
     pinned = None
     if args.get("claim_apis") is not None:
         try:
@@ -124,6 +128,14 @@ def validate(name: str, args: Mapping[str, Any]) -> Plain:
         group_priority_minimum=int(args.get("group_priority_minimum") or manifests.DEFAULT_GROUP_PRIORITY_MINIMUM),
         pinned=pinned,
     )
+
+
+def is_uid(value: object) -> bool:
+    """A UID as the apiserver makes them (a UUID in its canonical form)."""
+    try:
+        return str(uuid.UUID(str(value))) == value
+    except ValueError:
+        return False
 
 
 def default_claim_namespace(name: str, cluster_id: str) -> str:

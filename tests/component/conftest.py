@@ -122,6 +122,7 @@ def render(discovered: list[Any]) -> Render:
             c = McpConnector("mcp-connector", args or {})  # type: ignore[typeddict-item]
             return pulumi.Output.all(
                 cluster_id=c.cluster_id,
+                app_cluster_uid=c.app_cluster_uid,
                 claim_apis=c.claim_apis,
                 apiservice_names=c.apiservice_names,
                 control_plane_namespace=c.control_plane_namespace,

@@ -121,6 +121,7 @@ def test_kubeconfig_in_cluster_children(render: Render) -> None:
     assert r.k8s_names(APISERVICE) == ALL_APISERVICES
     assert r.outputs == {
         "cluster_id": KUBE_SYSTEM_UID,
+        "app_cluster_uid": KUBE_SYSTEM_UID,
         "claim_apis": [
             "db.example.org/v1alpha1/PostgreSQLInstance",
             "db.example.org/v1beta1/PostgreSQLInstance",
@@ -139,10 +140,79 @@ def test_cluster_id_defaults_to_kube_system_uid(render: Render) -> None:
     assert _plan(r).cluster_id == KUBE_SYSTEM_UID
 
 
-def test_explicit_cluster_id_skips_the_read(render: Render) -> None:
+def test_an_explicit_cluster_id_still_records_the_app_cluster(render: Render) -> None:
+    """The app cluster is part of the identity whatever the cluster ID: its kube-system UID is read and planned."""
     r = _ok(render({**KUBECONFIG_ARGS, "cluster_id": "00000000-0000-0000-0000-000000000000"}))
-    assert [x for x in r.resources if x.read_id] == []
+    assert [(x.typ, x.read_id) for x in r.resources if x.read_id] == [("kubernetes:core/v1:Namespace", "kube-system")]
     assert r.outputs["cluster_id"] == "00000000-0000-0000-0000-000000000000"
+    assert r.outputs["app_cluster_uid"] == KUBE_SYSTEM_UID
+    plan = _plan(r)
+    assert (plan.cluster_id, plan.app_cluster) == ("00000000-0000-0000-0000-000000000000", KUBE_SYSTEM_UID)
+    disconnect = plan_from_inputs(reveal(r.one(DISCONNECT_TYPE).inputs))  # type: ignore[arg-type]
+    assert disconnect.app_cluster == KUBE_SYSTEM_UID
+
+
+def test_app_cluster_objects_are_replaced_when_the_app_cluster_changes(
+    render: Render, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every object in the app cluster carries its kube-system UID as replacement trigger; nothing else does.
+
+    An update that the identity check refused has already recorded the re-pointed provider, so
+    only the trigger makes the allowed update replace these objects instead of updating them
+    in a cluster where they do not exist (seen with the real engine).
+    """
+    from pulumi.runtime import mocks
+
+    triggers: dict[str, tuple[str, object]] = {}
+    register = mocks.MockMonitor.RegisterResource
+
+    def recording(self: mocks.MockMonitor, request: Any) -> Any:
+        if request.HasField("replacement_trigger"):
+            triggers[request.name] = (request.type, request.replacement_trigger.string_value)
+        else:
+            triggers[request.name] = (request.type, None)
+        return register(self, request)
+
+    monkeypatch.setattr(mocks.MockMonitor, "RegisterResource", recording)
+    monkeypatch.setattr(
+        "mcp_connector_component.discovery.scoped_kubeconfig", lambda name, *_: "kind: Config\nusers: []"
+    )
+    _ok(render({"platform_kubeconfig": CP_KUBECONFIG, "image": IMAGE}))
+    in_app = {
+        n: t for n, (typ, t) in triggers.items() if typ.startswith("kubernetes:") and n != "mcp-connector-control-plane"
+    }
+    control_plane = {
+        "mcp-connector-claim-namespace",
+        "mcp-connector-cp-sa",
+        "mcp-connector-cp-role",
+        "mcp-connector-cp-discovery",
+        "mcp-connector-cp-token",
+    }
+    assert control_plane <= set(in_app), sorted(in_app)
+    app_objects = {n: t for n, t in in_app.items() if n not in control_plane}
+    assert {"mcp-connector-deployment", "mcp-connector-service", "mcp-connector-v1alpha1.k8s.starter.org"} <= set(
+        app_objects
+    )
+    assert set(app_objects.values()) == {KUBE_SYSTEM_UID}, app_objects
+    assert {n: in_app[n] for n in control_plane} == dict.fromkeys(control_plane), "the control plane's objects stay"
+    others = {n: t for n, (typ, t) in triggers.items() if not typ.startswith("kubernetes:")}
+    assert set(others.values()) == {None}, others
+
+
+def test_an_app_cluster_uid_given_as_a_value_reads_nothing_from_the_app_cluster(render: Render) -> None:
+    """For an app cluster that is gone: no read at all, and the default cluster ID is that UID."""
+    given = "9a1c2b3d-0000-4000-8000-00000000000a"
+    r = _ok(render({**KUBECONFIG_ARGS, "app_cluster_uid": given}))
+    assert [x for x in r.resources if x.read_id] == []
+    assert r.outputs["cluster_id"] == given and r.outputs["app_cluster_uid"] == given
+    assert _plan(r).app_cluster == given
+
+
+@pytest.mark.parametrize("given", ["kube-system", "5F0C3C56-8D0E-4C38-9D7B-2A4F7D1C0001", ""])
+def test_an_app_cluster_uid_that_is_no_uid_is_refused_naming_it(render: Render, given: str) -> None:
+    r = render({**KUBECONFIG_ARGS, "app_cluster_uid": given})
+    assert r.error is not None and "app_cluster_uid" in str(r.error) and "must be a UID" in str(r.error)
+    assert [x for x in r.resources if x.typ != "mcp-connector:index:McpConnector"] == []
 
 
 def test_deployment_is_locked_down_and_checksummed(render: Render) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 from collections.abc import Iterator
 from typing import Any
@@ -277,6 +278,8 @@ def _guard_args(plan: DisconnectPlan, *, name: str = "mcp-connector-disconnect",
         "served": [c.__dict__ for c in plan.served],
         "writerBinding": plan.writer_binding,
     }
+    if plan.app_cluster:  # a guard made before the app cluster was recorded has no such input
+        inputs["appCluster"] = plan.app_cluster
     return pulumi.ResourceHookArgs(f"urn:pulumi:s::p::{typ}::{name}", "", name, typ, old_inputs=inputs)
 
 
@@ -548,6 +551,51 @@ async def test_an_identity_change_is_refused_until_allowed_then_disconnects_the_
     # Allowed: the old identity is disconnected as on_disconnect says; the other cluster's claim stays.
     await hook._before_update(_update_args(old, moved, allow=True), dry_run=False)
     assert _labelled(cp, CLUSTER) == 0 and _labelled(cp, OTHER) == 1
+
+
+APP_A = "aaaaaaaa-0000-4000-8000-000000000001"
+APP_B = "bbbbbbbb-0000-4000-8000-000000000002"
+
+
+async def test_moving_to_another_app_cluster_is_an_identity_change(
+    cp: FakeControlPlane, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Same cluster ID, claim namespace and control plane, another app cluster: the old identity's disconnect."""
+    warned: list[str] = []
+    monkeypatch.setattr(hook.pulumi.log, "warn", lambda message, *a, **k: warned.append(message))
+    old = dataclasses.replace(_plan("Release"), app_cluster=APP_A)
+    moved = dataclasses.replace(old, app_cluster=APP_B)
+    assert old.identity == moved.identity, "the claims' labels do not change"
+    await hook._before_update(_update_args(old, moved, allow=False), dry_run=True)
+    assert f"app cluster (kube-system UID) {APP_A} -> {APP_B}" in warned[-1]
+    assert "would release 3 claim(s)" in warned[-1] and "refuses it unless allow_identity_change" in warned[-1]
+    assert "with Keep the new app cluster serves them" in warned[-1]
+    assert _labelled(cp, CLUSTER) == 3
+    with pytest.raises(hook.DisconnectHookError) as refused:
+        await hook._before_update(_update_args(old, moved, allow=False), dry_run=False)
+    message = str(refused.value)
+    assert "Refused: the old identity was not disconnected" in message and f"{APP_A} -> {APP_B}" in message
+    assert KUBECONFIG not in message and cp.patches == 0 and _labelled(cp, CLUSTER) == 3
+    await hook._before_update(_update_args(old, moved, allow=True), dry_run=False)
+    assert _labelled(cp, CLUSTER) == 0 and _labelled(cp, OTHER) == 1
+
+
+async def test_a_state_without_the_app_cluster_records_it_without_refusing(
+    cp: FakeControlPlane, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A guard made before the app cluster was recorded: the update records it; nothing is refused or touched."""
+    said: list[str] = []
+    monkeypatch.setattr(hook.pulumi.log, "info", lambda message, *a, **k: said.append(message))
+    monkeypatch.setattr(hook.pulumi.log, "warn", lambda message, *a, **k: said.append(message))
+    legacy = _plan("Release")
+    assert legacy.app_cluster == "" and "appCluster" not in _guard_args(legacy).old_inputs
+    for dry_run in (True, False):
+        await hook._before_update(
+            _update_args(legacy, dataclasses.replace(legacy, app_cluster=APP_B), allow=False), dry_run=dry_run
+        )
+    assert any(f"kube-system UID {APP_B}) is recorded from now on" in m for m in said), said
+    assert not any("changes its identity" in m for m in said)
+    assert cp.patches == 0 and _labelled(cp, CLUSTER) == 3
 
 
 async def test_discovery_drift_that_removes_claims_from_sight_is_refused(

@@ -35,9 +35,9 @@ def test_inputs(schema: dict[str, Any]) -> None:
     assert resource.get("requiredInputs", []) == []
     assert set(inputs) == {
         "claimNamespace", "account", "controlPlane", "host", "token", "controlPlaneSecret",
-        "controlPlaneKubeconfig", "platformKubeconfig", "claimApis", "clusterId", "namespace", "image", "replicas",
-        "resources", "mode", "caBundle", "include", "exclude", "onDisconnect", "allowIdentityChange", "allowApiRemoval",
-        "groupPriorityMinimum",
+        "controlPlaneKubeconfig", "platformKubeconfig", "claimApis", "clusterId", "appClusterUid", "namespace", "image",
+        "replicas", "resources", "mode", "caBundle", "include", "exclude", "onDisconnect", "allowIdentityChange",
+        "allowApiRemoval", "groupPriorityMinimum",
     }  # fmt: skip
     assert inputs["replicas"]["type"] == "integer" and inputs["replicas"]["plain"] is True
     assert inputs["include"]["type"] == "array" and inputs["include"]["plain"] is True
@@ -57,6 +57,7 @@ def test_outputs(schema: dict[str, Any]) -> None:
     assert resource["properties"]["apiserviceNames"]["items"]["type"] == "string"
     assert sorted(resource["required"]) == [
         "apiserviceNames",
+        "appClusterUid",
         "claimApis",
         "clusterId",
         "controlPlaneNamespace",

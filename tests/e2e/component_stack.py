@@ -107,6 +107,7 @@ class Program:
                 opts=pulumi.ResourceOptions(provider=provider, depends_on=[connector, namespace]),
             )
         pulumi.export("clusterId", connector.cluster_id)
+        pulumi.export("appClusterUid", connector.app_cluster_uid)
         pulumi.export("claimApis", connector.claim_apis)
         pulumi.export("apiserviceNames", connector.apiservice_names)
         pulumi.export("controlPlaneNamespace", connector.control_plane_namespace)

@@ -74,8 +74,8 @@ def test_connect_preview_new_claim_api_keep_reconnect_and_remove(
             preview = stack.preview(diff=True, on_output=log)
             # + the APIServices; ~ the guard and the Disconnect, whose plan now covers the new kinds;
             # +- the `-served` ConfigMap listing the APIServices (pulumi-kubernetes replaces a
-            # ConfigMap whose data changes).
-            assert changes(preview) == {"create": 2, "update": 2, "replace": 1}, preview.change_summary
+            # ConfigMap whose data changes); and the read of kube-system, the app cluster's identity.
+            assert changes(preview) == {"create": 2, "update": 2, "replace": 1, "read": 1}, preview.change_summary
             assert "~ mcp-connector:index:Disconnect: (update)" in preview.stdout
             assert "+-kubernetes:core/v1:ConfigMap: (replace)" in preview.stdout
             assert "+ kubernetes:apiregistration.k8s.io/v1:APIService" in preview.stdout

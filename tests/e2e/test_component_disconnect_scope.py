@@ -186,10 +186,12 @@ def test_a_lost_app_cluster_disconnects_with_the_control_plane_alone(
 ) -> None:
     """The app cluster's kube-apiserver stopped: destroy keeps or releases, and drops the app-cluster objects.
 
-    As the README says: cluster ID and credentials given as values (no read from the app
-    cluster), and the pulumi-kubernetes provider told to drop what it cannot reach.
+    As the README says: the app cluster's identity (the stack's ``appClusterUid`` output), cluster
+    ID and credentials given as values (no read from the app cluster), and the pulumi-kubernetes
+    provider told to drop what it cannot reach.
     """
-    _, stack, ref = connected(on_disconnect=on_disconnect)
+    setting, stack, ref = connected(on_disconnect=on_disconnect)
+    setting.args["app_cluster_uid"] = stack.outputs()["appClusterUid"].value
     monkeypatch.setenv("PULUMI_K8S_DELETE_UNREACHABLE", "true")  # the CLI and its plugins inherit it
     try:
         with cluster.apiserver_stopped(APP_CLUSTER):
