@@ -141,3 +141,32 @@ def test_moving_to_another_app_cluster_shows_the_old_disconnect_and_is_refused_u
         assert not apiservice_exists(testbed, APISERVICE), "and its objects left the first one"
     finally:
         connector.stop()
+
+
+def test_a_stack_from_before_the_app_cluster_was_recorded_records_it_without_refusing(
+    testbed: Testbed,
+    connected: Callable[..., tuple[Setting, auto.Stack, contract.AppRef]],  # noqa: F811
+) -> None:
+    """The state as an earlier version left it (no recorded app cluster, no replacement triggers): the next
+    ``up`` records the app cluster, refuses nothing, touches no claim and replaces no object."""
+    _, stack, ref = connected(on_disconnect="Release")
+    exported = stack.export_stack()
+    triggers = 0
+    for resource in exported.deployment["resources"]:
+        triggers += resource.pop("replacementTrigger", None) is not None
+        if resource["type"] in (GUARD, DISCONNECT):
+            for key in ("inputs", "outputs"):
+                (resource.get(key) or {}).pop("appCluster", None)
+    assert triggers >= 10, "every app-cluster object had the app cluster's UID as replacement trigger"
+    stack.import_stack(exported)
+    assert "appCluster" not in _plan_inputs(stack, GUARD) and "appCluster" not in _plan_inputs(stack, DISCONNECT)
+
+    up = stack.up(on_output=log)
+    assert f"kube-system UID {kube_system_uid(testbed)}) is recorded from now on" in up.stdout, up.stdout[-3000:]
+    changed = {str(getattr(k, "value", k)): v for k, v in (up.summary.resource_changes or {}).items()}
+    # The guard and the Disconnect updated, the kube-system read; nothing replaced.
+    assert set(changed) <= {"same", "update", "read"} and changed.get("update") == 2, changed
+    assert _labelled(testbed, ref)
+    for typ in (GUARD, DISCONNECT):
+        assert _plan_inputs(stack, typ)["appCluster"] == kube_system_uid(testbed)
+    assert apiservice_exists(testbed, APISERVICE)
