@@ -210,8 +210,9 @@ def _subject(names: Names) -> list[RawObject]:
 def cluster_role(names: Names, *, manage_apiservices: bool = False) -> RawObject:
     """Exactly what the connector does itself in the app cluster, nothing more.
 
-    Connection Secrets: it lists its own copies cluster-wide (by label) and creates, replaces
-    and deletes them; it never gets, watches or patches one. RBAC cannot name them (their
+    Connection Secrets: it lists and watches its own copies cluster-wide (by label; the watch
+    asks for metadata only, so every replica knows which copies a new leader must redo first)
+    and creates, replaces and deletes them; it never gets or patches one. RBAC cannot name them (their
     names and namespaces are the users'), so ``admission_policy`` narrows the writes to
     labelled copies. Namespaces: it reads kube-system's UID (the default cluster ID) and
     checks a namespace exists before a write. APIServices are created by Pulumi, so the
@@ -223,7 +224,7 @@ def cluster_role(names: Names, *, manage_apiservices: bool = False) -> RawObject
     ``namespaceObject``) and reads webhook Services, as kube-apiserver does for its own chain.
     """
     rules: list[RawObject] = [
-        {"apiGroups": [""], "resources": ["secrets"], "verbs": ["list", "create", "update", "delete"]},
+        {"apiGroups": [""], "resources": ["secrets"], "verbs": ["list", "watch", "create", "update", "delete"]},
         {"apiGroups": [""], "resources": ["events"], "verbs": ["list", "create", "update", "delete"]},
         {"apiGroups": [""], "resources": ["namespaces"], "verbs": ["get", "list", "watch"]},
         {"apiGroups": [""], "resources": ["services"], "verbs": ["get"]},

@@ -44,7 +44,7 @@ def test_names() -> None:
 def test_cluster_role_is_least_privilege() -> None:
     rules = manifests.cluster_role(NAMES)["rules"]
     assert rules == [
-        {"apiGroups": [""], "resources": ["secrets"], "verbs": ["list", "create", "update", "delete"]},
+        {"apiGroups": [""], "resources": ["secrets"], "verbs": ["list", "watch", "create", "update", "delete"]},
         {"apiGroups": [""], "resources": ["events"], "verbs": ["list", "create", "update", "delete"]},
         {"apiGroups": [""], "resources": ["namespaces"], "verbs": ["get", "list", "watch"]},
         {"apiGroups": [""], "resources": ["services"], "verbs": ["get"]},

@@ -23,7 +23,7 @@ from mcp_connector.connector.cache.history import Budget
 from mcp_connector.connector.cache.registry import Caches
 from mcp_connector.connector.config import Config, ConfigError
 from mcp_connector.connector.errors import from_control_plane
-from mcp_connector.connector.followers import apiservices, events, follow, secrets_sync
+from mcp_connector.connector.followers import apiservices, events, follow, secrets_index, secrets_sync
 from mcp_connector.connector.followers.catalog import Catalog
 from mcp_connector.connector.http import app, auth, framing
 from mcp_connector.connector.http.authz import SAR_PATH, Authorizer
@@ -154,6 +154,9 @@ async def _serve(
         apiservice_trigger = follow.Trigger("apiservices", sync_apiservices, every=120)
 
     secrets = secrets_sync.SecretSync(rt, every=config.secret_resync_seconds)
+    # Warm on every replica, so a new leader syncs what is missing or stale before its full reconcile.
+    secret_indexes = secrets_index.SecretIndexes(rt, secrets)
+    secrets.first = secret_indexes.first_to_sync
     if rt.caches is not None:
         rt.caches.listeners.append(secrets.claim_changed)
         rt.caches.relisted.append(secrets.request_full)
@@ -198,6 +201,7 @@ async def _serve(
     with contextlib.suppress(upstream.ControlPlaneError):
         await refresh_catalog()
     tasks = [asyncio.create_task(t.run()) for t in (catalog_trigger, proxy_trigger)]
+    tasks += secret_indexes.tasks()
     tasks += [
         asyncio.create_task(follow.follow(control_plane_watches, upstream.api_path(*XRD_LIST), catalog_trigger)),
         asyncio.create_task(follow.follow(control_plane_watches, upstream.api_path(*CRD_LIST), catalog_trigger)),
@@ -275,7 +279,6 @@ def _writers(
     writers = LeaderTasks()
     writers.on_start(secrets.request_full)
     writers.add("connection-secrets", secrets.run)
-    writers.add("connection-secret-watch", lambda: secrets_sync.follow_secrets(rt, secrets))
     mirror = events.EventMirror(rt, every=config.event_poll_seconds)
     if rt.caches is not None:
         rt.caches.listeners.append(mirror.claim_changed)  # every replica notes changes; the leader copies

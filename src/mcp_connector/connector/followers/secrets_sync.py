@@ -10,17 +10,19 @@ collide, and the data must never reach the other namespace. Copies carry a label
 naming this cluster so we never touch Secrets we did not make.
 
 Event-driven: the claims come from the connector's cache, whose changes name the copies to
-redo; a metadata-only watch on the claim namespace's Secrets names the sources that changed
-(other clusters' Secrets are ignored by name and their data never travels here). Only those
-copies are synced. The whole set is reconciled at start, when the served APIs change, after a
-lost watch and every ``--secret-resync-seconds``, which heals anything missed.
+redo; a metadata-only watch on the claim namespace's Secrets (``secrets_index``, on every
+replica) names the sources that changed (other clusters' Secrets are ignored by name and their
+data never travels here). Only those copies are synced. The whole set is reconciled when
+leadership begins, when the served APIs change, after a lost watch and every
+``--secret-resync-seconds``, which heals anything missed. When leadership begins, the copies the
+warm indexes show missing or stale are synced first, so they do not wait for the full pass.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from mcp_connector import upstream
@@ -36,11 +38,19 @@ log = logging.getLogger(__name__)
 
 MANAGED_LABEL = f"{contract.LABEL_DOMAIN}/connection-secret-for"
 SOURCE_ANNOTATION = f"{contract.LABEL_DOMAIN}/source"
-_METADATA = "application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1"
-_METADATA_LIST = "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1"
+#: The source's resourceVersion the copy was made from: a replica about to lead tells a stale
+#: copy from its metadata alone (``secrets_index``).
+SOURCE_VERSION_ANNOTATION = f"{contract.LABEL_DOMAIN}/source-resource-version"
 
 #: An app-side Secret: (namespace, name), both parsed (core.names) before they name anything.
 Key = tuple[names.ObjectName, names.SecretName]
+#: Given what the claims ask for, the copies to sync before a full reconcile (None: not known).
+FirstToSync = Callable[[dict[Key, tuple[names.SecretName, dict[str, Any]]]], set[Key] | None]
+
+
+def source_reference(claim_namespace: str, source_name: str) -> str:
+    """How a copy names its source (``SOURCE_ANNOTATION``)."""
+    return f"{claim_namespace}/{source_name}"
 
 
 def app_secret(source: dict[str, Any], target: Key, cluster_id: str, claim_namespace: str) -> dict[str, Any]:
@@ -52,7 +62,10 @@ def app_secret(source: dict[str, Any], target: Key, cluster_id: str, claim_names
             "name": target[1],
             "namespace": target[0],
             "labels": {MANAGED_LABEL: cluster_id},
-            "annotations": {SOURCE_ANNOTATION: f"{claim_namespace}/{source['metadata']['name']}"},
+            "annotations": {
+                SOURCE_ANNOTATION: source_reference(claim_namespace, source["metadata"]["name"]),
+                SOURCE_VERSION_ANNOTATION: str(source["metadata"].get("resourceVersion") or ""),
+            },
         },
         "type": source.get("type") or "Opaque",
         "data": dict(source.get("data") or {}),
@@ -60,11 +73,11 @@ def app_secret(source: dict[str, Any], target: Key, cluster_id: str, claim_names
 
 
 def _same(a: dict[str, Any], b: dict[str, Any]) -> bool:
+    made_from_a, made_from_b = a["metadata"].get("annotations") or {}, b["metadata"].get("annotations") or {}
     return bool(
         a.get("data") == b.get("data")
         and a.get("type") == b.get("type")
-        and (a["metadata"].get("annotations") or {}).get(SOURCE_ANNOTATION)
-        == (b["metadata"].get("annotations") or {}).get(SOURCE_ANNOTATION)
+        and all(made_from_a.get(k) == made_from_b.get(k) for k in (SOURCE_ANNOTATION, SOURCE_VERSION_ANNOTATION))
     )
 
 
@@ -152,13 +165,13 @@ async def _all_copies(rt: Runtime) -> dict[Key, dict[str, Any]]:
     )
     copies: dict[Key, dict[str, Any]] = {}
     for secret in listed:
-        key = _key_of(secret)
+        key = key_of(secret)
         if key is not None:
             copies[key] = secret
     return copies
 
 
-def _key_of(secret: dict[str, Any]) -> Key | None:
+def key_of(secret: dict[str, Any]) -> Key | None:
     """Where a listed copy is, read from the copy itself and parsed again."""
     metadata = secret.get("metadata") or {}
     try:
@@ -178,7 +191,7 @@ async def _copy(rt: Runtime, key: Key) -> dict[str, Any] | None:
         _secrets(key[0]),
         params={"labelSelector": f"{MANAGED_LABEL}={rt.cluster_id}", "fieldSelector": f"metadata.name={key[1]}"},
     )
-    return next((secret for secret in listed if _ours(secret, rt.cluster_id) and _key_of(secret) == key), None)
+    return next((secret for secret in listed if _ours(secret, rt.cluster_id) and key_of(secret) == key), None)
 
 
 async def _claim_released(rt: Runtime, copy: dict[str, Any]) -> bool:
@@ -259,7 +272,7 @@ async def _sync_copy(rt: Runtime, key: Key, secret: dict[str, Any] | None, curre
     refuses (409) if the Secret there is not the one we read. No annotation ever names a path.
     """
     app = rt.app_cluster
-    if current is not None and _key_of(current) != key:
+    if current is not None and key_of(current) != key:
         log.warning("connection secret copy skipped: it is not where it was looked for", extra=fields(name=key[1]))
         return
     try:
@@ -291,9 +304,11 @@ async def _sync_copy(rt: Runtime, key: Key, secret: dict[str, Any] | None, curre
 class SecretSync:
     """Which copies to redo, collected from claim and Secret changes, and the loop that redoes them."""
 
-    def __init__(self, rt: Runtime, *, every: float) -> None:
+    def __init__(self, rt: Runtime, *, every: float, first: FirstToSync | None = None) -> None:
         self._rt = rt
         self._every = every
+        #: What to sync when leadership begins, before the full reconcile (``secrets_index``).
+        self.first = first
         self._pending: set[Key] = set()
         self._full = True
         self._kick = asyncio.Event()
@@ -331,8 +346,38 @@ class SecretSync:
             self._pending |= keys
             self._kick.set()
 
+    async def sync_first(self) -> None:
+        """Sync the copies the warm indexes show missing or stale, at once: no debounce, no
+        wait for the full reconcile, which comes next and heals whatever this missed."""
+        if self.first is None or not self._rt.catalog_loaded:
+            return
+        claims = cached_claims(self._rt)
+        keys = self.first(wanted_copies(claims, self._rt.cluster_id)) if claims is not None else None
+        if not keys:
+            return
+        log.info("connection secrets: syncing first the copies missing or stale", extra=fields(copies=len(keys)))
+        SECRET_SYNCS.labels("first").inc(len(keys))
+        try:
+            refused = await reconcile(self._rt, keys)
+        except upstream.ControlPlaneError as e:
+            log.warning("reconcile failed", extra=fields(loop="connection-secrets", error=describe(e)))
+            return
+        except Exception:
+            log.exception("connection secret sync crashed")
+            return
+        for (namespace, name), error in refused.items():
+            log.warning(
+                "reconcile failed",
+                extra=fields(loop="connection-secrets", namespace=namespace, name=name, error=describe(error)),
+            )
+
     async def run(self, *, debounce: float = 0.1) -> None:
-        """Sync what was asked for, forever; a full reconcile at least every ``every`` seconds."""
+        """Sync what was asked for, forever; a full reconcile at least every ``every`` seconds.
+
+        Started when leadership begins: what the warm indexes show missing or stale first, then
+        the full reconcile ``request_full`` asked for.
+        """
+        await self.sync_first()
         while True:
             timed_out = False
             try:
@@ -375,39 +420,3 @@ class SecretSync:
                 self._full = True
                 await asyncio.sleep(5.0)
                 self._kick.set()
-
-
-async def follow_secrets(rt: Runtime, sync: SecretSync) -> None:
-    """Tell ``sync`` which claim-namespace Secrets change, by name, from a metadata-only watch."""
-    path = _secrets(rt.claim_namespace)
-    backoff = 1.0
-    first = True
-    while True:
-        try:
-            page = await upstream.request(rt.control_plane, "GET", path, params={"limit": "1"}, accept=_METADATA_LIST)
-            version = str((page.get("metadata") or {}).get("resourceVersion") or "")
-            if not first:
-                sync.request_full()  # changes while the watch was down are unknown
-            first = False
-            query = {"resourceVersion": version, "allowWatchBookmarks": "true", "timeoutSeconds": "300"}
-            while True:
-                async with upstream.watch(rt.control_plane_watches, path, params=query, accept=_METADATA) as events:
-                    backoff = 1.0
-                    async for event in events:
-                        obj = event.get("object") or {}
-                        meta = obj.get("metadata") or {}
-                        if event.get("type") == "ERROR":
-                            raise upstream.ControlPlaneRejected(path, int(obj.get("code") or 500), obj)
-                        if meta.get("resourceVersion"):
-                            query["resourceVersion"] = str(meta["resourceVersion"])
-                        if event.get("type") != "BOOKMARK" and meta.get("name"):
-                            sync.secret_changed(str(meta["name"]))
-        except asyncio.CancelledError:
-            raise
-        except upstream.ControlPlaneError as e:
-            log.warning("secret watch failed; retrying", extra=fields(path=path, error=describe(e), retry_in=backoff))
-            await asyncio.sleep(backoff)
-            backoff = min(backoff * 2, 30.0)
-        except Exception:
-            log.exception("secret watch crashed; retrying", extra=fields(path=path))
-            await asyncio.sleep(5.0)
