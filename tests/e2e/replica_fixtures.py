@@ -51,6 +51,8 @@ LEASE_S, RENEW_S, RETRY_S = 15.0, 10.0, 2.0  # the connector's defaults
 CLAIMS = 60
 SEQ_LABEL = "e2e.mcp-connector.io/seq"
 MERGE_PATCH = "application/merge-patch+json"
+#: What a new leader logs when it syncs the copies its warm indexes show missing or stale.
+FIRST_PASS = "connection secrets: syncing first the copies missing or stale"
 #: A replica given SIGTERM must be gone within this (the Deployment's terminationGracePeriodSeconds).
 GRACE_S = 30.0
 

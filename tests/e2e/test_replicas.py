@@ -21,6 +21,7 @@ from connector_fixtures import app, kubeconfig_copy, start_connector, wait_avail
 from replica_fixtures import (
     APISERVICE,
     DELAY,
+    FIRST_PASS,
     GRACE_S,
     LEASE_S,
     NAMESPACE,
@@ -85,7 +86,10 @@ def test_one_leader_writes_and_the_other_takes_over_when_it_is_killed(testbed: T
     assert new == "replica-b"
     took_over = logged_at(b, "became leader")
     resumed = logged_at(b, "connection secret copied", name="elect-1-conn")
+    first = logged_at(b, FIRST_PASS)
     assert took_over is not None and resumed is not None
+    # b watched the copy go while it waited: it is in b's first pass, before the full reconcile.
+    assert first is not None and took_over <= first <= resumed, (took_over, first, resumed)
     eventually(lambda: secret_copy_of(testbed, "elect-2-conn") is not None, timeout=90,
                what="the new leader to copy a new claim's Secret")  # fmt: skip
     assert lease_spec(testbed)["leaseTransitions"] == transitions + 1

@@ -23,6 +23,7 @@ from replica_fixtures import (
     APISERVICE,
     CLAIMS,
     CLUSTER_ID,
+    FIRST_PASS,
     LEASE_S,
     MERGE_PATCH,
     NAMESPACE,
@@ -237,7 +238,10 @@ def test_rolling_update_and_killed_leader_lose_no_write_and_no_event(
                    what="Secret copies to resume")  # fmt: skip
         took_over = logged_at(replicas.procs[new], "became leader")
         resumed = logged_at(replicas.procs[new], "connection secret copied", name="before-kill-conn")
+        first = logged_at(replicas.procs[new], FIRST_PASS)
         assert took_over is not None and resumed is not None
+        # The copy removed while nobody led is in the new leader's first pass, before its full reconcile.
+        assert first is not None and took_over <= first <= resumed, (took_over, first, resumed)
         figures["new leader after kill"] = took_over - killed
         figures["after the dead leader's last renewal"] = since_renewal
         figures["Secret copies resumed after kill"] = resumed - killed
