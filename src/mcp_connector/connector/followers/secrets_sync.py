@@ -247,11 +247,33 @@ async def reconcile(rt: Runtime, only: set[Key] | None = None) -> dict[Key, upst
     refused: dict[Key, upstream.ControlPlaneRejected] = {}
     for key in sorted(keys):
         try:
-            current = existing.get(key) if existing is not None else await _copy(rt, key)
-            await _sync_copy(rt, key, await _desired(rt, key, wanted), current)
+            current, desired = await _read(rt, key, wanted, existing)
+            await _sync_copy(rt, key, desired, current)
         except upstream.ControlPlaneRejected as e:
             refused[key] = e
     return refused
+
+
+async def _read(
+    rt: Runtime,
+    key: Key,
+    wanted: dict[Key, tuple[names.SecretName, dict[str, Any]]],
+    existing: dict[Key, dict[str, Any]] | None,
+) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
+    """The copy at ``key`` as it is and as it should be.
+
+    Read one by one, the copy (app cluster) and its source (control plane) are read at once: a
+    targeted sync, and a new leader's first copies above all, wait for one round trip, not two.
+    """
+    if existing is not None:
+        return existing.get(key), await _desired(rt, key, wanted)
+    both = await asyncio.gather(_copy(rt, key), _desired(rt, key, wanted), return_exceptions=True)
+    current, desired = both[0], both[1]
+    if isinstance(current, BaseException):
+        raise current
+    if isinstance(desired, BaseException):
+        raise desired
+    return current, desired
 
 
 def _preconditions(current: dict[str, Any]) -> dict[str, Any]:
