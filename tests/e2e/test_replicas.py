@@ -98,7 +98,8 @@ def test_one_leader_writes_and_the_other_takes_over_when_it_is_killed(testbed: T
     assert LEASE_S <= since_renewal <= LEASE_S + 2 * (1 + JITTER) * RETRY_S + 3, since_renewal
     print(f"[figure] leader SIGKILLed: the other replica took the Lease {took_over - killed:.1f}s after the kill "
           f"({since_renewal:.1f}s after the dead leader's last renewal) and copied a Secret again "
-          f"{resumed - killed:.1f}s after the kill (lease duration {LEASE_S:.0f}s)")  # fmt: skip
+          f"{resumed - killed:.1f}s after the kill, {resumed - took_over:.2f}s after it led "
+          f"(lease duration {LEASE_S:.0f}s)")  # fmt: skip
 
     # SIGTERM releases the Lease: a replica started now takes it at once, not after 15 s.
     c = replicas.start("replica-c")

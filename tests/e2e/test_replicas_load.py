@@ -245,6 +245,7 @@ def test_rolling_update_and_killed_leader_lose_no_write_and_no_event(
         figures["new leader after kill"] = took_over - killed
         figures["after the dead leader's last renewal"] = since_renewal
         figures["Secret copies resumed after kill"] = resumed - killed
+        figures["after becoming leader"] = resumed - took_over
         # Never sooner than a lease duration after the last renewal (the new leader saw it no
         # sooner than it was written).
         assert since_renewal >= LEASE_S, since_renewal
