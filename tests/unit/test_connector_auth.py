@@ -16,6 +16,7 @@ from cryptography.x509.oid import NameOID
 from mcp_connector.connector import options
 from mcp_connector.connector.http.auth import Headers, Unauthenticated, User, authenticate, settings_from_configmap
 from mcp_connector.connector.http.authz import Attributes, Authorizer, review_body
+from mcp_connector.core.selectors import Requirement
 
 
 def _cert(cn: str, issuer: tuple[x509.Name, ec.EllipticCurvePrivateKey] | None = None, *, ca: bool = False) -> Any:
@@ -120,6 +121,27 @@ async def test_authorizer_caches_allowed_and_denied_separately_and_bounded() -> 
     for i in range(5):
         await authz.authorize(Attributes(User(f"u{i}"), "list", "g", "v", "r"))
     assert len(authz) == 3
+
+
+async def test_decisions_are_kept_under_a_digest_of_the_review_not_the_tenants_values() -> None:
+    """The cache is bounded in entries; what a tenant sent (a selector of a thousand values, a
+    user's thousand groups) must not be what each entry holds."""
+    calls: list[dict[str, Any]] = []
+
+    async def review(body: dict[str, Any]) -> dict[str, Any]:
+        calls.append(body)
+        return {"status": {"allowed": True}}
+
+    authz = Authorizer(review)
+    values = tuple(f"v{i}" for i in range(1000))
+    user = User("alice", tuple(f"team-{i}" for i in range(1000)))
+    wide = Attributes(user, "list", "g", "v", "r", namespace="ns", label_selector=(Requirement("k", "In", values),))
+    narrow = Attributes(user, "list", "g", "v", "r", namespace="ns", label_selector=(Requirement("k", "In", ("v0",)),))
+    for attrs in (wide, wide, narrow, narrow):
+        assert (await authz.authorize(attrs)).allowed
+    assert len(calls) == 2 and len(authz) == 2
+    assert calls[0]["spec"]["resourceAttributes"]["labelSelector"]["requirements"][0]["values"] == list(values)
+    assert all(isinstance(key, bytes) and len(key) == 32 for key in authz._cache)
 
 
 async def test_concurrent_askers_share_one_review_and_a_caller_giving_up_cancels_it_for_nobody() -> None:

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import hashlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -287,7 +288,9 @@ async def _consistent_list(
     rt: Runtime, call: Call, cache: Cache, form: forms.Form, selection: Selection, direct: Direct
 ) -> web.StreamResponse:
     """A consistent LIST by the path that answers this scope and selection sooner (paths.py), timed."""
-    scope = (call.route.namespace, call.query.get("labelSelector", ""), call.query.get("fieldSelector", ""))
+    # A digest of what the tenant sent: kept for up to paths.SCOPES_KEPT scopes, it must not hold the selectors.
+    selected = (call.route.namespace, call.query.get("labelSelector", ""), call.query.get("fieldSelector", ""))
+    scope = hashlib.sha256(orjson.dumps(selected)).digest()
     path = cache.paths.choose(scope)
     started = time.monotonic()
     answer: web.StreamResponse | None = None

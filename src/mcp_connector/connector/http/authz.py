@@ -10,11 +10,14 @@ storm does not become a SubjectAccessReview storm.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
+
+import orjson
 
 from mcp_connector import upstream
 from mcp_connector.connector.http.auth import User
@@ -121,28 +124,35 @@ class Authorizer:
         self._denied_ttl = denied_ttl
         self._max = max_entries
         self._clock = clock
-        self._cache: OrderedDict[Attributes, tuple[float, Decision]] = OrderedDict()
-        self._in_flight: dict[Attributes, asyncio.Task[Decision]] = {}
+        self._cache: OrderedDict[bytes, tuple[float, Decision]] = OrderedDict()
+        self._in_flight: dict[bytes, asyncio.Task[Decision]] = {}
 
     async def authorize(self, attrs: Attributes) -> Decision:
-        """Return the cached decision, or ask the app cluster (once for concurrent askers) and cache it."""
-        hit = self._cache.get(attrs)
+        """Return the cached decision, or ask the app cluster (once for concurrent askers) and cache it.
+
+        Decisions are kept under a digest of the review, not the attributes: those hold what the
+        tenant sent (names, selectors of up to a request line) and the user's groups, so
+        ``max_entries`` of them would bound the cache in entries only, not in bytes.
+        """
+        body = review_body(attrs)
+        key = hashlib.sha256(orjson.dumps(body, option=orjson.OPT_SORT_KEYS)).digest()
+        hit = self._cache.get(key)
         if hit is not None and hit[0] > self._clock():
-            self._cache.move_to_end(attrs)
+            self._cache.move_to_end(key)
             return hit[1]
-        task = self._in_flight.get(attrs)
+        task = self._in_flight.get(key)
         if task is None:
-            task = asyncio.ensure_future(self._ask(attrs))
-            self._in_flight[attrs] = task
-            task.add_done_callback(lambda _: self._in_flight.pop(attrs, None))
+            task = asyncio.ensure_future(self._ask(key, body))
+            self._in_flight[key] = task
+            task.add_done_callback(lambda _: self._in_flight.pop(key, None))
         return await asyncio.shield(task)
 
-    async def _ask(self, attrs: Attributes) -> Decision:
-        decision = decision_of(await self._review(review_body(attrs)))
+    async def _ask(self, key: bytes, body: dict[str, Any]) -> Decision:
+        decision = decision_of(await self._review(body))
         now = self._clock()
         ttl = self._allowed_ttl if decision.allowed else self._denied_ttl
-        self._cache[attrs] = (now + ttl, decision)
-        self._cache.move_to_end(attrs)
+        self._cache[key] = (now + ttl, decision)
+        self._cache.move_to_end(key)
         while len(self._cache) > self._max:
             self._cache.popitem(last=False)
         return decision
