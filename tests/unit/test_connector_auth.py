@@ -72,11 +72,14 @@ def test_front_proxy_user_groups_and_extras() -> None:
                 ("X-Remote-Group", "system:authenticated"),
                 ("X-Remote-Extra-Scopes%2Fa", "x"),
                 ("X-Remote-Extra-Scopes%2Fa", "y"),
+                ("X-Remote-Extra-Case%41", "z"),
             ]
         ),
         settings,
     )
-    assert user == User("alice", ("devs", "system:authenticated"), "", (("scopes/a", ("x", "y")),))
+    # Lower-cased before it is unescaped, as kube-apiserver's request-header authenticator reads it.
+    extras = (("caseA", ("z",)), ("scopes/a", ("x", "y")))
+    assert user == User("alice", ("devs", "system:authenticated"), "", extras)
 
 
 @pytest.mark.parametrize("case", ["no cert", "other ca", "wrong cn", "no user", "no settings"])

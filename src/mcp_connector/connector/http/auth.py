@@ -148,6 +148,7 @@ def authenticate(peer_cert_der: bytes | None, headers: Headers, settings: FrontP
     for header, value in headers.items():
         for prefix in settings.extra_header_prefixes:
             if header.lower().startswith(prefix.lower()):
-                key = urllib.parse.unquote(header[len(prefix) :]).lower()
+                # As the request-header authenticator: lower-cased, then unescaped (``%41`` is ``A``).
+                key = urllib.parse.unquote(header[len(prefix) :].lower())
                 extra.setdefault(key, []).append(value)
     return User(name, groups, uid, tuple(sorted((k, tuple(v)) for k, v in extra.items())))
