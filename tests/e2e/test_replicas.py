@@ -10,16 +10,20 @@ renew deadline, before anyone takes over.
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import http.client
 import signal
 import threading
 import time
+from typing import Any
 
 import pytest
 from connector_fixtures import app, kubeconfig_copy, start_connector, wait_available
+from fault_tools import claim_body
 from replica_fixtures import (
     APISERVICE,
+    CLUSTER_ID,
     DELAY,
     FIRST_PASS,
     GRACE_S,
@@ -35,11 +39,14 @@ from replica_fixtures import (
     lease_spec,
     logged_at,
     replicas,
+    request,
     secret_copy_of,
     with_secret,
 )
 
+from mcp_connector.connector.followers.secrets_sync import MANAGED_LABEL
 from mcp_connector.connector.leader.election import JITTER
+from testbed import APP_CLUSTER
 from testbed.harness import Testbed
 from testbed.relay import FaultRelay
 from testbed.waiting import eventually
@@ -112,6 +119,50 @@ def test_one_leader_writes_and_the_other_takes_over_when_it_is_killed(testbed: T
     assert "became leader" in c.logs()
     print(f"[figure] leader SIGTERMed: exited after {took:.1f}s (shutdown delay {DELAY}s), "
           f"next leader {handover:.1f}s after the signal")  # fmt: skip
+
+
+MANY = 60  # claims asking for a connection Secret
+
+
+@pytest.mark.timeout(480)
+def test_a_new_leader_copies_first_what_went_missing_however_many_claims(testbed: Testbed, replicas: Replicas) -> None:
+    """Issue 19 point 5 with many copies: the one removed while nobody led comes last in the full
+    reconcile's order (which reads every source first); the new leader writes it in its first pass."""
+    replicas.start("replica-a")
+    eventually(lambda: holder(testbed) == "replica-a", timeout=30, what="replica-a to lead")
+    b = replicas.start("replica-b")
+    names = [f"many-{n:02d}" for n in range(MANY)]
+
+    def create(name: str) -> tuple[int, Any]:
+        body = claim_body(name, NAMESPACE)
+        body["spec"]["writeConnectionSecretToRef"] = {"name": f"{name}-conn"}
+        return request(testbed, "POST", NS_PATH, body)
+
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        for status, answer in pool.map(create, names):
+            assert status == 201, answer
+
+    def copies() -> set[str]:
+        selector = f"{MANAGED_LABEL}={CLUSTER_ID}"
+        listed = testbed.kubectl_json(APP_CLUSTER, "get", "secret", "-n", NAMESPACE, "-l", selector)
+        return {s["metadata"]["name"] for s in listed["items"]} & {f"{n}-conn" for n in names}
+
+    # Crossplane writes each claim's connection Secret in the control plane; the leader copies each.
+    eventually(lambda: len(copies()) == MANY, timeout=300, what=f"the leader's {MANY} copies")
+    last = f"{names[-1]}-conn"
+    killed = replicas.kill("replica-a")
+    app(testbed, "delete", "secret", last, "-n", NAMESPACE)
+    eventually(lambda: holder(testbed) == "replica-b", timeout=LEASE_S + 15, what="replica-b to take over")
+    eventually(lambda: secret_copy_of(testbed, last) is not None, timeout=LEASE_S + 60,
+               what="the new leader to copy the Secret again")  # fmt: skip
+    took_over = logged_at(b, "became leader")
+    resumed = logged_at(b, "connection secret copied", name=last)
+    first = logged_at(b, FIRST_PASS)
+    assert took_over is not None and resumed is not None
+    assert first is not None and took_over <= first <= resumed, (took_over, first, resumed)
+    print(f"[figure] {MANY} claims with connection Secrets, the copy last in the full reconcile's order removed "
+          f"after a SIGKILL of the leader: new leader {took_over - killed:.1f}s after the kill, the copy written "
+          f"again {resumed - killed:.1f}s after the kill, {resumed - took_over:.2f}s after it led")  # fmt: skip
 
 
 @pytest.mark.timeout(300)
