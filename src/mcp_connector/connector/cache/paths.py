@@ -3,11 +3,12 @@
 A consistent GET's proof is a few hundred bytes (serving.py), always cheaper than the object. A
 consistent LIST's proof is the scope's metadata list, which for claims with large annotations
 costs nearly as much as the list itself; proving and then answering from the cache can then
-take longer than letting the control plane answer. Which one wins depends on the scope's size
-and shape, on how many readers share a proof (at 16 clients a proof serves several reads) and
-on the control plane's load, so it is measured, per scope and selection, as it goes: each path
-keeps a moving average of how long its answers took, the faster one answers, and one read in
-``EXPLORE_EVERY`` takes the other path so a change in either is noticed.
+take longer than letting the control plane answer. Under concurrency the proof is shared and
+wins (serving.py proves whenever another read of the scope is proving); for a lone read which
+one wins depends on the scope's size and shape and on the control plane's load, so it is
+measured, per scope and selection, as it goes: each path keeps a moving average of how long its
+lone answers took, the faster one answers, and one read in ``EXPLORE_EVERY`` takes the other
+path so a change in either is noticed.
 """
 
 from __future__ import annotations
