@@ -38,6 +38,7 @@ def main() -> None:
         ("host", "host"),
         ("controlPlaneSecret", "control_plane_secret"),
         ("clusterId", "cluster_id"),
+        ("appClusterUid", "app_cluster_uid"),
         ("namespace", "namespace"),
         ("image", "image"),
         ("mode", "mode"),
@@ -78,6 +79,7 @@ def main() -> None:
         opts=pulumi.ResourceOptions(providers={"kubernetes": provider}),
     )
     pulumi.export("clusterId", connector.cluster_id)
+    pulumi.export("appClusterUid", connector.app_cluster_uid)
     pulumi.export("claimApis", connector.claim_apis)
     pulumi.export("apiserviceNames", connector.apiservice_names)
     pulumi.export("controlPlaneNamespace", connector.control_plane_namespace)

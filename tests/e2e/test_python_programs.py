@@ -155,7 +155,11 @@ def test_root_program_connects_a_claim_and_releases_it(testbed: Testbed, pulumi_
         project.run("up", "--yes", "--skip-preview")
         outputs = project.outputs()
         assert outputs["clusterId"] == cluster_id
+        assert outputs["appClusterUid"] == kube_system_uid(testbed)  # what a lost cluster's destroy is given
         assert outputs["apiserviceNames"] == ["v1alpha1.k8s.starter.org"]
+        project.run("preview", "--diff", "--expect-no-changes")
+        # The identity given as a value (as for an app cluster that is gone) is the same identity.
+        project.run("config", "set", "mcp-connector:appClusterUid", "--", outputs["appClusterUid"])
         project.run("preview", "--diff", "--expect-no-changes")
 
         wait_available(testbed, "v1alpha1.k8s.starter.org")
