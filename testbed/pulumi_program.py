@@ -69,7 +69,9 @@ def _skip_await_deployments(args: pulumi.ResourceTransformArgs) -> pulumi.Resour
     metadata = dict(props.get("metadata") or {})
     metadata["annotations"] = {**(metadata.get("annotations") or {}), SKIP_AWAIT: "true"}
     props["metadata"] = metadata
-    return pulumi.ResourceTransformResult(props=props, opts=args.opts)
+    # No options back (the engine keeps them): Pulumi's Python SDK 3.272 cannot return the options
+    # of a resource with a replacement_trigger (README Known limits).
+    return pulumi.ResourceTransformResult(props=props, opts=None)  # type: ignore[arg-type]
 
 
 def program_of(main: Path, *, await_deployments: bool = True) -> Any:
